@@ -1,0 +1,199 @@
+"""The ``moderation`` command: database, sites, moderators, tokens, serving."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from moderation import schema
+from moderation.config import ConfigError
+from moderation.db import begin_write
+from moderation.errors import ServiceError
+from moderation.models import Moderator, Role, Site, utcnow
+
+
+def _app() -> Flask:
+    from moderation.app import create_app
+
+    try:
+        return create_app()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@contextmanager
+def write_session(app: Flask) -> Iterator[Session]:
+    """One write transaction, committed if the block succeeds; service errors become messages."""
+    session: Session = app.extensions["moderation.sessionmaker"]()
+    begin_write(session)
+    try:
+        yield session
+        session.commit()
+    except ServiceError as error:
+        session.rollback()
+        details = "; ".join(f"{k}: {v}" for k, v in error.fields.items())
+        raise click.ClickException(f"{error.message} {details}".strip()) from None
+    finally:
+        session.close()
+
+
+@click.group()
+def main() -> None:
+    """Comment moderation service. Settings come from MODERATION_* environment variables."""
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply the migrations (creates the database on first run)."""
+    app = _app()
+    schema.upgrade(app.extensions["moderation.engine"], revision)
+    click.echo(f"Database is at revision {schema.head_revision() if revision == 'head' else revision}.")
+
+
+@main.group()
+def site() -> None:
+    """Sites (blogs)."""
+
+
+@site.command("add")
+@click.argument("slug")
+@click.option("--name", required=True, help="The blog's name, shown to commenters.")
+@click.option(
+    "--origin", "origins", multiple=True, required=True, help="An origin allowed to embed (repeat)."
+)
+def site_add(slug: str, name: str, origins: tuple[str, ...]) -> None:
+    """Add a site whose pages at ORIGIN may embed and post comments."""
+    from moderation.sites import create_site
+
+    with write_session(_app()) as session:
+        created = create_site(session, slug=slug, name=name, origins=list(origins))
+        click.echo(f"Added site {created.slug} ({', '.join(created.origins)}).")
+
+
+@site.command("list")
+def site_list() -> None:
+    """List the sites."""
+    with write_session(_app()) as session:
+        for found in session.scalars(select(Site).order_by(Site.slug)):
+            click.echo(f"{found.slug}\t{found.name}\t{' '.join(found.origins)}")
+
+
+@main.group()
+def moderator() -> None:
+    """Moderator accounts."""
+
+
+@moderator.command("add")
+@click.argument("login")
+@click.option("--email", required=True)
+@click.option("--role", type=click.Choice([r.value for r in Role]), default=Role.MODERATOR.value)
+@click.option("--site", "sites", multiple=True, help="A site this moderator moderates (repeat).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def moderator_add(
+    login: str, email: str, role: str, sites: tuple[str, ...], password_stdin: bool
+) -> None:
+    """Add a moderator; the password is prompted for, or read from standard input."""
+    from moderation.moderators import create_moderator
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    app = _app()
+    with write_session(app) as session:
+        created = create_moderator(
+            session,
+            app.extensions["moderation.hasher"],
+            login=login,
+            email=email,
+            password=password,
+            role=Role(role),
+            site_slugs=sites,
+        )
+        click.echo(f"Added {created.role.value} {created.login}.")
+
+
+@main.group()
+def token() -> None:
+    """API tokens for the moderation API."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option(
+    "--moderator",
+    "login",
+    help="The moderator the token acts as (default: the only admin, if there is one).",
+)
+def token_create(name: str, login: str | None) -> None:
+    """Create an API token called NAME and print it once."""
+    from moderation.moderators import create_api_token, get_moderator
+
+    with write_session(_app()) as session:
+        if login:
+            owner = get_moderator(session, login)
+        else:
+            admins = session.scalars(select(Moderator).where(Moderator.role == Role.ADMIN)).all()
+            if len(admins) != 1:
+                raise click.ClickException(
+                    "Say which moderator the token acts as with --moderator LOGIN."
+                )
+            owner = admins[0]
+        created, plain = create_api_token(session, owner, name, now=utcnow())
+        click.echo(f"Token {created.name} for {owner.login} (shown once, keep it secret):")
+        click.echo(plain)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Serve with the development server (use gunicorn in production)."""
+    _app().run(host=host, port=port, threaded=True, use_reloader=False)
+
+
+@main.command()
+@click.option("--url", default="http://127.0.0.1:5000", show_default=True)
+def demo(url: str) -> None:
+    """Set up the demo site and a demo admin with a fresh password, and print how to use them."""
+    from moderation.moderators import create_moderator
+    from moderation.sites import create_site
+    from moderation.web.demo import DEMO_SITE
+
+    app = _app()
+    hasher = app.extensions["moderation.hasher"]
+    password = secrets.token_urlsafe(12)
+    with write_session(app) as session:
+        if session.scalar(select(Site).where(Site.slug == DEMO_SITE)) is None:
+            origins = [url, url.replace("127.0.0.1", "localhost")]
+            create_site(session, slug=DEMO_SITE, name="Demo blog", origins=origins)
+        existing = session.scalar(select(Moderator).where(Moderator.login == "demo"))
+        if existing is None:
+            create_moderator(
+                session,
+                hasher,
+                login="demo",
+                email="demo@example.org",
+                password=password,
+                role=Role.ADMIN,
+            )
+        else:
+            existing.password_hash = hasher.hash(password)
+    click.echo("")
+    click.echo(f"  Demo post page:   {url}/demo/")
+    click.echo(f"  Moderation queue: {url}/moderate/")
+    click.echo(f"  Log in as:        demo / {password}")
+    click.echo("")

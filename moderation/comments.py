@@ -1,0 +1,321 @@
+"""Comments: submitting, moderating and publishing them.
+
+Services take the session first, flush when they need ids and never commit: the caller owns the
+transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import ipaddress
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from moderation.errors import (
+    AlreadyModerated,
+    Malformed,
+    NotFound,
+    OriginNotAllowed,
+    ThreadClosed,
+    ValidationFailed,
+)
+from moderation.events import Actor, record_audit, record_event
+from moderation.models import Comment, CommentStatus, Moderator, Post, Site
+from moderation.sanitising import render_comment
+from moderation.validation import CommentSubmission
+
+MAX_DEPTH = 3
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
+
+
+class Action:
+    """A moderation decision: the status it leads to and the event it records."""
+
+    def __init__(self, name: str, status: CommentStatus):
+        self.name = name
+        self.status = status
+        self.event_type = f"comment.{status.value}"
+
+
+ACTIONS = {
+    "approve": Action("approve", CommentStatus.APPROVED),
+    "reject": Action("reject", CommentStatus.REJECTED),
+    "spam": Action("spam", CommentStatus.SPAM),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Page:
+    comments: Sequence[Comment]
+    next_cursor: str | None
+
+
+def get_site(session: Session, slug: str) -> Site:
+    site = session.scalar(select(Site).where(Site.slug == slug))
+    if site is None:
+        raise NotFound("There is no site with that name.")
+    return site
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def origin_allowed(site: Site, origin: str) -> bool:
+    return origin.lower().rstrip("/") in {o.lower().rstrip("/") for o in site.origins}
+
+
+def client_network(address: str | None) -> str | None:
+    """Reduce a client address to its network (/24 or /48) before it is stored."""
+    if not address:
+        return None
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+def is_closed(post: Post, now: dt.datetime) -> bool:
+    days = post.site.close_after_days
+    if post.closed:
+        return True
+    return days is not None and now >= post.created_at + dt.timedelta(days=days)
+
+
+def _find_or_create_post(
+    session: Session, site: Site, submission: CommentSubmission, now: dt.datetime
+) -> Post:
+    post = session.scalar(select(Post).where(Post.site_id == site.id, Post.key == submission.post))
+    if post is not None:
+        if submission.post_title and not post.title:
+            post.title = submission.post_title
+        return post
+    url = submission.post_url
+    if url is None:
+        if not (submission.post.startswith("/") and site.origins):
+            raise ValidationFailed(fields={"post_url": "Enter the address of the post"})
+        url = site.origins[0].rstrip("/") + submission.post
+    if not origin_allowed(site, origin_of(url)):
+        raise ValidationFailed(fields={"post_url": "The post address must be on this site"})
+    post = Post(site=site, key=submission.post, title=submission.post_title or "", url=url)
+    post.created_at = now
+    session.add(post)
+    return post
+
+
+def _reply_parent(session: Session, post: Post, parent_public_id: str) -> Comment:
+    parent = session.scalar(
+        select(Comment).where(
+            Comment.public_id == parent_public_id,
+            Comment.post_id == post.id,
+            Comment.status == CommentStatus.APPROVED,
+        )
+    )
+    if parent is None:
+        raise ValidationFailed(
+            fields={"parent_id": "The comment you are replying to cannot be found"}
+        )
+    # Threads nest MAX_DEPTH deep; a reply to the deepest level joins that level's thread.
+    ancestors = [parent]
+    while ancestors[-1].parent is not None and len(ancestors) < MAX_DEPTH:
+        ancestors.append(ancestors[-1].parent)  # type: ignore[arg-type]
+    if len(ancestors) >= MAX_DEPTH:
+        return ancestors[1]
+    return parent
+
+
+def submit_comment(
+    session: Session,
+    site_slug: str,
+    submission: CommentSubmission,
+    *,
+    now: dt.datetime,
+    origin: str | None = None,
+    client_address: str | None = None,
+    user_agent: str | None = None,
+) -> Comment:
+    """Accept a commenter's submission into the queue as a pending comment."""
+    site = get_site(session, site_slug)
+    if origin is not None and not origin_allowed(site, origin):
+        raise OriginNotAllowed()
+    post = _find_or_create_post(session, site, submission, now)
+    if post.id is not None and is_closed(post, now):
+        raise ThreadClosed()
+    parent = _reply_parent(session, post, submission.parent_id) if submission.parent_id else None
+    comment = Comment(
+        post=post,
+        parent=parent,
+        author_name=submission.author_name,
+        author_email=submission.author_email,
+        body_text=submission.body,
+        body_html=render_comment(submission.body),
+        status=CommentStatus.PENDING,
+        signals=[],
+        client_network=client_network(client_address),
+        user_agent=(user_agent or "")[:300] or None,
+        submitted_at=now,
+    )
+    session.add(comment)
+    session.flush()
+    record_event(session, "comment.submitted", comment, now=now)
+    return comment
+
+
+def get_comment_for(session: Session, moderator: Moderator, public_id: str) -> Comment:
+    """A comment the moderator may see; another site's comment is "not found", not "forbidden"."""
+    comment = session.scalar(select(Comment).where(Comment.public_id == public_id))
+    if comment is None or not moderator.may_moderate(comment.post.site_id):
+        raise NotFound("There is no comment with that id.")
+    return comment
+
+
+def moderate_comment(
+    session: Session,
+    moderator: Moderator,
+    public_id: str,
+    action_name: str,
+    *,
+    actor: Actor,
+    now: dt.datetime,
+) -> Comment:
+    """Apply a moderation decision to a pending comment, exactly once.
+
+    The status change is a conditional UPDATE, so of two moderators acting at once only one
+    succeeds; the other gets :class:`AlreadyModerated`.
+    """
+    action = ACTIONS.get(action_name)
+    if action is None:
+        raise NotFound("There is no such moderation action.")
+    comment = get_comment_for(session, moderator, public_id)
+    before = {"status": comment.status.value}
+    changed = session.execute(
+        update(Comment)
+        .where(Comment.id == comment.id, Comment.status == CommentStatus.PENDING)
+        .values(status=action.status, moderated_at=now, moderated_by_id=actor.moderator_id)
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        raise AlreadyModerated(
+            f"This comment has already been moderated (it is {comment.status.value})."
+        )
+    session.execute(
+        update(Post).where(Post.id == comment.post_id).values(version=Post.version + 1)
+    )
+    session.refresh(comment)
+    session.refresh(comment.post)
+    record_audit(
+        session,
+        actor,
+        action.name,
+        comment,
+        before=before,
+        after={"status": comment.status.value},
+        now=now,
+    )
+    record_event(session, action.event_type, comment, now=now)
+    return comment
+
+
+def encode_cursor(comment_id: int) -> str:
+    return base64.urlsafe_b64encode(f"c{comment_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if raw.startswith("c") and raw[1:].isdigit():
+            return int(raw[1:])
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise Malformed("The cursor is not valid.", fields={"cursor": "Not a cursor from this API"})
+
+
+def page_limit(raw: str | None) -> int:
+    if raw is None:
+        return DEFAULT_PAGE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise Malformed(
+            f"limit must be a whole number from 1 to {MAX_PAGE}.",
+            fields={"limit": f"Must be from 1 to {MAX_PAGE}"},
+        )
+    return int(raw)
+
+
+def _page(comments: Sequence[Comment], limit: int) -> Page:
+    more = len(comments) > limit
+    shown = comments[:limit]
+    return Page(shown, encode_cursor(shown[-1].id) if more and shown else None)
+
+
+def find_post(session: Session, site: Site, key: str) -> Post | None:
+    return session.scalar(select(Post).where(Post.site_id == site.id, Post.key == key))
+
+
+def approved_comments(
+    session: Session, post: Post, *, cursor: str | None = None, limit: int = DEFAULT_PAGE
+) -> Page:
+    """A post's approved comments, oldest first, one page at a time."""
+    after = decode_cursor(cursor)
+    query = select(Comment).where(
+        Comment.post_id == post.id, Comment.status == CommentStatus.APPROVED
+    )
+    if after is not None:
+        query = query.where(Comment.id > after)
+    rows = session.scalars(query.order_by(Comment.id).limit(limit + 1)).all()
+    return _page(rows, limit)
+
+
+def count_approved(session: Session, post: Post) -> int:
+    return session.scalar(
+        select(func.count())
+        .select_from(Comment)
+        .where(Comment.post_id == post.id, Comment.status == CommentStatus.APPROVED)
+    ) or 0
+
+
+def queue(
+    session: Session,
+    moderator: Moderator,
+    *,
+    status: CommentStatus = CommentStatus.PENDING,
+    cursor: str | None = None,
+    limit: int = DEFAULT_PAGE,
+) -> Page:
+    """Comments of one status on the sites the moderator may moderate, oldest first."""
+    after = decode_cursor(cursor)
+    query = select(Comment).where(Comment.status == status)
+    if not moderator.is_admin:
+        site_ids = [site.id for site in moderator.sites]
+        query = query.join(Comment.post).where(Post.site_id.in_(site_ids))
+    if after is not None:
+        query = query.where(Comment.id > after)
+    rows = session.scalars(query.order_by(Comment.id).limit(limit + 1)).all()
+    return _page(rows, limit)
+
+
+@dataclasses.dataclass
+class ThreadNode:
+    comment: Comment
+    replies: list[ThreadNode] = dataclasses.field(default_factory=list)
+
+
+def nest(flat: Sequence[Comment]) -> list[ThreadNode]:
+    """Arrange comments (oldest first) into a thread; a reply whose parent is absent stays top level."""
+    nodes = {c.id: ThreadNode(c) for c in flat}
+    roots: list[ThreadNode] = []
+    for comment in flat:
+        parent = nodes.get(comment.parent_id) if comment.parent_id else None
+        (parent.replies if parent else roots).append(nodes[comment.id])
+    return roots

@@ -1,0 +1,121 @@
+"""Settings from ``MODERATION_*`` environment variables and an optional TOML file.
+
+Every setting is one field of :class:`Settings`; the README's configuration table lists them.
+Precedence: environment variable, then the TOML file named by ``MODERATION_CONFIG_FILE``, then the
+default. Defaults suit the embedded SQLite mode of ``make run``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+PREFIX = "MODERATION_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot run; the message says which setting and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The service's configuration; field ``x`` is read from ``MODERATION_X``."""
+
+    env: str = "production"
+    secret_key: str = ""
+    instance_path: str = "instance"
+    database_url: str = ""
+    max_request_bytes: int = 64 * 1024
+    session_cookie_secure: bool | None = None
+    session_idle_minutes: int = 30
+    session_max_hours: int = 12
+    trusted_proxy_hops: int = 0
+    demo: bool | None = None
+    log_level: str = "INFO"
+    # Cheap password hashing is only for test suites; never set it in production.
+    fast_password_hashing: bool = False
+
+    @property
+    def development(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{Path(self.instance_path).resolve() / 'moderation.db'}"
+
+    @property
+    def cookie_secure(self) -> bool:
+        if self.session_cookie_secure is None:
+            return not self.development
+        return self.session_cookie_secure
+
+    @property
+    def demo_enabled(self) -> bool:
+        return self.development if self.demo is None else self.demo
+
+    def check(self) -> None:
+        """Refuse settings that cannot run safely."""
+        if self.env not in ("development", "production", "testing"):
+            raise ConfigError(
+                f"MODERATION_ENV must be development, production or testing, not {self.env!r}"
+            )
+        if not self.development and len(self.secret_key) < 32:
+            raise ConfigError(
+                "MODERATION_SECRET_KEY must be set to a random value of at least 32 characters "
+                "outside development: it signs moderator sessions and CSRF tokens. Generate one "
+                'with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+            )
+        if self.fast_password_hashing and self.env != "testing":
+            raise ConfigError("MODERATION_FAST_PASSWORD_HASHING is only allowed in testing")
+
+
+def _coerce(field: dataclasses.Field[Any], raw: Any) -> Any:
+    kind = field.type
+    if not isinstance(raw, str):
+        return raw
+    if kind in ("bool", "bool | None"):
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{PREFIX}{field.name.upper()} must be true or false, not {raw!r}")
+    if kind == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{PREFIX}{field.name.upper()} must be a whole number") from None
+    return raw
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Build settings from the environment, the optional TOML file and explicit overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_file = environ.get(f"{PREFIX}CONFIG_FILE")
+    if config_file:
+        try:
+            with open(config_file, "rb") as fh:
+                values.update(tomllib.load(fh))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read MODERATION_CONFIG_FILE {config_file}: {exc}") from exc
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ConfigError(f"unknown settings in {config_file}: {', '.join(sorted(unknown))}")
+    for name in fields:
+        key = f"{PREFIX}{name.upper()}"
+        if key in environ:
+            values[name] = environ[key]
+    values.update(overrides)
+    settings = Settings(**{name: _coerce(fields[name], raw) for name, raw in values.items()})
+    settings.check()
+    return settings

@@ -1,0 +1,84 @@
+"""Database wiring: the engine (with SQLite made safe for concurrent writers) and one session per
+Flask app context.
+
+SQLite runs in WAL mode with a busy timeout and foreign keys on, and the driver's own transaction
+handling is replaced so that a write transaction starts with ``BEGIN IMMEDIATE``: a deferred BEGIN
+that reads and then writes fails with "database is locked" under concurrent writers instead of
+waiting for the busy timeout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, g, request
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+WRITE_OPTION = "moderation_write"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """Create the engine for ``url``; SQLite gets WAL, a busy timeout and BEGIN IMMEDIATE."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
+        )
+        _make_sqlite_safe(engine)
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _make_sqlite_safe(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from pysqlite; the "begin" hook below issues BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Any) -> None:
+        immediate = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def begin_write(session: Session) -> None:
+    """Mark the session's next transaction as a writer (``BEGIN IMMEDIATE`` on SQLite).
+
+    Only effective before the session has begun its transaction; a no-op on PostgreSQL.
+    """
+    if not session.in_transaction():
+        session.connection(execution_options={WRITE_OPTION: True})
+
+
+def get_session() -> Session:
+    """The session of the current app context, created on first use.
+
+    A request with an unsafe method (POST, ...) gets a write transaction, so that its reads and
+    writes happen under one SQLite write lock.
+    """
+    if "db_session" not in g:
+        factory: sessionmaker[Session] = current_app.extensions["moderation.sessionmaker"]
+        session = factory()
+        g.db_session = session
+        from flask import has_request_context
+
+        if has_request_context() and request.method not in SAFE_METHODS:
+            begin_write(session)
+    result: Session = g.db_session
+    return result
+
+
+def close_session(_exc: BaseException | None = None) -> None:
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        session.close()

@@ -1,0 +1,80 @@
+"""Domain errors: each has a stable ``code`` and an HTTP status, and is raised, never returned.
+
+Messages are shown to users as they are, so they never contain an email address, an IP
+address or SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class ServiceError(Exception):
+    code = "error"
+    status = 400
+    default_message = "The request could not be completed."
+
+    def __init__(self, message: str | None = None, fields: Mapping[str, str] | None = None):
+        self.message = message or self.default_message
+        self.fields = dict(fields or {})
+        super().__init__(self.message)
+
+
+class ValidationFailed(ServiceError):
+    code = "validation_failed"
+    status = 422
+    default_message = "Some fields need correcting."
+
+
+class Malformed(ServiceError):
+    code = "malformed"
+    status = 400
+    default_message = "The request could not be read."
+
+
+class NotFound(ServiceError):
+    code = "not_found"
+    status = 404
+    default_message = "Not found."
+
+
+class OriginNotAllowed(ServiceError):
+    code = "origin_not_allowed"
+    status = 403
+    default_message = "This site does not accept comments from that address."
+
+
+class ThreadClosed(ServiceError):
+    code = "thread_closed"
+    status = 403
+    default_message = "Comments are closed on this post."
+
+
+class Forbidden(ServiceError):
+    code = "forbidden"
+    status = 403
+    default_message = "You are not allowed to do that."
+
+
+class Unauthorized(ServiceError):
+    code = "unauthorized"
+    status = 401
+    default_message = "Authentication is required."
+
+
+class AlreadyModerated(ServiceError):
+    code = "already_moderated"
+    status = 409
+    default_message = "This comment has already been moderated."
+
+
+class InvalidCredentials(ServiceError):
+    code = "invalid_credentials"
+    status = 401
+    default_message = "The login name or password is not correct."
+
+
+class UnsupportedMediaType(ServiceError):
+    code = "unsupported_media_type"
+    status = 415
+    default_message = "Send the request body as application/json."

@@ -1,0 +1,159 @@
+"""Moderators, their passwords, login sessions and API tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from moderation.errors import InvalidCredentials, NotFound, Unauthorized, ValidationFailed
+from moderation.models import ApiToken, LoginSession, Moderator, Role, Site
+
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+TOKEN_PREFIX = "mod_"
+
+
+def password_hasher(*, fast: bool = False) -> PasswordHasher:
+    """argon2id at argon2-cffi's defaults (RFC 9106 low-memory: 64 MiB, t=3, p=4).
+
+    ``fast`` is the cheapest setting, for test suites only.
+    """
+    if fast:
+        return PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    return PasswordHasher()
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise ValidationFailed(
+            fields={"password": f"Use a password of at least {MIN_PASSWORD} characters"}
+        )
+    if len(password) > MAX_PASSWORD:
+        raise ValidationFailed(
+            fields={"password": f"Use a password of at most {MAX_PASSWORD} characters"}
+        )
+
+
+def create_moderator(
+    session: Session,
+    hasher: PasswordHasher,
+    *,
+    login: str,
+    email: str,
+    password: str,
+    role: Role,
+    site_slugs: tuple[str, ...] = (),
+) -> Moderator:
+    errors: dict[str, str] = {}
+    if not login or len(login) > 64 or not login.replace("-", "").replace("_", "").isalnum():
+        errors["login"] = "Use up to 64 letters, digits, hyphens or underscores"
+    elif session.scalar(select(Moderator).where(Moderator.login == login)):
+        errors["login"] = "That login name is taken"
+    try:
+        email = validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError:
+        errors["email"] = "Enter an email address in the correct format, like name@example.com"
+    sites = list(session.scalars(select(Site).where(Site.slug.in_(site_slugs))))
+    missing = set(site_slugs) - {site.slug for site in sites}
+    if missing:
+        errors["sites"] = "No such site: " + ", ".join(sorted(missing))
+    if errors:
+        raise ValidationFailed(fields=errors)
+    check_password_rules(password)
+    moderator = Moderator(
+        login=login, email=email, password_hash=hasher.hash(password), role=role, sites=sites
+    )
+    session.add(moderator)
+    session.flush()
+    return moderator
+
+
+# Verified against when the login name is unknown, so both paths cost the same.
+_DUMMY_HASHES: dict[int, str] = {}
+
+
+def authenticate(session: Session, hasher: PasswordHasher, login: str, password: str) -> Moderator:
+    """The moderator with this login and password; one error for every failure."""
+    moderator = session.scalar(select(Moderator).where(Moderator.login == login))
+    if moderator is None:
+        key = id(hasher)
+        if key not in _DUMMY_HASHES:
+            _DUMMY_HASHES[key] = hasher.hash(secrets.token_urlsafe(16))
+        try:
+            hasher.verify(_DUMMY_HASHES[key], password)
+        except VerificationError:
+            pass
+        raise InvalidCredentials()
+    try:
+        hasher.verify(moderator.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        raise InvalidCredentials() from None
+    if hasher.check_needs_rehash(moderator.password_hash):
+        moderator.password_hash = hasher.hash(password)
+    return moderator
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_login_session(session: Session, moderator: Moderator, *, now: dt.datetime) -> str:
+    """Record a new login; the returned token goes in the browser's session cookie."""
+    token = secrets.token_urlsafe(32)
+    session.add(LoginSession(token_hash=_digest(token), moderator=moderator, created_at=now))
+    return token
+
+
+def resolve_login_session(
+    session: Session, token: str, *, now: dt.datetime, max_age: dt.timedelta
+) -> Moderator | None:
+    """The moderator logged in by ``token``, or None if it was ended or is too old."""
+    login = session.scalar(select(LoginSession).where(LoginSession.token_hash == _digest(token)))
+    if login is None or now - login.created_at > max_age:
+        return None
+    return login.moderator
+
+
+def end_login_session(session: Session, token: str) -> None:
+    session.execute(delete(LoginSession).where(LoginSession.token_hash == _digest(token)))
+
+
+def get_moderator(session: Session, login: str) -> Moderator:
+    moderator = session.scalar(select(Moderator).where(Moderator.login == login))
+    if moderator is None:
+        raise NotFound("There is no moderator with that login name.")
+    return moderator
+
+
+def create_api_token(
+    session: Session, moderator: Moderator, name: str, *, now: dt.datetime
+) -> tuple[ApiToken, str]:
+    """A new bearer token for ``moderator``; the plain token is returned once, stored hashed."""
+    if not name or len(name) > 100:
+        raise ValidationFailed(fields={"name": "Give the token a name of up to 100 characters"})
+    plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(
+        moderator=moderator,
+        name=name,
+        token_hash=_digest(plain),
+        prefix=plain[: len(TOKEN_PREFIX) + 6],
+        created_at=now,
+    )
+    session.add(token)
+    session.flush()
+    return token, plain
+
+
+def authenticate_token(session: Session, plain: str, *, now: dt.datetime) -> ApiToken:
+    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(plain)))
+    if token is None or token.revoked_at is not None:
+        raise Unauthorized("The API token is not valid.")
+    token.last_used_at = now
+    return token

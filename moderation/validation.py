@@ -1,0 +1,110 @@
+"""Checking a submission at the boundary and turning it into an immutable value.
+
+The same rules serve the JSON API and the no-JavaScript form, which use the same field names.
+Messages follow the GOV.UK design system's style: they say what to do, in plain words.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+
+from moderation.errors import ValidationFailed
+from moderation.sanitising import normalise_text
+
+MAX_NAME = 100
+MAX_EMAIL = 254
+MAX_BODY = 10_000
+MAX_POST_KEY = 500
+MAX_TITLE = 300
+MAX_URL = 2000
+
+# C0 controls other than tab and newline, DEL, and C1 controls never belong in a comment.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+@dataclasses.dataclass(frozen=True)
+class CommentSubmission:
+    """A comment as submitted, checked and normalised; the email is email-validator's form."""
+
+    post: str
+    author_name: str
+    author_email: str
+    body: str
+    post_title: str | None = None
+    post_url: str | None = None
+    parent_id: str | None = None
+
+
+class _Fields:
+    """Collects per-field errors so a commenter sees every problem at once."""
+
+    def __init__(self, data: Mapping[str, object]):
+        self.data = data
+        self.errors: dict[str, str] = {}
+
+    def text(
+        self, name: str, *, label: str, limit: int, required: bool, multiline: bool = False
+    ) -> str | None:
+        raw = self.data.get(name)
+        if raw is None or raw == "":
+            if required:
+                self.errors[name] = f"Enter {label}"
+            return None
+        if not isinstance(raw, str):
+            self.errors[name] = f"{label[0].upper()}{label[1:]} must be text"
+            return None
+        value = normalise_text(raw) if multiline else raw.strip()
+        if not multiline and "\n" in value:
+            self.errors[name] = f"{label[0].upper()}{label[1:]} must be on one line"
+            return None
+        if _CONTROL.search(value):
+            self.errors[name] = f"{label[0].upper()}{label[1:]} contains characters that are not allowed"
+            return None
+        if not value:
+            if required:
+                self.errors[name] = f"Enter {label}"
+            return None
+        if len(value) > limit:
+            self.errors[name] = f"{label[0].upper()}{label[1:]} must be {limit:,} characters or fewer"
+            return None
+        return value
+
+
+def parse_submission(data: Mapping[str, object]) -> CommentSubmission:
+    """Validate a submission's fields; raise :class:`ValidationFailed` naming each bad field."""
+    fields = _Fields(data)
+    post = fields.text("post", label="the post", limit=MAX_POST_KEY, required=True)
+    title = fields.text("post_title", label="the post title", limit=MAX_TITLE, required=False)
+    url = fields.text("post_url", label="the post address", limit=MAX_URL, required=False)
+    name = fields.text("author_name", label="your name", limit=MAX_NAME, required=True)
+    email = fields.text("author_email", label="your email address", limit=MAX_EMAIL, required=True)
+    body = fields.text("body", label="your comment", limit=MAX_BODY, required=True, multiline=True)
+    parent = fields.text("parent_id", label="the comment you reply to", limit=64, required=False)
+
+    if url is not None and urlsplit(url).scheme not in ("http", "https"):
+        fields.errors["post_url"] = "The post address must start with http:// or https://"
+    if email is not None:
+        try:
+            email = validate_email(email, check_deliverability=False).normalized
+        except EmailNotValidError:
+            fields.errors["author_email"] = (
+                "Enter an email address in the correct format, like name@example.com"
+            )
+
+    if fields.errors:
+        raise ValidationFailed(fields=fields.errors)
+    assert post is not None and name is not None and email is not None and body is not None
+    return CommentSubmission(
+        post=post,
+        post_title=title,
+        post_url=url,
+        author_name=name,
+        author_email=email,
+        body=body,
+        parent_id=parent,
+    )

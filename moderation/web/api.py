@@ -1,0 +1,98 @@
+"""The public JSON API, keyed by site slug: read approved comments, submit new ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import select
+
+from moderation import comments
+from moderation.db import get_session
+from moderation.errors import Malformed
+from moderation.events import rfc3339
+from moderation.models import Comment, Site
+from moderation.validation import parse_submission
+from moderation.web.context import client_address, json_object, now
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+RECEIVED = "Thank you. Your comment will be published once a moderator has approved it."
+
+
+def public_comment(comment: Comment) -> dict[str, Any]:
+    """A comment as anyone may see it: never an email address or client data."""
+    return {
+        "id": comment.public_id,
+        "parent_id": comment.parent.public_id if comment.parent else None,
+        "author_name": comment.author_name,
+        "body_html": comment.body_html,
+        "official": comment.official,
+        "submitted_at": rfc3339(comment.submitted_at),
+    }
+
+
+def required_post_key() -> str:
+    key = request.args.get("post", "")
+    if not key:
+        raise Malformed("Say which post with ?post=KEY.", fields={"post": "Required"})
+    return key
+
+
+@bp.get("/sites/<site>/comments")
+def list_comments(site: str) -> Response:
+    session = get_session()
+    found = comments.get_site(session, site)
+    post = comments.find_post(session, found, required_post_key())
+    if post is None:
+        return jsonify({"comments": [], "next_cursor": None})
+    page = comments.approved_comments(
+        session,
+        post,
+        cursor=request.args.get("cursor"),
+        limit=comments.page_limit(request.args.get("limit")),
+    )
+    return jsonify(
+        {"comments": [public_comment(c) for c in page.comments], "next_cursor": page.next_cursor}
+    )
+
+
+@bp.post("/sites/<site>/comments")
+def submit_comment(site: str) -> tuple[Response, int]:
+    submission = parse_submission(json_object())
+    session = get_session()
+    comment = comments.submit_comment(
+        session,
+        site,
+        submission,
+        now=now(),
+        origin=request.headers.get("Origin"),
+        client_address=client_address(),
+        user_agent=request.user_agent.string,
+    )
+    session.commit()
+    return jsonify({"id": comment.public_id, "status": comment.status.value, "message": RECEIVED}), 202
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return current_app.send_static_file("openapi.json")
+
+
+@bp.after_request
+def allow_site_origins(response: Response) -> Response:
+    """CORS for the site's own origins only; everyone else gets no CORS headers at all."""
+    slug = (request.view_args or {}).get("site")
+    origin = request.headers.get("Origin")
+    if slug is None or origin is None:
+        return response
+    response.vary.add("Origin")
+    site = get_session().scalar(select(Site).where(Site.slug == slug))
+    if site is not None and comments.origin_allowed(site, origin):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST"
+            response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+            response.headers["Access-Control-Max-Age"] = "600"
+    return response
+

@@ -1,0 +1,49 @@
+"""Small request-scoped helpers shared by the blueprints."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from argon2 import PasswordHasher
+from flask import current_app, request
+
+from moderation.config import Settings
+from moderation.errors import Malformed, UnsupportedMediaType
+from moderation.models import utcnow
+
+
+def settings() -> Settings:
+    result: Settings = current_app.extensions["moderation.settings"]
+    return result
+
+
+def hasher() -> PasswordHasher:
+    result: PasswordHasher = current_app.extensions["moderation.hasher"]
+    return result
+
+
+def now() -> dt.datetime:
+    return utcnow()
+
+
+def client_address() -> str | None:
+    """The client's address; behind proxies, ProxyFix (trusted hops only) has set it."""
+    return request.remote_addr
+
+
+def json_object() -> dict[str, Any]:
+    """The request body as a JSON object, or the documented 415/400 error."""
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType()
+    raw = request.get_data(cache=False)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise Malformed("The request body is not valid UTF-8.") from None
+    except (ValueError, RecursionError):
+        raise Malformed("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise Malformed("The request body must be a JSON object.")
+    return data

@@ -1,0 +1,92 @@
+"""One place that renders every error: the JSON error shape for the API, HTML pages elsewhere."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, render_template, request
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from moderation.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+HTTP_CODES = {
+    400: "malformed",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+MESSAGES = {
+    400: "The request could not be read.",
+    404: "Not found.",
+    405: "This address does not accept that method.",
+    413: "The request is too large.",
+    500: "Something went wrong on our side. Try again later.",
+    503: "The service is unavailable for a moment. Try again shortly.",
+}
+RETRY_AFTER_SECONDS = 5
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def error_response(
+    status: int, code: str, message: str, fields: dict[str, str] | None = None
+) -> Response:
+    if wants_json():
+        response = jsonify({"error": {"code": code, "message": message, "fields": fields or {}}})
+    else:
+        response = Response(
+            render_template("error.html", status=status, message=message, fields=fields or {})
+        )
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def handle_service_error(error: ServiceError) -> Response:
+    response = error_response(error.status, error.code, error.message, error.fields)
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="moderation"'
+    return response
+
+
+def handle_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    code = HTTP_CODES.get(status, "http_error")
+    message = MESSAGES.get(status) or error.description or "The request failed."
+    response = error_response(status, code, message)
+    for name, value in error.get_headers():
+        if name.lower() == "allow":
+            response.headers["Allow"] = value
+    return response
+
+
+def handle_database_unavailable(error: OperationalError) -> Response:
+    log.error("database unavailable: %s", type(error.orig).__name__)
+    response = error_response(503, "unavailable", MESSAGES[503])
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def handle_unexpected(error: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(500, "internal_error", MESSAGES[500])
+
+
+def register(app: Flask) -> None:
+    app.register_error_handler(ServiceError, handle_service_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(OperationalError, handle_database_unavailable)
+    app.register_error_handler(Exception, handle_unexpected)

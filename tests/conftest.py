@@ -1,0 +1,163 @@
+"""Fixtures: a schema built by the migrations, one rolled-back transaction per test, builders.
+
+The suite runs on SQLite; set MODERATION_TEST_DATABASE_URL to run it on PostgreSQL too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from moderation import create_app, schema
+from moderation.config import Settings
+from moderation.db import make_engine
+from moderation.models import Moderator, Role, Site
+from moderation.moderators import create_api_token, create_moderator, password_hasher
+from moderation.sites import create_site
+
+TEST_SECRET = "test-secret-key-that-is-long-enough-for-the-check"
+PASSWORD = "correct horse battery staple"
+ORIGIN = "https://levellingupadvisorycouncil.blog.gov.uk"
+POST_KEY = "/2024/03/28/from-industrial-decline/"
+
+
+def database_url(tmp: Path) -> str:
+    return os.environ.get("MODERATION_TEST_DATABASE_URL") or f"sqlite:///{tmp / 'test.db'}"
+
+
+def reset_schema(engine: Engine) -> None:
+    """Drop everything, then build the schema through the migrations."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP SCHEMA IF EXISTS public CASCADE")
+            connection.exec_driver_sql("CREATE SCHEMA public")
+    schema.upgrade(engine)
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    engine = make_engine(database_url(tmp_path_factory.mktemp("db")))
+    reset_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a transaction that is rolled back after the test."""
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        yield connection
+        transaction.rollback()
+
+
+def _session_factory(connection: Connection) -> sessionmaker[Session]:
+    # Sessions join the test's transaction; their commits release SAVEPOINTs instead.
+    return sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+
+
+@pytest.fixture
+def session(connection: Connection) -> Iterator[Session]:
+    with _session_factory(connection)() as session:
+        yield session
+
+
+def settings_for_tests(**overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "env": "testing",
+        "secret_key": TEST_SECRET,
+        "fast_password_hashing": True,
+        "session_cookie_secure": False,
+        "database_url": "sqlite://",
+        "demo": True,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def app(engine: Engine, connection: Connection) -> Flask:
+    app = create_app(settings_for_tests(), engine=engine)
+    app.extensions["moderation.sessionmaker"] = _session_factory(connection)
+    app.config["SERVER_NAME"] = "comments.example.org"
+    app.config["PREFERRED_URL_SCHEME"] = "https"
+    return app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+# Builders -------------------------------------------------------------------------------------
+
+
+def make_site(session: Session, slug: str = "luac", origin: str = ORIGIN) -> Site:
+    site = create_site(session, slug=slug, name=f"Blog {slug}", origins=[origin])
+    session.commit()
+    return site
+
+
+def make_moderator(
+    session: Session,
+    login: str = "editor",
+    *,
+    role: Role = Role.ADMIN,
+    sites: tuple[str, ...] = (),
+) -> Moderator:
+    moderator = create_moderator(
+        session,
+        password_hasher(fast=True),
+        login=login,
+        email=f"{login}@example.gov.uk",
+        password=PASSWORD,
+        role=role,
+        site_slugs=sites,
+    )
+    session.commit()
+    return moderator
+
+
+def make_token(session: Session, moderator: Moderator) -> str:
+    from moderation.models import utcnow
+
+    _, plain = create_api_token(session, moderator, "integration", now=utcnow())
+    session.commit()
+    return plain
+
+
+def comment_json(**overrides: str) -> dict[str, str]:
+    data = {
+        "post": POST_KEY,
+        "post_title": "From industrial decline to growth",
+        "author_name": "Ada Lovelace",
+        "author_email": "ada@example.com",
+        "body": "Thank you for this post.\n\nIt was useful.",
+    }
+    data.update(overrides)
+    return data
+
+
+def login(client: FlaskClient, login_name: str = "editor", password: str = PASSWORD) -> None:
+    page = client.get("/moderate/login").get_data(as_text=True)
+    response = client.post(
+        "/moderate/login",
+        data={"login": login_name, "password": password, "csrf_token": csrf_from(page)},
+    )
+    assert response.status_code == 303, response.get_data(as_text=True)
+
+
+def csrf_from(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token in page"
+    return match.group(1)
