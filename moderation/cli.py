@@ -60,7 +60,9 @@ def db_upgrade(revision: str) -> None:
     """Apply the migrations (creates the database on first run)."""
     app = _app()
     schema.upgrade(app.extensions["moderation.engine"], revision)
-    click.echo(f"Database is at revision {schema.head_revision() if revision == 'head' else revision}.")
+    click.echo(
+        f"Database is at revision {schema.head_revision() if revision == 'head' else revision}."
+    )
 
 
 @main.group()

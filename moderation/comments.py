@@ -128,7 +128,7 @@ def _reply_parent(session: Session, post: Post, parent_public_id: str) -> Commen
     # Threads nest MAX_DEPTH deep; a reply to the deepest level joins that level's thread.
     ancestors = [parent]
     while ancestors[-1].parent is not None and len(ancestors) < MAX_DEPTH:
-        ancestors.append(ancestors[-1].parent)  # type: ignore[arg-type]
+        ancestors.append(ancestors[-1].parent)
     if len(ancestors) >= MAX_DEPTH:
         return ancestors[1]
     return parent
@@ -208,9 +208,7 @@ def moderate_comment(
         raise AlreadyModerated(
             f"This comment has already been moderated (it is {comment.status.value})."
         )
-    session.execute(
-        update(Post).where(Post.id == comment.post_id).values(version=Post.version + 1)
-    )
+    session.execute(update(Post).where(Post.id == comment.post_id).values(version=Post.version + 1))
     session.refresh(comment)
     session.refresh(comment.post)
     record_audit(
@@ -278,11 +276,14 @@ def approved_comments(
 
 
 def count_approved(session: Session, post: Post) -> int:
-    return session.scalar(
-        select(func.count())
-        .select_from(Comment)
-        .where(Comment.post_id == post.id, Comment.status == CommentStatus.APPROVED)
-    ) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Comment)
+            .where(Comment.post_id == post.id, Comment.status == CommentStatus.APPROVED)
+        )
+        or 0
+    )
 
 
 def queue(

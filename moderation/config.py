@@ -94,9 +94,7 @@ def _coerce(field: dataclasses.Field[Any], raw: Any) -> Any:
     return raw
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, **overrides: Any
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build settings from the environment, the optional TOML file and explicit overrides."""
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}

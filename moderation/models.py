@@ -14,7 +14,6 @@ from sqlalchemy import (
     Dialect,
     ForeignKey,
     Index,
-    Integer,
     MetaData,
     String,
     Table,

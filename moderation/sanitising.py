@@ -58,4 +58,3 @@ def render_comment(text: str) -> str:
     return "\n".join(
         f"<p>{cleaner.clean(paragraph.replace(chr(10), '<br>'))}</p>" for paragraph in paragraphs
     )
-

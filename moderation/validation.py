@@ -63,14 +63,18 @@ class _Fields:
             self.errors[name] = f"{label[0].upper()}{label[1:]} must be on one line"
             return None
         if _CONTROL.search(value):
-            self.errors[name] = f"{label[0].upper()}{label[1:]} contains characters that are not allowed"
+            self.errors[name] = (
+                f"{label[0].upper()}{label[1:]} contains characters that are not allowed"
+            )
             return None
         if not value:
             if required:
                 self.errors[name] = f"Enter {label}"
             return None
         if len(value) > limit:
-            self.errors[name] = f"{label[0].upper()}{label[1:]} must be {limit:,} characters or fewer"
+            self.errors[name] = (
+                f"{label[0].upper()}{label[1:]} must be {limit:,} characters or fewer"
+            )
             return None
         return value
 

@@ -9,12 +9,14 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.test import TestResponse
 
 from moderation import create_app, schema
 from moderation.config import Settings
@@ -161,3 +163,9 @@ def csrf_from(html: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert match, "no CSRF token in page"
     return match.group(1)
+
+
+def json_of(response: TestResponse) -> Any:
+    data = response.get_json()
+    assert data is not None, response.get_data(as_text=True)
+    return data

@@ -12,6 +12,7 @@ from tests.conftest import (
     POST_KEY,
     comment_json,
     csrf_from,
+    json_of,
     login,
     make_moderator,
     make_site,
@@ -51,9 +52,10 @@ def test_json_submission_waits_then_approval_in_the_queue_publishes_it(
 
     fragment, listing = public_views(client)
     assert "First!" in fragment
-    assert [c["id"] for c in client.get(f"/api/v1/sites/luac/comments?post={POST_KEY}").json[
-        "comments"
-    ]] == [comment_id]
+    assert [
+        c["id"]
+        for c in json_of(client.get(f"/api/v1/sites/luac/comments?post={POST_KEY}"))["comments"]
+    ] == [comment_id]
     assert "ada@example.com" not in fragment + listing
 
 
@@ -77,9 +79,12 @@ def test_form_submission_redirects_to_the_post_and_api_approval_publishes_it(
     assert response.status_code == 303
     assert response.headers["Location"] == f"{ORIGIN}{POST_KEY}#comment-submitted"
 
-    pending = client.get(
-        "/api/v1/moderation/comments?status=pending", headers={"Authorization": f"Bearer {token}"}
-    ).json["comments"]
+    pending = json_of(
+        client.get(
+            "/api/v1/moderation/comments?status=pending",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    )["comments"]
     assert [c["body_text"] for c in pending] == ["Sent without JavaScript"]
     assert pending[0]["author_email"] == "grace@example.com"
 
@@ -88,7 +93,7 @@ def test_form_submission_redirects_to_the_post_and_api_approval_publishes_it(
         headers={"Authorization": f"Bearer {token}"},
     )
     assert approved.status_code == 200
-    assert approved.json["status"] == "approved"
+    assert json_of(approved)["status"] == "approved"
 
     fragment, listing = public_views(client)
     assert "Sent without JavaScript" in fragment and "Sent without JavaScript" in listing
@@ -101,11 +106,16 @@ def test_every_action_writes_one_audit_event_and_one_outbox_event(
     token = make_token(session, make_moderator(session))
     auth = {"Authorization": f"Bearer {token}"}
     ids = [
-        client.post("/api/v1/sites/luac/comments", json=comment_json(body=f"c{n}")).json["id"]
+        json_of(client.post("/api/v1/sites/luac/comments", json=comment_json(body=f"c{n}")))["id"]
         for n in range(3)
     ]
     for comment_id, action in zip(ids, ["approve", "reject", "spam"], strict=True):
-        assert client.post(f"/api/v1/moderation/comments/{comment_id}/{action}", headers=auth).status_code == 200
+        assert (
+            client.post(
+                f"/api/v1/moderation/comments/{comment_id}/{action}", headers=auth
+            ).status_code
+            == 200
+        )
 
     statuses = dict(session.execute(select(Comment.public_id, Comment.status)).all())
     assert [statuses[i] for i in ids] == [
@@ -121,7 +131,11 @@ def test_every_action_writes_one_audit_event_and_one_outbox_event(
     ]
     assert all(a.actor == "editor (token integration)" for a in audits)
     types = session.scalars(select(Event.type).order_by(Event.id)).all()
-    assert types == ["comment.submitted"] * 3 + ["comment.approved", "comment.rejected", "comment.spam"]
+    assert types == ["comment.submitted"] * 3 + [
+        "comment.approved",
+        "comment.rejected",
+        "comment.spam",
+    ]
 
 
 def test_a_comment_is_moderated_once_and_the_second_moderator_is_told(
@@ -130,7 +144,7 @@ def test_a_comment_is_moderated_once_and_the_second_moderator_is_told(
     make_site(session)
     token = make_token(session, make_moderator(session))
     make_moderator(session, "second")
-    comment_id = client.post("/api/v1/sites/luac/comments", json=comment_json()).json["id"]
+    comment_id = json_of(client.post("/api/v1/sites/luac/comments", json=comment_json()))["id"]
 
     login(client, "second")
     queue = client.get("/moderate/").get_data(as_text=True)
@@ -151,6 +165,6 @@ def test_a_comment_is_moderated_once_and_the_second_moderator_is_told(
         headers={"Authorization": f"Bearer {token}"},
     )
     assert again.status_code == 409
-    assert again.json["error"]["code"] == "already_moderated"
+    assert json_of(again)["error"]["code"] == "already_moderated"
     assert session.scalar(select(Comment.status)) is CommentStatus.APPROVED
     assert session.scalar(select(func.count()).select_from(AuditEvent)) == 1

@@ -71,7 +71,9 @@ def submit_comment(site: str) -> tuple[Response, int]:
         user_agent=request.user_agent.string,
     )
     session.commit()
-    return jsonify({"id": comment.public_id, "status": comment.status.value, "message": RECEIVED}), 202
+    return jsonify(
+        {"id": comment.public_id, "status": comment.status.value, "message": RECEIVED}
+    ), 202
 
 
 @bp.get("/openapi.json")
@@ -95,4 +97,3 @@ def allow_site_origins(response: Response) -> Response:
             response.headers["Access-Control-Allow-Headers"] = "Content-Type"
             response.headers["Access-Control-Max-Age"] = "600"
     return response
-

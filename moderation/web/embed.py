@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from moderation import comments
 from moderation.db import get_session
@@ -62,7 +63,7 @@ def thread(site: str) -> Response:
 
 
 @bp.post("/<site>/thread")
-def submit(site: str) -> Response:
+def submit(site: str) -> ResponseReturnValue:
     if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise UnsupportedMediaType("Send the form as application/x-www-form-urlencoded.")
     key = _post_key()

@@ -13,7 +13,6 @@ import secrets
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     flash,
     g,
@@ -23,6 +22,7 @@ from flask import (
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 
 from moderation import comments, moderators
 from moderation.db import get_session
@@ -73,7 +73,7 @@ def _back_to(target: str | None) -> str:
 
 
 @bp.before_request
-def guard() -> Response | None:
+def guard() -> ResponseReturnValue | None:
     if request.method == "POST":
         sent = request.form.get("csrf_token", "")
         expected = session.get("csrf", "")
@@ -93,7 +93,7 @@ def login() -> str:
 
 
 @bp.post("/login")
-def do_login() -> Response | tuple[str, int]:
+def do_login() -> ResponseReturnValue:
     login_name = request.form.get("login", "")
     db = get_session()
     try:
@@ -101,7 +101,9 @@ def do_login() -> Response | tuple[str, int]:
             db, hasher(), login_name, request.form.get("password", "")
         )
     except InvalidCredentials as error:
-        return render_template("moderate/login.html", error=error.message, login_name=login_name), 401
+        return render_template(
+            "moderate/login.html", error=error.message, login_name=login_name
+        ), 401
     token = moderators.start_login_session(db, moderator, now=now())
     db.commit()
     # A new session on login: nothing from before the login survives, not even the CSRF token.
@@ -113,7 +115,7 @@ def do_login() -> Response | tuple[str, int]:
 
 
 @bp.post("/logout")
-def logout() -> Response:
+def logout() -> ResponseReturnValue:
     moderators.end_login_session(get_session(), session["sid"])
     get_session().commit()
     session.clear()
@@ -142,7 +144,7 @@ def queue() -> str:
 
 
 @bp.post("/comments/<comment_id>/<action>")
-def act(comment_id: str, action: str) -> Response:
+def act(comment_id: str, action: str) -> ResponseReturnValue:
     if action not in comments.ACTIONS:
         raise NotFound("There is no such moderation action.")
     db = get_session()

@@ -1,0 +1,50 @@
+# Two commands do all the set-up: `make run` and `make test`. Python 3.11+ is the only need.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
+
+.PHONY: install run test test-pg lint format bench soak clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: migrate the embedded SQLite database, set up the demo, serve on http://127.0.0.1:5000
+run: export MODERATION_ENV ?= development
+run: $(STAMP)
+	$(BIN)/moderation db upgrade
+	$(BIN)/moderation demo
+	$(BIN)/moderation serve --host 127.0.0.1 --port 5000
+
+## test: the suite on SQLite, and again on PostgreSQL when MODERATION_TEST_DATABASE_URL is set
+test: $(STAMP)
+	MODERATION_TEST_DATABASE_URL= $(BIN)/python -m pytest
+	@if [ -n "$$MODERATION_TEST_DATABASE_URL" ]; then \
+		echo "--- again on $$MODERATION_TEST_DATABASE_URL"; \
+		$(BIN)/python -m pytest; \
+	fi
+
+## test-pg: the suite on the local PostgreSQL only
+test-pg: $(STAMP)
+	MODERATION_TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) instance dist build .mypy_cache .ruff_cache .pytest_cache
