@@ -1,0 +1,122 @@
+"""The `moderation` command, run as an operator would: a real process on a real database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from moderation import create_app
+from moderation.config import ConfigError, load_settings
+from tests.conftest import TEST_SECRET
+
+MODERATION = str(Path(sys.executable).with_name("moderation"))
+
+
+def run(
+    tmp_path: Path, *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MODERATION_")}
+    base.update(
+        MODERATION_ENV="testing",
+        MODERATION_SECRET_KEY=TEST_SECRET,
+        MODERATION_FAST_PASSWORD_HASHING="true",
+        MODERATION_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}",
+    )
+    base.update(env or {})
+    return subprocess.run(
+        [MODERATION, *args], input=stdin, capture_output=True, text=True, env=base, timeout=60
+    )
+
+
+def test_an_operator_sets_up_a_site_a_moderator_and_a_token(tmp_path: Path) -> None:
+    assert run(tmp_path, "db", "upgrade").returncode == 0
+    added = run(
+        tmp_path,
+        "site", "add", "luac", "--name", "Levelling Up Advisory Council",
+        "--origin", "https://levellingupadvisorycouncil.blog.gov.uk/",
+        "--origin", "https://www.example.gov.uk",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert (
+        "https://levellingupadvisorycouncil.blog.gov.uk, https://www.example.gov.uk" in added.stdout
+    )
+
+    moderator = run(
+        tmp_path,
+        "moderator", "add", "editor", "--email", "editor@example.gov.uk",
+        "--role", "admin", "--password-stdin",
+        stdin="a long enough passphrase\n",
+    )  # fmt: skip
+    assert moderator.returncode == 0, moderator.stderr
+
+    created = run(tmp_path, "token", "create", "slack-bot")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    assert token.startswith("mod_") and len(token) > 40
+
+    settings = load_settings(
+        {},
+        env="testing",
+        secret_key=TEST_SECRET,
+        database_url=f"sqlite:///{tmp_path / 'cli.db'}",
+    )
+    client = create_app(settings).test_client()
+    response = client.get(
+        "/api/v1/moderation/comments", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 200
+
+
+def test_cli_errors_are_clear_and_change_nothing(tmp_path: Path) -> None:
+    run(tmp_path, "db", "upgrade")
+    bad = run(tmp_path, "site", "add", "luac", "--name", "x", "--origin", "ftp://x/path")
+    assert bad.returncode != 0
+    assert "is not an origin" in bad.stderr
+    assert run(tmp_path, "site", "list").stdout == ""
+
+    short = run(
+        tmp_path, "moderator", "add", "ed", "--email", "ed@example.org", "--password-stdin",
+        stdin="short\n",
+    )  # fmt: skip
+    assert short.returncode != 0
+    assert "at least 8 characters" in short.stderr
+
+    no_admin = run(tmp_path, "token", "create", "x")
+    assert no_admin.returncode != 0 and "--moderator" in no_admin.stderr
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
+    result = run(
+        tmp_path, "db", "upgrade", env={"MODERATION_ENV": "production", "MODERATION_SECRET_KEY": ""}
+    )
+    assert result.returncode != 0
+    assert "MODERATION_SECRET_KEY must be set" in result.stderr
+
+
+def test_settings_come_from_the_environment_and_a_toml_file(tmp_path: Path) -> None:
+    toml = tmp_path / "moderation.toml"
+    toml.write_text('max_request_bytes = 1000\nlog_level = "WARNING"\n')
+    settings = load_settings(
+        {
+            "MODERATION_CONFIG_FILE": str(toml),
+            "MODERATION_ENV": "development",
+            "MODERATION_LOG_LEVEL": "DEBUG",
+            "MODERATION_SESSION_COOKIE_SECURE": "true",
+        }
+    )
+    assert settings.max_request_bytes == 1000
+    assert settings.log_level == "DEBUG", "the environment wins over the file"
+    assert settings.cookie_secure is True
+    assert load_settings({"MODERATION_ENV": "development"}).cookie_secure is False
+
+    with pytest.raises(ConfigError, match="whole number"):
+        load_settings({"MODERATION_ENV": "development", "MODERATION_MAX_REQUEST_BYTES": "lots"})
+    toml.write_text("no_such_setting = 1\n")
+    with pytest.raises(ConfigError, match="unknown settings"):
+        load_settings({"MODERATION_CONFIG_FILE": str(toml), "MODERATION_ENV": "development"})
+    with pytest.raises(ConfigError, match="only allowed in testing"):
+        load_settings({"MODERATION_ENV": "development", "MODERATION_FAST_PASSWORD_HASHING": "true"})

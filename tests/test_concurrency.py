@@ -1,0 +1,162 @@
+"""Real concurrency on committed data: several processes writing, moderators racing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from moderation import schema
+from moderation.comments import moderate_comment, submit_comment
+from moderation.db import begin_write, make_engine
+from moderation.errors import AlreadyModerated
+from moderation.events import Actor
+from moderation.models import AuditEvent, Comment, Event, Moderator, Post, Role, Site, utcnow
+from moderation.moderators import create_moderator, password_hasher
+from moderation.sites import create_site
+from moderation.validation import CommentSubmission
+
+WRITERS = 8
+PER_WRITER = 25
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from sqlalchemy.orm import Session
+    from moderation.comments import submit_comment
+    from moderation.db import begin_write, make_engine
+    from moderation.models import utcnow
+    from moderation.validation import CommentSubmission
+
+    engine = make_engine(sys.argv[1])
+    for n in range(int(sys.argv[2])):
+        with Session(engine) as session:
+            begin_write(session)
+            submit_comment(session, "race", CommentSubmission(
+                post="/busy/", author_name="Writer", author_email="w@example.com",
+                body=f"{sys.argv[3]}-{n}"), now=utcnow())
+            session.commit()
+    """
+)
+
+
+@pytest.fixture
+def committed(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """Sessions that really commit, on a site of their own that is removed afterwards."""
+    factory = sessionmaker(engine, expire_on_commit=False)
+    yield factory
+    with factory() as session:
+        site_ids = select(Site.id).where(Site.slug == "race")
+        post_ids = select(Post.id).where(Post.site_id.in_(site_ids))
+        comment_ids = select(Comment.id).where(Comment.post_id.in_(post_ids))
+        session.execute(delete(AuditEvent).where(AuditEvent.comment_id.in_(comment_ids)))
+        session.execute(delete(Event).where(Event.site_id.in_(site_ids)))
+        session.execute(delete(Comment).where(Comment.post_id.in_(post_ids)))
+        session.execute(delete(Post).where(Post.site_id.in_(site_ids)))
+        session.execute(delete(Site).where(Site.slug == "race"))
+        session.execute(delete(Moderator).where(Moderator.login.in_(["racer-a", "racer-b"])))
+        session.commit()
+
+
+def test_eight_writer_processes_on_sqlite_lose_nothing(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    engine = make_engine(url)
+    schema.upgrade(engine)
+    with Session(engine) as session:
+        create_site(session, slug="race", name="Race", origins=["https://race.example"])
+        session.commit()
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, url, str(PER_WRITER), str(n)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(WRITERS)
+    ]
+    errors = [writer.communicate(timeout=120)[1] for writer in writers]
+    assert [writer.returncode for writer in writers] == [0] * WRITERS, errors
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Comment)) == WRITERS * PER_WRITER
+        assert session.scalar(select(func.count()).select_from(Event)) == WRITERS * PER_WRITER
+    engine.dispose()
+
+
+def test_two_moderators_racing_moderate_each_comment_once(
+    committed: sessionmaker[Session],
+) -> None:
+    with committed() as session:
+        create_site(session, slug="race", name="Race", origins=["https://race.example"])
+        racers = [
+            create_moderator(
+                session,
+                password_hasher(fast=True),
+                login=login,
+                email=f"{login}@example.org",
+                password="long enough password",
+                role=Role.ADMIN,
+            )
+            for login in ("racer-a", "racer-b")
+        ]
+        ids = [
+            submit_comment(
+                session,
+                "race",
+                CommentSubmission(
+                    post="/busy/", author_name="A", author_email="a@example.com", body=f"{n}"
+                ),
+                now=utcnow(),
+            ).public_id
+            for n in range(10)
+        ]
+        session.commit()
+
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def act(moderator: Moderator, comment_id: str, action: str, barrier: threading.Barrier) -> None:
+        with committed() as session:
+            barrier.wait()
+            begin_write(session)
+            try:
+                moderate_comment(
+                    session,
+                    session.get(Moderator, moderator.id),  # type: ignore[arg-type]
+                    comment_id,
+                    action,
+                    actor=Actor(moderator.login, moderator.id),
+                    now=utcnow(),
+                )
+                session.commit()
+                result = "done"
+            except AlreadyModerated:
+                session.rollback()
+                result = "refused"
+        with lock:
+            outcomes.append(result)
+
+    for comment_id in ids:
+        barrier = threading.Barrier(2)
+        threads = [
+            threading.Thread(target=act, args=(racers[0], comment_id, "approve", barrier)),
+            threading.Thread(target=act, args=(racers[1], comment_id, "spam", barrier)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+
+    assert sorted(outcomes) == ["done"] * 10 + ["refused"] * 10
+    with committed() as session:
+        audits = session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .join(Comment, AuditEvent.comment_id == Comment.id)
+            .where(Comment.public_id.in_(ids))
+        )
+        assert audits == 10

@@ -1,0 +1,65 @@
+"""Every API error has the one JSON shape; pages outside the API get HTML error pages."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from tests.conftest import json_of, make_site
+
+
+def test_unknown_api_paths_get_json_404(client: FlaskClient) -> None:
+    response = client.get("/api/v1/nothing-here")
+    assert response.status_code == 404
+    assert json_of(response) == {
+        "error": {"code": "not_found", "message": "Not found.", "fields": {}}
+    }
+
+
+def test_wrong_methods_get_json_405_with_allow(client: FlaskClient) -> None:
+    response = client.delete("/api/v1/sites/luac/comments")
+    assert response.status_code == 405
+    assert json_of(response)["error"]["code"] == "method_not_allowed"
+    assert "POST" in response.headers["Allow"]
+
+
+def test_an_unexpected_failure_gets_json_500_without_details(app: Flask) -> None:
+    @app.get("/api/v1/boom")
+    def boom() -> str:
+        raise RuntimeError("SELECT secret FROM somewhere")
+
+    response = app.test_client().get("/api/v1/boom")
+    assert response.status_code == 500
+    body = response.get_data(as_text=True)
+    assert json_of(response)["error"]["code"] == "internal_error"
+    assert "SELECT" not in body
+
+
+def test_html_pages_get_html_errors(client: FlaskClient) -> None:
+    response = client.get("/embed/nope/thread?post=/x/")
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
+    assert "There is no site with that name." in response.get_data(as_text=True)
+
+
+def test_missing_post_parameter_is_a_400(client: FlaskClient, session: Session) -> None:
+    make_site(session)
+    response = client.get("/api/v1/sites/luac/comments")
+    assert response.status_code == 400
+    assert json_of(response)["error"]["fields"] == {"post": "Required"}
+
+
+def test_the_openapi_description_lists_every_json_route(app: Flask, client: FlaskClient) -> None:
+    spec = json_of(client.get("/api/v1/openapi.json"))
+    assert spec["openapi"].startswith("3.1")
+    documented = {(path, method.upper()) for path, item in spec["paths"].items() for method in item}
+    routed = set()
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/"):
+            continue
+        path = rule.rule.replace("<", "{").replace(">", "}")
+        for method in rule.methods or set():
+            if method not in ("HEAD", "OPTIONS"):
+                routed.add((path, method))
+    assert documented == routed
