@@ -6,7 +6,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from tests.conftest import json_of, make_site
+from moderation import create_app
+from tests.conftest import json_of, make_site, settings_for_tests
 
 
 def test_unknown_api_paths_get_json_404(client: FlaskClient) -> None:
@@ -63,3 +64,11 @@ def test_the_openapi_description_lists_every_json_route(app: Flask, client: Flas
             if method not in ("HEAD", "OPTIONS"):
                 routed.add((path, method))
     assert documented == routed
+
+
+def test_an_unreachable_database_gets_503_with_retry_after() -> None:
+    app = create_app(settings_for_tests(database_url="postgresql://nobody@127.0.0.1:1/none"))
+    response = app.test_client().get("/api/v1/sites/luac/comments?post=/x/")
+    assert response.status_code == 503
+    assert json_of(response)["error"]["code"] == "unavailable"
+    assert int(response.headers["Retry-After"]) > 0

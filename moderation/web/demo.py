@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, url_for
+from flask import Blueprint, Response, render_template, url_for
 
 from moderation import comments
 from moderation.db import get_session
@@ -13,6 +13,7 @@ bp = Blueprint("demo", __name__, url_prefix="/demo")
 
 DEMO_SITE = "demo"
 DEMO_POST = "/demo/"
+DEMO_TITLE = "Welcome to the demo blog"
 
 
 @bp.get("/")
@@ -22,12 +23,16 @@ def post_page() -> Response:
         site = comments.get_site(session, DEMO_SITE)
     except NotFound:
         raise NotFound("The demo site does not exist yet; run 'moderation demo'.") from None
-    thread = render_thread(site, DEMO_POST, standalone=False)
-    from flask import render_template
-
+    thread = render_thread(
+        site,
+        DEMO_POST,
+        standalone=False,
+        values={"post_title": DEMO_TITLE, "post_url": url_for("demo.post_page", _external=True)},
+    )
     return Response(
         render_template(
             "demo/post.html",
+            title=DEMO_TITLE,
             thread=thread,
             moderate_url=url_for("moderate.queue"),
             site=site,
