@@ -120,6 +120,9 @@ class Site(Base):
     close_after_days: Mapped[int | None] = mapped_column(default=None)
     privacy_notice_url: Mapped[str | None] = mapped_column(String(2000), default=None)
     notify_emails: Mapped[list[Any]] = mapped_column(default=list)
+    # The site's published comment policy, and the reasons from it a moderator may give.
+    comment_policy_url: Mapped[str | None] = mapped_column(String(2000), default=None)
+    reject_reasons: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     def __repr__(self) -> str:
@@ -195,10 +198,23 @@ class Comment(Base):
     moderated_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("moderators.id", ondelete="SET NULL")
     )
+    # The text as the commenter typed it, kept when a moderator edits the comment.
+    original_text: Mapped[str | None] = mapped_column(Text, default=None)
+    reject_reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    # Who is looking at the comment right now, so colleagues do not duplicate the work.
+    claimed_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("moderators.id", ondelete="SET NULL")
+    )
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     post: Mapped[Post] = relationship(lazy="joined", innerjoin=True)
     parent: Mapped[Comment | None] = relationship(remote_side=[id], lazy="select")
-    moderated_by: Mapped[Moderator | None] = relationship(lazy="select")
+    moderated_by: Mapped[Moderator | None] = relationship(
+        lazy="select", foreign_keys=[moderated_by_id]
+    )
+    claimed_by: Mapped[Moderator | None] = relationship(
+        lazy="select", foreign_keys=[claimed_by_id]
+    )
 
 
 class ApiToken(Base):
@@ -228,6 +244,17 @@ class LoginSession(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     moderator: Mapped[Moderator] = relationship(lazy="joined", innerjoin=True)
+
+
+class LoginAttempt(Base):
+    """A failed login, counted per account and per client network to throttle guessing."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    login: Mapped[str] = mapped_column(String(64), index=True)
+    network: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class AuditEvent(Base):
