@@ -14,41 +14,24 @@ import ipaddress
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from moderation.errors import (
-    AlreadyModerated,
     Malformed,
     NotFound,
     OriginNotAllowed,
     ThreadClosed,
     ValidationFailed,
 )
-from moderation.events import Actor, record_audit, record_event
-from moderation.models import Comment, CommentStatus, Moderator, Post, Site
+from moderation.events import record_event
+from moderation.models import Comment, CommentStatus, Post, Site
 from moderation.sanitising import render_comment
 from moderation.validation import CommentSubmission
 
 MAX_DEPTH = 3
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
-
-
-class Action:
-    """A moderation decision: the status it leads to and the event it records."""
-
-    def __init__(self, name: str, status: CommentStatus):
-        self.name = name
-        self.status = status
-        self.event_type = f"comment.{status.value}"
-
-
-ACTIONS = {
-    "approve": Action("approve", CommentStatus.APPROVED),
-    "reject": Action("reject", CommentStatus.REJECTED),
-    "spam": Action("spam", CommentStatus.SPAM),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,59 +154,6 @@ def submit_comment(
     return comment
 
 
-def get_comment_for(session: Session, moderator: Moderator, public_id: str) -> Comment:
-    """A comment the moderator may see; another site's comment is "not found", not "forbidden"."""
-    comment = session.scalar(select(Comment).where(Comment.public_id == public_id))
-    if comment is None or not moderator.may_moderate(comment.post.site_id):
-        raise NotFound("There is no comment with that id.")
-    return comment
-
-
-def moderate_comment(
-    session: Session,
-    moderator: Moderator,
-    public_id: str,
-    action_name: str,
-    *,
-    actor: Actor,
-    now: dt.datetime,
-) -> Comment:
-    """Apply a moderation decision to a pending comment, exactly once.
-
-    The status change is a conditional UPDATE, so of two moderators acting at once only one
-    succeeds; the other gets :class:`AlreadyModerated`.
-    """
-    action = ACTIONS.get(action_name)
-    if action is None:
-        raise NotFound("There is no such moderation action.")
-    comment = get_comment_for(session, moderator, public_id)
-    before = {"status": comment.status.value}
-    changed = session.execute(
-        update(Comment)
-        .where(Comment.id == comment.id, Comment.status == CommentStatus.PENDING)
-        .values(status=action.status, moderated_at=now, moderated_by_id=actor.moderator_id)
-        .execution_options(synchronize_session=False)
-    )
-    if changed.rowcount != 1:  # type: ignore[attr-defined]
-        raise AlreadyModerated(
-            f"This comment has already been moderated (it is {comment.status.value})."
-        )
-    session.execute(update(Post).where(Post.id == comment.post_id).values(version=Post.version + 1))
-    session.refresh(comment)
-    session.refresh(comment.post)
-    record_audit(
-        session,
-        actor,
-        action.name,
-        comment,
-        before=before,
-        after={"status": comment.status.value},
-        now=now,
-    )
-    record_event(session, action.event_type, comment, now=now)
-    return comment
-
-
 def encode_cursor(comment_id: int) -> str:
     return base64.urlsafe_b64encode(f"c{comment_id}".encode()).decode().rstrip("=")
 
@@ -284,26 +214,6 @@ def count_approved(session: Session, post: Post) -> int:
         )
         or 0
     )
-
-
-def queue(
-    session: Session,
-    moderator: Moderator,
-    *,
-    status: CommentStatus = CommentStatus.PENDING,
-    cursor: str | None = None,
-    limit: int = DEFAULT_PAGE,
-) -> Page:
-    """Comments of one status on the sites the moderator may moderate, oldest first."""
-    after = decode_cursor(cursor)
-    query = select(Comment).where(Comment.status == status)
-    if not moderator.is_admin:
-        site_ids = [site.id for site in moderator.sites]
-        query = query.join(Comment.post).where(Post.site_id.in_(site_ids))
-    if after is not None:
-        query = query.where(Comment.id > after)
-    rows = session.scalars(query.order_by(Comment.id).limit(limit + 1)).all()
-    return _page(rows, limit)
 
 
 @dataclasses.dataclass

@@ -212,9 +212,7 @@ class Comment(Base):
     moderated_by: Mapped[Moderator | None] = relationship(
         lazy="select", foreign_keys=[moderated_by_id]
     )
-    claimed_by: Mapped[Moderator | None] = relationship(
-        lazy="select", foreign_keys=[claimed_by_id]
-    )
+    claimed_by: Mapped[Moderator | None] = relationship(lazy="select", foreign_keys=[claimed_by_id])
 
 
 class ApiToken(Base):
@@ -275,6 +273,8 @@ class AuditEvent(Base):
     )
     before: Mapped[dict[str, Any]] = mapped_column(default=dict)
     after: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    comment: Mapped[Comment | None] = relationship(lazy="select", viewonly=True)
 
 
 class Event(Base):

@@ -14,7 +14,8 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation import schema
-from moderation.comments import moderate_comment, submit_comment
+from moderation.actions import moderate_comment
+from moderation.comments import submit_comment
 from moderation.db import begin_write, make_engine
 from moderation.errors import AlreadyModerated
 from moderation.events import Actor

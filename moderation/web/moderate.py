@@ -10,9 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import secrets
+from collections.abc import Callable
 
 from flask import (
     Blueprint,
+    Response,
     abort,
     flash,
     g,
@@ -20,15 +22,25 @@ from flask import (
     render_template,
     request,
     session,
+    stream_with_context,
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from sqlalchemy import select
 
-from moderation import comments, moderators
-from moderation.db import get_session
-from moderation.errors import AlreadyModerated, InvalidCredentials, Malformed, NotFound
+from moderation import actions, audit, moderators
+from moderation import queue as queues
+from moderation.comments import page_limit
+from moderation.db import begin_write, get_session
+from moderation.errors import (
+    AlreadyModerated,
+    InvalidCredentials,
+    Malformed,
+    NotFound,
+    ServiceError,
+)
 from moderation.events import Actor
-from moderation.models import CommentStatus, Moderator
+from moderation.models import Comment, CommentStatus, Moderator, Site
 from moderation.web.context import hasher, now, settings
 
 bp = Blueprint("moderate", __name__, url_prefix="/moderate")
@@ -123,45 +135,208 @@ def logout() -> ResponseReturnValue:
     return redirect(url_for("moderate.login"), code=303)
 
 
-@bp.get("/")
-def queue() -> str:
-    raw_status = request.args.get("status", CommentStatus.PENDING.value)
+def _actor() -> Actor:
+    moderator: Moderator = g.moderator
+    return Actor(moderator.login, moderator.id)
+
+
+def _queue_filter() -> queues.QueueFilter:
+    raw = request.args.get("status", CommentStatus.PENDING.value)
     try:
-        status = CommentStatus(raw_status)
+        status = None if raw == "all" else CommentStatus(raw)
     except ValueError:
         raise Malformed("Unknown status.") from None
-    page = comments.queue(
-        get_session(), g.moderator, status=status, cursor=request.args.get("cursor")
+    return queues.QueueFilter(
+        status=status,
+        site=request.args.get("site") or None,
+        post=request.args.get("post") or None,
+        search=(request.args.get("q") or "").strip() or None,
+        newest_first=request.args.get("order") == "newest",
+    )
+
+
+def _sites_for(moderator: Moderator) -> list[Site]:
+    if moderator.is_admin:
+        return list(get_session().scalars(select(Site).order_by(Site.name)))
+    return sorted(moderator.sites, key=lambda site: site.name)
+
+
+@bp.get("/")
+def queue() -> str:
+    wanted = _queue_filter()
+    db = get_session()
+    page = queues.list_queue(
+        db,
+        g.moderator,
+        wanted,
+        cursor=request.args.get("cursor"),
+        limit=page_limit(request.args.get("limit")),
     )
     return render_template(
         "moderate/queue.html",
         page=page,
-        status=status,
+        wanted=wanted,
+        counts=queues.status_counts(db, g.moderator, wanted),
+        history=queues.author_history(db, page.comments),
+        sites=_sites_for(g.moderator),
         statuses=list(CommentStatus),
-        moderator=g.moderator,
+        bulk_actions=actions.BULK_ACTIONS,
         now=now(),
     )
 
 
-@bp.post("/comments/<comment_id>/<action>")
-def act(comment_id: str, action: str) -> ResponseReturnValue:
-    if action not in comments.ACTIONS:
-        raise NotFound("There is no such moderation action.")
+@bp.get("/comments/<comment_id>")
+def comment(comment_id: str) -> str:
     db = get_session()
-    moderator: Moderator = g.moderator
+    begin_write(db)
+    found = actions.get_comment_for(db, g.moderator, comment_id)
+    holds = actions.claim(db, g.moderator, found, now=now())
+    db.commit()
+    return render_template(
+        "moderate/comment.html",
+        c=found,
+        holds_claim=holds,
+        history=queues.author_history(db, [found]).get(found.author_email, []),
+        now=now(),
+    )
+
+
+def _act(comment_id: str, do: Callable[[], Comment], done: str) -> ResponseReturnValue:
+    db = get_session()
     try:
-        comment = comments.moderate_comment(
-            db,
-            moderator,
-            comment_id,
-            action,
-            actor=Actor(moderator.login, moderator.id),
-            now=now(),
-        )
+        changed = do()
     except AlreadyModerated as error:
         db.rollback()
         flash(error.message, "error")
+    except ServiceError as error:
+        db.rollback()
+        flash(" ".join([error.message, *error.fields.values()]), "error")
     else:
         db.commit()
-        flash(f"Comment by {comment.author_name} marked {comment.status.value}.")
+        flash(done.format(name=changed.author_name, status=changed.status.value))
+        if changed.status is not CommentStatus.PENDING and changed.public_id == comment_id:
+            session["undo"] = {"id": comment_id, "until": (now() + actions.UNDO_WINDOW).timestamp()}
     return redirect(_back_to(request.form.get("next")), code=303)
+
+
+@bp.post("/comments/<comment_id>/<action>")
+def act(comment_id: str, action: str) -> ResponseReturnValue:
+    if action not in actions.ACTIONS:
+        raise NotFound("There is no such moderation action.")
+    return _act(
+        comment_id,
+        lambda: actions.moderate_comment(
+            get_session(),
+            g.moderator,
+            comment_id,
+            action,
+            actor=_actor(),
+            now=now(),
+            reason=request.form.get("reason") or None,
+        ),
+        "Comment by {name} marked {status}.",
+    )
+
+
+@bp.post("/comments/<comment_id>/undo")
+def undo(comment_id: str) -> ResponseReturnValue:
+    session.pop("undo", None)
+    return _act(
+        "",
+        lambda: actions.undo(get_session(), g.moderator, comment_id, actor=_actor(), now=now()),
+        "Undone: the comment by {name} is {status} again.",
+    )
+
+
+@bp.post("/comments/<comment_id>/edit")
+def edit(comment_id: str) -> ResponseReturnValue:
+    def do() -> Comment:
+        db = get_session()
+        edited = actions.edit_comment(
+            db, g.moderator, comment_id, request.form.get("body", ""), actor=_actor(), now=now()
+        )
+        if request.form.get("approve") and edited.status is CommentStatus.PENDING:
+            return actions.moderate_comment(
+                db, g.moderator, comment_id, "approve", actor=_actor(), now=now()
+            )
+        return edited
+
+    return _act(comment_id, do, "Comment by {name} saved ({status}).")
+
+
+@bp.post("/comments/<comment_id>/reply")
+def reply(comment_id: str) -> ResponseReturnValue:
+    return _act(
+        "",
+        lambda: actions.reply_as_blog(
+            get_session(),
+            g.moderator,
+            comment_id,
+            request.form.get("reply", ""),
+            actor=_actor(),
+            now=now(),
+            approve_first=bool(request.form.get("approve")),
+        ),
+        "Your reply as {name} is published.",
+    )
+
+
+@bp.post("/bulk")
+def bulk() -> ResponseReturnValue:
+    db = get_session()
+    ids = request.form.getlist("ids")
+    if not ids:
+        flash("Select at least one comment.", "error")
+        return redirect(_back_to(request.form.get("next")), code=303)
+    try:
+        result = actions.bulk(
+            db, g.moderator, ids, request.form.get("action", ""), actor=_actor(), now=now()
+        )
+    except ServiceError as error:
+        db.rollback()
+        flash(" ".join(error.fields.values()) or error.message, "error")
+    else:
+        db.commit()
+        flash(f"{len(result.done)} comment{'s' if len(result.done) != 1 else ''} updated.")
+        if result.refused:
+            flash(f"{len(result.refused)} had already been moderated and were left alone.", "error")
+    return redirect(_back_to(request.form.get("next")), code=303)
+
+
+def _audit_filter() -> audit.AuditFilter:
+    def day(name: str) -> dt.date | None:
+        raw = request.args.get(name) or ""
+        try:
+            return dt.date.fromisoformat(raw) if raw else None
+        except ValueError:
+            raise Malformed(f"{name} must be a date like 2026-11-29.") from None
+
+    return audit.AuditFilter(
+        moderator=request.args.get("moderator") or None,
+        action=request.args.get("action") or None,
+        site=request.args.get("site") or None,
+        since=day("since"),
+        until=day("until"),
+    )
+
+
+@bp.get("/audit")
+def audit_log() -> ResponseReturnValue:
+    wanted = _audit_filter()
+    db = get_session()
+    if request.args.get("format") == "csv":
+        rows = stream_with_context(audit.export_csv(db, g.moderator, wanted))
+        return Response(
+            rows,
+            mimetype="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="audit-log.csv"'},
+        )
+    page = audit.list_audit(db, g.moderator, wanted, cursor=request.args.get("cursor"))
+    return render_template(
+        "moderate/audit.html",
+        page=page,
+        wanted=wanted,
+        sites=_sites_for(g.moderator),
+        actions=[*actions.ACTIONS, "undo", "edit", "reply"],
+        now=now(),
+    )

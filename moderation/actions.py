@@ -1,0 +1,293 @@
+"""What moderators do to comments: decide, edit, reply, undo, claim, and all of it in bulk.
+
+Every change is a conditional UPDATE on the comment's status, so a comment is moderated once
+however many moderators act at the same moment; every change writes one audit event and one
+outbox event in the caller's transaction and bumps the thread's version (its ETag).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from moderation.errors import AlreadyModerated, NotFound, ValidationFailed
+from moderation.events import Actor, record_audit, record_event
+from moderation.models import Comment, CommentStatus, Moderator, Post
+from moderation.sanitising import normalise_text, render_comment
+from moderation.validation import MAX_BODY
+
+UNDO_WINDOW = dt.timedelta(seconds=30)
+CLAIM_FOR = dt.timedelta(minutes=5)
+S = CommentStatus
+
+
+@dataclasses.dataclass(frozen=True)
+class Action:
+    """A decision: the statuses it applies to, the status it leads to, the event it records."""
+
+    name: str
+    to: CommentStatus
+    applies_to: frozenset[CommentStatus]
+    event_type: str
+
+
+ACTIONS = {
+    action.name: action
+    for action in (
+        Action("approve", S.APPROVED, frozenset({S.PENDING}), "comment.approved"),
+        Action("reject", S.REJECTED, frozenset({S.PENDING}), "comment.rejected"),
+        Action("spam", S.SPAM, frozenset({S.PENDING}), "comment.spam"),
+        Action(
+            "delete",
+            S.DELETED,
+            frozenset({S.PENDING, S.APPROVED, S.REJECTED, S.SPAM}),
+            "comment.deleted",
+        ),
+        Action(
+            "restore", S.PENDING, frozenset({S.REJECTED, S.SPAM, S.DELETED}), "comment.restored"
+        ),
+    )
+}
+BULK_ACTIONS = ("approve", "reject", "spam", "delete")
+
+
+def get_comment_for(session: Session, moderator: Moderator, public_id: str) -> Comment:
+    """A comment the moderator may see; another site's comment is "not found", not "forbidden"."""
+    comment = session.scalar(select(Comment).where(Comment.public_id == public_id))
+    if comment is None or not moderator.may_moderate(comment.post.site_id):
+        raise NotFound("There is no comment with that id.")
+    return comment
+
+
+def _transition(
+    session: Session,
+    comment: Comment,
+    applies_to: Iterable[CommentStatus],
+    **values: object,
+) -> None:
+    """Change the comment only if it is still in one of ``applies_to``; else AlreadyModerated."""
+    changed = session.execute(
+        update(Comment)
+        .where(Comment.id == comment.id, Comment.status.in_(list(applies_to)))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(comment)
+        raise AlreadyModerated(
+            f"This comment has already been moderated (it is {comment.status.value})."
+        )
+    _bump_thread(session, comment)
+    session.refresh(comment)
+
+
+def _bump_thread(session: Session, comment: Comment) -> None:
+    session.execute(update(Post).where(Post.id == comment.post_id).values(version=Post.version + 1))
+
+
+def _record(
+    session: Session,
+    actor: Actor,
+    action: str,
+    event_type: str,
+    comment: Comment,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    now: dt.datetime,
+) -> None:
+    record_audit(session, actor, action, comment, before=before, after=after, now=now)
+    record_event(session, event_type, comment, now=now)
+
+
+def check_reason(comment: Comment, reason: str | None) -> str | None:
+    """A rejection reason must come from the site's published list, when it has one."""
+    if not reason:
+        return None
+    allowed = comment.post.site.reject_reasons
+    if allowed and reason not in allowed:
+        raise ValidationFailed(fields={"reason": "Choose a reason from the site's comment policy"})
+    if len(reason) > 500:
+        raise ValidationFailed(fields={"reason": "Give a reason of up to 500 characters"})
+    return reason
+
+
+def moderate_comment(
+    session: Session,
+    moderator: Moderator,
+    public_id: str,
+    action_name: str,
+    *,
+    actor: Actor,
+    now: dt.datetime,
+    reason: str | None = None,
+) -> Comment:
+    """Apply one decision to one comment, exactly once."""
+    action = ACTIONS.get(action_name)
+    if action is None:
+        raise NotFound("There is no such moderation action.")
+    comment = get_comment_for(session, moderator, public_id)
+    before = {"status": comment.status.value}
+    values: dict[str, object] = {
+        "status": action.to,
+        "moderated_at": now,
+        "moderated_by_id": actor.moderator_id,
+        "claimed_by_id": None,
+        "claimed_until": None,
+    }
+    after: dict[str, Any] = {"status": action.to.value}
+    if action.name == "reject" and reason:
+        values["reject_reason"] = after["reason"] = check_reason(comment, reason)
+    _transition(session, comment, action.applies_to, **values)
+    _record(session, actor, action.name, action.event_type, comment, before, after, now)
+    return comment
+
+
+def undo(
+    session: Session, moderator: Moderator, public_id: str, *, actor: Actor, now: dt.datetime
+) -> Comment:
+    """Take back one's own approve, reject or spam within a few seconds: back to pending."""
+    comment = get_comment_for(session, moderator, public_id)
+    recent = comment.moderated_at is not None and now - comment.moderated_at <= UNDO_WINDOW
+    if comment.moderated_by_id != actor.moderator_id or not recent:
+        raise AlreadyModerated("That action can no longer be undone.")
+    before = {"status": comment.status.value}
+    _transition(
+        session,
+        comment,
+        [S.APPROVED, S.REJECTED, S.SPAM],
+        status=S.PENDING,
+        moderated_at=None,
+        moderated_by_id=None,
+        reject_reason=None,
+    )
+    _record(session, actor, "undo", "comment.restored", comment, before, {"status": "pending"}, now)
+    return comment
+
+
+def _checked_text(text: str, field: str = "body") -> str:
+    value = normalise_text(text)
+    if not value:
+        raise ValidationFailed(fields={field: "Enter the comment's text"})
+    if len(value) > MAX_BODY:
+        raise ValidationFailed(fields={field: f"The text must be {MAX_BODY:,} characters or fewer"})
+    return value
+
+
+def edit_comment(
+    session: Session,
+    moderator: Moderator,
+    public_id: str,
+    text: str,
+    *,
+    actor: Actor,
+    now: dt.datetime,
+) -> Comment:
+    """Change a comment's text; the commenter's original is kept and the edit audited."""
+    comment = get_comment_for(session, moderator, public_id)
+    value = _checked_text(text)
+    if value == comment.body_text:
+        return comment
+    before = {"body_text": comment.body_text}
+    _transition(
+        session,
+        comment,
+        [S.PENDING, S.APPROVED],
+        body_text=value,
+        body_html=render_comment(value),
+        original_text=comment.original_text or comment.body_text,
+    )
+    _record(session, actor, "edit", "comment.edited", comment, before, {"body_text": value}, now)
+    return comment
+
+
+def reply_as_blog(
+    session: Session,
+    moderator: Moderator,
+    public_id: str,
+    text: str,
+    *,
+    actor: Actor,
+    now: dt.datetime,
+    approve_first: bool = False,
+) -> Comment:
+    """Publish an official reply from the blog team under a comment (approving it first if asked)."""
+    value = _checked_text(text, "reply")
+    parent = get_comment_for(session, moderator, public_id)
+    if approve_first and parent.status is S.PENDING:
+        parent = moderate_comment(session, moderator, public_id, "approve", actor=actor, now=now)
+    if parent.status is not S.APPROVED:
+        raise ValidationFailed(fields={"reply": "Approve the comment before replying to it"})
+    # Replies nest three deep; under a third-level comment the reply joins that level.
+    depth, ancestor = 1, parent
+    while ancestor.parent is not None:
+        depth, ancestor = depth + 1, ancestor.parent
+    reply = Comment(
+        post=parent.post,
+        parent=parent.parent if depth >= 3 else parent,
+        author_name=parent.post.site.name,
+        author_email=moderator.email,
+        body_text=value,
+        body_html=render_comment(value),
+        status=S.APPROVED,
+        official=True,
+        submitted_at=now,
+        moderated_at=now,
+        moderated_by_id=actor.moderator_id,
+    )
+    session.add(reply)
+    session.flush()
+    _bump_thread(session, reply)
+    after = {"status": "approved", "official": True, "in_reply_to": parent.public_id}
+    _record(session, actor, "reply", "comment.approved", reply, {}, after, now)
+    return reply
+
+
+@dataclasses.dataclass
+class BulkResult:
+    done: list[str] = dataclasses.field(default_factory=list)
+    refused: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def bulk(
+    session: Session,
+    moderator: Moderator,
+    public_ids: Iterable[str],
+    action_name: str,
+    *,
+    actor: Actor,
+    now: dt.datetime,
+) -> BulkResult:
+    """Apply one decision to many comments; each succeeds or is refused on its own."""
+    if action_name not in BULK_ACTIONS:
+        raise ValidationFailed(fields={"action": "Choose approve, reject, spam or delete"})
+    result = BulkResult()
+    for public_id in dict.fromkeys(public_ids):
+        try:
+            with session.begin_nested():
+                moderate_comment(session, moderator, public_id, action_name, actor=actor, now=now)
+            result.done.append(public_id)
+        except (AlreadyModerated, NotFound) as error:
+            result.refused[public_id] = error.message
+    return result
+
+
+def claim(session: Session, moderator: Moderator, comment: Comment, *, now: dt.datetime) -> bool:
+    """Mark the comment as being handled by ``moderator`` unless a colleague holds it.
+
+    Returns True if the moderator holds the claim afterwards.
+    """
+    held_by_other = (
+        comment.claimed_by_id not in (None, moderator.id)
+        and comment.claimed_until is not None
+        and comment.claimed_until > now
+    )
+    if held_by_other:
+        return False
+    comment.claimed_by_id = moderator.id
+    comment.claimed_until = now + CLAIM_FOR
+    return True
