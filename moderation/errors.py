@@ -78,3 +78,13 @@ class UnsupportedMediaType(ServiceError):
     code = "unsupported_media_type"
     status = 415
     default_message = "Send the request body as application/json."
+
+
+class RateLimited(ServiceError):
+    code = "rate_limited"
+    status = 429
+    default_message = "Too many attempts. Wait a while and try again."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 60):
+        super().__init__(message)
+        self.retry_after = retry_after

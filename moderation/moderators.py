@@ -6,16 +6,26 @@ import contextlib
 import datetime as dt
 import hashlib
 import secrets
+from collections.abc import Container
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from moderation.errors import InvalidCredentials, NotFound, Unauthorized, ValidationFailed
-from moderation.models import ApiToken, LoginSession, Moderator, Role, Site
+from moderation.errors import (
+    InvalidCredentials,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    ValidationFailed,
+)
+from moderation.models import ApiToken, LoginAttempt, LoginSession, Moderator, Role, Site
 
+LOGIN_WINDOW = dt.timedelta(minutes=15)
+MAX_FAILURES_PER_ACCOUNT = 5
+MAX_FAILURES_PER_NETWORK = 20
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 TOKEN_PREFIX = "mod_"  # noqa: S105 (a label, not a secret)
@@ -31,7 +41,16 @@ def password_hasher(*, fast: bool = False) -> PasswordHasher:
     return PasswordHasher()
 
 
+def _common_passwords() -> Container[str]:
+    from zxcvbn.matching import RANKED_DICTIONARIES
+
+    passwords: Container[str] = RANKED_DICTIONARIES["passwords"]
+    return passwords
+
+
 def check_password_rules(password: str) -> None:
+    """OWASP ASVS 5: at least 8 characters, long ones allowed, no composition rules, and none of
+    the most common passwords."""
     if len(password) < MIN_PASSWORD:
         raise ValidationFailed(
             fields={"password": f"Use a password of at least {MIN_PASSWORD} characters"}
@@ -40,6 +59,38 @@ def check_password_rules(password: str) -> None:
         raise ValidationFailed(
             fields={"password": f"Use a password of at most {MAX_PASSWORD} characters"}
         )
+    if password.lower() in _common_passwords():
+        raise ValidationFailed(
+            fields={"password": "That password is one of the most common ones; choose another"}
+        )
+
+
+def check_login_allowed(
+    session: Session, login: str, network: str | None, *, now: dt.datetime
+) -> None:
+    """Refuse a login attempt, before any password hashing, when the account or the client's
+    network has failed too often recently."""
+    since = now - LOGIN_WINDOW
+    recent = select(func.count()).select_from(LoginAttempt).where(LoginAttempt.at >= since)
+    per_account = session.scalar(recent.where(LoginAttempt.login == login)) or 0
+    per_network = (
+        session.scalar(recent.where(LoginAttempt.network == network)) or 0 if network else 0
+    )
+    if per_account >= MAX_FAILURES_PER_ACCOUNT or per_network >= MAX_FAILURES_PER_NETWORK:
+        raise RateLimited(
+            "Too many failed attempts to log in. Wait 15 minutes and try again.",
+            retry_after=int(LOGIN_WINDOW.total_seconds()),
+        )
+
+
+def record_failed_login(
+    session: Session, login: str, network: str | None, *, now: dt.datetime
+) -> None:
+    session.add(LoginAttempt(at=now, login=login[:64], network=network))
+
+
+def clear_failed_logins(session: Session, login: str) -> None:
+    session.execute(delete(LoginAttempt).where(LoginAttempt.login == login))
 
 
 def create_moderator(

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
 
+from moderation.errors import ValidationFailed
 from moderation.models import ApiToken, AuditEvent, Comment, CommentStatus, Role
+from moderation.moderators import check_password_rules
 from tests.conftest import (
     PASSWORD,
     comment_json,
@@ -174,3 +179,81 @@ def test_the_login_redirect_stays_on_this_service(client: FlaskClient, session: 
         )
         assert response.headers["Location"] == "/moderate/"
         csrf = csrf_from(client.get("/moderate/").get_data(as_text=True))
+
+
+def test_login_throttling_refuses_before_checking_the_password(
+    client: FlaskClient, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_moderator(session)
+    csrf = csrf_from(client.get("/moderate/login").get_data(as_text=True))
+
+    def attempt(password: str, login_name: str = "editor") -> TestResponse:
+        return client.post(
+            "/moderate/login",
+            data={"login": login_name, "password": password, "csrf_token": csrf},
+        )
+
+    for _ in range(5):
+        assert attempt("wrong guess").status_code == 401
+    verified: list[str] = []
+    original = PasswordHasher.verify
+
+    def spy(self: PasswordHasher, hash: str, password: str) -> bool:
+        verified.append(password)
+        return original(self, hash, password)
+
+    monkeypatch.setattr(PasswordHasher, "verify", spy)
+    blocked = attempt(PASSWORD)
+    assert blocked.status_code == 429
+    assert int(blocked.headers["Retry-After"]) > 0
+    assert "Too many failed attempts" in blocked.get_data(as_text=True)
+    assert verified == [], "a throttled login must not cost a password hash"
+    # Unknown accounts are throttled the same way, so throttling reveals nothing either.
+    for _ in range(5):
+        attempt("x", "nobody")
+    assert attempt("x", "nobody").status_code == 429
+
+
+def test_login_throttling_per_network_covers_many_accounts(
+    client: FlaskClient, session: Session
+) -> None:
+    make_moderator(session)
+    csrf = csrf_from(client.get("/moderate/login").get_data(as_text=True))
+    for n in range(20):
+        client.post(
+            "/moderate/login",
+            data={"login": f"guess{n}", "password": "x", "csrf_token": csrf},
+            environ_base={"REMOTE_ADDR": "198.51.100.7"},
+        )
+    from_there = client.post(
+        "/moderate/login",
+        data={"login": "editor", "password": PASSWORD, "csrf_token": csrf},
+        environ_base={"REMOTE_ADDR": "198.51.100.200"},
+    )
+    assert from_there.status_code == 429
+    elsewhere = client.post(
+        "/moderate/login",
+        data={"login": "editor", "password": PASSWORD, "csrf_token": csrf},
+        environ_base={"REMOTE_ADDR": "192.0.2.1"},
+    )
+    assert elsewhere.status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("password", "ok"),
+    [
+        ("short", False),
+        ("password1", False),
+        ("qwertyuiop", False),
+        ("x" * 8, True),
+        ("only lower case words", True),
+        ("ü" * 100, True),
+        ("y" * 1025, False),
+    ],
+)
+def test_password_rules_follow_asvs(password: str, ok: bool) -> None:
+    if ok:
+        check_password_rules(password)
+    else:
+        with pytest.raises(ValidationFailed):
+            check_password_rules(password)

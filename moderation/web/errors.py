@@ -8,7 +8,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from moderation.errors import ServiceError
+from moderation.errors import RateLimited, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ def handle_service_error(error: ServiceError) -> Response:
     response = error_response(error.status, error.code, error.message, error.fields)
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="moderation"'
+    if isinstance(error, RateLimited):
+        response.headers["Retry-After"] = str(error.retry_after)
     return response
 
 

@@ -30,18 +30,19 @@ from sqlalchemy import select
 
 from moderation import actions, audit, moderators
 from moderation import queue as queues
-from moderation.comments import page_limit
+from moderation.comments import client_network, page_limit
 from moderation.db import begin_write, get_session
 from moderation.errors import (
     AlreadyModerated,
     InvalidCredentials,
     Malformed,
     NotFound,
+    RateLimited,
     ServiceError,
 )
 from moderation.events import Actor
 from moderation.models import Comment, CommentStatus, Moderator, Site
-from moderation.web.context import hasher, now, settings
+from moderation.web.context import client_address, hasher, now, settings
 
 bp = Blueprint("moderate", __name__, url_prefix="/moderate")
 
@@ -106,16 +107,24 @@ def login() -> str:
 
 @bp.post("/login")
 def do_login() -> ResponseReturnValue:
-    login_name = request.form.get("login", "")
+    login_name = request.form.get("login", "").strip()
+    network = client_network(client_address())
     db = get_session()
     try:
+        moderators.check_login_allowed(db, login_name, network, now=now())
         moderator = moderators.authenticate(
             db, hasher(), login_name, request.form.get("password", "")
         )
-    except InvalidCredentials as error:
-        return render_template(
-            "moderate/login.html", error=error.message, login_name=login_name
-        ), 401
+    except (InvalidCredentials, RateLimited) as error:
+        status = error.status
+        if isinstance(error, InvalidCredentials):
+            db.rollback()
+            moderators.record_failed_login(db, login_name, network, now=now())
+            db.commit()
+        page = render_template("moderate/login.html", error=error.message, login_name=login_name)
+        headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else {}
+        return page, status, headers
+    moderators.clear_failed_logins(db, login_name)
     token = moderators.start_login_session(db, moderator, now=now())
     db.commit()
     # A new session on login: nothing from before the login survives, not even the CSRF token.
