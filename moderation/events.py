@@ -83,3 +83,27 @@ def record_audit(
     )
     session.add(audit)
     return audit
+
+
+def record_admin_audit(
+    session: Session,
+    actor: Actor,
+    action: str,
+    *,
+    site_id: int | None,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    now: dt.datetime,
+) -> AuditEvent:
+    """Add an audit event for an administrative change (a site, a moderator, a token)."""
+    audit = AuditEvent(
+        at=now,
+        moderator_id=actor.moderator_id,
+        actor=actor.label,
+        action=action,
+        site_id=site_id,
+        before=before,
+        after=after,
+    )
+    session.add(audit)
+    return audit

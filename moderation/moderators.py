@@ -21,6 +21,7 @@ from moderation.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from moderation.events import Actor, record_admin_audit
 from moderation.models import ApiToken, LoginAttempt, LoginSession, Moderator, Role, Site
 
 LOGIN_WINDOW = dt.timedelta(minutes=15)
@@ -206,4 +207,64 @@ def authenticate_token(session: Session, plain: str, *, now: dt.datetime) -> Api
     if token is None or token.revoked_at is not None:
         raise Unauthorized("The API token is not valid.")
     token.last_used_at = now
+    return token
+
+
+def moderator_settings(moderator: Moderator) -> dict[str, object]:
+    return {"role": moderator.role.value, "sites": sorted(s.slug for s in moderator.sites)}
+
+
+def update_moderator(
+    session: Session,
+    moderator: Moderator,
+    *,
+    role: str,
+    site_slugs: tuple[str, ...],
+    actor: Actor,
+    now: dt.datetime,
+) -> Moderator:
+    """Change a moderator's role and sites, audited. An admin cannot demote themselves."""
+    if role not in {r.value for r in Role}:
+        raise ValidationFailed(fields={"role": "Choose admin or moderator"})
+    if moderator.id == actor.moderator_id and role != Role.ADMIN:
+        raise ValidationFailed(fields={"role": "You cannot remove your own admin role"})
+    sites = list(session.scalars(select(Site).where(Site.slug.in_(site_slugs))))
+    if len(sites) != len(set(site_slugs)):
+        raise ValidationFailed(fields={"sites": "Choose sites that exist"})
+    before = moderator_settings(moderator)
+    moderator.role = Role(role)
+    moderator.sites = sites
+    after = moderator_settings(moderator)
+    if after != before:
+        record_admin_audit(
+            session,
+            actor,
+            "moderator.update",
+            site_id=None,
+            before={"login": moderator.login, **before},
+            after={"login": moderator.login, **after},
+            now=now,
+        )
+    return moderator
+
+
+def list_tokens(session: Session) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.id)))
+
+
+def revoke_token(session: Session, token_id: int, *, actor: Actor, now: dt.datetime) -> ApiToken:
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFound("There is no token with that id.")
+    if token.revoked_at is None:
+        token.revoked_at = now
+        record_admin_audit(
+            session,
+            actor,
+            "token.revoke",
+            site_id=None,
+            before={"token": token.name, "moderator": token.moderator.login},
+            after={"revoked_at": now.isoformat()},
+            now=now,
+        )
     return token

@@ -1,27 +1,54 @@
-"""Sites: the blogs whose comments this service moderates."""
+"""Sites: the blogs whose comments this service moderates, and their moderation settings."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import re
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moderation.errors import ValidationFailed
-from moderation.models import Site
+from moderation.errors import Forbidden, ValidationFailed
+from moderation.events import Actor, record_admin_audit
+from moderation.models import ModerationPolicy, Moderator, Site
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+EDITABLE = (
+    "name",
+    "origins",
+    "policy",
+    "link_limit",
+    "close_after_days",
+    "privacy_notice_url",
+    "comment_policy_url",
+    "reject_reasons",
+)
 
 
 def normalise_origin(value: str) -> str:
-    """``https://Example.org/`` -> ``https://example.org``; refuse anything that is not an origin."""
+    """``https://Example.org/`` -> ``https://example.org``; refuse what is not an origin."""
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("an origin is http(s)://host[:port]")
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         raise ValueError("an origin has no path, query, fragment or user")
     return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def _origins(values: list[str], errors: dict[str, str]) -> list[str]:
+    cleaned: list[str] = []
+    for origin in values:
+        try:
+            cleaned.append(normalise_origin(origin))
+        except ValueError as exc:
+            errors["origins"] = f"{origin!r} is not an origin: {exc}"
+    if not cleaned:
+        errors.setdefault("origins", "Give at least one origin, like https://blog.example.gov.uk")
+    return cleaned
 
 
 def create_site(session: Session, *, slug: str, name: str, origins: list[str]) -> Site:
@@ -32,17 +59,120 @@ def create_site(session: Session, *, slug: str, name: str, origins: list[str]) -
         errors["slug"] = "A site with that slug exists already"
     if not name.strip() or len(name) > 200:
         errors["name"] = "Give the site a name of up to 200 characters"
-    cleaned: list[str] = []
-    for origin in origins:
-        try:
-            cleaned.append(normalise_origin(origin))
-        except ValueError as exc:
-            errors["origins"] = f"{origin!r} is not an origin: {exc}"
-    if not cleaned:
-        errors.setdefault("origins", "Give at least one origin, like https://blog.example.gov.uk")
+    cleaned = _origins(origins, errors)
     if errors:
         raise ValidationFailed(fields=errors)
     site = Site(slug=slug, name=name.strip(), origins=cleaned)
     session.add(site)
     session.flush()
     return site
+
+
+def site_settings(site: Site) -> dict[str, Any]:
+    return {name: _plain(getattr(site, name)) for name in EDITABLE}
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, ModerationPolicy) else value
+
+
+def _optional_url(raw: object, field: str, errors: dict[str, str]) -> str | None:
+    if raw in (None, ""):
+        return None
+    if not isinstance(raw, str) or urlsplit(raw).scheme not in ("http", "https") or len(raw) > 2000:
+        errors[field] = "Give an address starting with https://"
+        return None
+    return raw
+
+
+def _optional_days(raw: object, errors: dict[str, str]) -> int | None:
+    if raw in (None, ""):
+        return None
+    days = int(raw) if isinstance(raw, int) or (isinstance(raw, str) and raw.isdigit()) else -1
+    if not 1 <= days <= 3650:
+        errors["close_after_days"] = "Give a number of days from 1 to 3650, or leave it empty"
+        return None
+    return days
+
+
+def update_site(
+    session: Session, site: Site, changes: Mapping[str, object], *, actor: Actor, now: dt.datetime
+) -> Site:
+    """Change a site's settings (the keys of ``changes`` among EDITABLE), audited."""
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise ValidationFailed(fields={name: "Not a site setting" for name in sorted(unknown)})
+    errors: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for name, raw in changes.items():
+        if name == "name":
+            if not isinstance(raw, str) or not raw.strip() or len(raw) > 200:
+                errors["name"] = "Give the site a name of up to 200 characters"
+            else:
+                values["name"] = raw.strip()
+        elif name == "origins":
+            if not isinstance(raw, list) or not all(isinstance(o, str) for o in raw):
+                errors["origins"] = "Give a list of origins"
+            else:
+                values["origins"] = _origins(raw, errors)
+        elif name == "policy":
+            if raw in {p.value for p in ModerationPolicy}:
+                values["policy"] = ModerationPolicy(str(raw))
+            else:
+                errors["policy"] = "Choose all or trusted"
+        elif name == "link_limit":
+            if not isinstance(raw, int | str) or not str(raw).isdigit() or int(raw) > 100:
+                errors["link_limit"] = "Give a number of links from 0 to 100"
+            else:
+                values["link_limit"] = int(raw)
+        elif name == "close_after_days":
+            values["close_after_days"] = _optional_days(raw, errors)
+        elif name in ("privacy_notice_url", "comment_policy_url"):
+            values[name] = _optional_url(raw, name, errors)
+        elif name == "reject_reasons":
+            if not isinstance(raw, list) or not all(
+                isinstance(r, str) and 0 < len(r) <= 500 for r in raw
+            ):
+                errors["reject_reasons"] = "Give a list of reasons of up to 500 characters each"
+            else:
+                values["reject_reasons"] = [r.strip() for r in raw if r.strip()]
+    if errors:
+        raise ValidationFailed(fields=errors)
+    before = site_settings(site)
+    for name, value in values.items():
+        setattr(site, name, value)
+    after = site_settings(site)
+    changed = {k for k in after if after[k] != before[k]}
+    if changed:
+        record_admin_audit(
+            session,
+            actor,
+            "site.update",
+            site_id=site.id,
+            before={k: before[k] for k in changed},
+            after={k: after[k] for k in changed},
+            now=now,
+        )
+    return site
+
+
+@dataclasses.dataclass(frozen=True)
+class SiteForm:
+    """The site form's text fields turned into settings (lists are one item a line)."""
+
+    fields: Mapping[str, str]
+
+    def changes(self) -> dict[str, object]:
+        lines = {"origins", "reject_reasons"}
+        return {
+            name: [line.strip() for line in value.splitlines() if line.strip()]
+            if name in lines
+            else value.strip()
+            for name, value in self.fields.items()
+            if name in EDITABLE
+        }
+
+
+def require_admin(moderator: Moderator) -> None:
+    if not moderator.is_admin:
+        raise Forbidden("Only admins can do that.")

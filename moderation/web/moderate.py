@@ -42,9 +42,11 @@ from moderation.errors import (
 )
 from moderation.events import Actor
 from moderation.models import Comment, CommentStatus, Moderator, Site
+from moderation.web import admin
 from moderation.web.context import client_address, hasher, now, settings
 
 bp = Blueprint("moderate", __name__, url_prefix="/moderate")
+bp.register_blueprint(admin.bp)
 
 PUBLIC_ENDPOINTS = frozenset({"moderate.login", "moderate.do_login"})
 

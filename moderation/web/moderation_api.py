@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
+from sqlalchemy import select
 
-from moderation import actions, moderators
+from moderation import actions, moderators, sites
 from moderation import queue as queues
 from moderation.comments import page_limit
 from moderation.db import begin_write, get_session
-from moderation.errors import Malformed, Unauthorized, ValidationFailed
-from moderation.events import Actor, comment_data
-from moderation.models import ApiToken, Comment, CommentStatus
+from moderation.errors import Malformed, NotFound, Unauthorized, ValidationFailed
+from moderation.events import Actor, comment_data, rfc3339
+from moderation.models import ApiToken, Comment, CommentStatus, Moderator, Site
 from moderation.web.context import json_object, now
 
 bp = Blueprint("moderation_api", __name__, url_prefix="/api/v1/moderation")
@@ -160,3 +161,145 @@ def bulk() -> Response:
     )
     get_session().commit()
     return jsonify({"done": result.done, "refused": result.refused})
+
+
+# Administration: admins only -------------------------------------------------------------------
+
+
+def _admin() -> Moderator:
+    moderator: Moderator = g.token.moderator
+    sites.require_admin(moderator)
+    return moderator
+
+
+def site_json(site: Site) -> dict[str, Any]:
+    return {"slug": site.slug, **sites.site_settings(site)}
+
+
+def _site(slug: str) -> Site:
+    found = get_session().scalar(select(Site).where(Site.slug == slug))
+    if found is None:
+        raise NotFound("There is no site with that name.")
+    return found
+
+
+@bp.get("/sites")
+def list_sites() -> Response:
+    _admin()
+    found = get_session().scalars(select(Site).order_by(Site.slug)).all()
+    body = {"sites": [site_json(s) for s in found]}
+    get_session().commit()
+    return jsonify(body)
+
+
+@bp.post("/sites")
+def create_site() -> tuple[Response, int]:
+    _admin()
+    body = json_object()
+    origins = body.get("origins")
+    if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+        raise ValidationFailed(fields={"origins": "Give a list of origins"})
+    site = sites.create_site(
+        get_session(), slug=_text(body, "slug"), name=_text(body, "name"), origins=origins
+    )
+    settings = {k: v for k, v in body.items() if k not in ("slug", "name", "origins")}
+    if settings:
+        sites.update_site(get_session(), site, settings, actor=_actor(), now=now())
+    data = site_json(site)
+    get_session().commit()
+    return jsonify(data), 201
+
+
+@bp.get("/sites/<slug>")
+def get_site(slug: str) -> Response:
+    _admin()
+    data = site_json(_site(slug))
+    get_session().commit()
+    return jsonify(data)
+
+
+@bp.patch("/sites/<slug>")
+def update_site(slug: str) -> Response:
+    _admin()
+    site = sites.update_site(get_session(), _site(slug), json_object(), actor=_actor(), now=now())
+    data = site_json(site)
+    get_session().commit()
+    return jsonify(data)
+
+
+def moderator_json(moderator: Moderator) -> dict[str, Any]:
+    return {
+        "login": moderator.login,
+        "email": moderator.email,
+        **moderators.moderator_settings(moderator),
+    }
+
+
+@bp.get("/moderators")
+def list_moderators() -> Response:
+    _admin()
+    found = get_session().scalars(select(Moderator).order_by(Moderator.login)).all()
+    body = {"moderators": [moderator_json(m) for m in found]}
+    get_session().commit()
+    return jsonify(body)
+
+
+@bp.patch("/moderators/<login>")
+def update_moderator(login: str) -> Response:
+    _admin()
+    body = json_object()
+    target = moderators.get_moderator(get_session(), login)
+    site_slugs = body.get("sites", [s.slug for s in target.sites])
+    if not isinstance(site_slugs, list) or not all(isinstance(s, str) for s in site_slugs):
+        raise ValidationFailed(fields={"sites": "Give a list of site slugs"})
+    moderators.update_moderator(
+        get_session(),
+        target,
+        role=str(body.get("role", target.role.value)),
+        site_slugs=tuple(site_slugs),
+        actor=_actor(),
+        now=now(),
+    )
+    data = moderator_json(target)
+    get_session().commit()
+    return jsonify(data)
+
+
+def token_json(token: ApiToken) -> dict[str, Any]:
+    return {
+        "id": token.id,
+        "name": token.name,
+        "moderator": token.moderator.login,
+        "prefix": token.prefix,
+        "created_at": rfc3339(token.created_at),
+        "last_used_at": rfc3339(token.last_used_at) if token.last_used_at else None,
+        "revoked_at": rfc3339(token.revoked_at) if token.revoked_at else None,
+    }
+
+
+@bp.get("/tokens")
+def list_tokens() -> Response:
+    _admin()
+    body = {"tokens": [token_json(t) for t in moderators.list_tokens(get_session())]}
+    get_session().commit()
+    return jsonify(body)
+
+
+@bp.post("/tokens")
+def create_token() -> tuple[Response, int]:
+    _admin()
+    body = json_object()
+    owner = moderators.get_moderator(get_session(), _text(body, "moderator"))
+    token, plain = moderators.create_api_token(get_session(), owner, _text(body, "name"), now=now())
+    data = {**token_json(token), "token": plain}
+    get_session().commit()
+    return jsonify(data), 201
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+def revoke_token(token_id: int) -> Response:
+    _admin()
+    token = moderators.revoke_token(get_session(), token_id, actor=_actor(), now=now())
+    data = token_json(token)
+    get_session().commit()
+    return jsonify(data)

@@ -1,0 +1,201 @@
+"""Admins' pages under /moderate/admin: sites, moderators and API tokens.
+
+Registered inside the moderate blueprint, so its login and CSRF checks guard every route here.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+
+from moderation import moderators, sites
+from moderation.db import get_session
+from moderation.errors import NotFound, ServiceError
+from moderation.events import Actor
+from moderation.models import ModerationPolicy, Moderator, Role, Site
+from moderation.web.context import hasher, now
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+def admins_only() -> None:
+    sites.require_admin(g.moderator)
+
+
+def _actor() -> Actor:
+    return Actor(g.moderator.login, g.moderator.id)
+
+
+def _site(slug: str) -> Site:
+    found = get_session().scalar(select(Site).where(Site.slug == slug))
+    if found is None:
+        raise NotFound("There is no site with that name.")
+    return found
+
+
+@bp.get("/sites")
+def site_list() -> str:
+    return render_template(
+        "moderate/admin/sites.html",
+        sites=get_session().scalars(select(Site).order_by(Site.name)).all(),
+        errors={},
+        values={},
+    )
+
+
+@bp.post("/sites")
+def site_add() -> ResponseReturnValue:
+    db = get_session()
+    values = {k: request.form.get(k, "") for k in ("slug", "name", "origins")}
+    try:
+        site = sites.create_site(
+            db,
+            slug=values["slug"].strip(),
+            name=values["name"],
+            origins=values["origins"].split(),
+        )
+    except ServiceError as error:
+        db.rollback()
+        page = render_template(
+            "moderate/admin/sites.html",
+            sites=db.scalars(select(Site).order_by(Site.name)).all(),
+            errors=error.fields,
+            values=values,
+        )
+        return page, 422
+    db.commit()
+    flash(f"Added the site {site.name}.")
+    return redirect(url_for("moderate.admin.site_edit", slug=site.slug), code=303)
+
+
+@bp.get("/sites/<slug>")
+def site_edit(slug: str) -> str:
+    return render_template(
+        "moderate/admin/site.html",
+        site=_site(slug),
+        errors={},
+        policies=list(ModerationPolicy),
+    )
+
+
+@bp.post("/sites/<slug>")
+def site_save(slug: str) -> ResponseReturnValue:
+    db = get_session()
+    site = _site(slug)
+    try:
+        sites.update_site(
+            db, site, sites.SiteForm(request.form).changes(), actor=_actor(), now=now()
+        )
+    except ServiceError as error:
+        db.rollback()
+        page = render_template(
+            "moderate/admin/site.html",
+            site=_site(slug),
+            errors=error.fields,
+            policies=list(ModerationPolicy),
+        )
+        return page, 422
+    db.commit()
+    flash(f"Saved the settings of {site.name}.")
+    return redirect(url_for("moderate.admin.site_edit", slug=slug), code=303)
+
+
+def _moderators_page(errors: dict[str, str], status: int = 200) -> ResponseReturnValue:
+    db = get_session()
+    page = render_template(
+        "moderate/admin/moderators.html",
+        moderators=db.scalars(select(Moderator).order_by(Moderator.login)).all(),
+        sites=db.scalars(select(Site).order_by(Site.name)).all(),
+        roles=list(Role),
+        errors=errors,
+    )
+    return page, status
+
+
+@bp.get("/moderators")
+def moderator_list() -> ResponseReturnValue:
+    return _moderators_page({})
+
+
+@bp.post("/moderators")
+def moderator_add() -> ResponseReturnValue:
+    db = get_session()
+    try:
+        created = moderators.create_moderator(
+            db,
+            hasher(),
+            login=request.form.get("login", "").strip(),
+            email=request.form.get("email", ""),
+            password=request.form.get("password", ""),
+            role=Role(request.form.get("role", Role.MODERATOR.value)),
+            site_slugs=tuple(request.form.getlist("sites")),
+        )
+    except (ServiceError, ValueError) as error:
+        db.rollback()
+        fields = error.fields if isinstance(error, ServiceError) else {"role": "Choose a role"}
+        return _moderators_page(fields, 422)
+    db.commit()
+    flash(f"Added {created.login}. Give them their password by a safe route.")
+    return redirect(url_for("moderate.admin.moderator_list"), code=303)
+
+
+@bp.post("/moderators/<login>")
+def moderator_save(login: str) -> ResponseReturnValue:
+    db = get_session()
+    try:
+        moderators.update_moderator(
+            db,
+            moderators.get_moderator(db, login),
+            role=request.form.get("role", ""),
+            site_slugs=tuple(request.form.getlist("sites")),
+            actor=_actor(),
+            now=now(),
+        )
+    except ServiceError as error:
+        db.rollback()
+        return _moderators_page(error.fields, 422)
+    db.commit()
+    flash(f"Saved {login}.")
+    return redirect(url_for("moderate.admin.moderator_list"), code=303)
+
+
+@bp.get("/tokens")
+def token_list() -> str:
+    db = get_session()
+    return render_template(
+        "moderate/admin/tokens.html",
+        tokens=moderators.list_tokens(db),
+        moderators=db.scalars(select(Moderator).order_by(Moderator.login)).all(),
+        created=None,
+    )
+
+
+@bp.post("/tokens")
+def token_add() -> ResponseReturnValue:
+    db = get_session()
+    try:
+        owner = moderators.get_moderator(db, request.form.get("moderator", ""))
+        _, plain = moderators.create_api_token(db, owner, request.form.get("name", ""), now=now())
+    except ServiceError as error:
+        db.rollback()
+        flash(" ".join([error.message, *error.fields.values()]), "error")
+        return redirect(url_for("moderate.admin.token_list"), code=303)
+    db.commit()
+    # Shown once, on this response only: it is stored hashed.
+    return render_template(
+        "moderate/admin/tokens.html",
+        tokens=moderators.list_tokens(db),
+        moderators=db.scalars(select(Moderator).order_by(Moderator.login)).all(),
+        created=plain,
+    )
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+def token_revoke(token_id: int) -> ResponseReturnValue:
+    db = get_session()
+    token = moderators.revoke_token(db, token_id, actor=_actor(), now=now())
+    db.commit()
+    flash(f"Revoked the token {token.name}.")
+    return redirect(url_for("moderate.admin.token_list"), code=303)

@@ -1,0 +1,188 @@
+"""Admins manage sites, moderators and tokens in the UI and the API; moderators cannot."""
+
+from __future__ import annotations
+
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from moderation.models import ApiToken, AuditEvent, ModerationPolicy, Moderator, Role, Site
+from tests.conftest import csrf_from, json_of, login, make_moderator, make_site, make_token
+
+
+def form(client: FlaskClient, page: str, path: str, **data: str | list[str]) -> str:
+    csrf = csrf_from(client.get(page).get_data(as_text=True))
+    response = client.post(path, data={"csrf_token": csrf, **data}, follow_redirects=True)
+    return response.get_data(as_text=True)
+
+
+def test_an_admin_adds_and_configures_a_site_in_the_ui(
+    client: FlaskClient, session: Session
+) -> None:
+    make_moderator(session)
+    login(client)
+    page = form(
+        client,
+        "/moderate/admin/sites",
+        "/moderate/admin/sites",
+        slug="news",
+        name="News blog",
+        origins="https://news.blog.gov.uk\nhttps://www.news.gov.uk",
+    )
+    assert "Added the site News blog." in page
+    page = form(
+        client,
+        "/moderate/admin/sites/news",
+        "/moderate/admin/sites/news",
+        name="News blog",
+        origins="https://news.blog.gov.uk",
+        policy="trusted",
+        link_limit="1",
+        close_after_days="30",
+        privacy_notice_url="https://www.gov.uk/help/privacy-notice",
+        comment_policy_url="",
+        reject_reasons="Off topic\nAbusive",
+    )
+    assert "Saved the settings of News blog." in page
+    session.expire_all()
+    site = session.scalars(select(Site).where(Site.slug == "news")).one()
+    assert site.origins == ["https://news.blog.gov.uk"]
+    assert site.policy is ModerationPolicy.TRUSTED
+    assert (site.link_limit, site.close_after_days) == (1, 30)
+    assert site.reject_reasons == ["Off topic", "Abusive"]
+    audit = session.scalars(select(AuditEvent).where(AuditEvent.action == "site.update")).one()
+    assert audit.before["policy"] == "all" and audit.after["policy"] == "trusted"
+
+    bad = client.post(
+        "/moderate/admin/sites/news",
+        data={"csrf_token": csrf_from(page), "origins": "not a url", "link_limit": "-3"},
+    )
+    assert bad.status_code == 422
+    text = bad.get_data(as_text=True)
+    assert "There is a problem" in text and "is not an origin" in text
+
+
+def test_an_admin_manages_moderators_and_tokens_in_the_ui(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    make_moderator(session)
+    login(client)
+    page = form(
+        client,
+        "/moderate/admin/moderators",
+        "/moderate/admin/moderators",
+        login="newbie",
+        email="newbie@example.gov.uk",
+        password="a good long passphrase",
+        role="moderator",
+        sites=["luac"],
+    )
+    assert "Added newbie." in page
+    common = client.post(
+        "/moderate/admin/moderators",
+        data={
+            "csrf_token": csrf_from(page),
+            "login": "weak",
+            "email": "weak@example.gov.uk",
+            "password": "password123",
+            "role": "moderator",
+        },
+    )
+    assert common.status_code == 422
+    form(client, "/moderate/admin/moderators", "/moderate/admin/moderators/newbie", role="admin")
+    session.expire_all()
+    newbie = session.scalars(select(Moderator).where(Moderator.login == "newbie")).one()
+    assert newbie.role is Role.ADMIN and newbie.sites == []
+
+    created = form(
+        client, "/moderate/admin/tokens", "/moderate/admin/tokens", name="crm", moderator="newbie"
+    )
+    assert "it will not be shown again" in created
+    token = session.scalars(select(ApiToken)).one()
+    page = form(client, "/moderate/admin/tokens", f"/moderate/admin/tokens/{token.id}/revoke")
+    assert "Revoked the token crm." in page
+    session.expire_all()
+    assert session.scalars(select(ApiToken)).one().revoked_at is not None
+    actions = set(session.scalars(select(AuditEvent.action)))
+    assert {"moderator.update", "token.revoke"} <= actions
+
+
+def test_an_admin_cannot_remove_their_own_admin_role(client: FlaskClient, session: Session) -> None:
+    make_moderator(session)
+    login(client)
+    form(
+        client, "/moderate/admin/moderators", "/moderate/admin/moderators/editor", role="moderator"
+    )
+    session.expire_all()
+    assert session.scalars(select(Moderator)).one().role is Role.ADMIN
+
+
+def test_moderators_cannot_reach_administration(client: FlaskClient, session: Session) -> None:
+    make_site(session)
+    plain = make_moderator(session, "plain", role=Role.MODERATOR, sites=("luac",))
+    auth = {"Authorization": f"Bearer {make_token(session, plain)}"}
+    login(client, "plain")
+    assert client.get("/moderate/admin/sites").status_code == 403
+    assert "Admin</a>" not in client.get("/moderate/").get_data(as_text=True)
+    page = client.get("/moderate/").get_data(as_text=True)
+    refused = client.post(
+        "/moderate/admin/sites/luac", data={"csrf_token": csrf_from(page), "name": "Mine now"}
+    )
+    assert refused.status_code == 403
+    for method, path, body in (
+        ("GET", "/api/v1/moderation/sites", None),
+        ("PATCH", "/api/v1/moderation/sites/luac", {"name": "Mine now"}),
+        ("PATCH", "/api/v1/moderation/moderators/plain", {"role": "admin"}),
+        ("POST", "/api/v1/moderation/tokens", {"name": "x", "moderator": "plain"}),
+    ):
+        response = client.open(path, method=method, json=body, headers=auth)
+        assert response.status_code == 403, path
+        assert json_of(response)["error"]["code"] == "forbidden"
+    session.expire_all()
+    assert session.scalars(select(Site)).one().name == "Blog luac"
+    assert session.scalars(select(Moderator)).one().role is Role.MODERATOR
+
+
+def test_the_admin_api(client: FlaskClient, session: Session) -> None:
+    auth = {"Authorization": f"Bearer {make_token(session, make_moderator(session))}"}
+    created = client.post(
+        "/api/v1/moderation/sites",
+        json={
+            "slug": "luac",
+            "name": "LUAC",
+            "origins": ["https://levellingupadvisorycouncil.blog.gov.uk"],
+            "link_limit": 3,
+        },
+        headers=auth,
+    )
+    assert created.status_code == 201
+    assert json_of(created)["link_limit"] == 3
+    patched = client.patch(
+        "/api/v1/moderation/sites/luac", json={"reject_reasons": ["Spam"]}, headers=auth
+    )
+    assert json_of(patched)["reject_reasons"] == ["Spam"]
+    unknown = client.patch("/api/v1/moderation/sites/luac", json={"slug": "x"}, headers=auth)
+    assert unknown.status_code == 422
+    assert (
+        json_of(client.get("/api/v1/moderation/sites", headers=auth))["sites"][0]["slug"] == "luac"
+    )
+
+    moderators = json_of(client.get("/api/v1/moderation/moderators", headers=auth))["moderators"]
+    assert moderators == [
+        {"login": "editor", "email": "editor@example.gov.uk", "role": "admin", "sites": []}
+    ]
+    token = json_of(
+        client.post(
+            "/api/v1/moderation/tokens", json={"name": "ci", "moderator": "editor"}, headers=auth
+        )
+    )
+    assert token["token"].startswith("mod_")
+    listed = json_of(client.get("/api/v1/moderation/tokens", headers=auth))["tokens"]
+    assert all("token" not in t for t in listed) and len(listed) == 2
+    revoked = client.post(f"/api/v1/moderation/tokens/{token['id']}/revoke", headers=auth)
+    assert json_of(revoked)["revoked_at"] is not None
+    refused = client.get(
+        "/api/v1/moderation/sites", headers={"Authorization": f"Bearer {token['token']}"}
+    )
+    assert refused.status_code == 401
