@@ -13,7 +13,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# axe-core, injected into pages by the browser tests (accessibility checks).
+node_modules/.installed-stamp: package.json package-lock.json
+	npm ci --silent --no-audit --no-fund
+	touch $@
+
+install: $(STAMP) node_modules/.installed-stamp
 
 ## run: migrate the embedded SQLite database, set up the demo, serve on http://127.0.0.1:5000
 run: export MODERATION_ENV ?= development
@@ -23,7 +28,7 @@ run: $(STAMP)
 	$(BIN)/moderation serve --host 127.0.0.1 --port 5000
 
 ## test: the suite on SQLite, and again on PostgreSQL when MODERATION_TEST_DATABASE_URL is set
-test: $(STAMP)
+test: install
 	MODERATION_TEST_DATABASE_URL= $(BIN)/python -m pytest
 	@if [ -n "$$MODERATION_TEST_DATABASE_URL" ]; then \
 		echo "--- again on $$MODERATION_TEST_DATABASE_URL"; \
@@ -31,7 +36,7 @@ test: $(STAMP)
 	fi
 
 ## test-pg: the suite on the local PostgreSQL only
-test-pg: $(STAMP)
+test-pg: install
 	MODERATION_TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -47,4 +52,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) instance dist build .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules instance dist build .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,153 @@
+"""A moderator works the queue in headless Chromium with the keyboard alone, and the moderation
+pages pass axe-core's WCAG 2.2 AA rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from moderation.comments import submit_comment
+from moderation.models import Comment, CommentStatus, utcnow
+from moderation.validation import CommentSubmission
+from tests.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    LiveServer,
+    axe_violations,
+    live_server,
+    require_browser,
+)
+from tests.conftest import PASSWORD, make_moderator, make_site
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    require_browser()
+    yield from live_server(tmp_path_factory.mktemp("live"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def seed(server: LiveServer, count: int) -> list[str]:
+    with server.session() as session:
+        if not session.scalar(select(Comment.id).limit(1)):
+            make_site(session)
+            make_moderator(session)
+        ids = [
+            submit_comment(
+                session,
+                "luac",
+                CommentSubmission(
+                    post="/2024/keyboard/",
+                    author_name=f"Reader {n}",
+                    author_email=f"reader{n}@example.com",
+                    body=f"Keyboard comment {n}",
+                ),
+                now=utcnow(),
+            ).public_id
+            for n in range(count)
+        ]
+        session.commit()
+    return ids
+
+
+def statuses(server: LiveServer, ids: list[str]) -> list[CommentStatus]:
+    with server.session() as session:
+        found = dict(session.execute(select(Comment.public_id, Comment.status)).all())
+    return [found[i] for i in ids]
+
+
+def keyboard_login(page: Any, server: LiveServer) -> None:
+    page.goto(f"{server.url}/moderate/")
+    page.keyboard.press("Tab")  # skip link
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "login"
+    page.keyboard.type("editor")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{server.url}/moderate/")
+
+
+def test_a_moderator_works_the_queue_with_the_keyboard_alone(
+    server: LiveServer, browser: Any
+) -> None:
+    ids = seed(server, 4)
+    context = browser.new_context()
+    page = context.new_page()
+    keyboard_login(page, server)
+
+    page.keyboard.press("j")
+    assert page.evaluate("document.activeElement.id") == f"queue-{ids[0]}"
+    with page.expect_navigation():
+        page.keyboard.press("a")
+    assert statuses(server, ids)[0] is CommentStatus.APPROVED
+    assert page.locator(".undo button").is_visible()
+
+    # Shortcuts never fire while typing in a field.
+    page.focus("#q")
+    page.keyboard.type("sa")
+    assert statuses(server, ids)[1] is CommentStatus.PENDING
+    page.keyboard.press("Escape")
+    page.evaluate("document.activeElement.blur()")
+
+    page.keyboard.press("?")
+    assert page.locator("#shortcuts").is_visible()
+    page.keyboard.press("Escape")
+
+    for _ in range(2):
+        page.keyboard.press("j")
+        page.keyboard.press("x")
+    page.keyboard.press("j")
+    page.keyboard.press("x")
+    for _ in range(40):
+        if page.evaluate("document.activeElement.textContent.trim()") == "Apply":
+            break
+        page.keyboard.press("Shift+Tab")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "3 comments updated." in page.content()
+    assert statuses(server, ids) == [CommentStatus.APPROVED] * 4
+    context.close()
+
+
+def test_moderation_pages_have_no_axe_violations(server: LiveServer, browser: Any) -> None:
+    (comment_id,) = seed(server, 1)
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    page.goto(f"{server.url}/moderate/login")
+    assert axe_violations(page) == []
+    keyboard_login(page, server)
+    assert axe_violations(page) == []
+    page.goto(f"{server.url}/moderate/comments/{comment_id}")
+    assert axe_violations(page) == []
+    for path in ("/moderate/audit", "/moderate/admin/sites", "/moderate/admin/moderators",
+                 "/moderate/admin/tokens", "/moderate/admin/sites/luac"):  # fmt: skip
+        page.goto(server.url + path)
+        assert axe_violations(page) == [], path
+    context.close()
+
+
+def test_the_queue_is_usable_at_320_px(server: LiveServer, browser: Any, tmp_path: Path) -> None:
+    seed(server, 1)
+    context = browser.new_context(viewport={"width": 320, "height": 800})
+    page = context.new_page()
+    keyboard_login(page, server)
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"the queue scrolls sideways by {overflow}px at 320px"
+    context.close()
