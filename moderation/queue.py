@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 from moderation.comments import Page, decode_cursor, encode_cursor
 from moderation.models import Comment, CommentStatus, Moderator, Post, Site
 
-HISTORY = 5
+COUNT_CAP = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,47 +86,46 @@ def list_queue(
 
 
 def status_counts(
-    session: Session, moderator: Moderator, wanted: QueueFilter
+    session: Session, moderator: Moderator, wanted: QueueFilter, *, cap: int = COUNT_CAP
 ) -> dict[CommentStatus, int]:
-    """How many comments of each status match the filter, for the queue's navigation."""
-    query = _filtered(
-        _visible(select(Comment.status, func.count()).group_by(Comment.status), moderator),  # type: ignore[arg-type]
-        wanted,
-    )
-    counts = {status: 0 for status in CommentStatus}
-    for status, count in session.execute(query).all():
-        counts[CommentStatus(status)] = count
+    """How many comments of each status match the filter, counting at most ``cap + 1``.
+
+    Counting stops past the cap (shown as "1,000+") so the navigation costs the same with a
+    hundred comments or a hundred thousand: each count reads at most cap + 1 index entries.
+    """
+    counts = {}
+    for status in CommentStatus:
+        capped = (
+            _filtered(_visible(select(Comment.id), moderator), wanted)
+            .where(Comment.status == status)
+            .limit(cap + 1)
+            .subquery()
+        )
+        counts[status] = session.scalar(select(func.count()).select_from(capped)) or 0
     return counts
 
 
 def author_history(
-    session: Session, comments: Sequence[Comment], *, per_author: int = HISTORY
-) -> dict[str, list[Comment]]:
-    """Each author's latest other comments, for every author on the page, in one query."""
+    session: Session, comments: Sequence[Comment]
+) -> dict[int, dict[CommentStatus, int]]:
+    """For each comment, how many other comments its author's address has, by status.
+
+    One grouped query for the whole page; the queue links to the full list (a search by address).
+    """
     emails = {c.author_email for c in comments}
     if not emails:
         return {}
-    ranked = (
-        select(
-            Comment.id,
-            func.row_number()
-            .over(partition_by=Comment.author_email, order_by=Comment.id.desc())
-            .label("rank"),
-        )
+    totals: dict[str, dict[CommentStatus, int]] = defaultdict(dict)
+    rows = session.execute(
+        select(Comment.author_email, Comment.status, func.count())
         .where(Comment.author_email.in_(emails))
-        .subquery()
-    )
-    rows = session.scalars(
-        select(Comment)
-        .join(ranked, ranked.c.id == Comment.id)
-        .where(ranked.c.rank <= per_author + 1)
-        .order_by(Comment.id.desc())
+        .group_by(Comment.author_email, Comment.status)
     ).all()
-    page_ids = {c.id for c in comments}
-    history: dict[str, list[Comment]] = defaultdict(list)
-    for row in rows:
-        history[row.author_email].append(row)
-    return {
-        email: [c for c in found if c.id not in page_ids][:per_author]
-        for email, found in history.items()
-    }
+    for email, status, count in rows:
+        totals[email][CommentStatus(status)] = count
+    history: dict[int, dict[CommentStatus, int]] = {}
+    for comment in comments:
+        counts = dict(totals[comment.author_email])
+        counts[comment.status] -= 1  # not the comment itself
+        history[comment.id] = {status: n for status, n in counts.items() if n}
+    return history

@@ -251,7 +251,7 @@ def test_the_queue_shows_the_authors_earlier_comments_and_the_parent(
     submit(client, body="A reply to it", parent_id=first)
     login(client)
     page = client.get("/moderate/").get_data(as_text=True)
-    assert "Earlier comments by this address" in page and ": approved" in page
+    assert "Earlier comments by this address" in page and "1 approved</a>" in page
     assert "In reply to" in page and "My first comment" in page
 
 

@@ -172,6 +172,19 @@ def _sites_for(moderator: Moderator) -> list[Site]:
     return sorted(moderator.sites, key=lambda site: site.name)
 
 
+def _count_labels(counts: dict[CommentStatus, int]) -> dict[str, str]:
+    """Counts for the navigation; past the cap they read "1,000+"."""
+    cap = queues.COUNT_CAP
+
+    def label(count: int, capped: bool) -> str:
+        return f"{count:,}+" if capped else f"{count:,}"
+
+    labels = {status.value: label(min(n, cap), n > cap) for status, n in counts.items()}
+    total = sum(min(n, cap) for n in counts.values())
+    labels["all"] = label(total, any(n > cap for n in counts.values()))
+    return labels
+
+
 @bp.get("/")
 def queue() -> str:
     wanted = _queue_filter()
@@ -187,7 +200,7 @@ def queue() -> str:
         "moderate/queue.html",
         page=page,
         wanted=wanted,
-        counts=queues.status_counts(db, g.moderator, wanted),
+        counts=_count_labels(queues.status_counts(db, g.moderator, wanted)),
         history=queues.author_history(db, page.comments),
         sites=_sites_for(g.moderator),
         statuses=list(CommentStatus),
@@ -207,7 +220,7 @@ def comment(comment_id: str) -> str:
         "moderate/comment.html",
         c=found,
         holds_claim=holds,
-        history=queues.author_history(db, [found]).get(found.author_email, []),
+        history=queues.author_history(db, [found]),
         now=now(),
     )
 
