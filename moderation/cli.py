@@ -16,6 +16,7 @@ from moderation import schema
 from moderation.config import ConfigError
 from moderation.db import begin_write
 from moderation.errors import ServiceError
+from moderation.events import Actor
 from moderation.models import Moderator, Role, Site, utcnow
 
 
@@ -42,6 +43,10 @@ def write_session(app: Flask) -> Iterator[Session]:
         raise click.ClickException(f"{error.message} {details}".strip()) from None
     finally:
         session.close()
+
+
+# Who the audit log names for changes made at the command line.
+CLI = Actor("command line")
 
 
 @click.group()
@@ -81,7 +86,7 @@ def site_add(slug: str, name: str, origins: tuple[str, ...]) -> None:
     from moderation.sites import create_site
 
     with write_session(_app()) as session:
-        created = create_site(session, slug=slug, name=name, origins=list(origins))
+        created = create_site(session, slug=slug, name=name, origins=list(origins), actor=CLI)
         click.echo(f"Added site {created.slug} ({', '.join(created.origins)}).")
 
 
@@ -124,6 +129,7 @@ def moderator_add(
             password=password,
             role=Role(role),
             site_slugs=sites,
+            actor=CLI,
         )
         click.echo(f"Added {created.role.value} {created.login}.")
 
@@ -154,7 +160,7 @@ def token_create(name: str, login: str | None) -> None:
                     "Say which moderator the token acts as with --moderator LOGIN."
                 )
             owner = admins[0]
-        created, plain = create_api_token(session, owner, name, now=utcnow())
+        created, plain = create_api_token(session, owner, name, now=utcnow(), actor=CLI)
         click.echo(f"Token {created.name} for {owner.login} (shown once, keep it secret):")
         click.echo(plain)
 
@@ -181,7 +187,7 @@ def demo(url: str) -> None:
     with write_session(app) as session:
         if session.scalar(select(Site).where(Site.slug == DEMO_SITE)) is None:
             origins = [url, url.replace("127.0.0.1", "localhost")]
-            create_site(session, slug=DEMO_SITE, name="Demo blog", origins=origins)
+            create_site(session, slug=DEMO_SITE, name="Demo blog", origins=origins, actor=CLI)
         existing = session.scalar(select(Moderator).where(Moderator.login == "demo"))
         if existing is None:
             create_moderator(
@@ -191,6 +197,7 @@ def demo(url: str) -> None:
                 email="demo@example.org",
                 password=password,
                 role=Role.ADMIN,
+                actor=CLI,
             )
         else:
             existing.password_hash = hasher.hash(password)

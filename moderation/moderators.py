@@ -22,7 +22,7 @@ from moderation.errors import (
     ValidationFailed,
 )
 from moderation.events import Actor, record_admin_audit
-from moderation.models import ApiToken, LoginAttempt, LoginSession, Moderator, Role, Site
+from moderation.models import ApiToken, LoginAttempt, LoginSession, Moderator, Role, Site, utcnow
 
 LOGIN_WINDOW = dt.timedelta(minutes=15)
 MAX_FAILURES_PER_ACCOUNT = 5
@@ -103,7 +103,10 @@ def create_moderator(
     password: str,
     role: Role,
     site_slugs: tuple[str, ...] = (),
+    actor: Actor | None = None,
+    now: dt.datetime | None = None,
 ) -> Moderator:
+    """Add a moderator; with an ``actor`` (every UI, API and CLI path gives one) it is audited."""
     errors: dict[str, str] = {}
     if not login or len(login) > 64 or not login.replace("-", "").replace("_", "").isalnum():
         errors["login"] = "Use up to 64 letters, digits, hyphens or underscores"
@@ -125,6 +128,16 @@ def create_moderator(
     )
     session.add(moderator)
     session.flush()
+    if actor is not None:
+        record_admin_audit(
+            session,
+            actor,
+            "moderator.add",
+            site_id=None,
+            before={},
+            after={"login": login, **moderator_settings(moderator)},
+            now=now or utcnow(),
+        )
     return moderator
 
 
@@ -184,9 +197,17 @@ def get_moderator(session: Session, login: str) -> Moderator:
 
 
 def create_api_token(
-    session: Session, moderator: Moderator, name: str, *, now: dt.datetime
+    session: Session,
+    moderator: Moderator,
+    name: str,
+    *,
+    now: dt.datetime,
+    actor: Actor | None = None,
 ) -> tuple[ApiToken, str]:
-    """A new bearer token for ``moderator``; the plain token is returned once, stored hashed."""
+    """A new bearer token for ``moderator``; the plain token is returned once, stored hashed.
+
+    With an ``actor`` (every UI, API and CLI path gives one) the creation is audited.
+    """
     if not name or len(name) > 100:
         raise ValidationFailed(fields={"name": "Give the token a name of up to 100 characters"})
     plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -199,6 +220,16 @@ def create_api_token(
     )
     session.add(token)
     session.flush()
+    if actor is not None:
+        record_admin_audit(
+            session,
+            actor,
+            "token.add",
+            site_id=None,
+            before={},
+            after={"token": name, "moderator": moderator.login, "prefix": token.prefix},
+            now=now,
+        )
     return token, plain
 
 

@@ -30,6 +30,11 @@ def test_an_admin_adds_and_configures_a_site_in_the_ui(
         origins="https://news.blog.gov.uk\nhttps://www.news.gov.uk",
     )
     assert "Added the site News blog." in page
+    added = session.scalars(select(AuditEvent).where(AuditEvent.action == "site.add")).one()
+    assert added.actor == "editor" and added.after["origins"] == [
+        "https://news.blog.gov.uk",
+        "https://www.news.gov.uk",
+    ]
     page = form(
         client,
         "/moderate/admin/sites/news",
@@ -105,7 +110,7 @@ def test_an_admin_manages_moderators_and_tokens_in_the_ui(
     session.expire_all()
     assert session.scalars(select(ApiToken)).one().revoked_at is not None
     actions = set(session.scalars(select(AuditEvent.action)))
-    assert {"moderator.update", "token.revoke"} <= actions
+    assert {"moderator.add", "moderator.update", "token.add", "token.revoke"} <= actions
 
 
 def test_an_admin_cannot_remove_their_own_admin_role(client: FlaskClient, session: Session) -> None:

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from moderation import create_app
 from moderation.config import ConfigError, load_settings
+from moderation.models import AuditEvent
 from tests.conftest import TEST_SECRET
 
 MODERATION = str(Path(sys.executable).with_name("moderation"))
@@ -64,11 +66,18 @@ def test_an_operator_sets_up_a_site_a_moderator_and_a_token(tmp_path: Path) -> N
         secret_key=TEST_SECRET,
         database_url=f"sqlite:///{tmp_path / 'cli.db'}",
     )
-    client = create_app(settings).test_client()
-    response = client.get(
+    app = create_app(settings)
+    response = app.test_client().get(
         "/api/v1/moderation/comments", headers={"Authorization": f"Bearer {token}"}
     )
     assert response.status_code == 200
+    with app.extensions["moderation.sessionmaker"]() as session:
+        audited = session.execute(select(AuditEvent.actor, AuditEvent.action)).all()
+    assert [tuple(row) for row in audited] == [
+        ("command line", "site.add"),
+        ("command line", "moderator.add"),
+        ("command line", "token.add"),
+    ]
 
 
 def test_cli_errors_are_clear_and_change_nothing(tmp_path: Path) -> None:

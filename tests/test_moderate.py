@@ -8,12 +8,21 @@ import pytest
 from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
 
+from moderation import create_app
 from moderation.errors import ValidationFailed
-from moderation.models import ApiToken, AuditEvent, Comment, CommentStatus, Role
+from moderation.models import (
+    ApiToken,
+    AuditEvent,
+    Comment,
+    CommentStatus,
+    LoginAttempt,
+    LoginSession,
+    Role,
+)
 from moderation.moderators import check_password_rules
 from tests.conftest import (
     PASSWORD,
@@ -24,6 +33,7 @@ from tests.conftest import (
     make_moderator,
     make_site,
     make_token,
+    settings_for_tests,
 )
 
 
@@ -257,3 +267,36 @@ def test_password_rules_follow_asvs(password: str, ok: bool) -> None:
     else:
         with pytest.raises(ValidationFailed):
             check_password_rules(password)
+
+
+def test_a_login_ends_after_the_absolute_limit_even_when_active(
+    client: FlaskClient, session: Session
+) -> None:
+    make_moderator(session)
+    login(client)
+    assert client.get("/moderate/").status_code == 200
+    stored = session.scalars(select(LoginSession)).one()
+    stored.created_at = dt.datetime.now(dt.UTC) - dt.timedelta(hours=12, minutes=1)
+    session.commit()
+    assert client.get("/moderate/").status_code == 302
+
+
+def test_client_addresses_come_only_from_trusted_proxy_hops(
+    engine: Engine, connection: Connection, session: Session
+) -> None:
+    make_moderator(session)
+    for hops, expected in ((0, "127.0.0.0/24"), (1, "203.0.113.0/24")):
+        app = create_app(settings_for_tests(trusted_proxy_hops=hops), engine=engine)
+        app.extensions["moderation.sessionmaker"] = sessionmaker(
+            bind=connection, join_transaction_mode="create_savepoint"
+        )
+        client = app.test_client()
+        csrf = csrf_from(client.get("/moderate/login").get_data(as_text=True))
+        client.post(
+            "/moderate/login",
+            data={"login": "editor", "password": "wrong", "csrf_token": csrf},
+            headers={"X-Forwarded-For": "198.51.100.9, 203.0.113.5"},
+        )
+        session.expire_all()
+        latest = session.scalars(select(LoginAttempt).order_by(LoginAttempt.id.desc())).first()
+        assert latest is not None and latest.network == expected, hops

@@ -55,6 +55,8 @@ def site_add() -> ResponseReturnValue:
             slug=values["slug"].strip(),
             name=values["name"],
             origins=values["origins"].split(),
+            actor=_actor(),
+            now=now(),
         )
     except ServiceError as error:
         db.rollback()
@@ -131,6 +133,8 @@ def moderator_add() -> ResponseReturnValue:
             password=request.form.get("password", ""),
             role=Role(request.form.get("role", Role.MODERATOR.value)),
             site_slugs=tuple(request.form.getlist("sites")),
+            actor=_actor(),
+            now=now(),
         )
     except (ServiceError, ValueError) as error:
         db.rollback()
@@ -177,7 +181,9 @@ def token_add() -> ResponseReturnValue:
     db = get_session()
     try:
         owner = moderators.get_moderator(db, request.form.get("moderator", ""))
-        _, plain = moderators.create_api_token(db, owner, request.form.get("name", ""), now=now())
+        _, plain = moderators.create_api_token(
+            db, owner, request.form.get("name", ""), now=now(), actor=_actor()
+        )
     except ServiceError as error:
         db.rollback()
         flash(" ".join([error.message, *error.fields.values()]), "error")

@@ -200,7 +200,12 @@ def create_site() -> tuple[Response, int]:
     if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
         raise ValidationFailed(fields={"origins": "Give a list of origins"})
     site = sites.create_site(
-        get_session(), slug=_text(body, "slug"), name=_text(body, "name"), origins=origins
+        get_session(),
+        slug=_text(body, "slug"),
+        name=_text(body, "name"),
+        origins=origins,
+        actor=_actor(),
+        now=now(),
     )
     settings = {k: v for k, v in body.items() if k not in ("slug", "name", "origins")}
     if settings:
@@ -290,7 +295,9 @@ def create_token() -> tuple[Response, int]:
     _admin()
     body = json_object()
     owner = moderators.get_moderator(get_session(), _text(body, "moderator"))
-    token, plain = moderators.create_api_token(get_session(), owner, _text(body, "name"), now=now())
+    token, plain = moderators.create_api_token(
+        get_session(), owner, _text(body, "name"), now=now(), actor=_actor()
+    )
     data = {**token_json(token), "token": plain}
     get_session().commit()
     return jsonify(data), 201
