@@ -40,7 +40,9 @@ def main() -> None:
                 ).public_id
                 for name, email, body in SAMPLES
             ]  # fmt: skip
-            moderate_comment(session, editor, ids[0], "approve", actor=Actor("editor", editor.id), now=utcnow())
+            moderate_comment(
+                session, editor, ids[0], "approve", actor=Actor("editor", editor.id), now=utcnow()
+            )
             submit_comment(
                 session, "luac",
                 CommentSubmission(post="/2024/03/28/from-industrial-decline/", author_name="Priya Shah",

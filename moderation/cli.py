@@ -166,6 +166,42 @@ def token_create(name: str, login: str | None) -> None:
 
 
 @main.command()
+def check() -> None:
+    """Check the configuration and the database; say what is wrong, exit 1 if anything is."""
+    from moderation.config import load_settings
+    from moderation.db import make_engine
+
+    problems: list[str] = []
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        raise click.ClickException(f"problem: {error}") from None
+    click.echo(f"ok: settings load (MODERATION_ENV={settings.env})")
+    if not settings.development and not settings.cookie_secure:
+        problems.append("MODERATION_SESSION_COOKIE_SECURE is off outside development")
+    url = settings.effective_database_url
+    if url.startswith("sqlite") and not settings.development:
+        click.echo("note: SQLite suits one machine; use PostgreSQL for several app processes")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            current = schema.current_revision(connection)
+        head = schema.head_revision()
+        if current != head:
+            problems.append(f"the schema is at {current}, not {head}: run 'moderation db upgrade'")
+        else:
+            click.echo(f"ok: database answers, schema at {current}")
+    except Exception as error:  # report any failure to reach the database
+        problems.append(f"the database does not answer ({type(error).__name__})")
+    finally:
+        engine.dispose()
+    for problem in problems:
+        click.echo(f"problem: {problem}", err=True)
+    if problems:
+        raise SystemExit(1)
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:

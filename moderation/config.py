@@ -36,6 +36,7 @@ class Settings:
     trusted_proxy_hops: int = 0
     demo: bool | None = None
     log_level: str = "INFO"
+    log_format: str = "text"
     # Cheap password hashing is only for test suites; never set it in production.
     fast_password_hashing: bool = False
 
@@ -70,6 +71,10 @@ class Settings:
                 "MODERATION_SECRET_KEY must be set to a random value of at least 32 characters "
                 "outside development: it signs moderator sessions and CSRF tokens. Generate one "
                 'with: python -c "import secrets; print(secrets.token_urlsafe(48))"'
+            )
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(
+                f"MODERATION_LOG_FORMAT must be text or json, not {self.log_format!r}"
             )
         if self.fast_password_hashing and self.env != "testing":
             raise ConfigError("MODERATION_FAST_PASSWORD_HASHING is only allowed in testing")

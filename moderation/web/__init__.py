@@ -7,7 +7,7 @@ import datetime as dt
 from flask import Flask
 
 from moderation.events import rfc3339
-from moderation.web import api, demo, embed, errors, moderate, moderation_api, security
+from moderation.web import api, demo, embed, errors, moderate, moderation_api, ops, security
 
 
 def long_date(moment: dt.datetime) -> str:
@@ -38,4 +38,5 @@ def register(app: Flask) -> None:
     app.add_template_filter(long_date)
     app.add_template_filter(waited)
     errors.register(app)
+    ops.register(app)
     security.register(app)

@@ -1,0 +1,88 @@
+"""For operators: liveness and readiness probes, and one log line per request with its id.
+
+Log lines carry the method, the path without its query string (queries can hold a searched email
+address), the status, the duration and the request id: never an email address or comment text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import time
+
+from flask import Blueprint, Flask, Response, g, jsonify, request
+from sqlalchemy import text
+
+from moderation import schema
+from moderation.db import get_session
+from moderation.web.context import settings
+
+bp = Blueprint("ops", __name__)
+log = logging.getLogger("moderation.requests")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+RETRY_AFTER_SECONDS = 5
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process is up and answering."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int] | Response:
+    """The database answers and its schema is at the latest migration."""
+    head = schema.head_revision()
+    try:
+        connection = get_session().connection()
+        connection.execute(text("SELECT 1"))
+        current = schema.current_revision(connection)
+    except Exception as error:  # any failure to reach the database means "not ready"
+        log.warning("not ready: database unavailable (%s)", type(error).__name__)
+        return _not_ready("The database is not answering.")
+    if current != head:
+        return _not_ready(
+            f"The database schema is at {current}, not {head}: run 'moderation db upgrade'."
+        )
+    return jsonify({"status": "ready", "revision": current})
+
+
+def _not_ready(message: str) -> tuple[Response, int]:
+    response = jsonify({"error": {"code": "unavailable", "message": message, "fields": {}}})
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response.headers["Cache-Control"] = "no-store"
+    return response, 503
+
+
+def start_request() -> None:
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+    g.started = time.perf_counter()
+
+
+def finish_request(response: Response) -> Response:
+    request_id = g.get("request_id") or secrets.token_hex(8)
+    response.headers["X-Request-ID"] = request_id
+    duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+    fields = {
+        "request_id": request_id,
+        "method": request.method,
+        "path": request.path,
+        "status": response.status_code,
+        "duration_ms": round(duration_ms, 1),
+    }
+    if settings().log_format == "json":
+        log.info(json.dumps(fields))
+    else:
+        log.info("%(method)s %(path)s %(status)s %(duration_ms)sms id=%(request_id)s", fields)
+    return response
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(bp)
+    app.before_request(start_request)
+    app.after_request(finish_request)
+    # Werkzeug's own access log prints query strings; ours replaces it.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
