@@ -165,6 +165,58 @@ def token_create(name: str, login: str | None) -> None:
         click.echo(plain)
 
 
+@main.group("personal-data")
+def personal_data() -> None:
+    """A commenter's personal data: export it, erase it."""
+
+
+@personal_data.command("export")
+@click.option("--email", required=True, help="The commenter's email address.")
+def personal_data_export(email: str) -> None:
+    """Print everything held about an address, as JSON."""
+    import json
+
+    from moderation.personal_data import export_personal_data
+
+    with write_session(_app()) as session:
+        document = export_personal_data(session, email, now=utcnow())
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@personal_data.command("erase")
+@click.option("--email", required=True, help="The commenter's email address.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def personal_data_erase(email: str, yes: bool) -> None:
+    """Erase an address, its name and client data (and text, per site) from every comment."""
+    from moderation.personal_data import erase_personal_data
+
+    if not yes:
+        click.confirm(f"Erase the personal data of {email} from every comment?", abort=True)
+    with write_session(_app()) as session:
+        erased = erase_personal_data(session, email, actor=CLI, now=utcnow())
+    click.echo(
+        f"Erased personal data from {erased.comments} comments ({erased.texts_removed} texts removed)."
+    )
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only report what would go.")
+def purge(dry_run: bool) -> None:
+    """Apply the retention periods: drop old client data, delete old rejected and spam comments."""
+    from moderation.personal_data import Retention, purge_expired
+
+    app = _app()
+    settings = app.extensions["moderation.settings"]
+    retention = Retention(settings.retention_client_days, settings.retention_rejected_days)
+    with write_session(app) as session:
+        report = purge_expired(session, retention, now=utcnow(), dry_run=dry_run)
+    verb = "Would clear" if dry_run else "Cleared"
+    click.echo(
+        f"{verb} client data from {report.client_data_cleared} comments; "
+        f"{'would delete' if dry_run else 'deleted'} {report.comments_deleted} rejected or spam comments."
+    )
+
+
 @main.command()
 def check() -> None:
     """Check the configuration and the database; say what is wrong, exit 1 if anything is."""

@@ -34,6 +34,8 @@ class Settings:
     session_idle_minutes: int = 30
     session_max_hours: int = 12
     trusted_proxy_hops: int = 0
+    retention_client_days: int = 30
+    retention_rejected_days: int = 90
     demo: bool | None = None
     log_level: str = "INFO"
     log_format: str = "text"

@@ -53,6 +53,7 @@ def record_event(session: Session, type_: str, comment: Comment, *, now: dt.date
     event = Event(
         type=type_,
         site_id=comment.post.site_id,
+        comment_id=comment.id,
         payload={"type": type_, "timestamp": rfc3339(now), "data": comment_data(comment)},
         created_at=now,
     )

@@ -123,6 +123,8 @@ class Site(Base):
     # The site's published comment policy, and the reasons from it a moderator may give.
     comment_policy_url: Mapped[str | None] = mapped_column(String(2000), default=None)
     reject_reasons: Mapped[list[Any]] = mapped_column(default=list)
+    # On erasure of a commenter's personal data: keep their comments' text (True) or remove it.
+    erasure_keeps_text: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     def __repr__(self) -> str:
@@ -288,5 +290,8 @@ class Event(Base):
     )
     type: Mapped[str] = mapped_column(String(64))
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="SET NULL"))
+    comment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("comments.id", ondelete="SET NULL"), index=True
+    )
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)

@@ -26,6 +26,7 @@ EDITABLE = (
     "privacy_notice_url",
     "comment_policy_url",
     "reject_reasons",
+    "erasure_keeps_text",
 )
 
 
@@ -148,6 +149,11 @@ def update_site(
             values["close_after_days"] = _optional_days(raw, errors)
         elif name in ("privacy_notice_url", "comment_policy_url"):
             values[name] = _optional_url(raw, name, errors)
+        elif name == "erasure_keeps_text":
+            if raw not in (True, False, "true", "false"):
+                errors[name] = "Choose whether erasure keeps the text"
+            else:
+                values[name] = raw in (True, "true")
         elif name == "reject_reasons":
             if not isinstance(raw, list) or not all(
                 isinstance(r, str) and 0 < len(r) <= 500 for r in raw

@@ -129,3 +129,18 @@ def test_settings_come_from_the_environment_and_a_toml_file(tmp_path: Path) -> N
         load_settings({"MODERATION_CONFIG_FILE": str(toml), "MODERATION_ENV": "development"})
     with pytest.raises(ConfigError, match="only allowed in testing"):
         load_settings({"MODERATION_ENV": "development", "MODERATION_FAST_PASSWORD_HASHING": "true"})
+
+
+def test_personal_data_and_purge_commands(tmp_path: Path) -> None:
+    run(tmp_path, "db", "upgrade")
+    exported = run(tmp_path, "personal-data", "export", "--email", "Someone@Example.com")
+    assert exported.returncode == 0, exported.stderr
+    assert '"email": "Someone@example.com"' in exported.stdout
+    refused = run(tmp_path, "personal-data", "erase", "--email", "someone@example.com", stdin="n\n")
+    assert refused.returncode != 0
+    erased = run(tmp_path, "personal-data", "erase", "--email", "someone@example.com", "--yes")
+    assert "Erased personal data from 0 comments" in erased.stdout
+    bad = run(tmp_path, "personal-data", "export", "--email", "not an address")
+    assert bad.returncode != 0 and "correct format" in bad.stderr
+    purged = run(tmp_path, "purge", "--dry-run")
+    assert purged.returncode == 0 and purged.stdout.startswith("Would clear client data from 0")

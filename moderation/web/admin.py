@@ -1,19 +1,22 @@
-"""Admins' pages under /moderate/admin: sites, moderators and API tokens.
+"""Admins' pages under /moderate/admin: sites, moderators, API tokens and personal data.
 
 Registered inside the moderate blueprint, so its login and CSRF checks guard every route here.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, g, redirect, render_template, request, url_for
+import json
+
+from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from moderation import moderators, sites
 from moderation.db import get_session
-from moderation.errors import NotFound, ServiceError
+from moderation.errors import NotFound, ServiceError, ValidationFailed
 from moderation.events import Actor
 from moderation.models import ModerationPolicy, Moderator, Role, Site
+from moderation.personal_data import erase_personal_data, export_personal_data
 from moderation.web.context import hasher, now
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -205,3 +208,36 @@ def token_revoke(token_id: int) -> ResponseReturnValue:
     db.commit()
     flash(f"Revoked the token {token.name}.")
     return redirect(url_for("moderate.admin.token_list"), code=303)
+
+
+@bp.get("/personal-data")
+def personal_data() -> str:
+    return render_template("moderate/admin/personal_data.html", errors={}, email="")
+
+
+@bp.post("/personal-data")
+def personal_data_act() -> ResponseReturnValue:
+    db = get_session()
+    email = request.form.get("email", "")
+    try:
+        if request.form.get("action") == "export":
+            document = export_personal_data(db, email, now=now())
+            response = Response(
+                json.dumps(document, indent=2, ensure_ascii=False), mimetype="application/json"
+            )
+            response.headers["Content-Disposition"] = 'attachment; filename="personal-data.json"'
+            return response
+        if not request.form.get("confirm"):
+            raise ValidationFailed(fields={"confirm": "Confirm that you want to erase this data"})
+        erased = erase_personal_data(db, email, actor=_actor(), now=now())
+    except ServiceError as error:
+        db.rollback()
+        page = render_template(
+            "moderate/admin/personal_data.html", errors=error.fields, email=email
+        )
+        return page, 422
+    db.commit()
+    flash(
+        f"Erased personal data from {erased.comments} comments ({erased.texts_removed} texts removed)."
+    )
+    return redirect(url_for("moderate.admin.personal_data"), code=303)

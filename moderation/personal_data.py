@@ -1,0 +1,179 @@
+"""Commenters' personal data: export everything held about an address, erase it, and purge what
+is kept past its retention period.
+
+What counts as personal data here: a comment's author email and name, its client network and
+user agent, and (where the site says so on erasure) its text. Outbox payloads never hold the
+address; on erasure their copies of the name (and text) are scrubbed as well.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from moderation.errors import ValidationFailed
+from moderation.events import Actor, comment_data, record_audit, record_event, rfc3339
+from moderation.models import AuditEvent, Comment, CommentStatus, Event, Moderator, Post
+from moderation.sanitising import render_comment
+
+ERASED_NAME = "Name removed"
+ERASED_TEXT = "This comment was removed at its author's request."
+
+
+def normalise_address(email: str) -> str:
+    try:
+        return validate_email(email.strip(), check_deliverability=False).normalized
+    except EmailNotValidError:
+        raise ValidationFailed(
+            fields={"email": "Enter an email address in the correct format, like name@example.com"}
+        ) from None
+
+
+def _comments_of(session: Session, address: str) -> list[Comment]:
+    return list(
+        session.scalars(
+            select(Comment)
+            .where(func.lower(Comment.author_email) == address.lower())
+            .order_by(Comment.id)
+        )
+    )
+
+
+def export_personal_data(session: Session, email: str, *, now: dt.datetime) -> dict[str, Any]:
+    """Everything held about an address, as one JSON-ready document."""
+    address = normalise_address(email)
+    comments = []
+    for comment in _comments_of(session, address):
+        data = comment_data(comment)
+        data.update(
+            author_email=comment.author_email,
+            original_text=comment.original_text,
+            client_network=comment.client_network,
+            user_agent=comment.user_agent,
+        )
+        comments.append(data)
+    accounts = session.scalars(
+        select(Moderator).where(func.lower(Moderator.email) == address.lower())
+    )
+    return {
+        "email": address,
+        "exported_at": rfc3339(now),
+        "comments": comments,
+        "moderator_accounts": [
+            {
+                "login": m.login,
+                "email": m.email,
+                "role": m.role.value,
+                "created_at": rfc3339(m.created_at),
+            }
+            for m in accounts
+        ],
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Erasure:
+    comments: int
+    texts_removed: int
+
+
+def erase_personal_data(session: Session, email: str, *, actor: Actor, now: dt.datetime) -> Erasure:
+    """Remove an address, its name and client data from every comment it wrote; remove the text
+    too where the site says so. Each comment records a ``comment.erased`` event and an audit
+    event that holds no personal data."""
+    address = normalise_address(email)
+    comments = _comments_of(session, address)
+    removed = 0
+    for comment in comments:
+        keep_text = comment.post.site.erasure_keeps_text
+        comment.author_email = ""
+        comment.author_name = ERASED_NAME
+        comment.client_network = None
+        comment.user_agent = None
+        if not keep_text:
+            comment.body_text = ERASED_TEXT
+            comment.body_html = render_comment(ERASED_TEXT)
+            comment.original_text = None
+            removed += 1
+        session.flush()
+        _scrub_copies(session, comment, keep_text)
+        session.execute(
+            update(Post).where(Post.id == comment.post_id).values(version=Post.version + 1)
+        )
+        record_audit(
+            session,
+            actor,
+            "erase",
+            comment,
+            before={"personal_data": "held"},
+            after={"personal_data": "erased", "text": "kept" if keep_text else "removed"},
+            now=now,
+        )
+        record_event(session, "comment.erased", comment, now=now)
+    return Erasure(comments=len(comments), texts_removed=removed)
+
+
+def _scrub_copies(session: Session, comment: Comment, keep_text: bool) -> None:
+    """Rewrite the comment's copies in earlier outbox payloads (and, with its text removed, in
+    the before/after of its edit audits: the one change ever made to the audit log, by law)."""
+    fresh = comment_data(comment)
+    for event in session.scalars(select(Event).where(Event.comment_id == comment.id)):
+        data = dict(event.payload.get("data", {}))
+        data["author_name"] = fresh["author_name"]
+        if not keep_text:
+            data["body_text"], data["body_html"] = fresh["body_text"], fresh["body_html"]
+        event.payload = {**event.payload, "data": data}
+    if not keep_text:
+        edits = select(AuditEvent).where(
+            AuditEvent.comment_id == comment.id, AuditEvent.action == "edit"
+        )
+        for audit in session.scalars(edits):
+            audit.before = {"body_text": "(removed on erasure)"}
+            audit.after = {"body_text": "(removed on erasure)"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Retention:
+    """How long things are kept, in days."""
+
+    client_data_days: int = 30
+    rejected_days: int = 90
+
+
+@dataclasses.dataclass(frozen=True)
+class PurgeReport:
+    client_data_cleared: int
+    comments_deleted: int
+    dry_run: bool
+
+
+def purge_expired(
+    session: Session, retention: Retention, *, now: dt.datetime, dry_run: bool = False
+) -> PurgeReport:
+    """Drop client data older than its retention period and delete old rejected and spam
+    comments; with ``dry_run`` only count what would go."""
+    client_cutoff = now - dt.timedelta(days=retention.client_data_days)
+    has_client_data = (Comment.submitted_at < client_cutoff) & (
+        Comment.client_network.is_not(None) | Comment.user_agent.is_not(None)
+    )
+    rejected_cutoff = now - dt.timedelta(days=retention.rejected_days)
+    expired = Comment.status.in_([CommentStatus.REJECTED, CommentStatus.SPAM]) & (
+        func.coalesce(Comment.moderated_at, Comment.submitted_at) < rejected_cutoff
+    )
+    count = select(func.count()).select_from(Comment)
+    cleared = session.scalar(count.where(has_client_data)) or 0
+    deleted = session.scalar(count.where(expired)) or 0
+    if not dry_run:
+        session.execute(
+            update(Comment)
+            .where(has_client_data)
+            .values(client_network=None, user_agent=None)
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(delete(Comment).where(expired).execution_options(synchronize_session=False))
+    return PurgeReport(cleared, deleted, dry_run)
