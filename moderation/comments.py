@@ -32,6 +32,7 @@ from moderation.validation import CommentSubmission
 MAX_DEPTH = 3
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
+MAX_ID = 2**63  # ids are 64-bit signed integers in both databases
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +164,7 @@ def decode_cursor(cursor: str | None) -> int | None:
         return None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if raw.startswith("c") and raw[1:].isdigit():
+        if raw.startswith("c") and raw[1:].isdigit() and int(raw[1:]) < MAX_ID:
             return int(raw[1:])
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass

@@ -14,6 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from moderation.comments import MAX_ID
 from moderation.errors import (
     InvalidCredentials,
     NotFound,
@@ -284,7 +285,7 @@ def list_tokens(session: Session) -> list[ApiToken]:
 
 
 def revoke_token(session: Session, token_id: int, *, actor: Actor, now: dt.datetime) -> ApiToken:
-    token = session.get(ApiToken, token_id)
+    token = session.get(ApiToken, token_id) if 0 < token_id < MAX_ID else None
     if token is None:
         raise NotFound("There is no token with that id.")
     if token.revoked_at is None:

@@ -11,6 +11,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from moderation.comments import Page, decode_cursor, encode_cursor
+from moderation.errors import Malformed
 from moderation.models import Comment, CommentStatus, Moderator, Post, Site
 
 COUNT_CAP = 1000
@@ -25,6 +26,18 @@ class QueueFilter:
     post: str | None = None
     search: str | None = None
     newest_first: bool = False
+
+
+ORDERS = ("oldest", "newest")
+
+
+def newest_first(order: str | None) -> bool:
+    """Read the ``order`` parameter: oldest (the default) or newest first."""
+    if order in (None, "oldest"):
+        return False
+    if order == "newest":
+        return True
+    raise Malformed("Unknown order.", fields={"order": "One of oldest, newest"})
 
 
 def _visible(query: Select[Any], moderator: Moderator) -> Select[Any]:

@@ -105,10 +105,14 @@ def _optional_url(raw: object, field: str, errors: dict[str, str]) -> str | None
     return raw
 
 
+def _whole(raw: object) -> bool:
+    return isinstance(raw, int) and not isinstance(raw, bool)
+
+
 def _optional_days(raw: object, errors: dict[str, str]) -> int | None:
-    if raw in (None, ""):
+    if raw is None:
         return None
-    days = int(raw) if isinstance(raw, int) or (isinstance(raw, str) and raw.isdigit()) else -1
+    days = raw if isinstance(raw, int) and _whole(raw) else -1
     if not 1 <= days <= 3650:
         errors["close_after_days"] = "Give a number of days from 1 to 3650, or leave it empty"
         return None
@@ -136,24 +140,24 @@ def update_site(
             else:
                 values["origins"] = _origins(raw, errors)
         elif name == "policy":
-            if raw in {p.value for p in ModerationPolicy}:
+            if isinstance(raw, str) and raw in {p.value for p in ModerationPolicy}:
                 values["policy"] = ModerationPolicy(str(raw))
             else:
                 errors["policy"] = "Choose all or trusted"
         elif name == "link_limit":
-            if not isinstance(raw, int | str) or not str(raw).isdigit() or int(raw) > 100:
+            if not _whole(raw) or not 0 <= raw <= 100:  # type: ignore[operator]
                 errors["link_limit"] = "Give a number of links from 0 to 100"
             else:
-                values["link_limit"] = int(raw)
+                values["link_limit"] = raw
         elif name == "close_after_days":
             values["close_after_days"] = _optional_days(raw, errors)
         elif name in ("privacy_notice_url", "comment_policy_url"):
             values[name] = _optional_url(raw, name, errors)
         elif name == "erasure_keeps_text":
-            if raw not in (True, False, "true", "false"):
+            if not isinstance(raw, bool):
                 errors[name] = "Choose whether erasure keeps the text"
             else:
-                values[name] = raw in (True, "true")
+                values[name] = raw
         elif name == "reject_reasons":
             if not isinstance(raw, list) or not all(
                 isinstance(r, str) and 0 < len(r) <= 500 for r in raw
@@ -188,14 +192,18 @@ class SiteForm:
     fields: Mapping[str, str]
 
     def changes(self) -> dict[str, object]:
-        lines = {"origins", "reject_reasons"}
-        return {
-            name: [line.strip() for line in value.splitlines() if line.strip()]
-            if name in lines
-            else value.strip()
-            for name, value in self.fields.items()
-            if name in EDITABLE
-        }
+        changes: dict[str, object] = {}
+        for name, raw in self.fields.items():
+            value = raw.strip()
+            if name in ("origins", "reject_reasons"):
+                changes[name] = [line.strip() for line in raw.splitlines() if line.strip()]
+            elif name in ("link_limit", "close_after_days"):
+                changes[name] = int(value) if value.isdigit() else (value or None)
+            elif name == "erasure_keeps_text":
+                changes[name] = {"true": True, "false": False}.get(value, value)
+            elif name in EDITABLE:
+                changes[name] = value
+        return changes
 
 
 def require_admin(moderator: Moderator) -> None:

@@ -90,6 +90,8 @@ def parse_submission(data: Mapping[str, object]) -> CommentSubmission:
     body = fields.text("body", label="your comment", limit=MAX_BODY, required=True, multiline=True)
     parent = fields.text("parent_id", label="the comment you reply to", limit=64, required=False)
 
+    if post is not None and not post.startswith("/"):
+        fields.errors["post"] = "The post must be given by its path, starting with /"
     if url is not None and urlsplit(url).scheme not in ("http", "https"):
         fields.errors["post_url"] = "The post address must start with http:// or https://"
     if email is not None:

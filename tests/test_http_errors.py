@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 from flask import Flask
@@ -9,7 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from moderation import create_app
-from tests.conftest import json_of, make_site, settings_for_tests
+from tests.conftest import json_of, make_moderator, make_site, make_token, settings_for_tests
 
 
 def test_unknown_api_paths_get_json_404(client: FlaskClient) -> None:
@@ -74,3 +75,18 @@ def test_an_unreachable_database_gets_503_with_retry_after() -> None:
     assert response.status_code == 503
     assert json_of(response)["error"]["code"] == "unavailable"
     assert int(response.headers["Retry-After"]) > 0
+
+
+def test_out_of_range_ids_and_cursors_are_client_errors(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    auth = {"Authorization": f"Bearer {make_token(session, make_moderator(session))}"}
+    huge = "593388125203185532928"
+    revoke = client.post(f"/api/v1/moderation/tokens/{huge}/revoke", headers=auth)
+    assert revoke.status_code == 404
+    cursor = base64.urlsafe_b64encode(f"c{huge}".encode()).decode().rstrip("=")
+    listing = client.get(f"/api/v1/moderation/comments?cursor={cursor}", headers=auth)
+    assert listing.status_code == 400
+    assert client.get("/api/v1/moderation/comments?order=", headers=auth).status_code == 400
+    assert client.get("/api/v1/moderation/comments?stauts=spam", headers=auth).status_code == 400

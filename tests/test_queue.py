@@ -141,7 +141,7 @@ def test_bulk_actions_moderate_each_once(client: FlaskClient, session: Session) 
 
     result = json_of(
         client.post(
-            "/api/v1/moderation/comments/bulk",
+            "/api/v1/moderation/bulk",
             json={"ids": [*ids, "no-such-id"], "action": "approve"},
             headers=auth,
         )

@@ -162,7 +162,7 @@ def _queue_filter() -> queues.QueueFilter:
         site=request.args.get("site") or None,
         post=request.args.get("post") or None,
         search=(request.args.get("q") or "").strip() or None,
-        newest_first=request.args.get("order") == "newest",
+        newest_first=queues.newest_first(request.args.get("order")),
     )
 
 

@@ -17,6 +17,9 @@ from moderation.models import ApiToken, Comment, CommentStatus, Moderator, Site
 from moderation.web.context import json_object, now
 
 bp = Blueprint("moderation_api", __name__, url_prefix="/api/v1/moderation")
+QUERY_PARAMETERS = {
+    "moderation_api.list_comments": {"status", "site", "post", "q", "order", "cursor", "limit"}
+}
 
 
 def moderation_comment(comment: Comment) -> dict[str, Any]:
@@ -40,6 +43,13 @@ def authenticate() -> None:
     begin_write(session)
     token = moderators.authenticate_token(session, plain.strip(), now=now())
     g.token = token
+    unknown = set(request.args) - QUERY_PARAMETERS.get(request.endpoint or "", set())
+    if unknown:
+        # An integration's typo (?stauts=spam) must not silently mean something else.
+        raise Malformed(
+            "Unknown query parameters.",
+            fields={name: "Not a parameter here" for name in sorted(unknown)},
+        )
 
 
 def _actor() -> Actor:
@@ -78,7 +88,7 @@ def list_comments() -> Response:
         site=request.args.get("site") or None,
         post=request.args.get("post") or None,
         search=request.args.get("q") or None,
-        newest_first=request.args.get("order") == "newest",
+        newest_first=queues.newest_first(request.args.get("order")),
     )
     page = queues.list_queue(
         get_session(),
@@ -148,7 +158,7 @@ def act(comment_id: str, action: str) -> Response:
     )
 
 
-@bp.post("/comments/bulk")
+@bp.post("/bulk")
 def bulk() -> Response:
     body = json_object()
     ids = body.get("ids")
