@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+from urllib.parse import urlsplit
 from functools import partial
 from typing import Any
 
@@ -25,6 +26,14 @@ _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _local = threading.local()
 
 
+def _allowed_attribute(tag: str, name: str, value: str) -> bool:
+    """Only absolute links: a relative or scheme-less href (``//evil.example``, ``/admin``)
+    would resolve against the host page's own origin."""
+    if name not in ALLOWED_ATTRIBUTES.get(tag, []):
+        return False
+    return name != "href" or urlsplit(value.strip()).scheme.lower() in ALLOWED_PROTOCOLS
+
+
 def _set_rel(attrs: dict[Any, str], new: bool = False) -> dict[Any, str]:
     attrs[(None, "rel")] = LINK_REL
     return attrs
@@ -35,7 +44,7 @@ def _cleaner() -> bleach.Cleaner:
     if cleaner is None:
         cleaner = bleach.Cleaner(
             tags=ALLOWED_TAGS,
-            attributes=ALLOWED_ATTRIBUTES,
+            attributes=_allowed_attribute,
             protocols=ALLOWED_PROTOCOLS,
             strip=False,
             strip_comments=True,
@@ -50,11 +59,16 @@ def normalise_text(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
+def clean(html: str) -> str:
+    """One pass of the allow-list and the linkifier over a piece of markup."""
+    result: str = _cleaner().clean(html)
+    return result
+
+
 def render_comment(text: str) -> str:
     """Safe HTML for a comment's text: paragraphs, line breaks, allowed inline tags, links."""
-    cleaner = _cleaner()
     paragraphs = [p.strip() for p in _PARAGRAPH_BREAK.split(normalise_text(text)) if p.strip()]
     # Each paragraph is cleaned on its own so an unclosed tag cannot span paragraphs.
     return "\n".join(
-        f"<p>{cleaner.clean(paragraph.replace(chr(10), '<br>'))}</p>" for paragraph in paragraphs
+        f"<p>{clean(paragraph.replace(chr(10), '<br>'))}</p>" for paragraph in paragraphs
     )
