@@ -48,6 +48,11 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+## soak: the load-without-loss run for a minute on SQLite and on the local PostgreSQL
+soak: install
+	LOAD_SECONDS=60 MODERATION_TEST_DATABASE_URL= $(BIN)/python -m pytest -s tests/test_load.py
+	LOAD_SECONDS=60 MODERATION_TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/python -m pytest -s tests/test_load.py
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 

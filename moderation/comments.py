@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from moderation.errors import (
@@ -91,9 +92,24 @@ def _find_or_create_post(
         url = site.origins[0].rstrip("/") + submission.post
     if not origin_allowed(site, origin_of(url)):
         raise ValidationFailed(fields={"post_url": "The post address must be on this site"})
-    post = Post(site=site, key=submission.post, title=submission.post_title or "", url=url)
-    post.created_at = now
-    session.add(post)
+    # Two first comments on a new post may race to create it: the loser finds the winner's.
+    try:
+        with session.begin_nested():
+            post = Post(
+                site=site,
+                key=submission.post,
+                title=submission.post_title or "",
+                url=url,
+                created_at=now,
+            )
+            session.add(post)
+            session.flush()
+    except IntegrityError:
+        post = session.scalar(
+            select(Post).where(Post.site_id == site.id, Post.key == submission.post)
+        )
+        if post is None:
+            raise
     return post
 
 
