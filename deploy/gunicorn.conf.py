@@ -1,4 +1,5 @@
 """gunicorn settings for the moderation service: `gunicorn -c deploy/gunicorn.conf.py`."""
+
 from __future__ import annotations
 
 import multiprocessing

@@ -6,6 +6,7 @@ import secrets
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 import click
 from flask import Flask
@@ -134,6 +135,30 @@ def moderator_add(
         click.echo(f"Added {created.role.value} {created.login}.")
 
 
+@moderator.command("set-password")
+@click.argument("login")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def moderator_set_password(login: str, password_stdin: bool) -> None:
+    """Set a moderator's password (ending their logins), e.g. after an import."""
+    from moderation.moderators import get_moderator, set_password
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    app = _app()
+    with write_session(app) as session:
+        set_password(
+            session,
+            app.extensions["moderation.hasher"],
+            get_moderator(session, login),
+            password,
+            actor=CLI,
+            now=utcnow(),
+        )
+        click.echo(f"Set the password of {login}.")
+
+
 @main.group()
 def token() -> None:
     """API tokens for the moderation API."""
@@ -196,6 +221,53 @@ def personal_data_erase(email: str, yes: bool) -> None:
         erased = erase_personal_data(session, email, actor=CLI, now=utcnow())
     click.echo(
         f"Erased personal data from {erased.comments} comments ({erased.texts_removed} texts removed)."
+    )
+
+
+@main.command("export")
+@click.option("--output", type=click.File("w", encoding="utf-8"), default="-", show_default=True)
+def export_command(output: TextIO) -> None:
+    """Write everything (sites, posts, comments, moderators without passwords, audit log) as JSON."""
+    import json
+
+    from moderation.transfer import export_records
+
+    app = _app()
+    with app.extensions["moderation.sessionmaker"]() as session:
+        section = None
+        for name, record in export_records(session, now=utcnow()):
+            if name == "meta":
+                output.write('{"meta": ' + json.dumps(record))
+                continue
+            output.write(
+                ("\n]" if section else "") + f', "{name}": [\n' if name != section else ",\n"
+            )
+            output.write(json.dumps(record, ensure_ascii=False))
+            section = name
+        output.write("\n]}\n" if section else "}\n")
+
+
+@main.group("import")
+def import_group() -> None:
+    """Load comments from elsewhere."""
+
+
+@import_group.command("json")
+@click.argument("source", type=click.File("r", encoding="utf-8"))
+def import_json(source: TextIO) -> None:
+    """Load a file written by 'moderation export'; what exists already is skipped."""
+    import json
+
+    from moderation.transfer import import_document
+
+    try:
+        document = json.load(source)
+    except json.JSONDecodeError as error:
+        raise click.ClickException(f"not JSON: {error.msg} at line {error.lineno}") from None
+    with write_session(_app()) as session:
+        added = import_document(session, document)
+    click.echo(
+        "Imported " + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in added.items()) + "."
     )
 
 

@@ -242,6 +242,30 @@ def authenticate_token(session: Session, plain: str, *, now: dt.datetime) -> Api
     return token
 
 
+def set_password(
+    session: Session,
+    hasher: PasswordHasher,
+    moderator: Moderator,
+    password: str,
+    *,
+    actor: Actor,
+    now: dt.datetime,
+) -> None:
+    """Give a moderator a new password and end their logins everywhere; audited."""
+    check_password_rules(password)
+    moderator.password_hash = hasher.hash(password)
+    session.execute(delete(LoginSession).where(LoginSession.moderator_id == moderator.id))
+    record_admin_audit(
+        session,
+        actor,
+        "moderator.password",
+        site_id=None,
+        before={"login": moderator.login},
+        after={"login": moderator.login, "password": "changed"},
+        now=now,
+    )
+
+
 def moderator_settings(moderator: Moderator) -> dict[str, object]:
     return {"role": moderator.role.value, "sites": sorted(s.slug for s in moderator.sites)}
 

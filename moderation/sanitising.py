@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import threading
-from urllib.parse import urlsplit
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 import bleach
 from bleach.linkifier import LinkifyFilter

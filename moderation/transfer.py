@@ -1,0 +1,228 @@
+"""Moving a whole installation: a versioned JSON export of sites, posts, comments, moderators
+(without password hashes) and the audit log, and its import.
+
+Records refer to each other by public keys (site slug, post key, comment id, moderator login), so
+an export loads into any database. Import is idempotent: what exists already is skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from moderation.errors import ValidationFailed
+from moderation.events import rfc3339
+from moderation.models import (
+    AuditEvent,
+    Comment,
+    CommentStatus,
+    ModerationPolicy,
+    Moderator,
+    Post,
+    Role,
+    Site,
+)
+from moderation.sites import site_settings
+
+FORMAT = "moderation-export"
+VERSION = 1
+# Imported moderators cannot log in until an admin sets a password: no hash is ever exported.
+NO_PASSWORD = "!imported"  # noqa: S105 (not a hash: no password verifies against it)
+BATCH = 500
+
+
+def _time(value: dt.datetime | None) -> str | None:
+    return rfc3339(value) if value else None
+
+
+def _parse_time(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def export_records(session: Session, *, now: dt.datetime) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every record as (section, record), streamed in batches so memory stays bounded."""
+    slugs = {site.id: site.slug for site in session.scalars(select(Site))}
+    logins = {m.id: m.login for m in session.scalars(select(Moderator))}
+    yield "meta", {"format": FORMAT, "version": VERSION, "exported_at": rfc3339(now)}
+    for site in session.scalars(select(Site).order_by(Site.id)):
+        yield (
+            "sites",
+            {"slug": site.slug, **site_settings(site), "created_at": _time(site.created_at)},
+        )
+    for moderator in session.scalars(select(Moderator).order_by(Moderator.id)):
+        yield (
+            "moderators",
+            {
+                "login": moderator.login,
+                "email": moderator.email,
+                "role": moderator.role.value,
+                "sites": sorted(site.slug for site in moderator.sites),
+                "created_at": _time(moderator.created_at),
+            },
+        )
+    posts = select(Post).order_by(Post.id).execution_options(yield_per=BATCH)
+    for post in session.scalars(posts):
+        yield (
+            "posts",
+            {
+                "site": slugs[post.site_id],
+                "key": post.key,
+                "title": post.title,
+                "url": post.url,
+                "closed": post.closed,
+                "created_at": _time(post.created_at),
+            },
+        )
+    public_ids = dict(session.execute(select(Comment.id, Comment.public_id)).all())
+    comments = select(Comment).order_by(Comment.id).execution_options(yield_per=BATCH)
+    for c in session.scalars(comments):
+        yield (
+            "comments",
+            {
+                "id": c.public_id,
+                "site": slugs[c.post.site_id],
+                "post": c.post.key,
+                "parent_id": public_ids.get(c.parent_id) if c.parent_id else None,
+                "author_name": c.author_name,
+                "author_email": c.author_email,
+                "body_text": c.body_text,
+                "body_html": c.body_html,
+                "original_text": c.original_text,
+                "status": c.status.value,
+                "signals": c.signals,
+                "official": c.official,
+                "reject_reason": c.reject_reason,
+                "submitted_at": _time(c.submitted_at),
+                "moderated_at": _time(c.moderated_at),
+                "moderated_by": logins.get(c.moderated_by_id) if c.moderated_by_id else None,
+            },
+        )
+    audits = select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=BATCH)
+    for audit in session.scalars(audits):
+        yield (
+            "audit_events",
+            {
+                "at": _time(audit.at),
+                "actor": audit.actor,
+                "moderator": logins.get(audit.moderator_id) if audit.moderator_id else None,
+                "action": audit.action,
+                "site": slugs.get(audit.site_id) if audit.site_id else None,
+                "comment_id": public_ids.get(audit.comment_id) if audit.comment_id else None,
+                "before": audit.before,
+                "after": audit.after,
+            },
+        )
+
+
+def import_document(session: Session, document: dict[str, Any]) -> dict[str, int]:
+    """Load an export; return how many records of each kind were added (existing ones are kept)."""
+    meta = document.get("meta", {})
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise ValidationFailed(fields={"file": f"Not a {FORMAT} version {VERSION} document"})
+    added = dict.fromkeys(("sites", "moderators", "posts", "comments", "audit_events"), 0)
+    sites = {site.slug: site for site in session.scalars(select(Site))}
+    for record in document.get("sites", []):
+        if record["slug"] in sites:
+            continue
+        site = Site(
+            slug=record["slug"],
+            name=record["name"],
+            origins=record["origins"],
+            policy=ModerationPolicy(record["policy"]),
+            link_limit=record["link_limit"],
+            close_after_days=record["close_after_days"],
+            privacy_notice_url=record["privacy_notice_url"],
+            comment_policy_url=record["comment_policy_url"],
+            reject_reasons=record["reject_reasons"],
+            erasure_keeps_text=record["erasure_keeps_text"],
+            created_at=_parse_time(record["created_at"]),
+        )
+        session.add(site)
+        sites[site.slug] = site
+        added["sites"] += 1
+    moderators = {m.login: m for m in session.scalars(select(Moderator))}
+    for record in document.get("moderators", []):
+        if record["login"] in moderators:
+            continue
+        moderator = Moderator(
+            login=record["login"],
+            email=record["email"],
+            password_hash=NO_PASSWORD,
+            role=Role(record["role"]),
+            sites=[sites[slug] for slug in record["sites"]],
+            created_at=_parse_time(record["created_at"]),
+        )
+        session.add(moderator)
+        moderators[moderator.login] = moderator
+        added["moderators"] += 1
+    session.flush()
+    posts = {(p.site.slug, p.key): p for p in session.scalars(select(Post))}
+    for record in document.get("posts", []):
+        if (record["site"], record["key"]) in posts:
+            continue
+        post = Post(
+            site=sites[record["site"]],
+            key=record["key"],
+            title=record["title"],
+            url=record["url"],
+            closed=record["closed"],
+            created_at=_parse_time(record["created_at"]),
+        )
+        session.add(post)
+        posts[(record["site"], record["key"])] = post
+        added["posts"] += 1
+    session.flush()
+    comments = dict(session.execute(select(Comment.public_id, Comment.id)).all())
+    new_comments: set[str] = set()
+    for record in document.get("comments", []):
+        if record["id"] in comments:
+            continue
+        moderated_by = moderators.get(record["moderated_by"]) if record["moderated_by"] else None
+        comment = Comment(
+            public_id=record["id"],
+            post=posts[(record["site"], record["post"])],
+            parent_id=comments.get(record["parent_id"]) if record["parent_id"] else None,
+            author_name=record["author_name"],
+            author_email=record["author_email"],
+            body_text=record["body_text"],
+            body_html=record["body_html"],
+            original_text=record["original_text"],
+            status=CommentStatus(record["status"]),
+            signals=record["signals"],
+            official=record["official"],
+            reject_reason=record["reject_reason"],
+            submitted_at=_parse_time(record["submitted_at"]),
+            moderated_at=_parse_time(record["moderated_at"]),
+            moderated_by=moderated_by,
+        )
+        session.add(comment)
+        session.flush()
+        comments[record["id"]] = comment.id
+        new_comments.add(record["id"])
+        added["comments"] += 1
+    # Audit events come along with the comments they describe (or with none), never twice.
+    fresh_import = not any(session.scalars(select(AuditEvent.id).limit(1)))
+    for record in document.get("audit_events", []):
+        if record["comment_id"] not in new_comments and not (
+            fresh_import and not record["comment_id"]
+        ):
+            continue
+        actor = moderators.get(record["moderator"]) if record["moderator"] else None
+        session.add(
+            AuditEvent(
+                at=_parse_time(record["at"]),
+                actor=record["actor"],
+                moderator_id=actor.id if actor else None,
+                action=record["action"],
+                site_id=sites[record["site"]].id if record["site"] else None,
+                comment_id=comments.get(record["comment_id"]) if record["comment_id"] else None,
+                before=record["before"],
+                after=record["after"],
+            )
+        )
+        added["audit_events"] += 1
+    return added

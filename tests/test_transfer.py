@@ -1,0 +1,67 @@
+"""Export and import: a round trip gives back the same installation, and importing twice adds
+nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import select
+
+from moderation import create_app
+from moderation.config import load_settings
+from moderation.models import Moderator
+from tests.conftest import TEST_SECRET, comment_json, json_of, make_token
+from tests.test_cli import run
+
+
+def test_export_import_round_trip(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    run(first, "db", "upgrade")
+    run(first, "site", "add", "luac", "--name", "LUAC", "--origin", "https://luac.example")
+    run(first, "moderator", "add", "ed", "--email", "ed@example.org", "--role", "admin",
+        "--site", "luac", "--password-stdin", stdin="a good long passphrase\n")  # fmt: skip
+    app = create_app(load_settings({}, env="testing", secret_key=TEST_SECRET,
+                                   database_url=f"sqlite:///{first / 'cli.db'}"))  # fmt: skip
+    client = app.test_client()
+    with app.extensions["moderation.sessionmaker"]() as session:
+        token = make_token(session, session.scalars(select(Moderator)).one())
+    auth = {"Authorization": f"Bearer {token}"}
+    ids = [
+        json_of(client.post("/api/v1/sites/luac/comments", json=comment_json(body=f"Comment {n} ✓",
+                                                                              post="/p/")))["id"]
+        for n in range(3)
+    ]  # fmt: skip
+    client.post(f"/api/v1/moderation/comments/{ids[0]}/approve", headers=auth)
+    client.post(f"/api/v1/moderation/comments/{ids[1]}/edit", json={"body": "Edited"}, headers=auth)
+    client.post(
+        f"/api/v1/moderation/comments/{ids[0]}/reply", json={"body": "Thanks"}, headers=auth
+    )
+    app.extensions["moderation.engine"].dispose()
+
+    exported = run(first, "export")
+    assert exported.returncode == 0, exported.stderr
+    document = json.loads(exported.stdout)
+    assert "password" not in exported.stdout and "argon2" not in exported.stdout
+    assert len(document["comments"]) == 4 and len(document["audit_events"]) >= 5
+
+    (tmp_path / "export.json").write_text(exported.stdout)
+    run(second, "db", "upgrade")
+    loaded = run(second, "import", "json", str(tmp_path / "export.json"))
+    assert loaded.returncode == 0, loaded.stderr
+    assert "4 comments" in loaded.stdout
+    again = run(second, "import", "json", str(tmp_path / "export.json"))
+    assert "0 sites, 0 moderators, 0 posts, 0 comments, 0 audit events" in again.stdout
+
+    reexported = json.loads(run(second, "export").stdout)
+    document.pop("meta"), reexported.pop("meta")
+    assert reexported == document
+
+    assert run(second, "moderator", "set-password", "ed", "--password-stdin",
+               stdin="another long passphrase\n").returncode == 0  # fmt: skip
+
+    (tmp_path / "bad.json").write_text('{"meta": {"format": "other"}}')
+    bad = run(second, "import", "json", str(tmp_path / "bad.json"))
+    assert bad.returncode != 0 and "Not a moderation-export" in bad.stderr
