@@ -50,6 +50,13 @@ def write_session(app: Flask) -> Iterator[Session]:
 CLI = Actor("command line")
 
 
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
+
+
 @click.group()
 def main() -> None:
     """Comment moderation service. Settings come from MODERATION_* environment variables."""
@@ -116,10 +123,7 @@ def moderator_add(
     """Add a moderator; the password is prompted for, or read from standard input."""
     from moderation.moderators import create_moderator
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin)
     app = _app()
     with write_session(app) as session:
         created = create_moderator(
@@ -142,10 +146,7 @@ def moderator_set_password(login: str, password_stdin: bool) -> None:
     """Set a moderator's password (ending their logins), e.g. after an import."""
     from moderation.moderators import get_moderator, set_password
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _read_password(password_stdin)
     app = _app()
     with write_session(app) as session:
         set_password(

@@ -72,18 +72,7 @@ def record_audit(
     now: dt.datetime,
 ) -> AuditEvent:
     """Add an audit event for an action on ``comment`` to the session's transaction."""
-    audit = AuditEvent(
-        at=now,
-        moderator_id=actor.moderator_id,
-        actor=actor.label,
-        action=action,
-        site_id=comment.post.site_id,
-        comment_id=comment.id,
-        before=before,
-        after=after,
-    )
-    session.add(audit)
-    return audit
+    return _audit(session, actor, action, comment.post.site_id, comment.id, before, after, now)
 
 
 def record_admin_audit(
@@ -97,12 +86,26 @@ def record_admin_audit(
     now: dt.datetime,
 ) -> AuditEvent:
     """Add an audit event for an administrative change (a site, a moderator, a token)."""
+    return _audit(session, actor, action, site_id, None, before, after, now)
+
+
+def _audit(
+    session: Session,
+    actor: Actor,
+    action: str,
+    site_id: int | None,
+    comment_id: int | None,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    now: dt.datetime,
+) -> AuditEvent:
     audit = AuditEvent(
         at=now,
         moderator_id=actor.moderator_id,
         actor=actor.label,
         action=action,
         site_id=site_id,
+        comment_id=comment_id,
         before=before,
         after=after,
     )

@@ -12,8 +12,9 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from moderation import moderators, sites
+from moderation.comments import get_site
 from moderation.db import get_session
-from moderation.errors import NotFound, ServiceError, ValidationFailed
+from moderation.errors import ServiceError, ValidationFailed
 from moderation.events import Actor
 from moderation.models import ModerationPolicy, Moderator, Role, Site
 from moderation.personal_data import erase_personal_data, export_personal_data
@@ -29,13 +30,6 @@ def admins_only() -> None:
 
 def _actor() -> Actor:
     return Actor(g.moderator.login, g.moderator.id)
-
-
-def _site(slug: str) -> Site:
-    found = get_session().scalar(select(Site).where(Site.slug == slug))
-    if found is None:
-        raise NotFound("There is no site with that name.")
-    return found
 
 
 @bp.get("/sites")
@@ -79,7 +73,7 @@ def site_add() -> ResponseReturnValue:
 def site_edit(slug: str) -> str:
     return render_template(
         "moderate/admin/site.html",
-        site=_site(slug),
+        site=get_site(get_session(), slug),
         errors={},
         policies=list(ModerationPolicy),
     )
@@ -88,7 +82,7 @@ def site_edit(slug: str) -> str:
 @bp.post("/sites/<slug>")
 def site_save(slug: str) -> ResponseReturnValue:
     db = get_session()
-    site = _site(slug)
+    site = get_site(get_session(), slug)
     try:
         sites.update_site(
             db, site, sites.SiteForm(request.form).changes(), actor=_actor(), now=now()
@@ -97,7 +91,7 @@ def site_save(slug: str) -> ResponseReturnValue:
         db.rollback()
         page = render_template(
             "moderate/admin/site.html",
-            site=_site(slug),
+            site=get_site(get_session(), slug),
             errors=error.fields,
             policies=list(ModerationPolicy),
         )
@@ -168,15 +162,19 @@ def moderator_save(login: str) -> ResponseReturnValue:
     return redirect(url_for("moderate.admin.moderator_list"), code=303)
 
 
-@bp.get("/tokens")
-def token_list() -> str:
+def _tokens_page(created: str | None) -> str:
     db = get_session()
     return render_template(
         "moderate/admin/tokens.html",
         tokens=moderators.list_tokens(db),
         moderators=db.scalars(select(Moderator).order_by(Moderator.login)).all(),
-        created=None,
+        created=created,
     )
+
+
+@bp.get("/tokens")
+def token_list() -> str:
+    return _tokens_page(None)
 
 
 @bp.post("/tokens")
@@ -193,12 +191,7 @@ def token_add() -> ResponseReturnValue:
         return redirect(url_for("moderate.admin.token_list"), code=303)
     db.commit()
     # Shown once, on this response only: it is stored hashed.
-    return render_template(
-        "moderate/admin/tokens.html",
-        tokens=moderators.list_tokens(db),
-        moderators=db.scalars(select(Moderator).order_by(Moderator.login)).all(),
-        created=plain,
-    )
+    return _tokens_page(plain)
 
 
 @bp.post("/tokens/<int:token_id>/revoke")

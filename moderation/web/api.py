@@ -10,11 +10,10 @@ from sqlalchemy import select
 
 from moderation import comments
 from moderation.db import get_session
-from moderation.errors import Malformed
 from moderation.events import rfc3339
 from moderation.models import Comment, Site
 from moderation.validation import parse_submission
-from moderation.web.context import client_address, json_object, now
+from moderation.web.context import client_address, json_object, now, required_post_key
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -31,13 +30,6 @@ def public_comment(comment: Comment) -> dict[str, Any]:
         "official": comment.official,
         "submitted_at": rfc3339(comment.submitted_at),
     }
-
-
-def required_post_key() -> str:
-    key = request.args.get("post", "")
-    if not key:
-        raise Malformed("Say which post with ?post=KEY.", fields={"post": "Required"})
-    return key
 
 
 @bp.get("/sites/<site>/comments")

@@ -47,3 +47,11 @@ def json_object() -> dict[str, Any]:
     if not isinstance(data, dict):
         raise Malformed("The request body must be a JSON object.")
     return data
+
+
+def required_post_key() -> str:
+    """The ``post`` query parameter that every thread endpoint needs."""
+    key = request.args.get("post", "")
+    if not key:
+        raise Malformed("Say which post with ?post=KEY.", fields={"post": "Required"})
+    return key

@@ -9,22 +9,15 @@ from flask.typing import ResponseReturnValue
 
 from moderation import comments
 from moderation.db import get_session
-from moderation.errors import Malformed, UnsupportedMediaType, ValidationFailed
+from moderation.errors import UnsupportedMediaType, ValidationFailed
 from moderation.models import Post, Site
 from moderation.validation import parse_submission
-from moderation.web.context import client_address, now
+from moderation.web.context import client_address, now, required_post_key
 
 bp = Blueprint("embed", __name__, url_prefix="/embed")
 
 PRIVACY_HINT = "We only ask for your email address so we know you're a real person."
 FORM_FIELDS = ("post_title", "post_url", "author_name", "author_email", "body", "parent_id")
-
-
-def _post_key() -> str:
-    key = request.args.get("post", "")
-    if not key:
-        raise Malformed("Say which post with ?post=KEY.", fields={"post": "Required"})
-    return key
 
 
 def render_thread(
@@ -59,14 +52,14 @@ def render_thread(
 def thread(site: str) -> Response:
     found = comments.get_site(get_session(), site)
     standalone = request.args.get("page") == "1"
-    return Response(render_thread(found, _post_key(), standalone=standalone))
+    return Response(render_thread(found, required_post_key(), standalone=standalone))
 
 
 @bp.post("/<site>/thread")
 def submit(site: str) -> ResponseReturnValue:
     if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise UnsupportedMediaType("Send the form as application/x-www-form-urlencoded.")
-    key = _post_key()
+    key = required_post_key()
     values = {name: request.form.get(name, "") for name in FORM_FIELDS}
     session = get_session()
     try:

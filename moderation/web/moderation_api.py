@@ -7,11 +7,11 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 
-from moderation import actions, moderators, sites
+from moderation import actions, comments, moderators, sites
 from moderation import queue as queues
 from moderation.comments import page_limit
 from moderation.db import begin_write, get_session
-from moderation.errors import Malformed, NotFound, Unauthorized, ValidationFailed
+from moderation.errors import Malformed, Unauthorized, ValidationFailed
 from moderation.events import Actor, comment_data, rfc3339
 from moderation.models import ApiToken, Comment, CommentStatus, Moderator, Site
 from moderation.web.context import json_object, now
@@ -186,13 +186,6 @@ def site_json(site: Site) -> dict[str, Any]:
     return {"slug": site.slug, **sites.site_settings(site)}
 
 
-def _site(slug: str) -> Site:
-    found = get_session().scalar(select(Site).where(Site.slug == slug))
-    if found is None:
-        raise NotFound("There is no site with that name.")
-    return found
-
-
 @bp.get("/sites")
 def list_sites() -> Response:
     _admin()
@@ -228,7 +221,7 @@ def create_site() -> tuple[Response, int]:
 @bp.get("/sites/<slug>")
 def get_site(slug: str) -> Response:
     _admin()
-    data = site_json(_site(slug))
+    data = site_json(comments.get_site(get_session(), slug))
     get_session().commit()
     return jsonify(data)
 
@@ -236,7 +229,13 @@ def get_site(slug: str) -> Response:
 @bp.patch("/sites/<slug>")
 def update_site(slug: str) -> Response:
     _admin()
-    site = sites.update_site(get_session(), _site(slug), json_object(), actor=_actor(), now=now())
+    site = sites.update_site(
+        get_session(),
+        comments.get_site(get_session(), slug),
+        json_object(),
+        actor=_actor(),
+        now=now(),
+    )
     data = site_json(site)
     get_session().commit()
     return jsonify(data)
