@@ -41,6 +41,23 @@ class Settings:
     log_format: str = "text"
     # Cheap password hashing is only for test suites; never set it in production.
     fast_password_hashing: bool = False
+    # Webhooks (docs/webhooks.md). Timeouts in seconds; both default to 15 s.
+    webhook_connect_timeout: float = 15.0
+    webhook_timeout: float = 15.0
+    webhook_response_cap_bytes: int = 4096
+    # Plain http:// endpoint URLs are refused unless this is on (https only by default).
+    webhook_allow_http: bool = False
+    # Comma-separated networks (CIDR) that may be delivered to although not globally routable,
+    # e.g. "127.0.0.0/8" for a consumer on the same host. Empty: only global addresses.
+    webhook_allowed_networks: str = ""
+    # How long an old secret keeps signing after a rotation.
+    webhook_rotation_overlap_hours: int = 24
+    # An endpoint with no successful delivery for this long is disabled.
+    webhook_disable_after_hours: int = 120
+    # How long a worker's claim on a delivery lasts before another worker may take it over.
+    webhook_lease_seconds: int = 120
+    # The in-process delivery thread of `moderation serve`; default: on with SQLite only.
+    webhook_worker_thread: bool | None = None
 
     @property
     def development(self) -> bool:
@@ -78,6 +95,10 @@ class Settings:
             raise ConfigError(
                 f"MODERATION_LOG_FORMAT must be text or json, not {self.log_format!r}"
             )
+        if self.webhook_lease_seconds <= self.webhook_timeout:
+            raise ConfigError(
+                "MODERATION_WEBHOOK_LEASE_SECONDS must be longer than MODERATION_WEBHOOK_TIMEOUT"
+            )
         if self.fast_password_hashing and self.env != "testing":
             raise ConfigError("MODERATION_FAST_PASSWORD_HASHING is only allowed in testing")
 
@@ -93,6 +114,11 @@ def _coerce(field: dataclasses.Field[Any], raw: Any) -> Any:
         if lowered in ("0", "false", "no", "off"):
             return False
         raise ConfigError(f"{PREFIX}{field.name.upper()} must be true or false, not {raw!r}")
+    if kind == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{PREFIX}{field.name.upper()} must be a number") from None
     if kind == "int":
         try:
             return int(raw)

@@ -295,3 +295,90 @@ class Event(Base):
     )
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    # Set when the webhook worker has fanned the event out into deliveries.
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column(default=None, index=True)
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class WebhookEndpoint(Base):
+    """A consumer's URL, what it subscribes to, and the secret(s) its deliveries are signed with."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(
+        String(40), unique=True, default=lambda: "ep_" + secrets.token_urlsafe(12)
+    )
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    # Event types wanted; an empty list means every type.
+    event_types: Mapped[list[Any]] = mapped_column(default=list)
+    # None: every site.
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    include_personal_data: Mapped[bool] = mapped_column(default=False)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(300), default=None)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    secret: Mapped[str] = mapped_column(String(200))
+    # After a rotation the old secret keeps signing until this moment.
+    previous_secret: Mapped[str | None] = mapped_column(String(200), default=None)
+    previous_secret_expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # When the current run of failures began; None after a success.
+    failing_since: Mapped[dt.datetime | None] = mapped_column(default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    site: Mapped[Site | None] = relationship(lazy="joined")
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: its state, schedule and the worker's lease on it."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id"),
+        # What the workers claim: pending deliveries in due order.
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), index=True
+    )
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus), default=DeliveryStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(100), default=None)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    last_status_code: Mapped[int | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(String(500), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+    endpoint: Mapped[WebhookEndpoint] = relationship(lazy="joined", innerjoin=True)
+    event: Mapped[Event] = relationship(lazy="joined", innerjoin=True)
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt of a delivery, for the delivery log. Append-only."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    attempted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    webhook_timestamp: Mapped[int] = mapped_column()
+    status_code: Mapped[int | None] = mapped_column(default=None)
+    duration_ms: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(String(500), default=None)
+    response_excerpt: Mapped[str] = mapped_column(Text, default="")
+    worker: Mapped[str] = mapped_column(String(100), default="")

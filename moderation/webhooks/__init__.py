@@ -1,0 +1,5 @@
+"""Webhooks: signed delivery of outbox events to subscribed endpoints (docs/webhooks.md).
+
+``signing`` implements Standard Webhooks signatures, ``network`` the SSRF-guarded HTTP client,
+``endpoints`` the admin's management of endpoints, ``delivery`` the workers' service functions.
+"""
