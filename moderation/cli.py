@@ -330,8 +330,155 @@ def check() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
-    """Serve with the development server (use gunicorn in production)."""
-    _app().run(host=host, port=port, threaded=True, use_reloader=False)
+    """Serve with the development server (use gunicorn in production).
+
+    With the embedded SQLite database a webhook delivery thread runs in the same process.
+    """
+    import threading
+
+    from moderation.webhooks.delivery import run_worker
+
+    app = _app()
+    settings = app.extensions["moderation.settings"]
+    thread_on = settings.webhook_worker_thread
+    if thread_on is None:
+        thread_on = settings.effective_database_url.startswith("sqlite")
+    stop = threading.Event()
+    if thread_on:
+        threading.Thread(
+            target=run_worker,
+            args=(app.extensions["moderation.sessionmaker"], settings, stop),
+            name="webhook-worker",
+            daemon=True,
+        ).start()
+    try:
+        app.run(host=host, port=port, threaded=True, use_reloader=False)
+    finally:
+        stop.set()
+
+
+@main.command()
+@click.option("--interval", default=1.0, show_default=True, help="Seconds to sleep when idle.")
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+def worker(interval: float, once: bool) -> None:
+    """Deliver webhooks until stopped (SIGTERM or Ctrl-C); run several against PostgreSQL."""
+    import signal
+    import threading
+
+    from moderation.webhooks.delivery import deliver_due, run_worker
+
+    app = _app()
+    factory = app.extensions["moderation.sessionmaker"]
+    settings = app.extensions["moderation.settings"]
+    if once:
+        done = deliver_due(factory, settings, now=utcnow(), limit=1000)
+        click.echo(f"Attempted {done} deliveries.")
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        run_worker(factory, settings, stop, interval=interval)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@main.group()
+def webhook() -> None:
+    """Webhook endpoints (signed event deliveries)."""
+
+
+@webhook.command("add")
+@click.argument("url")
+@click.option(
+    "--event", "events", multiple=True, help="An event type to send (repeat; default: all)."
+)
+@click.option("--site", "site_slug", default=None, help="Only this site's events (default: all).")
+@click.option("--personal-data", is_flag=True, help="Include the author's email address.")
+@click.option("--description", default="")
+def webhook_add(
+    url: str, events: tuple[str, ...], site_slug: str | None, personal_data: bool, description: str
+) -> None:
+    """Add an endpoint at URL and print its secret."""
+    from moderation.webhooks.endpoints import create_endpoint
+
+    app = _app()
+    with write_session(app) as session:
+        endpoint = create_endpoint(
+            session,
+            url=url,
+            event_types=events,
+            site_slug=site_slug,
+            include_personal_data=personal_data,
+            description=description,
+            allow_http=app.extensions["moderation.settings"].webhook_allow_http,
+            now=utcnow(),
+        )
+        click.echo(f"Added webhook endpoint {endpoint.public_id} for {endpoint.url}.")
+        click.echo(f"Secret (keep it secret; verify signatures with it): {endpoint.secret}")
+
+
+@webhook.command("list")
+def webhook_list() -> None:
+    """List the endpoints."""
+    from moderation.webhooks.endpoints import list_endpoints
+
+    with write_session(_app()) as session:
+        for found in list_endpoints(session):
+            state = "enabled" if found.enabled else f"disabled ({found.disabled_reason})"
+            events = ",".join(found.event_types) or "all events"
+            site_name = found.site.slug if found.site else "all sites"
+            click.echo(f"{found.public_id}\t{found.url}\t{events}\t{site_name}\t{state}")
+
+
+def _set_webhook_enabled(endpoint_id: str, enabled: bool) -> None:
+    from moderation.webhooks.endpoints import get_endpoint, set_enabled
+
+    with write_session(_app()) as session:
+        endpoint = get_endpoint(session, endpoint_id)
+        set_enabled(session, endpoint, enabled, now=utcnow())
+        click.echo(f"Endpoint {endpoint.public_id} {'enabled' if enabled else 'disabled'}.")
+
+
+@webhook.command("disable")
+@click.argument("endpoint_id")
+def webhook_disable(endpoint_id: str) -> None:
+    """Stop delivering to an endpoint (pending deliveries wait)."""
+    _set_webhook_enabled(endpoint_id, False)
+
+
+@webhook.command("enable")
+@click.argument("endpoint_id")
+def webhook_enable(endpoint_id: str) -> None:
+    """Deliver to an endpoint again."""
+    _set_webhook_enabled(endpoint_id, True)
+
+
+@webhook.command("rotate-secret")
+@click.argument("endpoint_id")
+def webhook_rotate(endpoint_id: str) -> None:
+    """Give an endpoint a new secret; the old one also signs for the overlap period."""
+    import datetime as dt
+
+    from moderation.webhooks.endpoints import get_endpoint, rotate_secret
+
+    app = _app()
+    hours = app.extensions["moderation.settings"].webhook_rotation_overlap_hours
+    with write_session(app) as session:
+        endpoint = get_endpoint(session, endpoint_id)
+        secret = rotate_secret(session, endpoint, overlap=dt.timedelta(hours=hours), now=utcnow())
+        click.echo(f"New secret (the old one stays valid for {hours} h): {secret}")
+
+
+@webhook.command("test")
+@click.argument("endpoint_id")
+def webhook_test(endpoint_id: str) -> None:
+    """Queue a webhook.test event for an endpoint; a worker delivers it."""
+    from moderation.webhooks.endpoints import get_endpoint, send_test_event
+
+    with write_session(_app()) as session:
+        endpoint = get_endpoint(session, endpoint_id)
+        delivery = send_test_event(session, endpoint, now=utcnow())
+        click.echo(f"Queued test delivery {delivery.id} ({delivery.event.public_id}).")
 
 
 @main.command()

@@ -138,9 +138,14 @@ class Prepared:
     secrets: tuple[str, ...]
 
 
-def prepare(session: Session, delivery_id: int, *, now: dt.datetime) -> Prepared:
+def prepare(session: Session, delivery_id: int, *, now: dt.datetime) -> Prepared | None:
+    """What to send, or None when the endpoint was disabled since the claim."""
     delivery = session.get_one(WebhookDelivery, delivery_id)
     endpoint = delivery.endpoint
+    if not endpoint.enabled:
+        delivery.lease_owner = None
+        delivery.lease_expires_at = None
+        return None
     payload = json.loads(json.dumps(delivery.event.payload))
     data = payload.get("data")
     if endpoint.include_personal_data and isinstance(data, dict) and "id" in data:
@@ -283,10 +288,15 @@ def deliver_due(
         begin_write(session)
         claimed = claim_due(session, owner, now=now, lease=lease, limit=limit)
         session.commit()
+    attempted = 0
     for delivery_id in claimed:
         with session_factory() as session:
+            begin_write(session)
             prepared = prepare(session, delivery_id, now=now)
-            session.rollback()
+            session.commit()
+        if prepared is None:
+            continue
+        attempted += 1
         timestamp, result = attempt(prepared, policy, resolver=resolver, wall_clock=wall_clock)
         with session_factory() as session:
             begin_write(session)
@@ -301,7 +311,7 @@ def deliver_due(
                 rng=rng,
             )
             session.commit()
-    return len(claimed)
+    return attempted
 
 
 def run_worker(

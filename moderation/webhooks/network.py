@@ -92,8 +92,8 @@ def address_problem(address: IPAddress) -> str | None:
         ("link-local", address.is_link_local),
         ("multicast", address.is_multicast),
         ("CGNAT shared", isinstance(address, ipaddress.IPv4Address) and address in CGNAT),
-        ("private", address.is_private),
         ("reserved", address.is_reserved),
+        ("private", address.is_private),
         ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
     )
     for name, hit in checks:
@@ -253,8 +253,9 @@ def post(
 
     try:
         connection.connect()
-        assert connection.sock is not None
-        connection.sock.settimeout(remaining())
+        sock = connection.sock
+        assert sock is not None
+        sock.settimeout(remaining())
         connection.request(
             "POST",
             path,
@@ -264,7 +265,7 @@ def post(
         response = connection.getresponse()
         excerpt = b""
         while len(excerpt) < policy.response_cap_bytes:
-            connection.sock.settimeout(remaining())
+            sock.settimeout(remaining())
             chunk = response.read1(policy.response_cap_bytes - len(excerpt))
             if not chunk:
                 break
