@@ -7,7 +7,18 @@ import datetime as dt
 from flask import Flask
 
 from moderation.events import rfc3339
-from moderation.web import api, demo, embed, errors, moderate, moderation_api, ops, security
+from moderation.web import (
+    api,
+    demo,
+    embed,
+    errors,
+    moderate,
+    moderate_webhooks,
+    moderation_api,
+    ops,
+    security,
+    webhooks_api,
+)
 
 
 def long_date(moment: dt.datetime) -> str:
@@ -27,11 +38,16 @@ def waited(since: dt.datetime, until: dt.datetime) -> str:
     return "less than a minute"
 
 
+# The webhook pages nest inside the moderate blueprint, so its login and CSRF guard applies.
+NESTED_BLUEPRINTS = (moderate_webhooks.bp,)
+
+
 def register(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(embed.bp)
     app.register_blueprint(moderate.bp)
     app.register_blueprint(moderation_api.bp)
+    app.register_blueprint(webhooks_api.bp)
     if app.extensions["moderation.settings"].demo_enabled:
         app.register_blueprint(demo.bp)
     app.add_template_filter(rfc3339)
