@@ -109,7 +109,7 @@ def running_consumer(**kwargs: Any) -> Iterator[Consumer]:
 
     server.get_request = counting_get_request  # type: ignore[method-assign]
     consumer.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield consumer
