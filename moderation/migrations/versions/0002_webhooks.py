@@ -1,7 +1,7 @@
 """webhooks: endpoints, deliveries, attempts; events.dispatched_at
 
 Revision ID: 0002_webhooks
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-29 04:30:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0002_webhooks"
-down_revision = "0001"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
