@@ -38,8 +38,9 @@ def waited(since: dt.datetime, until: dt.datetime) -> str:
     return "less than a minute"
 
 
-# The webhook pages nest inside the moderate blueprint, so its login and CSRF guard applies.
-NESTED_BLUEPRINTS = (moderate_webhooks.bp,)
+# The webhook pages and API nest inside the moderate and moderation API blueprints, so their
+# guards (login and CSRF; bearer token) apply first.
+NESTED_BLUEPRINTS = (moderate_webhooks.bp, webhooks_api.bp)
 
 
 def register(app: Flask) -> None:
@@ -47,7 +48,6 @@ def register(app: Flask) -> None:
     app.register_blueprint(embed.bp)
     app.register_blueprint(moderate.bp)
     app.register_blueprint(moderation_api.bp)
-    app.register_blueprint(webhooks_api.bp)
     if app.extensions["moderation.settings"].demo_enabled:
         app.register_blueprint(demo.bp)
     app.add_template_filter(rfc3339)

@@ -15,7 +15,9 @@ from moderation.web import moderation_api
 from moderation.web.context import json_object, now, settings
 from moderation.webhooks import endpoints
 
-bp = Blueprint("webhooks_api", __name__, url_prefix="/api/v1/moderation/webhooks")
+# Nested in the moderation API blueprint, whose guard authenticates the bearer token first.
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+moderation_api.bp.register_blueprint(bp)
 
 
 def _time(moment: dt.datetime | None) -> str | None:
@@ -92,8 +94,7 @@ def _types(data: dict[str, Any]) -> list[str] | None:
 
 
 @bp.before_request
-def authenticate_admin() -> None:
-    moderation_api.authenticate()
+def admins_only() -> None:
     endpoints.require_admin(g.token.moderator)
 
 
