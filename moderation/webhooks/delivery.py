@@ -148,11 +148,12 @@ def prepare(session: Session, delivery_id: int, *, now: dt.datetime) -> Prepared
         return None
     payload = json.loads(json.dumps(delivery.event.payload))
     data = payload.get("data")
-    if endpoint.include_personal_data and isinstance(data, dict) and "id" in data:
-        # The outbox holds no email; an opted-in endpoint gets it joined in at delivery time.
-        data["author_email"] = session.scalar(
-            select(Comment.author_email).where(Comment.public_id == data["id"])
-        )
+    comment_id = delivery.event.comment_id
+    if endpoint.include_personal_data and isinstance(data, dict) and comment_id is not None:
+        # The outbox holds no email; an opted-in endpoint gets it joined in at delivery time,
+        # so an address erased since the event is not sent.
+        email = session.scalar(select(Comment.author_email).where(Comment.id == comment_id))
+        data["author_email"] = email or None
     keys = [endpoint.secret]
     if (
         endpoint.previous_secret

@@ -29,6 +29,8 @@ EVENT_TYPES = (
     "comment.spam",
     "comment.edited",
     "comment.deleted",
+    "comment.restored",
+    "comment.erased",
 )
 TEST_EVENT_TYPE = "webhook.test"
 
