@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import random
 import socket
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
@@ -14,7 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from moderation import schema
 from moderation.config import Settings
+from moderation.db import make_engine
 from moderation.models import (
     DeliveryStatus,
     Event,
@@ -358,3 +363,33 @@ def test_an_expired_lease_is_taken_over(
         assert len(wd.claim_due(s, "b", now=T0 + dt.timedelta(seconds=31), lease=lease)) == 1
         s.commit()
     assert only_delivery(session).lease_owner == "b"
+
+
+def test_the_in_process_worker_thread_delivers_on_sqlite(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'embedded.db'}")
+    schema.upgrade(engine)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    stop = threading.Event()
+    with running_consumer() as consumer:
+        with factory() as session:
+            moment = dt.datetime.now(dt.UTC)
+            endpoint = create_endpoint(session, url=consumer.url, allow_http=True, now=moment)
+            send_test_event(session, endpoint, now=moment)
+            session.commit()
+            consumer.secrets = [endpoint.secret]
+        thread = threading.Thread(
+            target=wd.run_worker,
+            args=(factory, webhook_settings(), stop),
+            kwargs={"interval": 0.05},
+        )
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not consumer.received and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            stop.set()
+            thread.join(10)
+    assert not thread.is_alive()
+    assert [r.verified_with for r in consumer.received] == [[0]]
+    engine.dispose()
