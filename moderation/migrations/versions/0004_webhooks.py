@@ -1,6 +1,6 @@
 """webhooks: endpoints, deliveries, attempts; events.dispatched_at
 
-Revision ID: 0002_webhooks
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-29 04:30:00
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_webhooks"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
