@@ -39,6 +39,11 @@ class Settings:
     demo: bool | None = None
     log_level: str = "INFO"
     log_format: str = "text"
+    # HTTP caching of public reads (thread fragment, comments JSON, counts, feeds), in seconds.
+    public_max_age: int = 10
+    public_stale_while_revalidate: int = 60
+    # Comments per page of the embedded thread ("show more" loads the next page).
+    embed_page_size: int = 100
     # Cheap password hashing is only for test suites; never set it in production.
     fast_password_hashing: bool = False
     # Webhooks (docs/webhooks.md). Timeouts in seconds; both default to 15 s.

@@ -46,6 +46,7 @@ NESTED_BLUEPRINTS = (moderate_webhooks.bp, webhooks_api.bp)
 def register(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(embed.bp)
+    app.register_blueprint(embed.loader)
     app.register_blueprint(moderate.bp)
     app.register_blueprint(moderation_api.bp)
     if app.extensions["moderation.settings"].demo_enabled:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET  # noqa: S405 - builds XML, never parses untrusted input
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
-from moderation import comments
+from moderation import comments, publishing
 from moderation.db import get_session
+from moderation.errors import Malformed, NotFound
 from moderation.events import rfc3339
-from moderation.models import Comment, Site
+from moderation.models import Comment, Post, Site
 from moderation.validation import parse_submission
-from moderation.web.context import client_address, json_object, now, required_post_key
+from moderation.web.caching import cacheable, not_modified, strong_etag, variant
+from moderation.web.context import client_address, foreign_origin, json_object, now
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -32,22 +36,111 @@ def public_comment(comment: Comment) -> dict[str, Any]:
     }
 
 
+def required_post_key() -> str:
+    key = request.args.get("post", "")
+    if not key:
+        raise Malformed("Say which post with ?post=KEY.", fields={"post": "Required"})
+    return key
+
+
 @bp.get("/sites/<site>/comments")
 def list_comments(site: str) -> Response:
     session = get_session()
     found = comments.get_site(session, site)
-    post = comments.find_post(session, found, required_post_key())
+    key = required_post_key()
+    stamp = publishing.thread_stamp(session, found, key, now=now())
+    etag = strong_etag("comments", found.id, stamp.version, variant())
+    cached = not_modified(etag)
+    if cached is not None:
+        return cached
+    post = comments.find_post(session, found, key)
     if post is None:
-        return jsonify({"comments": [], "next_cursor": None})
+        return cacheable(jsonify({"comments": [], "next_cursor": None}), etag)
     page = comments.approved_comments(
         session,
         post,
         cursor=request.args.get("cursor"),
         limit=comments.page_limit(request.args.get("limit")),
     )
-    return jsonify(
-        {"comments": [public_comment(c) for c in page.comments], "next_cursor": page.next_cursor}
-    )
+    body = {"comments": [public_comment(c) for c in page.comments], "next_cursor": page.next_cursor}
+    return cacheable(jsonify(body), etag)
+
+
+@bp.get("/sites/<site>/counts")
+def counts(site: str) -> Response:
+    """Approved comment counts for up to 100 posts: ``?post=A&post=B``."""
+    session = get_session()
+    found = comments.get_site(session, site)
+    keys = request.args.getlist("post")
+    if not keys or len(keys) > publishing.MAX_COUNT_POSTS:
+        raise Malformed(
+            f"Name from 1 to {publishing.MAX_COUNT_POSTS} posts with ?post=KEY&post=KEY.",
+            fields={"post": f"Give 1 to {publishing.MAX_COUNT_POSTS} posts"},
+        )
+    etag = strong_etag("counts", found.id, publishing.site_stamp(session, found), variant())
+    cached = not_modified(etag)
+    if cached is not None:
+        return cached
+    return cacheable(jsonify({"counts": publishing.approved_counts(session, found, keys)}), etag)
+
+
+@bp.get("/sites/<site>/feed.atom")
+def feed(site: str) -> Response:
+    """An Atom feed of the newest approved comments of one post (``?post=KEY``) or the site."""
+    session = get_session()
+    found = comments.get_site(session, site)
+    key = request.args.get("post")
+    if key is not None:
+        stamp: object = publishing.thread_stamp(session, found, key, now=now()).version
+    else:
+        stamp = publishing.site_stamp(session, found)
+    etag = strong_etag("feed", request.host, found.id, found.name, stamp, variant())
+    cached = not_modified(etag)
+    if cached is not None:
+        return cached
+    post = comments.find_post(session, found, key) if key is not None else None
+    if key is not None and post is None:
+        raise NotFound("There is no post with that key.")
+    entries = publishing.feed_comments(session, found, post)
+    xml = atom_feed(found, post, entries, self_url=request.url)
+    return cacheable(Response(xml, mimetype="application/atom+xml"), etag)
+
+
+ATOM = "http://www.w3.org/2005/Atom"
+
+
+def atom_feed(site: Site, post: Post | None, entries: Sequence[Comment], *, self_url: str) -> bytes:
+    """Valid Atom 1.0 (RFC 4287): every text escaped by the XML serialiser, not by hand."""
+    ET.register_namespace("", ATOM)
+
+    def add(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+        element = ET.SubElement(parent, f"{{{ATOM}}}{tag}", attrs)
+        element.text = text
+        return element
+
+    root = ET.Element(f"{{{ATOM}}}feed")
+    title = f"Comments on {post.title or post.key}" if post else f"Comments on {site.name}"
+    add(root, "title", title)
+    add(root, "id", self_url)
+    add(root, "link", rel="self", href=self_url)
+    if post is not None:
+        add(root, "link", rel="alternate", href=post.url)
+    newest = max((c.moderated_at or c.submitted_at for c in entries), default=None)
+    updated = newest or (post.created_at if post else site.created_at)
+    add(root, "updated", rfc3339(updated))
+    author = add(root, "author")
+    add(author, "name", site.name)
+    for comment in entries:
+        entry = add(root, "entry")
+        add(entry, "id", f"{comment.post.url}#comment-{comment.public_id}")
+        add(entry, "title", f"{comment.author_name} on {comment.post.title or comment.post.key}")
+        add(entry, "link", rel="alternate", href=f"{comment.post.url}#comment-{comment.public_id}")
+        add(entry, "published", rfc3339(comment.submitted_at))
+        add(entry, "updated", rfc3339(comment.moderated_at or comment.submitted_at))
+        entry_author = add(entry, "author")
+        add(entry_author, "name", comment.author_name)
+        add(entry, "content", comment.body_html, type="html")
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="utf-8", xml_declaration=False)
 
 
 @bp.post("/sites/<site>/comments")
@@ -59,7 +152,7 @@ def submit_comment(site: str) -> tuple[Response, int]:
         site,
         submission,
         now=now(),
-        origin=request.headers.get("Origin"),
+        origin=foreign_origin(),
         client_address=client_address(),
         user_agent=request.user_agent.string,
     )
@@ -80,12 +173,15 @@ def allow_site_origins(response: Response) -> Response:
     """CORS for the site's own origins only; everyone else gets no CORS headers at all."""
     slug = (request.view_args or {}).get("site")
     origin = request.headers.get("Origin")
-    if slug is None or origin is None:
+    if slug is None:
         return response
     response.vary.add("Origin")
+    if origin is None:
+        return response
     site = get_session().scalar(select(Site).where(Site.slug == slug))
     if site is not None and comments.origin_allowed(site, origin):
         response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "ETag"
         if request.method == "OPTIONS":
             response.headers["Access-Control-Allow-Methods"] = "GET, POST"
             response.headers["Access-Control-Allow-Headers"] = "Content-Type"

@@ -33,6 +33,15 @@ def client_address() -> str | None:
     return request.remote_addr
 
 
+def foreign_origin() -> str | None:
+    """The request's Origin, or None when it is this service itself (its iframe page, the demo):
+    only other origins are checked against the site's list."""
+    origin = request.headers.get("Origin")
+    if origin is None or origin.rstrip("/").lower() == request.host_url.rstrip("/").lower():
+        return None
+    return origin
+
+
 def json_object() -> dict[str, Any]:
     """The request body as a JSON object, or the documented 415/400 error."""
     if request.mimetype != "application/json":

@@ -1,23 +1,92 @@
-"""The embed: a server-rendered thread fragment with the comment form, and its no-JS form post."""
+"""The embed: a server-rendered thread fragment with the comment form, its no-JS form post, the
+standalone page for iframes, and the loader script ``/embed.js``.
+
+Every read carries a strong ETag from the thread's version; a revalidation is answered with a 304
+after one small query, before any comment is loaded or template rendered. Rendered bodies are kept
+in a small in-process cache keyed by their ETag, which names the exact bytes.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from moderation import comments
+from moderation import comments, i18n, publishing
 from moderation.db import get_session
-from moderation.errors import UnsupportedMediaType, ValidationFailed
+from moderation.errors import Malformed, NotFound, ThreadClosed, UnsupportedMediaType, ValidationFailed
 from moderation.models import Post, Site
-from moderation.validation import parse_submission
-from moderation.web.context import client_address, now, required_post_key
+from moderation.validation import MAX_BODY, parse_submission
+from moderation.web.caching import cacheable, not_modified, strong_etag, variant
+from moderation.web.context import client_address, foreign_origin, now, settings
 
 bp = Blueprint("embed", __name__, url_prefix="/embed")
+loader = Blueprint("embed_loader", __name__)
 
-PRIVACY_HINT = "We only ask for your email address so we know you're a real person."
 FORM_FIELDS = ("post_title", "post_url", "author_name", "author_email", "body", "parent_id")
+# Strings embed.js needs, sent with the form so the script carries no catalogue of its own.
+SCRIPT_MESSAGES = (
+    "received",
+    "failed",
+    "sending",
+    "characters_left",
+    "characters_over",
+    "error_summary_title",
+    "error_prefix",
+    "replying_to",
+    "cancel_reply",
+    "load_failed",
+)
+RENDERED_CACHE_SIZE = 256
+
+
+class RenderedCache:
+    """Rendered bodies by strong ETag; bounded, least recently used out first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, etag: str) -> bytes | None:
+        with self._lock:
+            body = self._items.get(etag)
+            if body is not None:
+                self._items.move_to_end(etag)
+            return body
+
+    def put(self, etag: str, body: bytes) -> None:
+        with self._lock:
+            self._items[etag] = body
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+def _post_key() -> str:
+    key = request.args.get("post", "")
+    if not key:
+        raise Malformed("Say which post with ?post=KEY.", fields={"post": "Required"})
+    return key
+
+
+def _lang() -> str:
+    return i18n.language(request.args.get("lang"))
+
+
+def frame_ancestors(site: Site) -> str:
+    """The iframe page's CSP: framed only by the site's own origins."""
+    origins = " ".join(site.origins) or "'none'"
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"form-action 'self' {' '.join(site.origins)}; frame-ancestors {origins}; "
+        "object-src 'none'; base-uri 'none'"
+    ).replace("  ", " ")
 
 
 def render_thread(
@@ -27,39 +96,105 @@ def render_thread(
     standalone: bool,
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
+    lang: str = i18n.DEFAULT_LANGUAGE,
+    cursor: str | None = None,
 ) -> str:
     """The thread and the form for one post, as a fragment or a standalone page."""
     session = get_session()
     post = comments.find_post(session, site, key)
-    page = comments.approved_comments(session, post, limit=comments.MAX_PAGE) if post else None
+    size = settings().embed_page_size
+    page = comments.approved_comments(session, post, cursor=cursor, limit=size) if post else None
+    shown = list(page.comments) if page else []
+    values = dict(values or {})
+    reply_name = None
+    if values.get("parent_id"):
+        reply_name = next(
+            (c.author_name for c in shown if c.public_id == values["parent_id"]), None
+        )
+    count = comments.count_approved(session, post) if post else 0
+    t = i18n.translator(lang)
+    query: dict[str, str] = {"post": key}
+    if lang != i18n.DEFAULT_LANGUAGE:
+        query["lang"] = lang
+    page_url = url_for("embed.thread", site=site.slug, page="1", _external=True, **query)
+    messages = {name: t(name) for name in SCRIPT_MESSAGES}
+    messages.update({f"field_{k}": v for k, v in i18n.FIELD_ERRORS.get(lang, {}).items()})
     context: dict[str, Any] = {
         "site": site,
         "post": post,
         "post_key": key,
-        "tree": comments.nest(page.comments) if page else [],
-        "count": len(page.comments) if page else 0,
+        "tree": comments.nest(shown),
+        "count": count,
         "closed": post is not None and comments.is_closed(post, now()),
-        "values": values or {},
-        "errors": errors or {},
-        "privacy_hint": PRIVACY_HINT,
-        "action": url_for("embed.submit", site=site.slug, post=key, _external=True),
+        "values": values,
+        "errors": i18n.field_errors(lang, errors or {}),
+        "reply_name": reply_name,
+        "t": t,
+        "lang": lang,
+        "count_label": i18n.count_label(lang, count),
+        "standalone": standalone,
+        "max_body": MAX_BODY,
+        "page_url": page_url,
+        "more_url": (
+            url_for("embed.thread", site=site.slug, cursor=page.next_cursor, **query)
+            if page and page.next_cursor
+            else None
+        ),
+        "more_page_url": (
+            url_for("embed.thread", site=site.slug, page="1", cursor=page.next_cursor, **query)
+            if page and page.next_cursor
+            else None
+        ),
+        "action": url_for(
+            "embed.submit",
+            site=site.slug,
+            _external=True,
+            **({"page": "1"} if standalone else {}),
+            **query,
+        ),
+        "api_url": url_for("api.submit_comment", site=site.slug, _external=True),
+        "script_messages": json.dumps(messages, ensure_ascii=False),
         "stylesheet": url_for("static", filename="embed.css", _external=True),
+        "loader_script": url_for("embed_loader.embed_js", _external=True),
     }
     return render_template("embed/page.html" if standalone else "embed/thread.html", **context)
 
 
 @bp.get("/<site>/thread")
 def thread(site: str) -> Response:
-    found = comments.get_site(get_session(), site)
+    session = get_session()
+    found = comments.get_site(session, site)
+    key = _post_key()
     standalone = request.args.get("page") == "1"
-    return Response(render_thread(found, required_post_key(), standalone=standalone))
+    stamp = publishing.thread_stamp(session, found, key, now=now())
+    etag = strong_etag(
+        "thread", request.host, found.id, found.name, found.privacy_notice_url, found.origins,
+        stamp.version, stamp.closed, variant(),
+    )  # fmt: skip
+    response = not_modified(etag)
+    if response is None:
+        cache: RenderedCache = current_app.extensions.setdefault(
+            "moderation.rendered", RenderedCache(RENDERED_CACHE_SIZE)
+        )
+        body = cache.get(etag)
+        if body is None:
+            html = render_thread(
+                found, key, standalone=standalone, lang=_lang(), cursor=request.args.get("cursor")
+            )
+            body = html.encode()
+            cache.put(etag, body)
+        response = cacheable(Response(body, mimetype="text/html"), etag)
+    if standalone:
+        response.headers["Content-Security-Policy"] = frame_ancestors(found)
+    return response
 
 
 @bp.post("/<site>/thread")
 def submit(site: str) -> ResponseReturnValue:
     if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise UnsupportedMediaType("Send the form as application/x-www-form-urlencoded.")
-    key = required_post_key()
+    key = _post_key()
+    standalone = request.args.get("page") == "1"
     values = {name: request.form.get(name, "") for name in FORM_FIELDS}
     session = get_session()
     try:
@@ -69,15 +204,67 @@ def submit(site: str) -> ResponseReturnValue:
             site,
             submission,
             now=now(),
-            origin=request.headers.get("Origin"),
+            origin=foreign_origin(),
             client_address=client_address(),
             user_agent=request.user_agent.string,
         )
-    except ValidationFailed as error:
+    except (ValidationFailed, ThreadClosed) as error:
         session.rollback()
         found = comments.get_site(session, site)
-        page = render_thread(found, key, standalone=True, values=values, errors=error.fields)
-        return Response(page, status=422)
+        page = render_thread(
+            found, key, standalone=True, values=values, errors=error.fields, lang=_lang()
+        )
+        response = Response(page, status=error.status)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Content-Security-Policy"] = frame_ancestors(found)
+        return response
     post: Post = comment.post
     session.commit()
+    if standalone:
+        back = url_for("embed.thread", site=site, post=key, page="1", lang=request.args.get("lang"))
+        return redirect(f"{back}#comment-submitted", code=303)
     return redirect(f"{post.url}#comment-submitted", code=303)
+
+
+@bp.after_request
+def allow_site_origins(response: Response) -> Response:
+    """embed.js fetches the fragment from the host page: CORS for the site's origins only."""
+    return cors_for_site(response)
+
+
+def cors_for_site(response: Response) -> Response:
+    slug = (request.view_args or {}).get("site")
+    origin = request.headers.get("Origin")
+    if slug is None:
+        return response
+    response.vary.add("Origin")
+    if origin is None:
+        return response
+    try:
+        site = comments.get_site(get_session(), slug)
+    except NotFound:
+        return response
+    if comments.origin_allowed(site, origin):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "ETag"
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST"
+            response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+            response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+@loader.get("/embed.js")
+def embed_js() -> Response:
+    """The loader script; cached for an hour, revalidated by its ETag."""
+    cached: tuple[bytes, str] | None = current_app.extensions.get("moderation.embed_js")
+    if cached is None:
+        body = Path(current_app.static_folder or "", "embed.js").read_bytes()
+        cached = (body, strong_etag("embed.js", hashlib.sha256(body).hexdigest()))
+        current_app.extensions["moderation.embed_js"] = cached
+    body, etag = cached
+    response = not_modified(etag) or Response(body, mimetype="text/javascript")
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = "public, max-age=3600, stale-while-revalidate=86400"
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response

@@ -1,0 +1,142 @@
+"""The embed's user-facing strings in English and Welsh: a small message catalogue.
+
+A language is chosen by the host page (its ``lang`` or a ``data-lang``), passed to the fragment as
+``?lang=``. Unknown languages fall back to English. Field error messages from validation are in
+English; Welsh pages show the catalogue's message for the field instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+DEFAULT_LANGUAGE = "en"
+
+CATALOGUE: dict[str, dict[str, str]] = {
+    "en": {
+        "comments_count_0": "No comments",
+        "comments_count_1": "1 comment",
+        "comments_count_n": "{n} comments",
+        "no_comments": "There are no comments yet.",
+        "official_badge": "Blog team",
+        "reply": "Reply",
+        "reply_to": "Reply to {name}",
+        "replying_to": "Replying to {name}.",
+        "cancel_reply": "Cancel reply",
+        "show_more": "Show more comments",
+        "closed": "Comments are closed on this post.",
+        "form_heading": "Leave a comment",
+        "error_summary_title": "There is a problem",
+        "error_prefix": "Error:",
+        "name_label": "Name",
+        "email_label": "Email address",
+        "privacy_hint": "We only ask for your email address so we know you're a real person.",
+        "privacy_link": "Read our privacy notice",
+        "not_published": "We will not publish it.",
+        "body_label": "Comment",
+        "characters_limit": "You can enter up to {n} characters",
+        "characters_left": "You have {n} characters remaining",
+        "characters_over": "You have {n} characters too many",
+        "submit": "Submit comment",
+        "sending": "Sending your comment…",
+        "moderation_note": "Comments are checked by the blog team before they are published.",
+        "received": "Thank you. Your comment will be published once a moderator has approved it.",
+        "failed": "Your comment could not be sent. Check your connection and try again.",
+        "back_to": "Back to {title}",
+        "the_post": "the post",
+        "page_title": "Comments",
+        "page_title_on": "Comments on {title}",
+        "error_title_prefix": "Error: ",
+        "loading": "Loading comments…",
+        "load_failed": "Comments could not be loaded.",
+        "iframe_title": "Comments",
+    },
+    "cy": {
+        "comments_count_0": "Dim sylwadau",
+        "comments_count_1": "1 sylw",
+        "comments_count_n": "{n} sylw",
+        "no_comments": "Does dim sylwadau eto.",
+        "official_badge": "Tîm y blog",
+        "reply": "Ateb",
+        "reply_to": "Ateb {name}",
+        "replying_to": "Yn ateb {name}.",
+        "cancel_reply": "Canslo'r ateb",
+        "show_more": "Dangos rhagor o sylwadau",
+        "closed": "Mae'r sylwadau ar gau ar y blogbost hwn.",
+        "form_heading": "Gadael sylw",
+        "error_summary_title": "Mae problem wedi codi",
+        "error_prefix": "Gwall:",
+        "name_label": "Enw",
+        "email_label": "Cyfeiriad e-bost",
+        "privacy_hint": (
+            "Dim ond er mwyn i ni wybod eich bod yn berson go iawn yr ydym yn gofyn am eich "
+            "cyfeiriad e-bost."
+        ),
+        "privacy_link": "Darllenwch ein hysbysiad preifatrwydd",
+        "not_published": "Ni fyddwn yn ei gyhoeddi.",
+        "body_label": "Sylw",
+        "characters_limit": "Gallwch roi hyd at {n} nod",
+        "characters_left": "Mae gennych {n} nod yn weddill",
+        "characters_over": "Mae gennych {n} nod yn ormod",
+        "submit": "Cyflwyno sylw",
+        "sending": "Yn anfon eich sylw…",
+        "moderation_note": "Mae tîm y blog yn gwirio sylwadau cyn eu cyhoeddi.",
+        "received": (
+            "Diolch. Bydd eich sylw yn cael ei gyhoeddi unwaith y bydd cymedrolwr wedi'i gymeradwyo."
+        ),
+        "failed": "Nid oedd modd anfon eich sylw. Gwiriwch eich cysylltiad a rhowch gynnig arall arni.",
+        "back_to": "Yn ôl i {title}",
+        "the_post": "y blogbost",
+        "page_title": "Sylwadau",
+        "page_title_on": "Sylwadau ar {title}",
+        "error_title_prefix": "Gwall: ",
+        "loading": "Yn llwytho sylwadau…",
+        "load_failed": "Nid oedd modd llwytho'r sylwadau.",
+        "iframe_title": "Sylwadau",
+    },
+}
+
+# Field errors in languages other than English: one plain instruction per field.
+FIELD_ERRORS: dict[str, dict[str, str]] = {
+    "cy": {
+        "author_name": "Rhowch eich enw",
+        "author_email": "Rhowch gyfeiriad e-bost yn y fformat cywir, fel enw@enghraifft.com",
+        "body": "Rhowch eich sylw (hyd at 10,000 nod)",
+        "parent_id": "Nid oes modd dod o hyd i'r sylw rydych yn ei ateb",
+        "post_url": "Rhaid i gyfeiriad y blogbost fod ar y wefan hon",
+        "post_title": "Rhaid i deitl y blogbost fod yn 300 nod neu lai",
+        "post": "Rhowch y blogbost",
+    }
+}
+
+
+def language(raw: str | None) -> str:
+    """The catalogue language for a ``lang`` value like ``cy``, ``cy-GB`` or ``en``."""
+    primary = (raw or "").strip().lower().replace("_", "-").split("-")[0]
+    return primary if primary in CATALOGUE else DEFAULT_LANGUAGE
+
+
+def translator(lang: str) -> Callable[..., str]:
+    """``t(key, **values)`` for one language; a key missing in it falls back to English."""
+    messages = CATALOGUE[language(lang)]
+    english = CATALOGUE[DEFAULT_LANGUAGE]
+
+    def t(key: str, **values: object) -> str:
+        text = messages.get(key) or english[key]
+        return text.format(**values) if values else text
+
+    return t
+
+
+def count_label(lang: str, n: int) -> str:
+    t = translator(lang)
+    if n == 0:
+        return t("comments_count_0")
+    if n == 1:
+        return t("comments_count_1")
+    return t("comments_count_n", n=n)
+
+
+def field_errors(lang: str, errors: Mapping[str, str]) -> dict[str, str]:
+    """Field errors in the page's language (English messages are already specific)."""
+    local = FIELD_ERRORS.get(language(lang), {})
+    return {name: local.get(name, message) for name, message in errors.items()}

@@ -1,0 +1,73 @@
+"""What the public reads, and the cheap version stamps its HTTP caching is keyed on.
+
+A thread's stamp is its post's ``version`` (bumped by every moderation action) and whether it is
+closed; a site's stamp covers all its posts. Reading a stamp is one small query, so a revalidation
+(``If-None-Match``) is answered without loading or rendering any comment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from moderation.models import Comment, CommentStatus, Post, Site
+
+MAX_COUNT_POSTS = 100
+FEED_SIZE = 50
+
+
+@dataclasses.dataclass(frozen=True)
+class ThreadStamp:
+    version: int
+    closed: bool
+
+
+def thread_stamp(session: Session, site: Site, key: str, *, now: dt.datetime) -> ThreadStamp:
+    """The version of one post's public thread (0 before its first comment)."""
+    row = session.execute(
+        select(Post.version, Post.closed, Post.created_at).where(
+            Post.site_id == site.id, Post.key == key
+        )
+    ).first()
+    if row is None:
+        return ThreadStamp(0, False)
+    version, closed, created_at = row
+    days = site.close_after_days
+    by_age = days is not None and now >= created_at + dt.timedelta(days=days)
+    return ThreadStamp(version, bool(closed) or by_age)
+
+
+def site_stamp(session: Session, site: Site) -> str:
+    """A stamp that changes whenever any thread of the site changes or a post is added."""
+    posts, versions = session.execute(
+        select(func.count(Post.id), func.coalesce(func.sum(Post.version), 0)).where(
+            Post.site_id == site.id
+        )
+    ).one()
+    return f"{posts}.{versions}"
+
+
+def approved_counts(session: Session, site: Site, keys: Sequence[str]) -> dict[str, int]:
+    """Approved comments per post key, for listing pages; unknown posts count 0."""
+    wanted = list(dict.fromkeys(keys))
+    rows = session.execute(
+        select(Post.key, func.count(Comment.id))
+        .join(Comment, (Comment.post_id == Post.id) & (Comment.status == CommentStatus.APPROVED))
+        .where(Post.site_id == site.id, Post.key.in_(wanted))
+        .group_by(Post.key)
+    )
+    found: dict[str, int] = {key: count for key, count in rows}
+    return {key: found.get(key, 0) for key in wanted}
+
+
+def feed_comments(
+    session: Session, site: Site, post: Post | None, *, limit: int = FEED_SIZE
+) -> Sequence[Comment]:
+    """The newest approved comments of a post, or of the whole site, newest first."""
+    query = select(Comment).join(Comment.post).where(Comment.status == CommentStatus.APPROVED)
+    query = query.where(Comment.post_id == post.id) if post else query.where(Post.site_id == site.id)
+    return session.scalars(query.order_by(Comment.id.desc()).limit(limit)).all()

@@ -1,0 +1,263 @@
+/* Comment embed loader: progressive enhancement of the server-rendered thread and form.
+   No dependencies, no build step. Without this script the fragment's form still posts and
+   redirects (303); with it, submission goes to the JSON API and errors appear in place. */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  var base = script ? new URL(script.src, location.href).origin : location.origin;
+
+  function $(root, selector) { return root.querySelector(selector); }
+  function $$(root, selector) { return Array.prototype.slice.call(root.querySelectorAll(selector)); }
+  function format(text, values) {
+    return text.replace(/\{(\w+)\}/g, function (_, key) { return values[key]; });
+  }
+
+  /* Iframe mode, host side: resize our frames to the height they report, from our origin only. */
+  window.addEventListener("message", function (event) {
+    if (event.origin !== base || !event.data || event.data.type !== "cm:height") { return; }
+    $$(document, "iframe").forEach(function (frame) {
+      if (frame.contentWindow === event.source) {
+        frame.style.height = Math.ceil(Number(event.data.height) || 0) + "px";
+      }
+    });
+  });
+
+  /* Iframe mode, frame side: report the page's height to the site's origins only. */
+  function reportHeight() {
+    if (window.parent === window) { return; }
+    var origins = (document.body.getAttribute("data-cm-origins") || "").split(" ");
+    var height = document.documentElement.scrollHeight;
+    origins.forEach(function (origin) {
+      if (origin) { window.parent.postMessage({ type: "cm:height", height: height }, origin); }
+    });
+  }
+
+  function enhance(root) {
+    var form = $(root, "#cm-form");
+    wireMore(root);
+    if (!form) { return; }
+    var messages = JSON.parse(form.getAttribute("data-cm-messages") || "{}");
+    var home = document.createComment("cm-form-home");
+    form.parentNode.insertBefore(home, form);
+    var status = $(form, "#cm-status");
+    var summary = $(form, "#cm-error-summary");
+    var textarea = $(form, "#cm-body");
+    var counter = $(form, "#cm-body-count");
+    var replying = $(form, "#cm-replying");
+    var lastReplyLink = null;
+    var countTimer = null;
+
+    function announce(text) {
+      status.textContent = "";
+      window.setTimeout(function () { status.textContent = text; }, 50);
+    }
+
+    function updateCount(speak) {
+      var max = Number(textarea.getAttribute("data-cm-maxlength"));
+      var left = max - textarea.value.length;
+      var text = left >= 0 ? format(messages.characters_left, { n: left.toLocaleString("en-GB") })
+        : format(messages.characters_over, { n: (-left).toLocaleString("en-GB") });
+      counter.textContent = text;
+      counter.classList.toggle("cm-count--over", left < 0);
+      if (speak) {
+        window.clearTimeout(countTimer);
+        countTimer = window.setTimeout(function () { announce(text); }, 1000);
+      }
+    }
+    textarea.addEventListener("input", function () { updateCount(true); });
+    if (textarea.value) { updateCount(false); }
+
+    function setReply(link) {
+      var item = link.closest(".cm-comment");
+      var article = $(item, ".cm-article");
+      article.parentNode.insertBefore(form, article.nextSibling);
+      form.elements.parent_id.value = link.getAttribute("data-cm-reply");
+      $(replying, ".cm-replying-text").textContent =
+        format(messages.replying_to, { name: link.getAttribute("data-cm-author") }) + " ";
+      replying.hidden = false;
+      lastReplyLink = link;
+      textarea.focus();
+      reportHeight();
+    }
+    function cancelReply(restoreFocus) {
+      home.parentNode.insertBefore(form, home.nextSibling);
+      form.elements.parent_id.value = "";
+      replying.hidden = true;
+      if (restoreFocus && lastReplyLink) { lastReplyLink.focus(); }
+      lastReplyLink = null;
+      reportHeight();
+    }
+    root.addEventListener("click", function (event) {
+      var link = event.target.closest && event.target.closest("a");
+      if (!link || !root.contains(link)) { return; }
+      if (link.hasAttribute("data-cm-reply")) { event.preventDefault(); setReply(link); }
+      else if (link.classList.contains("cm-cancel-reply")) { event.preventDefault(); cancelReply(true); }
+      else if (link.closest(".cm-error-summary")) {
+        var field = document.getElementById(link.getAttribute("href").slice(1));
+        if (field) { event.preventDefault(); field.focus(); }
+      }
+    });
+
+    function clearErrors() {
+      summary.hidden = true;
+      $(summary, "ul").textContent = "";
+      $$(form, ".cm-field--error").forEach(function (el) { el.classList.remove("cm-field--error"); });
+      $$(form, ".cm-error-message").forEach(function (el) { el.hidden = true; });
+      $$(form, "[aria-invalid]").forEach(function (el) {
+        el.removeAttribute("aria-invalid");
+        var ids = (el.getAttribute("aria-describedby") || "").split(" ").filter(function (id) {
+          return id && id !== el.id + "-error";
+        });
+        if (ids.length) { el.setAttribute("aria-describedby", ids.join(" ")); }
+        else { el.removeAttribute("aria-describedby"); }
+      });
+    }
+
+    function showErrors(fields, fallback) {
+      var list = $(summary, "ul");
+      var names = Object.keys(fields);
+      if (!names.length) { fields = { body: fallback }; names = ["body"]; }
+      names.forEach(function (name) {
+        var text = messages["field_" + name] || fields[name];
+        var input = form.elements[name];
+        var target = input && input.type !== "hidden" ? input : textarea;
+        if (target === input) {
+          var message = document.getElementById("cm-" + name + "-error");
+          $(message, ".cm-error-text").textContent = text;
+          message.hidden = false;
+          input.closest(".cm-field").classList.add("cm-field--error");
+          input.setAttribute("aria-invalid", "true");
+          var ids = (input.getAttribute("aria-describedby") || "").split(" ").filter(Boolean);
+          ids.push(message.id);
+          input.setAttribute("aria-describedby", ids.join(" "));
+        }
+        var item = document.createElement("li");
+        var link = document.createElement("a");
+        link.href = "#" + target.id;
+        link.textContent = text;
+        item.appendChild(link);
+        list.appendChild(item);
+      });
+      summary.hidden = false;
+      summary.focus();
+      announce(messages.error_summary_title + ": " + names.length);
+      reportHeight();
+    }
+
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      clearErrors();
+      var button = $(form, "button[type=submit]");
+      button.disabled = true;
+      announce(messages.sending);
+      var data = {
+        post: form.getAttribute("data-cm-post"),
+        author_name: form.elements.author_name.value,
+        author_email: form.elements.author_email.value,
+        body: textarea.value
+      };
+      ["post_title", "post_url", "parent_id"].forEach(function (name) {
+        if (form.elements[name].value) { data[name] = form.elements[name].value; }
+      });
+      fetch(form.getAttribute("data-cm-api"), {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(data),
+        credentials: "omit"
+      }).then(function (response) {
+        return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+      }).then(function (result) {
+        button.disabled = false;
+        if (result.ok) {
+          textarea.value = "";
+          updateCount(false);
+          cancelReply(false);
+          var notice = $(root, "#comment-submitted");
+          notice.classList.add("cm-notice--shown");
+          notice.focus();
+          announce(messages.received);
+          reportHeight();
+        } else {
+          var error = result.body.error || {};
+          showErrors(error.fields || {}, error.message || messages.failed);
+        }
+      }).catch(function () {
+        button.disabled = false;
+        showErrors({}, messages.failed);
+      });
+    });
+  }
+
+  /* "Show more": fetch the next page of the fragment and append its comments. */
+  function wireMore(root) {
+    root.addEventListener("click", function (event) {
+      var link = event.target.closest && event.target.closest("a[data-cm-more]");
+      if (!link || !root.contains(link)) { return; }
+      event.preventDefault();
+      fetch(new URL(link.getAttribute("data-cm-more"), base).href, { credentials: "omit" })
+        .then(function (response) { return response.text(); })
+        .then(function (html) {
+          var next = new DOMParser().parseFromString(html, "text/html");
+          var list = $(root, ".cm-comments");
+          if (!list) {
+            list = document.createElement("ol");
+            list.className = "cm-comments";
+            link.parentNode.parentNode.insertBefore(list, link.parentNode);
+          }
+          var added = $$(next, ".cm-comments > .cm-comment");
+          added.forEach(function (item) { list.appendChild(document.importNode(item, true)); });
+          var more = $(next, ".cm-more");
+          var paragraph = link.parentNode;
+          if (more) { paragraph.parentNode.replaceChild(document.importNode(more, true), paragraph); }
+          else { paragraph.parentNode.removeChild(paragraph); }
+          if (added.length) {
+            var first = document.getElementById(added[0].id);
+            first.setAttribute("tabindex", "-1");
+            first.focus();
+          }
+          reportHeight();
+        });
+    });
+  }
+
+  function start() {
+    if (document.body.classList.contains("cm-page")) {
+      enhance(document.body);
+      reportHeight();
+      if (window.ResizeObserver) { new ResizeObserver(reportHeight).observe(document.body); }
+      return;
+    }
+    var root = document.getElementById("comments");
+    if (!root) { return; }
+    if ($(root, "#cm-thread")) { enhance(root); return; }  /* server-side include */
+    var site = root.getAttribute("data-site") || (script && script.getAttribute("data-site"));
+    if (!site) { return; }
+    var post = root.getAttribute("data-post") || location.pathname;
+    var lang = root.getAttribute("data-lang") || document.documentElement.lang || "en";
+    var url = base + "/embed/" + encodeURIComponent(site) + "/thread?post=" +
+      encodeURIComponent(post) + "&lang=" + encodeURIComponent(lang.split("-")[0].toLowerCase());
+    root.setAttribute("aria-busy", "true");
+    fetch(url, { credentials: "omit" }).then(function (response) {
+      if (!response.ok) { throw new Error(String(response.status)); }
+      return response.text();
+    }).then(function (html) {
+      root.innerHTML = html;
+      root.removeAttribute("aria-busy");
+      var form = $(root, "#cm-form");
+      if (form) {
+        if (!form.elements.post_title.value) {
+          form.elements.post_title.value = root.getAttribute("data-title") || document.title;
+        }
+        if (!form.elements.post_url.value) {
+          form.elements.post_url.value = root.getAttribute("data-url") || location.href.split("#")[0];
+        }
+      }
+      enhance(root);
+    }).catch(function () {
+      root.removeAttribute("aria-busy"); /* the fallback link inside #comments stays */
+    });
+  }
+
+  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); }
+  else { start(); }
+})();

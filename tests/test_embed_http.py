@@ -1,0 +1,369 @@
+"""The public read side over HTTP: ETags and 304s, CORS, frame-ancestors, closed threads,
+counts, Atom feeds, threading, pagination and languages of the embed."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import xml.etree.ElementTree as ET
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from moderation.actions import moderate_comment, reply_as_blog
+from moderation.events import Actor
+from moderation.models import Comment, Moderator, Post, utcnow
+from tests.conftest import ORIGIN, POST_KEY, comment_json, json_of, make_moderator, make_site
+
+THREAD = f"/embed/luac/thread?post={POST_KEY}"
+LISTING = f"/api/v1/sites/luac/comments?post={POST_KEY}"
+ATOM = "{http://www.w3.org/2005/Atom}"
+OTHER_KEY = "/2024/04/01/another-post/"
+
+
+def submit(client: FlaskClient, **fields: str) -> str:
+    response = client.post("/api/v1/sites/luac/comments", json=comment_json(**fields))
+    assert response.status_code == 202, response.get_data(as_text=True)
+    comment_id: str = json_of(response)["id"]
+    return comment_id
+
+
+def approve(session: Session, moderator: Moderator, comment_id: str) -> None:
+    moderate_comment(
+        session, moderator, comment_id, "approve", actor=Actor("editor", moderator.id), now=utcnow()
+    )
+    session.commit()
+
+
+def published(client: FlaskClient, session: Session, moderator: Moderator, **fields: str) -> str:
+    comment_id = submit(client, **fields)
+    approve(session, moderator, comment_id)
+    return comment_id
+
+
+def test_reads_carry_a_strong_etag_and_cache_control_and_revalidate_with_304(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    published(client, session, make_moderator(session), body="Hello")
+    for url in (
+        THREAD,
+        THREAD + "&page=1",
+        LISTING,
+        f"/api/v1/sites/luac/counts?post={POST_KEY}",
+        "/api/v1/sites/luac/feed.atom",
+        f"/api/v1/sites/luac/feed.atom?post={POST_KEY}",
+    ):
+        first = client.get(url)
+        assert first.status_code == 200, url
+        etag = first.headers["ETag"]
+        assert etag.startswith('"') and not etag.startswith("W/"), url
+        assert first.headers["Cache-Control"] == "public, max-age=10, stale-while-revalidate=60"
+        assert "Set-Cookie" not in first.headers, url
+        again = client.get(url, headers={"If-None-Match": etag})
+        assert again.status_code == 304, url
+        assert again.get_data() == b""
+        assert again.headers["ETag"] == etag
+        assert "Set-Cookie" not in again.headers
+        assert client.get(url, headers={"If-None-Match": '"other"'}).status_code == 200
+
+
+def test_variants_of_a_thread_have_different_etags(client: FlaskClient, session: Session) -> None:
+    make_site(session)
+    etags = {
+        client.get(url).headers["ETag"]
+        for url in (THREAD, THREAD + "&lang=cy", THREAD + "&page=1", LISTING, LISTING + "&limit=5")
+    }
+    assert len(etags) == 5
+
+
+def test_an_approval_changes_every_etag_at_once_and_the_comment_appears(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    moderator = make_moderator(session)
+    comment_id = submit(client, body="Waiting for a moderator")
+    urls = (
+        THREAD,
+        LISTING,
+        f"/api/v1/sites/luac/counts?post={POST_KEY}",
+        "/api/v1/sites/luac/feed.atom",
+        f"/api/v1/sites/luac/feed.atom?post={POST_KEY}",
+    )
+    before = {url: client.get(url).headers["ETag"] for url in urls}
+    assert "Waiting for a moderator" not in client.get(THREAD).get_data(as_text=True)
+
+    approve(session, moderator, comment_id)
+
+    for url in urls:
+        response = client.get(url, headers={"If-None-Match": before[url]})
+        assert response.status_code == 200, url
+        assert response.headers["ETag"] != before[url]
+        assert "Waiting for a moderator" in response.get_data(as_text=True) or "counts" in url
+    assert json_of(client.get(f"/api/v1/sites/luac/counts?post={POST_KEY}"))["counts"] == {
+        POST_KEY: 1
+    }
+
+
+def test_a_closed_post_changes_the_etag(client: FlaskClient, session: Session) -> None:
+    make_site(session)
+    published(client, session, make_moderator(session))
+    etag = client.get(THREAD).headers["ETag"]
+    post = session.scalars(select(Post)).one()
+    post.closed = True
+    session.commit()
+    response = client.get(THREAD, headers={"If-None-Match": etag})
+    assert response.status_code == 200
+    assert "Comments are closed on this post." in response.get_data(as_text=True)
+
+
+def test_cors_admits_the_site_origins_only(client: FlaskClient, session: Session) -> None:
+    make_site(session)
+    for url in (THREAD, LISTING, f"/api/v1/sites/luac/counts?post={POST_KEY}"):
+        allowed = client.get(url, headers={"Origin": ORIGIN})
+        assert allowed.headers["Access-Control-Allow-Origin"] == ORIGIN
+        assert "Origin" in allowed.headers["Vary"]
+        refused = client.get(url, headers={"Origin": "https://evil.example"})
+        assert "Access-Control-Allow-Origin" not in refused.headers
+        assert "Origin" in refused.headers["Vary"]
+    preflight = client.options(
+        "/api/v1/sites/luac/comments",
+        headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    refused_preflight = client.options(
+        "/api/v1/sites/luac/comments",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "Access-Control-Allow-Origin" not in refused_preflight.headers
+    posted = client.post(
+        "/api/v1/sites/luac/comments", json=comment_json(), headers={"Origin": "https://evil.example"}
+    )
+    assert posted.status_code == 403
+    assert json_of(posted)["error"]["code"] == "origin_not_allowed"
+
+
+def test_the_iframe_page_may_be_framed_by_the_site_origins_only(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    page = client.get(THREAD + "&page=1")
+    csp = page.headers["Content-Security-Policy"]
+    assert f"frame-ancestors {ORIGIN};" in csp
+    assert "*" not in csp
+    assert f'data-cm-origins="{ORIGIN}"' in page.get_data(as_text=True)
+    assert "Content-Security-Policy" not in client.get(THREAD).headers
+
+
+def test_a_closed_thread_refuses_submissions_with_403_and_says_so(
+    client: FlaskClient, session: Session
+) -> None:
+    site = make_site(session)
+    published(client, session, make_moderator(session))
+    post = session.scalars(select(Post)).one()
+    post.closed = True
+    session.commit()
+
+    refused = client.post("/api/v1/sites/luac/comments", json=comment_json(body="Too late"))
+    assert refused.status_code == 403
+    assert json_of(refused)["error"] == {
+        "code": "thread_closed",
+        "message": "Comments are closed on this post.",
+        "fields": {},
+    }
+    form = client.post(THREAD, data={"author_name": "A", "author_email": "a@example.com", "body": "x"})
+    assert form.status_code == 403
+    assert "Comments are closed on this post." in form.get_data(as_text=True)
+    fragment = client.get(THREAD).get_data(as_text=True)
+    assert 'id="cm-closed"' in fragment and "<form" not in fragment
+    assert "data-cm-reply" not in fragment
+    welsh = client.get(THREAD + "&lang=cy").get_data(as_text=True)
+    assert "Mae&#39;r sylwadau ar gau ar y blogbost hwn." in welsh
+
+    # Closing N days after the first comment needs no hand on the post.
+    post.closed = False
+    site.close_after_days = 30
+    post.created_at = utcnow() - dt.timedelta(days=31)
+    session.commit()
+    assert client.post("/api/v1/sites/luac/comments", json=comment_json()).status_code == 403
+    post.created_at = utcnow() - dt.timedelta(days=29)
+    session.commit()
+    assert client.post("/api/v1/sites/luac/comments", json=comment_json()).status_code == 202
+
+
+def test_counts_cover_many_posts_and_only_approved_comments(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    moderator = make_moderator(session)
+    published(client, session, moderator)
+    published(client, session, moderator)
+    submit(client)  # pending: not counted
+    published(client, session, moderator, post=OTHER_KEY)
+    response = client.get(
+        f"/api/v1/sites/luac/counts?post={POST_KEY}&post={OTHER_KEY}&post=/never-commented/"
+    )
+    assert json_of(response) == {
+        "counts": {POST_KEY: 2, OTHER_KEY: 1, "/never-commented/": 0}
+    }
+    assert client.get("/api/v1/sites/luac/counts").status_code == 400
+    too_many = "&".join(f"post=/p{n}/" for n in range(101))
+    assert client.get(f"/api/v1/sites/luac/counts?{too_many}").status_code == 400
+    assert client.get(f"/api/v1/sites/nope/counts?post={POST_KEY}").status_code == 404
+
+
+def test_feeds_are_valid_atom_with_approved_comments_only(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    moderator = make_moderator(session)
+    first = published(client, session, moderator, body="Approved <b>one</b> & more")
+    submit(client, body="Still pending")
+    rejected = submit(client, body="Rejected one")
+    moderate_comment(
+        session, moderator, rejected, "reject", actor=Actor("e", moderator.id), now=utcnow()
+    )
+    session.commit()
+    other = published(client, session, moderator, post=OTHER_KEY, body="On another post")
+
+    response = client.get(f"/api/v1/sites/luac/feed.atom?post={POST_KEY}")
+    assert response.mimetype == "application/atom+xml"
+    feed = ET.fromstring(response.get_data())
+    assert feed.tag == f"{ATOM}feed"
+    for required in ("title", "id", "updated"):
+        assert feed.find(f"{ATOM}{required}") is not None
+    entries = feed.findall(f"{ATOM}entry")
+    assert [e.findtext(f"{ATOM}id") for e in entries] == [f"{ORIGIN}{POST_KEY}#comment-{first}"]
+    entry = entries[0]
+    for required in ("title", "updated", "published", "author/" + ATOM + "name", "content"):
+        assert entry.find(f"{ATOM}{required}") is not None, required
+    assert entry.find(f"{ATOM}content").get("type") == "html"  # type: ignore[union-attr]
+    assert entry.findtext(f"{ATOM}content") == "<p>Approved <b>one</b> &amp; more</p>"
+    text = response.get_data(as_text=True)
+    assert "&lt;b&gt;one&lt;/b&gt;" in text  # HTML content is escaped inside the XML
+    assert "Still pending" not in text and "Rejected one" not in text
+    assert "ada@example.com" not in text
+
+    site_feed = ET.fromstring(client.get("/api/v1/sites/luac/feed.atom").get_data())
+    ids = [e.findtext(f"{ATOM}id", "").rsplit("-", 1)[-1] for e in site_feed.findall(f"{ATOM}entry")]
+    assert sorted(ids) == sorted([first, other])
+    assert client.get("/api/v1/sites/luac/feed.atom?post=/unknown/").status_code == 404
+
+
+def test_replies_nest_three_deep_and_official_replies_are_marked(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    moderator = make_moderator(session)
+    top = published(client, session, moderator, body="Level one")
+    second = published(client, session, moderator, body="Level two", parent_id=top)
+    third = published(client, session, moderator, body="Level three", parent_id=second)
+    fourth = published(client, session, moderator, body="Level four", parent_id=third)
+    reply_as_blog(
+        session, moderator, top, "From the team", actor=Actor("e", moderator.id), now=utcnow()
+    )
+    session.commit()
+
+    parents = {p: parent for p, parent in session.execute(select(Comment.public_id, Comment.parent_id))}
+    ids = {c.id: c.public_id for c in session.scalars(select(Comment))}
+    assert ids[parents[fourth]] == second  # a reply to the third level joins the third level
+
+    html = client.get(THREAD).get_data(as_text=True)
+    # Levels two and three are nested lists; the official reply sits in level two.
+    assert html.count('class="cm-replies"') == 2
+    level_three = html.split('class="cm-replies"')[2]
+    assert "Level three" in level_three and "Level four" in level_three
+    assert "cm-comment--official" in html and "Blog team" in html
+    assert html.index("Level one") < html.index("Level two") < html.index("Level three")
+    listing = json_of(client.get(LISTING))["comments"]
+    assert [c["official"] for c in listing] == [False, False, False, False, True]
+
+
+def test_long_threads_page_with_show_more_and_the_json_cursor(
+    app: Flask, client: FlaskClient, session: Session
+) -> None:
+    app.extensions["moderation.settings"] = dataclasses.replace(
+        app.extensions["moderation.settings"], embed_page_size=2
+    )
+    make_site(session)
+    moderator = make_moderator(session)
+    for n in range(5):
+        published(client, session, moderator, body=f"Comment number {n}")
+    html = client.get(THREAD).get_data(as_text=True)
+    assert "Comment number 1" in html and "Comment number 2" not in html
+    assert "<h2 class=\"cm-heading\" id=\"cm-heading\">5 comments</h2>" in html
+    more = html.split('data-cm-more="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    no_js = html.split('class="cm-more-link" href="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    assert "page=1" in no_js and "cursor=" in no_js
+    second = client.get(more).get_data(as_text=True)
+    assert "Comment number 2" in second and "Comment number 0" not in second
+
+    page = json_of(client.get(LISTING + "&limit=3"))
+    assert len(page["comments"]) == 3 and page["next_cursor"]
+    rest = json_of(client.get(LISTING + f"&limit=3&cursor={page['next_cursor']}"))
+    assert len(rest["comments"]) == 2 and rest["next_cursor"] is None
+
+
+def test_the_embed_speaks_english_or_welsh(client: FlaskClient, session: Session) -> None:
+    make_site(session)
+    english = client.get(THREAD).get_data(as_text=True)
+    assert 'lang="en"' in english and "Leave a comment" in english
+    assert "We only ask for your email address so we know you" in english
+    welsh = client.get(THREAD + "&lang=cy-GB").get_data(as_text=True)
+    assert 'lang="cy"' in welsh and "Gadael sylw" in welsh and "Leave a comment" not in welsh
+    unknown = client.get(THREAD + "&lang=xx").get_data(as_text=True)
+    assert "Leave a comment" in unknown
+    errors = client.post(THREAD + "&lang=cy", data={"author_name": ""}).get_data(as_text=True)
+    assert "Rhowch eich enw" in errors and "Enter your name" not in errors
+
+
+def test_every_catalogue_language_has_every_string() -> None:
+    from moderation.i18n import CATALOGUE
+
+    keys = set(CATALOGUE["en"])
+    assert all(set(messages) == keys for messages in CATALOGUE.values())
+
+
+def test_the_privacy_notice_is_linked_from_the_email_hint(
+    client: FlaskClient, session: Session
+) -> None:
+    site = make_site(session)
+    site.privacy_notice_url = "https://example.gov.uk/privacy"
+    session.commit()
+    html = client.get(THREAD).get_data(as_text=True)
+    hint = html.split('id="cm-author_email-hint">', 1)[1].split("</p>", 1)[0]
+    assert '<a href="https://example.gov.uk/privacy">Read our privacy notice</a>' in hint
+    assert 'aria-describedby="cm-author_email-hint"' in html
+
+
+def test_the_no_js_form_from_the_iframe_page_returns_to_the_page(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    response = client.post(
+        THREAD + "&page=1",
+        data={
+            "author_name": "Grace",
+            "author_email": "grace@example.com",
+            "body": "From the frame",
+            "post_url": ORIGIN + POST_KEY,
+        },
+        headers={"Origin": "https://comments.example.org"},
+    )
+    assert response.status_code == 303
+    location = response.headers["Location"]
+    assert "/embed/luac/thread?" in location and "page=1" in location
+    assert location.endswith("#comment-submitted")
+
+
+def test_embed_js_is_served_small_and_cacheable(client: FlaskClient) -> None:
+    response = client.get("/embed.js")
+    assert response.status_code == 200
+    assert response.mimetype in ("text/javascript", "application/javascript")
+    assert len(response.get_data()) < 16_000
+    assert "max-age" in response.headers["Cache-Control"]
+    etag = response.headers["ETag"]
+    assert client.get("/embed.js", headers={"If-None-Match": etag}).status_code == 304
