@@ -115,7 +115,10 @@
 
     function showErrors(fields, fallback) {
       var list = $(summary, "ul");
-      var names = Object.keys(fields);
+      var order = ["author_name", "author_email", "body"];
+      var names = Object.keys(fields).sort(function (a, b) {
+        return (order.indexOf(a) + 1 || 9) - (order.indexOf(b) + 1 || 9);
+      });
       if (!names.length) { fields = { body: fallback }; names = ["body"]; }
       names.forEach(function (name) {
         var text = messages["field_" + name] || fields[name];

@@ -98,8 +98,14 @@ def render_thread(
     errors: dict[str, str] | None = None,
     lang: str = i18n.DEFAULT_LANGUAGE,
     cursor: str | None = None,
+    framed: bool | None = None,
 ) -> str:
-    """The thread and the form for one post, as a fragment or a standalone page."""
+    """The thread and the form for one post, as a fragment or a standalone page.
+
+    ``framed``: whether a successful form post returns to the standalone page (the iframe mode)
+    rather than to the blog's post (default: when standalone).
+    """
+    framed = standalone if framed is None else framed
     session = get_session()
     post = comments.find_post(session, site, key)
     size = settings().embed_page_size
@@ -149,7 +155,7 @@ def render_thread(
             "embed.submit",
             site=site.slug,
             _external=True,
-            **({"page": "1"} if standalone else {}),
+            **({"page": "1"} if framed else {}),
             **query,
         ),
         "api_url": url_for("api.submit_comment", site=site.slug, _external=True),
@@ -178,9 +184,11 @@ def thread(site: str) -> Response:
         )
         body = cache.get(etag)
         if body is None:
+            reply = request.args.get("reply", "")[:64]
             html = render_thread(
-                found, key, standalone=standalone, lang=_lang(), cursor=request.args.get("cursor")
-            )
+                found, key, standalone=standalone, lang=_lang(), cursor=request.args.get("cursor"),
+                values={"parent_id": reply} if reply else None,
+            )  # fmt: skip
             body = html.encode()
             cache.put(etag, body)
         response = cacheable(Response(body, mimetype="text/html"), etag)
@@ -212,8 +220,9 @@ def submit(site: str) -> ResponseReturnValue:
         session.rollback()
         found = comments.get_site(session, site)
         page = render_thread(
-            found, key, standalone=True, values=values, errors=error.fields, lang=_lang()
-        )
+            found, key, standalone=True, values=values, errors=error.fields, lang=_lang(),
+            framed=standalone,
+        )  # fmt: skip
         response = Response(page, status=error.status)
         response.headers["Cache-Control"] = "no-store"
         response.headers["Content-Security-Policy"] = frame_ancestors(found)

@@ -1,0 +1,347 @@
+"""A commenter in headless Chromium, on a blog page of another origin (a second loopback server
+on its own ephemeral port) that embeds the thread: with embed.js, with JavaScript disabled (a
+server-side include), and in an iframe; errors, replies, moderation, Welsh, axe-core and 320 px."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from moderation.actions import moderate_comment
+from moderation.events import Actor
+from moderation.models import Comment, CommentStatus, Moderator, Post, utcnow
+from moderation.sites import create_site
+from tests.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    LiveServer,
+    axe_violations,
+    live_server,
+    require_browser,
+)
+from tests.conftest import make_moderator
+
+pytestmark = pytest.mark.browser
+
+class Blog:
+    """The blog's own server: each post page embeds the thread the way the test asked."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, tuple[str, str]] = {}
+        self.server: LiveServer | None = None
+        self.httpd = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+
+    def wsgi(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        mode, lang = self.pages.get(environ["PATH_INFO"], ("include", "en"))
+        assert self.server is not None
+        body = host_page(self.server, environ["PATH_INFO"], mode, lang).encode()
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+        return [body]
+
+
+@pytest.fixture(scope="module")
+def blog() -> Iterator[Blog]:
+    require_browser()
+    blog = Blog()
+    thread = threading.Thread(target=blog.httpd.serve_forever, daemon=True)
+    thread.start()
+    yield blog
+    blog.httpd.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, blog: Blog) -> Iterator[LiveServer]:
+    # max-age 0 and no stale-while-revalidate: each read revalidates, so a moderation shows on
+    # the very next load (the test's subject); the ETag still saves the body.
+    for server in live_server(
+        tmp_path_factory.mktemp("live"), public_max_age=0, public_stale_while_revalidate=0
+    ):
+        with server.session() as session:
+            create_site(session, slug="blog", name="Test blog", origins=[blog.url])
+            session.commit()
+            make_moderator(session)
+        blog.server = server
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def host_page(server: LiveServer, key: str, mode: str, lang: str = "en") -> str:
+    """The blog's post page, embedding the thread in one of the three ways."""
+    if mode == "script":
+        embed = (
+            f'<div id="comments" data-site="blog" data-post="{key}" data-title="Post {key}">'
+            f'<p><a href="{server.url}/embed/blog/thread?post={quote(key)}&amp;page=1">'
+            "Read and leave comments</a></p></div>"
+            f'<script src="{server.url}/embed.js" async></script>'
+        )
+    elif mode == "include":
+        url = f"{server.url}/embed/blog/thread?post={quote(key)}&lang={lang}"
+        with urllib.request.urlopen(url) as response:  # the blog's server fetches the fragment
+            embed = f'<div id="comments">{response.read().decode()}</div>'
+    else:
+        embed = (
+            f'<iframe src="{server.url}/embed/blog/thread?post={quote(key)}&amp;page=1&amp;lang={lang}" '
+            'title="Comments" style="width:100%;border:0"></iframe>'
+            f'<script src="{server.url}/embed.js" async></script>'
+        )
+    return (
+        f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>Post {key}</title></head><body><main><h1>Post {key}</h1>"
+        f"<p>The post's text.</p>{embed}</main></body></html>"
+    )
+
+
+def open_post(
+    browser: Any, blog: Blog, key: str, mode: str, *, lang: str = "en", **options: Any
+) -> tuple[Any, Any]:
+    blog.pages[key] = (mode, lang)
+    context = browser.new_context(**options)
+    page = context.new_page()
+    page.goto(f"{blog.url}{key}")
+    return context, page
+
+
+def comments_of(server: LiveServer, key: str) -> list[Comment]:
+    with server.session() as session:
+        return list(
+            session.scalars(
+                select(Comment).join(Comment.post).where(Post.key == key).order_by(Comment.id)
+            )
+        )
+
+
+def approve_all(server: LiveServer, key: str) -> None:
+    with server.session() as session:
+        moderator = session.scalars(select(Moderator)).one()
+        for comment in comments_of(server, key):
+            if comment.status is CommentStatus.PENDING:
+                moderate_comment(
+                    session, moderator, comment.public_id, "approve",
+                    actor=Actor("editor", moderator.id), now=utcnow(),
+                )  # fmt: skip
+        session.commit()
+
+
+def announced(page: Any, text: str) -> None:
+    """Wait until the form's live region says ``text``."""
+    page.wait_for_function(
+        "text => document.querySelector('#cm-status').textContent.includes(text)", arg=text
+    )
+
+
+def test_with_the_script_errors_are_shown_announced_and_typing_is_kept(
+    server: LiveServer, browser: Any, blog: Blog
+) -> None:
+    key = "/script-errors/"
+    context, page = open_post(browser, blog, key, "script")
+    page.wait_for_selector("#cm-form")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#cm-error-summary:not([hidden])")
+    assert page.evaluate("document.activeElement.id") == "cm-error-summary"
+    announced(page, "There is a problem")
+    links = page.eval_on_selector_all("#cm-error-summary a", "els => els.map(a => a.hash)")
+    assert links == ["#cm-author_name", "#cm-author_email", "#cm-body"]
+    assert page.get_attribute("#cm-author_name", "aria-invalid") == "true"
+    assert "cm-author_name-error" in (page.get_attribute("#cm-author_name", "aria-describedby") or "")
+    page.click("#cm-error-summary a[href='#cm-author_email']")
+    assert page.evaluate("document.activeElement.id") == "cm-author_email"
+
+    page.fill("#cm-author_name", "Ada")
+    page.fill("#cm-author_email", "not an address")
+    page.fill("#cm-body", "Typed with care")
+    assert "9,985" in page.text_content("#cm-body-count")  # live character count
+    page.click("button[type=submit]")
+    page.wait_for_function(
+        "document.querySelectorAll('#cm-error-summary li').length === 1"
+    )
+    assert page.is_visible("#cm-author_email-error") and not page.is_visible("#cm-author_name-error")
+    assert page.input_value("#cm-body") == "Typed with care"
+    assert page.input_value("#cm-author_name") == "Ada"
+
+    page.fill("#cm-author_email", "ada@example.com")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#comment-submitted.cm-notice--shown")
+    assert page.evaluate("document.activeElement.id") == "comment-submitted"
+    announced(page, "Thank you")
+    assert page.is_hidden("#cm-error-summary")
+    (stored,) = comments_of(server, key)
+    assert stored.body_text == "Typed with care" and stored.status is CommentStatus.PENDING
+    with server.session() as session:
+        post = session.scalars(select(Post).where(Post.key == key)).one()
+        assert (post.url, post.title) == (f"{blog.url}{key}", f"Post {key}")
+    context.close()
+
+
+def test_with_the_script_a_reply_moves_the_form_and_an_approval_appears(
+    server: LiveServer, browser: Any, blog: Blog
+) -> None:
+    key = "/script-reply/"
+    context, page = open_post(browser, blog, key, "script")
+    page.wait_for_selector("#cm-form")
+    page.fill("#cm-author_name", "Ada")
+    page.fill("#cm-author_email", "ada@example.com")
+    page.fill("#cm-body", "The first comment")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#comment-submitted.cm-notice--shown")
+    approve_all(server, key)
+
+    page.reload()
+    page.wait_for_selector(".cm-comment")
+    assert "The first comment" in page.text_content(".cm-comments")
+    page.click(".cm-reply-link")
+    assert page.evaluate("document.querySelector('.cm-comment #cm-form') !== null")
+    assert page.evaluate("document.activeElement.id") == "cm-body"
+    assert "Replying to Ada" in page.text_content("#cm-replying")
+    page.fill("#cm-author_name", "Grace")
+    page.fill("#cm-author_email", "grace@example.com")
+    page.fill("#cm-body", "A reply")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#comment-submitted.cm-notice--shown")
+    first, reply = comments_of(server, key)
+    assert reply.parent_id == first.id
+    assert page.evaluate("document.querySelector('.cm-comment #cm-form') === null")
+    context.close()
+
+
+def test_without_javascript_the_included_form_posts_and_redirects_back(
+    server: LiveServer, browser: Any, blog: Blog
+) -> None:
+    key = "/no-js/"
+    context, page = open_post(browser, blog, key, "include", java_script_enabled=False)
+    page.click("button[type=submit]")  # empty: the service's page with the errors
+    assert page.url.startswith(f"{server.url}/embed/blog/thread")
+    assert page.is_visible("#cm-error-summary")
+    assert page.title().startswith("Error: ")
+    assert page.get_attribute("#cm-error-summary", "role") == "alert"
+    page.fill("#cm-author_name", "Tim")
+    page.fill("#cm-author_email", "tim@example.com")
+    page.fill("#cm-body", "No script needed")
+    page.click("button[type=submit]")
+    assert page.url == f"{blog.url}{key}#comment-submitted"
+    assert page.is_visible("#comment-submitted")
+    assert [c.body_text for c in comments_of(server, key)] == ["No script needed"]
+
+    approve_all(server, key)
+    page.goto(f"{blog.url}{key}")
+    assert "No script needed" in page.text_content(".cm-comments")
+    page.click(".cm-reply-link")  # without script: the thread page with the reply set
+    assert page.url.startswith(f"{server.url}/embed/blog/thread")
+    assert "Replying to Tim" in page.text_content("#cm-replying")
+    page.fill("#cm-author_name", "Ann")
+    page.fill("#cm-author_email", "ann@example.com")
+    page.fill("#cm-body", "Reply without script")
+    page.click("button[type=submit]")
+    assert page.url.endswith("#comment-submitted")
+    first, reply = comments_of(server, key)
+    assert reply.parent_id == first.id
+    context.close()
+
+
+def test_the_iframe_is_resized_to_its_content(
+    server: LiveServer, browser: Any, blog: Blog
+) -> None:
+    context, page = open_post(browser, blog, "/framed/", "iframe")
+    page.wait_for_function("parseInt(document.querySelector('iframe').style.height) > 400")
+    frame = page.frame_locator("iframe")
+    assert frame.locator("#cm-form").is_visible()
+    context.close()
+
+
+@pytest.mark.parametrize("lang", ["en", "cy"])
+@pytest.mark.parametrize("mode", ["script", "include", "iframe"])
+def test_the_thread_and_form_have_no_axe_violations(
+    server: LiveServer, browser: Any, blog: Blog, mode: str, lang: str
+) -> None:
+    key = "/axe/"
+    if not comments_of(server, key):
+        with server.session() as session:
+            from moderation.comments import submit_comment
+            from moderation.validation import CommentSubmission
+
+            parent = submit_comment(
+                session, "blog",
+                CommentSubmission(post=key, post_url=f"{blog.url}{key}", author_name="Ada",
+                                  author_email="ada@example.com", body="A *first* comment"),
+                now=utcnow(),
+            )  # fmt: skip
+            session.commit()
+        approve_all(server, key)
+        with server.session() as session:
+            submit_comment(
+                session, "blog",
+                CommentSubmission(post=key, author_name="Bo", author_email="bo@example.com",
+                                  body="A reply", parent_id=parent.public_id),
+                now=utcnow(),
+            )  # fmt: skip
+            session.commit()
+        approve_all(server, key)
+    # Without the script: the server-side include with embed.js blocked (axe itself needs
+    # JavaScript in the page, so the script is blocked rather than JavaScript disabled).
+    blog.pages[key] = (mode, lang)
+    context = browser.new_context(bypass_csp=True)
+    if mode == "include":
+        context.route("**/embed.js", lambda route: route.abort())
+    page = context.new_page()
+    page.goto(f"{blog.url}{key}")
+    if mode == "iframe":
+        page.wait_for_function("parseInt(document.querySelector('iframe').style.height) > 400")
+        page.goto(page.frames[1].url)  # axe checks the frame's own page
+    elif mode == "script":
+        page.wait_for_selector("#cm-form")
+    expected = "Gadael sylw" if lang == "cy" else "Leave a comment"
+    assert expected in page.text_content("#cm-form")
+    assert page.locator(".cm-comment").count() == 2
+    assert axe_violations(page) == [], (mode, lang)
+    page.click("button[type=submit]")  # and with the errors shown
+    page.wait_for_selector("#cm-error-summary:not([hidden])")
+    assert axe_violations(page) == [], (mode, lang, "errors")
+    context.close()
+
+
+def test_the_embed_is_usable_at_320_px_and_200_percent_zoom(
+    server: LiveServer, browser: Any, blog: Blog
+) -> None:
+    for options in (
+        {"viewport": {"width": 320, "height": 800}},
+        {"viewport": {"width": 640, "height": 800}, "device_scale_factor": 2},
+    ):
+        context, page = open_post(browser, blog, "/narrow/", "script", **options)
+        page.wait_for_selector("#cm-form")
+        if "device_scale_factor" in options:
+            page.evaluate("document.documentElement.style.zoom = '2'")
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the embed scrolls sideways by {overflow}px"
+        context.close()
+
+
+def test_counts_are_readable_from_the_blog_origin(
+    server: LiveServer, browser: Any, blog: Blog
+) -> None:
+    context, page = open_post(browser, blog, "/counts/", "script")
+    result = page.evaluate(
+        f"""fetch('{server.url}/api/v1/sites/blog/counts?post=/axe/&post=/none/')
+             .then(r => r.json())"""
+    )
+    assert json.loads(json.dumps(result))["counts"]["/none/"] == 0
+    context.close()
