@@ -41,6 +41,42 @@ def thread_stamp(session: Session, site: Site, key: str, *, now: dt.datetime) ->
     return ThreadStamp(version, bool(closed) or by_age)
 
 
+@dataclasses.dataclass(frozen=True)
+class ThreadHead:
+    """What a thread's ETag needs, read in one Core query (no ORM objects)."""
+
+    site_id: int
+    site_state: tuple[object, ...]
+    stamp: ThreadStamp
+
+
+def thread_head(session: Session, slug: str, key: str, *, now: dt.datetime) -> ThreadHead | None:
+    """The site's settings that show in the thread, and the thread's stamp; None: no such site."""
+    row = session.execute(
+        select(
+            Site.id,
+            Site.name,
+            Site.privacy_notice_url,
+            Site.origins,
+            Site.close_after_days,
+            Post.version,
+            Post.closed,
+            Post.created_at,
+        )
+        .outerjoin(Post, (Post.site_id == Site.id) & (Post.key == key))
+        .where(Site.slug == slug)
+    ).first()
+    if row is None:
+        return None
+    site_id, name, privacy, origins, days, version, closed, created_at = row
+    if version is None:
+        stamp = ThreadStamp(0, False)
+    else:
+        by_age = days is not None and now >= created_at + dt.timedelta(days=days)
+        stamp = ThreadStamp(version, bool(closed) or by_age)
+    return ThreadHead(site_id, (name, privacy, tuple(origins or ())), stamp)
+
+
 def site_stamp(session: Session, site: Site) -> str:
     """A stamp that changes whenever any thread of the site changes or a post is added."""
     posts, versions = session.execute(
@@ -69,5 +105,7 @@ def feed_comments(
 ) -> Sequence[Comment]:
     """The newest approved comments of a post, or of the whole site, newest first."""
     query = select(Comment).join(Comment.post).where(Comment.status == CommentStatus.APPROVED)
-    query = query.where(Comment.post_id == post.id) if post else query.where(Post.site_id == site.id)
+    query = (
+        query.where(Comment.post_id == post.id) if post else query.where(Post.site_id == site.id)
+    )
     return session.scalars(query.order_by(Comment.id.desc()).limit(limit)).all()

@@ -31,6 +31,7 @@ from tests.conftest import make_moderator
 
 pytestmark = pytest.mark.browser
 
+
 class Blog:
     """The blog's own server: each post page embeds the thread the way the test asked."""
 
@@ -163,7 +164,9 @@ def test_with_the_script_errors_are_shown_announced_and_typing_is_kept(
     links = page.eval_on_selector_all("#cm-error-summary a", "els => els.map(a => a.hash)")
     assert links == ["#cm-author_name", "#cm-author_email", "#cm-body"]
     assert page.get_attribute("#cm-author_name", "aria-invalid") == "true"
-    assert "cm-author_name-error" in (page.get_attribute("#cm-author_name", "aria-describedby") or "")
+    assert "cm-author_name-error" in (
+        page.get_attribute("#cm-author_name", "aria-describedby") or ""
+    )
     page.click("#cm-error-summary a[href='#cm-author_email']")
     assert page.evaluate("document.activeElement.id") == "cm-author_email"
 
@@ -172,10 +175,10 @@ def test_with_the_script_errors_are_shown_announced_and_typing_is_kept(
     page.fill("#cm-body", "Typed with care")
     assert "9,985" in page.text_content("#cm-body-count")  # live character count
     page.click("button[type=submit]")
-    page.wait_for_function(
-        "document.querySelectorAll('#cm-error-summary li').length === 1"
+    page.wait_for_function("document.querySelectorAll('#cm-error-summary li').length === 1")
+    assert page.is_visible("#cm-author_email-error") and not page.is_visible(
+        "#cm-author_name-error"
     )
-    assert page.is_visible("#cm-author_email-error") and not page.is_visible("#cm-author_name-error")
     assert page.input_value("#cm-body") == "Typed with care"
     assert page.input_value("#cm-author_name") == "Ada"
 
@@ -258,9 +261,7 @@ def test_without_javascript_the_included_form_posts_and_redirects_back(
     context.close()
 
 
-def test_the_iframe_is_resized_to_its_content(
-    server: LiveServer, browser: Any, blog: Blog
-) -> None:
+def test_the_iframe_is_resized_to_its_content(server: LiveServer, browser: Any, blog: Blog) -> None:
     context, page = open_post(browser, blog, "/framed/", "iframe")
     page.wait_for_function("parseInt(document.querySelector('iframe').style.height) > 400")
     frame = page.frame_locator("iframe")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET  # noqa: S405 - builds XML, never parses untrusted input
+import json
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from moderation.models import Comment, Post, Site
 from moderation.validation import parse_submission
 from moderation.web.caching import cacheable, not_modified, strong_etag, variant
 from moderation.web.context import client_address, foreign_origin, json_object, now
+from moderation.web.embed import cached_body, store_body
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -46,24 +48,29 @@ def required_post_key() -> str:
 @bp.get("/sites/<site>/comments")
 def list_comments(site: str) -> Response:
     session = get_session()
-    found = comments.get_site(session, site)
     key = required_post_key()
-    stamp = publishing.thread_stamp(session, found, key, now=now())
-    etag = strong_etag("comments", found.id, stamp.version, variant())
-    cached = not_modified(etag)
-    if cached is not None:
-        return cached
+    head = publishing.thread_head(session, site, key, now=now())
+    if head is None:
+        raise NotFound("There is no site with that name.")
+    etag = strong_etag("comments", head.site_id, head.stamp.version, variant())
+    response = not_modified(etag) or cached_body(etag, "application/json")
+    if response is not None:
+        return response
+    found = comments.get_site(session, site)
     post = comments.find_post(session, found, key)
-    if post is None:
-        return cacheable(jsonify({"comments": [], "next_cursor": None}), etag)
-    page = comments.approved_comments(
-        session,
-        post,
-        cursor=request.args.get("cursor"),
-        limit=comments.page_limit(request.args.get("limit")),
-    )
-    body = {"comments": [public_comment(c) for c in page.comments], "next_cursor": page.next_cursor}
-    return cacheable(jsonify(body), etag)
+    body: dict[str, Any] = {"comments": [], "next_cursor": None}
+    if post is not None:
+        page = comments.approved_comments(
+            session,
+            post,
+            cursor=request.args.get("cursor"),
+            limit=comments.page_limit(request.args.get("limit")),
+        )
+        body = {
+            "comments": [public_comment(c) for c in page.comments],
+            "next_cursor": page.next_cursor,
+        }
+    return store_body(etag, json.dumps(body, ensure_ascii=False).encode(), "application/json")
 
 
 @bp.get("/sites/<site>/counts")
@@ -140,7 +147,8 @@ def atom_feed(site: Site, post: Post | None, entries: Sequence[Comment], *, self
         entry_author = add(entry, "author")
         add(entry_author, "name", comment.author_name)
         add(entry, "content", comment.body_html, type="html")
-    return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="utf-8", xml_declaration=False)
+    body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=False)
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + body
 
 
 @bp.post("/sites/<site>/comments")

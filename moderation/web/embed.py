@@ -20,7 +20,13 @@ from flask.typing import ResponseReturnValue
 
 from moderation import comments, i18n, publishing
 from moderation.db import get_session
-from moderation.errors import Malformed, NotFound, ThreadClosed, UnsupportedMediaType, ValidationFailed
+from moderation.errors import (
+    Malformed,
+    NotFound,
+    ThreadClosed,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from moderation.models import Post, Site
 from moderation.validation import MAX_BODY, parse_submission
 from moderation.web.caching import cacheable, not_modified, strong_etag, variant
@@ -80,11 +86,15 @@ def _lang() -> str:
 
 
 def frame_ancestors(site: Site) -> str:
+    return frame_ancestors_for(tuple(site.origins))
+
+
+def frame_ancestors_for(site_origins: object) -> str:
     """The iframe page's CSP: framed only by the site's own origins."""
-    origins = " ".join(site.origins) or "'none'"
+    listed = " ".join(str(o) for o in site_origins) if isinstance(site_origins, tuple) else ""
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        f"form-action 'self' {' '.join(site.origins)}; frame-ancestors {origins}; "
+        f"form-action 'self' {listed}; frame-ancestors {listed or chr(39) + 'none' + chr(39)}; "
         "object-src 'none'; base-uri 'none'"
     ).replace("  ", " ")
 
@@ -119,7 +129,7 @@ def render_thread(
         )
     count = comments.count_approved(session, post) if post else 0
     t = i18n.translator(lang)
-    query: dict[str, str] = {"post": key}
+    query: dict[str, Any] = {"post": key}
     if lang != i18n.DEFAULT_LANGUAGE:
         query["lang"] = lang
     page_url = url_for("embed.thread", site=site.slug, page="1", _external=True, **query)
@@ -169,32 +179,45 @@ def render_thread(
 @bp.get("/<site>/thread")
 def thread(site: str) -> Response:
     session = get_session()
-    found = comments.get_site(session, site)
     key = _post_key()
     standalone = request.args.get("page") == "1"
-    stamp = publishing.thread_stamp(session, found, key, now=now())
+    head = publishing.thread_head(session, site, key, now=now())
+    if head is None:
+        raise NotFound("There is no site with that name.")
     etag = strong_etag(
-        "thread", request.host, found.id, found.name, found.privacy_notice_url, found.origins,
-        stamp.version, stamp.closed, variant(),
+        "thread", request.host, head.site_id, head.site_state, head.stamp.version,
+        head.stamp.closed, variant(),
     )  # fmt: skip
-    response = not_modified(etag)
+    response = not_modified(etag) or cached_body(etag, "text/html")
     if response is None:
-        cache: RenderedCache = current_app.extensions.setdefault(
-            "moderation.rendered", RenderedCache(RENDERED_CACHE_SIZE)
-        )
-        body = cache.get(etag)
-        if body is None:
-            reply = request.args.get("reply", "")[:64]
-            html = render_thread(
-                found, key, standalone=standalone, lang=_lang(), cursor=request.args.get("cursor"),
-                values={"parent_id": reply} if reply else None,
-            )  # fmt: skip
-            body = html.encode()
-            cache.put(etag, body)
-        response = cacheable(Response(body, mimetype="text/html"), etag)
+        found = comments.get_site(session, site)
+        reply = request.args.get("reply", "")[:64]
+        html = render_thread(
+            found, key, standalone=standalone, lang=_lang(), cursor=request.args.get("cursor"),
+            values={"parent_id": reply} if reply else None,
+        )  # fmt: skip
+        response = store_body(etag, html.encode(), "text/html")
     if standalone:
-        response.headers["Content-Security-Policy"] = frame_ancestors(found)
+        response.headers["Content-Security-Policy"] = frame_ancestors_for(head.site_state[2])
     return response
+
+
+def _rendered() -> RenderedCache:
+    cache: RenderedCache = current_app.extensions.setdefault(
+        "moderation.rendered", RenderedCache(RENDERED_CACHE_SIZE)
+    )
+    return cache
+
+
+def cached_body(etag: str, mimetype: str) -> Response | None:
+    """The body rendered earlier for this exact ETag, if this process still holds it."""
+    body = _rendered().get(etag)
+    return None if body is None else cacheable(Response(body, mimetype=mimetype), etag)
+
+
+def store_body(etag: str, body: bytes, mimetype: str) -> Response:
+    _rendered().put(etag, body)
+    return cacheable(Response(body, mimetype=mimetype), etag)
 
 
 @bp.post("/<site>/thread")
