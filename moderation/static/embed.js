@@ -73,7 +73,7 @@
       article.parentNode.insertBefore(form, article.nextSibling);
       form.elements.parent_id.value = link.getAttribute("data-cm-reply");
       $(replying, ".cm-replying-text").textContent =
-        format(messages.replying_to, { name: link.getAttribute("data-cm-author") }) + " ";
+        format(messages.replying_to, { name: $(item, ".cm-author").textContent }) + " ";
       replying.hidden = false;
       lastReplyLink = link;
       textarea.focus();

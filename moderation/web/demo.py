@@ -32,7 +32,8 @@ EXPLANATIONS = {
 
 
 @bp.get("/", defaults={"mode": "include"})
-@bp.get("/<any(script, iframe):mode>")
+@bp.get("/script", defaults={"mode": "script"})
+@bp.get("/iframe", defaults={"mode": "iframe"})
 def post_page(mode: str) -> Response:
     session = get_session()
     try:
