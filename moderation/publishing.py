@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from moderation.models import Comment, CommentStatus, Post, Site
@@ -50,9 +51,8 @@ class ThreadHead:
     stamp: ThreadStamp
 
 
-def thread_head(session: Session, slug: str, key: str, *, now: dt.datetime) -> ThreadHead | None:
-    """The site's settings that show in the thread, and the thread's stamp; None: no such site."""
-    row = session.execute(
+def _thread_head_query() -> Select[tuple[Any, ...]]:
+    return (
         select(
             Site.id,
             Site.name,
@@ -63,9 +63,18 @@ def thread_head(session: Session, slug: str, key: str, *, now: dt.datetime) -> T
             Post.closed,
             Post.created_at,
         )
-        .outerjoin(Post, (Post.site_id == Site.id) & (Post.key == key))
-        .where(Site.slug == slug)
-    ).first()
+        .outerjoin(Post, (Post.site_id == Site.id) & (Post.key == bindparam("key")))
+        .where(Site.slug == bindparam("slug"))
+    )
+
+
+# Built once: a revalidation is answered by this one query, so its construction is not repeated.
+THREAD_HEAD = _thread_head_query()
+
+
+def thread_head(session: Session, slug: str, key: str, *, now: dt.datetime) -> ThreadHead | None:
+    """The site's settings that show in the thread, and the thread's stamp; None: no such site."""
+    row = session.connection().execute(THREAD_HEAD, {"slug": slug, "key": key}).first()
     if row is None:
         return None
     site_id, name, privacy, origins, days, version, closed, created_at = row
