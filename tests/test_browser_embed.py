@@ -233,6 +233,7 @@ def test_without_javascript_the_included_form_posts_and_redirects_back(
     key = "/no-js/"
     context, page = open_post(browser, blog, key, "include", java_script_enabled=False)
     page.click("button[type=submit]")  # empty: the service's page with the errors
+    page.wait_for_selector("#cm-error-summary")
     assert page.url.startswith(f"{server.url}/embed/blog/thread")
     assert page.is_visible("#cm-error-summary")
     assert page.title().startswith("Error: ")
@@ -241,6 +242,7 @@ def test_without_javascript_the_included_form_posts_and_redirects_back(
     page.fill("#cm-author_email", "tim@example.com")
     page.fill("#cm-body", "No script needed")
     page.click("button[type=submit]")
+    page.wait_for_url(f"{blog.url}{key}#comment-submitted")
     assert page.url == f"{blog.url}{key}#comment-submitted"
     assert page.is_visible("#comment-submitted")
     assert [c.body_text for c in comments_of(server, key)] == ["No script needed"]
@@ -249,12 +251,14 @@ def test_without_javascript_the_included_form_posts_and_redirects_back(
     page.goto(f"{blog.url}{key}")
     assert "No script needed" in page.text_content(".cm-comments")
     page.click(".cm-reply-link")  # without script: the thread page with the reply set
+    page.wait_for_selector("#cm-replying:not([hidden])")
     assert page.url.startswith(f"{server.url}/embed/blog/thread")
     assert "Replying to Tim" in page.text_content("#cm-replying")
     page.fill("#cm-author_name", "Ann")
     page.fill("#cm-author_email", "ann@example.com")
     page.fill("#cm-body", "Reply without script")
     page.click("button[type=submit]")
+    page.wait_for_url("**#comment-submitted")
     assert page.url.endswith("#comment-submitted")
     first, reply = comments_of(server, key)
     assert reply.parent_id == first.id
