@@ -18,7 +18,13 @@ from moderation.events import rfc3339
 from moderation.models import Comment, Post, Site
 from moderation.validation import parse_submission
 from moderation.web.caching import cacheable, not_modified, strong_etag, variant
-from moderation.web.context import client_address, foreign_origin, json_object, now
+from moderation.web.context import (
+    client_address,
+    foreign_origin,
+    json_object,
+    now,
+    required_post_key,
+)
 from moderation.web.embed import cached_body, store_body
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -36,13 +42,6 @@ def public_comment(comment: Comment) -> dict[str, Any]:
         "official": comment.official,
         "submitted_at": rfc3339(comment.submitted_at),
     }
-
-
-def required_post_key() -> str:
-    key = request.args.get("post", "")
-    if not key:
-        raise Malformed("Say which post with ?post=KEY.", fields={"post": "Required"})
-    return key
 
 
 @bp.get("/sites/<site>/comments")

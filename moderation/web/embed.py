@@ -21,7 +21,6 @@ from flask.typing import ResponseReturnValue
 from moderation import comments, i18n, publishing
 from moderation.db import get_session
 from moderation.errors import (
-    Malformed,
     NotFound,
     ThreadClosed,
     UnsupportedMediaType,
@@ -30,7 +29,13 @@ from moderation.errors import (
 from moderation.models import Post, Site
 from moderation.validation import MAX_BODY, parse_submission
 from moderation.web.caching import cacheable, not_modified, strong_etag, variant
-from moderation.web.context import client_address, foreign_origin, now, settings
+from moderation.web.context import (
+    client_address,
+    foreign_origin,
+    now,
+    required_post_key,
+    settings,
+)
 
 bp = Blueprint("embed", __name__, url_prefix="/embed")
 loader = Blueprint("embed_loader", __name__)
@@ -72,13 +77,6 @@ class RenderedCache:
             self._items[etag] = body
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
-
-
-def _post_key() -> str:
-    key = request.args.get("post", "")
-    if not key:
-        raise Malformed("Say which post with ?post=KEY.", fields={"post": "Required"})
-    return key
 
 
 def _lang() -> str:
@@ -179,7 +177,7 @@ def render_thread(
 @bp.get("/<site>/thread")
 def thread(site: str) -> Response:
     session = get_session()
-    key = _post_key()
+    key = required_post_key()
     standalone = request.args.get("page") == "1"
     head = publishing.thread_head(session, site, key, now=now())
     if head is None:
@@ -224,7 +222,7 @@ def store_body(etag: str, body: bytes, mimetype: str) -> Response:
 def submit(site: str) -> ResponseReturnValue:
     if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise UnsupportedMediaType("Send the form as application/x-www-form-urlencoded.")
-    key = _post_key()
+    key = required_post_key()
     standalone = request.args.get("page") == "1"
     values = {name: request.form.get(name, "") for name in FORM_FIELDS}
     session = get_session()
