@@ -15,6 +15,7 @@ from typing import Any
 
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy.orm import Session
 
@@ -29,7 +30,12 @@ with Session(app.extensions["moderation.engine"]) as _session:
     make_site(_session)
     TOKEN = make_token(_session, make_moderator(_session))
 
-api = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+# A body over the request cap is rightly refused with the documented 413 before it is read.
+REJECTIONS = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429"]
+config = SchemathesisConfig.from_dict(
+    {"checks": {"negative_data_rejection": {"expected-statuses": REJECTIONS}}}
+)
+api = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app, config=config)
 
 
 @api.parametrize()

@@ -62,7 +62,7 @@ def test_the_openapi_description_lists_every_json_route(app: Flask, client: Flas
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/api/"):
             continue
-        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        path = re.sub(r"<(?:[^:>]+:)?(\w+)>", r"{\1}", rule.rule)
         for method in rule.methods or set():
             if method not in ("HEAD", "OPTIONS"):
                 routed.add((path, method))

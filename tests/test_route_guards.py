@@ -32,6 +32,7 @@ def unsafe_routes(app: Flask, prefix: str) -> list[tuple[str, str, str]]:
 def fill(rule: str, comment_id: str) -> str:
     path = rule.replace("<comment_id>", comment_id).replace("<action>", "approve")
     path = re.sub(r"<int:[^>]+>", "1", path)
+    path = re.sub(r"<any\(\s*'?([\w-]+)'?[^>]*>", r"\1", path)  # the first allowed name
     return re.sub(r"<[^>]+>", "x", path)
 
 

@@ -156,7 +156,8 @@ def update_endpoint(endpoint_id: str) -> Response:
     return jsonify(body)
 
 
-@bp.post("/<endpoint_id>/<action>")
+# Only these names, so /<endpoint_id>/deliveries is never mistaken for an action.
+@bp.post("/<endpoint_id>/<any(enable, disable, 'rotate-secret', test):action>")
 def switch(endpoint_id: str, action: str) -> Response:
     session = get_session()
     endpoint = endpoints.get_endpoint(session, endpoint_id)
@@ -167,13 +168,9 @@ def switch(endpoint_id: str, action: str) -> Response:
     elif action in ("enable", "disable"):
         endpoints.set_enabled(session, endpoint, action == "enable", now=now())
         body = endpoint_json(endpoint)
-    elif action == "test":
+    else:
         delivery = endpoints.send_test_event(session, endpoint, now=now())
         body = delivery_json(delivery)
-    else:
-        from moderation.errors import NotFound
-
-        raise NotFound("There is no such webhook action.")
     session.commit()
     return jsonify(body)
 
