@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, String, cast, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from moderation.comments import Page, decode_cursor, encode_cursor
@@ -26,6 +26,8 @@ class QueueFilter:
     post: str | None = None
     search: str | None = None
     newest_first: bool = False
+    # The name of a spam check (``links``, ``personal_data``...) that fired on the comment.
+    signal: str | None = None
 
 
 ORDERS = ("oldest", "newest")
@@ -55,6 +57,10 @@ def _filtered(query: Select[Any], wanted: QueueFilter) -> Select[Any]:
         if wanted.post:
             posts = posts.where(Post.key == wanted.post)
         query = query.where(Comment.post_id.in_(posts))
+    if wanted.signal:
+        # Signals are a JSON list of {"check": name, ...}; the stored text is portable to match.
+        name = "".join(ch for ch in wanted.signal if ch.isalnum() or ch == "_")
+        query = query.where(cast(Comment.signals, String).like(f'%"check": "{name}"%'))
     if wanted.search:
         escaped = wanted.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"

@@ -27,6 +27,8 @@ EDITABLE = (
     "comment_policy_url",
     "reject_reasons",
     "erasure_keeps_text",
+    "hold_terms",
+    "spam_terms",
 )
 
 
@@ -165,6 +167,13 @@ def update_site(
                 errors["reject_reasons"] = "Give a list of reasons of up to 500 characters each"
             else:
                 values["reject_reasons"] = [r.strip() for r in raw if r.strip()]
+        elif name in ("hold_terms", "spam_terms"):
+            if not isinstance(raw, list) or not all(
+                isinstance(t, str) and len(t) <= 200 for t in raw
+            ):
+                errors[name] = "Give a list of terms of up to 200 characters each"
+            else:
+                values[name] = [t.strip() for t in raw if t.strip()]
     if errors:
         raise ValidationFailed(fields=errors)
     before = site_settings(site)
@@ -195,7 +204,7 @@ class SiteForm:
         changes: dict[str, object] = {}
         for name, raw in self.fields.items():
             value = raw.strip()
-            if name in ("origins", "reject_reasons"):
+            if name in ("origins", "reject_reasons", "hold_terms", "spam_terms"):
                 changes[name] = [line.strip() for line in raw.splitlines() if line.strip()]
             elif name in ("link_limit", "close_after_days"):
                 changes[name] = int(value) if value.isdigit() else (value or None)

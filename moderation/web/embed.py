@@ -11,8 +11,10 @@ from moderation import comments
 from moderation.db import get_session
 from moderation.errors import UnsupportedMediaType, ValidationFailed
 from moderation.models import Post, Site
+from moderation.spam import FORM_TOKEN_FIELD, HONEYPOT_FIELD
 from moderation.validation import parse_submission
 from moderation.web.context import client_address, now, required_post_key
+from moderation.web.screening import screening
 
 bp = Blueprint("embed", __name__, url_prefix="/embed")
 
@@ -44,6 +46,9 @@ def render_thread(
         "privacy_hint": PRIVACY_HINT,
         "action": url_for("embed.submit", site=site.slug, post=key, _external=True),
         "stylesheet": url_for("static", filename="embed.css", _external=True),
+        "form_token": screening().form_token(site.slug),
+        "honeypot_field": HONEYPOT_FIELD,
+        "form_token_field": FORM_TOKEN_FIELD,
     }
     return render_template("embed/page.html" if standalone else "embed/thread.html", **context)
 
@@ -62,8 +67,11 @@ def submit(site: str) -> ResponseReturnValue:
     key = required_post_key()
     values = {name: request.form.get(name, "") for name in FORM_FIELDS}
     session = get_session()
+    screen = screening()
     try:
         submission = parse_submission({**values, "post": key})
+        screen.rate_limit(site, submission)
+        evidence = screen.evidence(submission, request.form)
         comment = comments.submit_comment(
             session,
             site,
@@ -72,6 +80,8 @@ def submit(site: str) -> ResponseReturnValue:
             origin=request.headers.get("Origin"),
             client_address=client_address(),
             user_agent=request.user_agent.string,
+            pipeline=screen.pipeline,
+            evidence=evidence,
         )
     except ValidationFailed as error:
         session.rollback()

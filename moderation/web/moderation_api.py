@@ -89,6 +89,7 @@ def list_comments() -> Response:
         post=request.args.get("post") or None,
         search=request.args.get("q") or None,
         newest_first=queues.newest_first(request.args.get("order")),
+        signal=request.args.get("signal") or None,
     )
     page = queues.list_queue(
         get_session(),
