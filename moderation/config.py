@@ -61,6 +61,8 @@ class Settings:
     # Spam checks (see moderation/spam.py). Rate limits are limits-library strings per key.
     ratelimit_enabled: bool = True
     ratelimit_storage_url: str = "memory://"
+    # Prefix of the limit keys, so deployments may share one Redis.
+    ratelimit_key_prefix: str = "moderation"
     ratelimit_network: str = "10/minute;60/hour"
     ratelimit_email: str = "5/minute;30/hour"
     ratelimit_post: str = "30/minute"

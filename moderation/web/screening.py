@@ -74,13 +74,16 @@ class Screening:
         limiter = self.limiter.limiter
         for kind, items in self.limits.items():
             for item in items:
-                if not limiter.hit(item, "submit", site, kind, keys[kind]):
+                if not limiter.hit(item, *self._keys(site, kind, keys[kind])):
                     raise RateLimited(
                         RATE_LIMITED, retry_after=self._retry_after(item, site, kind, keys[kind])
                     )
 
+    def _keys(self, site: str, kind: str, key: str) -> tuple[str, ...]:
+        return (self.settings.ratelimit_key_prefix, "submit", site, kind, key)
+
     def _retry_after(self, item: RateLimitItem, *keys: str) -> int:
-        reset_at, _ = self.limiter.limiter.get_window_stats(item, "submit", *keys)
+        reset_at, _ = self.limiter.limiter.get_window_stats(item, *self._keys(*keys))
         return max(1, math.ceil(reset_at - time.time()))
 
     def evidence(self, submission: CommentSubmission, form: Mapping[str, object]) -> spam.Evidence:
