@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-SCENARIOS = ["bench.queue", "bench.webhooks"]
+SCENARIOS = ["bench.queue", "bench.webhooks", "bench.spam_pipeline"]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

@@ -196,9 +196,8 @@ class TimeTrapCheck:
         if age > self.max_age.total_seconds():
             return Signal(self.name, self.verdict, "sent with an expired form token")
         if age < self.min_seconds:
-            return Signal(
-                self.name, self.verdict, f"sent {max(age, 0):.0f} s after the form was shown"
-            )
+            reason = f"sent less than {self.min_seconds} s after the form was shown"
+            return Signal(self.name, self.verdict, reason)
         return None
 
 
@@ -287,18 +286,22 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.casefold())
 
 
-def _shingles(words: list[str], size: int = 3) -> set[tuple[str, ...]]:
-    if len(words) < size:
+def _shingles(words: list[str]) -> set[tuple[str, ...]]:
+    """The text's word 3-grams (the whole text when shorter)."""
+    if len(words) < 3:
         return {tuple(words)}
-    return {tuple(words[i : i + size]) for i in range(len(words) - size + 1)}
+    return set(zip(words, words[1:], words[2:], strict=False))
+
+
+def _jaccard(sa: set[tuple[str, ...]], sb: set[tuple[str, ...]]) -> float:
+    if not sa or not sb:
+        return 0.0
+    return len(sa & sb) / len(sa | sb)
 
 
 def similarity(a: str, b: str) -> float:
     """Jaccard similarity of the two texts' word 3-shingles (1.0: same words in the same order)."""
-    sa, sb = _shingles(_words(a)), _shingles(_words(b))
-    if not sa or not sb:
-        return 0.0
-    return len(sa & sb) / len(sa | sb)
+    return _jaccard(_shingles(_words(a)), _shingles(_words(b)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,7 +312,7 @@ class DuplicateCheck:
     """
 
     window: dt.timedelta = dt.timedelta(days=7)
-    recent: int = 200
+    recent: int = 100
     near: float = 0.8
     min_spam_words: int = 6
     name: str = "duplicate"
@@ -328,15 +331,23 @@ class DuplicateCheck:
             .order_by(Comment.id.desc())
             .limit(self.recent)
         ).all()
+        mine = _shingles(words)
         best = 0.0
+        size = len(candidate.body)
         for text in rows:
-            if _words(text) == words:
+            if not size / 2 <= len(text) <= size * 2:
+                continue  # far too long or short to be a copy, whatever the punctuation
+            theirs = _words(text)
+            if theirs == words:
                 if len(words) >= self.min_spam_words:
                     return Signal(
                         self.name, Verdict.SPAM, "the same as a recent comment on this post"
                     )
                 return Signal(self.name, Verdict.HOLD, "the same as a recent comment on this post")
-            best = max(best, similarity(text, candidate.body))
+            # Jaccard is at most the ratio of the sizes: skip texts too long or short to be near.
+            if min(len(theirs), len(words)) < self.near * max(len(theirs), len(words)) - 2:
+                continue
+            best = max(best, _jaccard(mine, _shingles(theirs)))
         if best >= self.near:
             return Signal(
                 self.name,
