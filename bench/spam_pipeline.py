@@ -30,10 +30,29 @@ from moderation.web.screening import Screening
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "500"))
 SECRET = "s" * 40
-WORDS = (
-    "council town centre growth decline industry jobs housing transport skills funding "
-    "community high street investment local people plan future report evidence"
-).split()
+WORDS = [
+    "council",
+    "town",
+    "centre",
+    "growth",
+    "decline",
+    "industry",
+    "jobs",
+    "housing",
+    "transport",
+    "skills",
+    "funding",
+    "community",
+    "high",
+    "street",
+    "investment",
+    "local",
+    "people",
+    "plan",
+    "future",
+    "report",
+    "evidence",
+]
 
 
 def body(n: int) -> str:
