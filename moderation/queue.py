@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 from moderation.comments import Page, decode_cursor, encode_cursor
 from moderation.errors import Malformed
 from moderation.models import Comment, CommentStatus, Moderator, Post, Site
+from moderation.spam import CHECK_NAMES
 
 COUNT_CAP = 1000
 
@@ -42,6 +43,15 @@ def newest_first(order: str | None) -> bool:
     raise Malformed("Unknown order.", fields={"order": "One of oldest, newest"})
 
 
+def signal_filter(raw: str | None) -> str | None:
+    """The ``signal`` filter: the name of a spam check, or None when absent."""
+    if raw is None:
+        return None
+    if raw not in CHECK_NAMES:
+        raise Malformed("Unknown signal.", fields={"signal": "One of " + ", ".join(CHECK_NAMES)})
+    return raw
+
+
 def _visible(query: Select[Any], moderator: Moderator) -> Select[Any]:
     if moderator.is_admin:
         return query
@@ -59,8 +69,8 @@ def _filtered(query: Select[Any], wanted: QueueFilter) -> Select[Any]:
         query = query.where(Comment.post_id.in_(posts))
     if wanted.signal:
         # Signals are a JSON list of {"check": name, ...}; the stored text is portable to match.
-        name = "".join(ch for ch in wanted.signal if ch.isalnum() or ch == "_")
-        query = query.where(cast(Comment.signals, String).like(f'%"check": "{name}"%'))
+        pattern = f'%"check": "{wanted.signal}"%'
+        query = query.where(cast(Comment.signals, String).like(pattern))
     if wanted.search:
         escaped = wanted.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"

@@ -132,6 +132,19 @@ class Pipeline:
         return Outcome(verdict, tuple(fired))
 
 
+# The name of every check, as stored in signals and used by the queue's filter.
+CHECK_NAMES = (
+    "honeypot",
+    "deliverability",
+    "time_trap",
+    "links",
+    "blocklist",
+    "personal_data",
+    "disposable_email",
+    "duplicate",
+)
+
+
 # Honeypot ------------------------------------------------------------------------------------
 
 HONEYPOT_FIELD = "website"

@@ -411,3 +411,12 @@ def test_the_cli_sets_a_sites_blocklists(tmp_path: Path) -> None:
 
 def test_verdicts_rank_weakest_first() -> None:
     assert [v.rank for v in Verdict] == [0, 1, 2, 3]
+
+
+def test_an_unknown_signal_filter_is_refused(session: Session, client: FlaskClient) -> None:
+    token = make_token(session, make_moderator(session))
+    response = client.get(
+        "/api/v1/moderation/comments?signal=nope", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 400
+    assert "signal" in json_of(response)["error"]["fields"]

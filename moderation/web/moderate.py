@@ -174,7 +174,7 @@ def _queue_filter() -> queues.QueueFilter:
         post=request.args.get("post") or None,
         search=(request.args.get("q") or "").strip() or None,
         newest_first=queues.newest_first(request.args.get("order")),
-        signal=request.args.get("signal") or None,
+        signal=queues.signal_filter(request.args.get("signal") or None),
     )
 
 
