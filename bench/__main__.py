@@ -13,7 +13,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-SCENARIOS = ["bench.queue", "bench.webhooks", "bench.embed"]
+SCENARIOS = ["bench.queue", "bench.webhooks", "bench.embed", "bench.spam_pipeline"]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

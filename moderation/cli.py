@@ -106,6 +106,25 @@ def site_list() -> None:
             click.echo(f"{found.slug}\t{found.name}\t{' '.join(found.origins)}")
 
 
+@site.command("set-blocklist")
+@click.argument("slug")
+@click.option("--hold", "hold_terms", multiple=True, help="A term that holds a comment (repeat).")
+@click.option("--spam", "spam_terms", multiple=True, help="A term that marks spam (repeat).")
+def site_set_blocklist(slug: str, hold_terms: tuple[str, ...], spam_terms: tuple[str, ...]) -> None:
+    """Replace a site's blocklists: terms matched in a comment's text, name, email or address."""
+    from moderation.comments import get_site
+    from moderation.sites import update_site
+
+    with write_session(_app()) as session:
+        found = get_site(session, slug)
+        changes = {"hold_terms": list(hold_terms), "spam_terms": list(spam_terms)}
+        update_site(session, found, changes, actor=CLI, now=utcnow())
+        click.echo(
+            f"Site {found.slug}: {len(found.hold_terms)} hold terms, "
+            f"{len(found.spam_terms)} spam terms."
+        )
+
+
 @main.group()
 def moderator() -> None:
     """Moderator accounts."""

@@ -28,6 +28,7 @@ from moderation.errors import (
 from moderation.events import record_event
 from moderation.models import Comment, CommentStatus, Post, Site
 from moderation.sanitising import render_comment
+from moderation.spam import Candidate, Evidence, Pipeline, Verdict
 from moderation.validation import CommentSubmission
 
 MAX_DEPTH = 3
@@ -143,8 +144,14 @@ def submit_comment(
     origin: str | None = None,
     client_address: str | None = None,
     user_agent: str | None = None,
+    pipeline: Pipeline | None = None,
+    evidence: Evidence | None = None,
 ) -> Comment:
-    """Accept a commenter's submission into the queue as a pending comment."""
+    """Accept a commenter's submission into the queue as a pending comment.
+
+    With a ``pipeline``, its checks run first: a reject raises :class:`ValidationFailed`, a spam
+    verdict files the comment as spam, and every reason that fired is kept in ``signals``.
+    """
     site = get_site(session, site_slug)
     if origin is not None and not origin_allowed(site, origin):
         raise OriginNotAllowed()
@@ -152,6 +159,23 @@ def submit_comment(
     if post.id is not None and is_closed(post, now):
         raise ThreadClosed()
     parent = _reply_parent(session, post, submission.parent_id) if submission.parent_id else None
+    status, signals = CommentStatus.PENDING, []
+    if pipeline is not None:
+        outcome = pipeline.run(
+            session,
+            Candidate(
+                site=site,
+                post=post,
+                author_name=submission.author_name,
+                author_email=submission.author_email,
+                body=submission.body,
+                evidence=evidence or Evidence(client_address=client_address),
+                now=now,
+            ),
+        )
+        signals = outcome.signals_json()
+        if outcome.verdict is Verdict.SPAM:
+            status = CommentStatus.SPAM
     comment = Comment(
         post=post,
         parent=parent,
@@ -159,8 +183,8 @@ def submit_comment(
         author_email=submission.author_email,
         body_text=submission.body,
         body_html=render_comment(submission.body),
-        status=CommentStatus.PENDING,
-        signals=[],
+        status=status,
+        signals=signals,
         client_network=client_network(client_address),
         user_agent=(user_agent or "")[:300] or None,
         submitted_at=now,

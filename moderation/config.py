@@ -63,6 +63,23 @@ class Settings:
     webhook_lease_seconds: int = 120
     # The in-process delivery thread of `moderation serve`; default: on with SQLite only.
     webhook_worker_thread: bool | None = None
+    # Spam checks (see moderation/spam.py). Rate limits are limits-library strings per key.
+    ratelimit_enabled: bool = True
+    ratelimit_storage_url: str = "memory://"
+    # Prefix of the limit keys, so deployments may share one Redis.
+    ratelimit_key_prefix: str = "moderation"
+    ratelimit_network: str = "10/minute;60/hour"
+    ratelimit_email: str = "5/minute;30/hour"
+    ratelimit_post: str = "30/minute"
+    time_trap: bool = True
+    time_trap_min_seconds: int = 3
+    time_trap_max_age_hours: int = 24
+    time_trap_verdict: str = "hold"
+    check_deliverability: bool = True
+    # host or host:port of the nameserver for the deliverability lookup; the system's when empty.
+    dns_nameserver: str = ""
+    dns_timeout_ms: int = 900
+    check_disposable_email: bool = True
 
     @property
     def development(self) -> bool:
@@ -103,6 +120,10 @@ class Settings:
         if self.webhook_lease_seconds <= self.webhook_timeout:
             raise ConfigError(
                 "MODERATION_WEBHOOK_LEASE_SECONDS must be longer than MODERATION_WEBHOOK_TIMEOUT"
+            )
+        if self.time_trap_verdict not in ("hold", "spam"):
+            raise ConfigError(
+                f"MODERATION_TIME_TRAP_VERDICT must be hold or spam, not {self.time_trap_verdict!r}"
             )
         if self.fast_password_hashing and self.env != "testing":
             raise ConfigError("MODERATION_FAST_PASSWORD_HASHING is only allowed in testing")

@@ -124,7 +124,12 @@ class Site(Base):
     comment_policy_url: Mapped[str | None] = mapped_column(String(2000), default=None)
     reject_reasons: Mapped[list[Any]] = mapped_column(default=list)
     # On erasure of a commenter's personal data: keep their comments' text (True) or remove it.
+    # The hint under the email field; None shows the default, in the commenter's language.
+    privacy_text: Mapped[str | None] = mapped_column(String(500), default=None)
     erasure_keeps_text: Mapped[bool] = mapped_column(default=True)
+    # Blocklists, WordPress-style: a comment matching a spam term is spam, a hold term is held.
+    hold_terms: Mapped[list[Any]] = mapped_column(default=list)
+    spam_terms: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     def __repr__(self) -> str:

@@ -7,12 +7,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, String, cast, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from moderation.comments import Page, decode_cursor, encode_cursor
 from moderation.errors import Malformed
 from moderation.models import Comment, CommentStatus, Moderator, Post, Site
+from moderation.spam import CHECK_NAMES
 
 COUNT_CAP = 1000
 
@@ -26,6 +27,8 @@ class QueueFilter:
     post: str | None = None
     search: str | None = None
     newest_first: bool = False
+    # The name of a spam check (``links``, ``personal_data``...) that fired on the comment.
+    signal: str | None = None
 
 
 ORDERS = ("oldest", "newest")
@@ -38,6 +41,15 @@ def newest_first(order: str | None) -> bool:
     if order == "newest":
         return True
     raise Malformed("Unknown order.", fields={"order": "One of oldest, newest"})
+
+
+def signal_filter(raw: str | None) -> str | None:
+    """The ``signal`` filter: the name of a spam check, or None when absent."""
+    if raw is None:
+        return None
+    if raw not in CHECK_NAMES:
+        raise Malformed("Unknown signal.", fields={"signal": "One of " + ", ".join(CHECK_NAMES)})
+    return raw
 
 
 def _visible(query: Select[Any], moderator: Moderator) -> Select[Any]:
@@ -55,6 +67,10 @@ def _filtered(query: Select[Any], wanted: QueueFilter) -> Select[Any]:
         if wanted.post:
             posts = posts.where(Post.key == wanted.post)
         query = query.where(Comment.post_id.in_(posts))
+    if wanted.signal:
+        # Signals are a JSON list of {"check": name, ...}; the stored text is portable to match.
+        pattern = f'%"check": "{wanted.signal}"%'
+        query = query.where(cast(Comment.signals, String).like(pattern))
     if wanted.search:
         escaped = wanted.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{escaped}%"

@@ -27,6 +27,9 @@ EDITABLE = (
     "comment_policy_url",
     "reject_reasons",
     "erasure_keeps_text",
+    "privacy_text",
+    "hold_terms",
+    "spam_terms",
 )
 
 
@@ -153,6 +156,11 @@ def update_site(
             values["close_after_days"] = _optional_days(raw, errors)
         elif name in ("privacy_notice_url", "comment_policy_url"):
             values[name] = _optional_url(raw, name, errors)
+        elif name == "privacy_text":
+            if raw is not None and (not isinstance(raw, str) or len(raw) > 500):
+                errors[name] = "Give a privacy text of up to 500 characters, or leave it empty"
+            else:
+                values[name] = raw.strip() or None if isinstance(raw, str) else None
         elif name == "erasure_keeps_text":
             if not isinstance(raw, bool):
                 errors[name] = "Choose whether erasure keeps the text"
@@ -165,6 +173,13 @@ def update_site(
                 errors["reject_reasons"] = "Give a list of reasons of up to 500 characters each"
             else:
                 values["reject_reasons"] = [r.strip() for r in raw if r.strip()]
+        elif name in ("hold_terms", "spam_terms"):
+            if not isinstance(raw, list) or not all(
+                isinstance(t, str) and len(t) <= 200 for t in raw
+            ):
+                errors[name] = "Give a list of terms of up to 200 characters each"
+            else:
+                values[name] = [t.strip() for t in raw if t.strip()]
     if errors:
         raise ValidationFailed(fields=errors)
     before = site_settings(site)
@@ -195,7 +210,7 @@ class SiteForm:
         changes: dict[str, object] = {}
         for name, raw in self.fields.items():
             value = raw.strip()
-            if name in ("origins", "reject_reasons"):
+            if name in ("origins", "reject_reasons", "hold_terms", "spam_terms"):
                 changes[name] = [line.strip() for line in raw.splitlines() if line.strip()]
             elif name in ("link_limit", "close_after_days"):
                 changes[name] = int(value) if value.isdigit() else (value or None)

@@ -139,6 +139,9 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
             comment_policy_url=record["comment_policy_url"],
             reject_reasons=record["reject_reasons"],
             erasure_keeps_text=record["erasure_keeps_text"],
+            privacy_text=record.get("privacy_text"),
+            hold_terms=record.get("hold_terms", []),
+            spam_terms=record.get("spam_terms", []),
             created_at=_parse_time(record["created_at"]),
         )
         session.add(site)

@@ -82,6 +82,10 @@ def settings_for_tests(**overrides: object) -> Settings:
         "session_cookie_secure": False,
         "database_url": "sqlite://",
         "demo": True,
+        # No DNS from the suite, except the deliverability tests against their own server.
+        "check_deliverability": False,
+        # Tests submit many comments from one address; the rate-limit tests turn it back on.
+        "ratelimit_enabled": False,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

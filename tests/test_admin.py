@@ -191,3 +191,18 @@ def test_the_admin_api(client: FlaskClient, session: Session) -> None:
         "/api/v1/moderation/sites", headers={"Authorization": f"Bearer {token['token']}"}
     )
     assert refused.status_code == 401
+
+
+def test_a_site_sets_its_own_privacy_text(client: FlaskClient, session: Session) -> None:
+    make_site(session)
+    auth = {"Authorization": f"Bearer {make_token(session, make_moderator(session))}"}
+    fragment = "/embed/luac/thread?post=/a/"
+    default = "We only ask for your email address so we know you&#39;re a real person."
+    assert default in client.get(fragment).get_data(as_text=True)
+    text = "We use your address only to contact you about your comment."
+    patched = client.patch(
+        "/api/v1/moderation/sites/luac", json={"privacy_text": text}, headers=auth
+    )
+    assert json_of(patched)["privacy_text"] == text
+    page = client.get(fragment).get_data(as_text=True)
+    assert text in page and default not in page

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
+import re
 import xml.etree.ElementTree as ET
 
 from flask import Flask
@@ -15,6 +17,8 @@ from sqlalchemy.orm import Session
 from moderation.actions import moderate_comment, reply_as_blog
 from moderation.events import Actor
 from moderation.models import Comment, Moderator, Post, utcnow
+from moderation.spam import form_token_age
+from moderation.web.embed import FORM_TOKEN_SLOT
 from tests.conftest import ORIGIN, POST_KEY, comment_json, json_of, make_moderator, make_site
 
 THREAD = f"/embed/luac/thread?post={POST_KEY}"
@@ -23,7 +27,12 @@ ATOM = "{http://www.w3.org/2005/Atom}"
 OTHER_KEY = "/2024/04/01/another-post/"
 
 
+_numbers = itertools.count()
+
+
 def submit(client: FlaskClient, **fields: str) -> str:
+    # Each comment says something new: the same text twice is a duplicate, and spam.
+    fields.setdefault("body", f"Comment number {next(_numbers)} on this post.")
     response = client.post("/api/v1/sites/luac/comments", json=comment_json(**fields))
     assert response.status_code == 202, response.get_data(as_text=True)
     comment_id: str = json_of(response)["id"]
@@ -377,3 +386,19 @@ def test_embed_js_is_served_small_and_cacheable(client: FlaskClient) -> None:
     assert "max-age" in response.headers["Cache-Control"]
     etag = response.headers["ETag"]
     assert client.get("/embed.js", headers={"If-None-Match": etag}).status_code == 304
+
+
+def test_every_rendered_form_carries_a_valid_fresh_time_trap_token(
+    app: Flask, client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    tokens = []
+    for _ in range(2):  # the second response comes from the rendered-body cache
+        html = client.get(f"/embed/luac/thread?post={POST_KEY}").get_data(as_text=True)
+        assert FORM_TOKEN_SLOT not in html
+        match = re.search(r'name="form_token" value="([^"]+)"', html)
+        assert match
+        tokens.append(match.group(1))
+    for token in tokens:
+        age = form_token_age(app.config["SECRET_KEY"], "luac", token, now=utcnow())
+        assert age is not None and 0 <= age < 60

@@ -159,7 +159,8 @@
         author_email: form.elements.author_email.value,
         body: textarea.value
       };
-      ["post_title", "post_url", "parent_id"].forEach(function (name) {
+      // form_token (the time-trap) and website (the honeypot) go along as the no-JS form sends them.
+      ["post_title", "post_url", "parent_id", "form_token", "website"].forEach(function (name) {
         if (form.elements[name].value) { data[name] = form.elements[name].value; }
       });
       fetch(form.getAttribute("data-cm-api"), {

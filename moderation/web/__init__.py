@@ -16,6 +16,7 @@ from moderation.web import (
     moderate_webhooks,
     moderation_api,
     ops,
+    screening,
     security,
     webhooks_api,
 )
@@ -44,6 +45,7 @@ NESTED_BLUEPRINTS = (moderate_webhooks.bp, webhooks_api.bp)
 
 
 def register(app: Flask) -> None:
+    screening.register(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(embed.bp)
     app.register_blueprint(embed.loader)

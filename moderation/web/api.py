@@ -15,7 +15,7 @@ from moderation import comments, publishing
 from moderation.db import get_session
 from moderation.errors import Malformed, NotFound
 from moderation.events import rfc3339
-from moderation.models import Comment, Post, Site
+from moderation.models import Comment, CommentStatus, Post, Site
 from moderation.validation import parse_submission
 from moderation.web.caching import cacheable, not_modified, strong_etag, variant
 from moderation.web.context import (
@@ -26,6 +26,7 @@ from moderation.web.context import (
     required_post_key,
 )
 from moderation.web.embed import cached_body, store_body
+from moderation.web.screening import screening
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -152,7 +153,11 @@ def atom_feed(site: Site, post: Post | None, entries: Sequence[Comment], *, self
 
 @bp.post("/sites/<site>/comments")
 def submit_comment(site: str) -> tuple[Response, int]:
-    submission = parse_submission(json_object())
+    data = json_object()
+    submission = parse_submission(data)
+    screen = screening()
+    screen.rate_limit(site, submission)
+    evidence = screen.evidence(submission, data)
     session = get_session()
     comment = comments.submit_comment(
         session,
@@ -162,11 +167,29 @@ def submit_comment(site: str) -> tuple[Response, int]:
         origin=foreign_origin(),
         client_address=client_address(),
         user_agent=request.user_agent.string,
+        pipeline=screen.pipeline,
+        evidence=evidence,
     )
     session.commit()
-    return jsonify(
-        {"id": comment.public_id, "status": comment.status.value, "message": RECEIVED}
-    ), 202
+    # A comment filed as spam looks like any other to its sender: bots learn nothing.
+    status = "pending" if comment.status is CommentStatus.SPAM else comment.status.value
+    return jsonify({"id": comment.public_id, "status": status, "message": RECEIVED}), 202
+
+
+@bp.get("/sites/<site>/form-token")
+def form_token(site: str) -> Response:
+    """A signed token carrying the time the form was shown, for the time-trap check."""
+    found = comments.get_site(get_session(), site)
+    settings = screening().settings
+    response = jsonify(
+        {
+            "form_token": screening().form_token(found.slug),
+            "min_seconds": settings.time_trap_min_seconds,
+            "expires_in": settings.time_trap_max_age_hours * 3600,
+        }
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/openapi.json")

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, render_template, request, url_for
 from moderation import comments, i18n
 from moderation.db import get_session
 from moderation.errors import NotFound
-from moderation.web.embed import render_thread
+from moderation.web.embed import fill_form_token, render_thread
 
 bp = Blueprint("demo", __name__, url_prefix="/demo")
 
@@ -44,12 +44,15 @@ def post_page(mode: str) -> Response:
     post_url = url_for("demo.post_page", _external=True)
     thread = ""
     if mode == "include":
-        thread = render_thread(
-            site,
-            DEMO_POST,
-            standalone=False,
-            values={"post_title": DEMO_TITLE, "post_url": post_url},
-            lang=lang,
+        thread = fill_form_token(
+            render_thread(
+                site,
+                DEMO_POST,
+                standalone=False,
+                values={"post_title": DEMO_TITLE, "post_url": post_url},
+                lang=lang,
+            ),
+            site.slug,
         )
     query = {"lang": lang} if lang != i18n.DEFAULT_LANGUAGE else {}
     return Response(

@@ -27,6 +27,7 @@ from moderation.errors import (
     ValidationFailed,
 )
 from moderation.models import Post, Site
+from moderation.spam import FORM_TOKEN_FIELD, HONEYPOT_FIELD
 from moderation.validation import MAX_BODY, parse_submission
 from moderation.web.caching import cacheable, not_modified, strong_etag, variant
 from moderation.web.context import (
@@ -36,6 +37,7 @@ from moderation.web.context import (
     required_post_key,
     settings,
 )
+from moderation.web.screening import screening
 
 bp = Blueprint("embed", __name__, url_prefix="/embed")
 loader = Blueprint("embed_loader", __name__)
@@ -55,6 +57,13 @@ SCRIPT_MESSAGES = (
     "load_failed",
 )
 RENDERED_CACHE_SIZE = 256
+FORM_TOKEN_SLOT = "__moderation_form_token__"  # noqa: S105 (a placeholder, not a secret)
+
+
+def fill_form_token(html: str, site_slug: str, token: str | None = None) -> str:
+    """Put a time-trap token into a rendered form: ``token`` (the one a commenter sent, when the
+    form comes back with errors) or a freshly signed one (render time: now)."""
+    return html.replace(FORM_TOKEN_SLOT, token or screening().form_token(site_slug))
 
 
 class RenderedCache:
@@ -170,6 +179,11 @@ def render_thread(
         "script_messages": json.dumps(messages, ensure_ascii=False),
         "stylesheet": url_for("static", filename="embed.css", _external=True),
         "loader_script": url_for("embed_loader.embed_js", _external=True),
+        # Rendered bodies are cached and shared, so the time-trap token is filled in per
+        # response (fill_form_token), never baked into the cache.
+        "form_token": FORM_TOKEN_SLOT,
+        "honeypot_field": HONEYPOT_FIELD,
+        "form_token_field": FORM_TOKEN_FIELD,
     }
     return render_template("embed/page.html" if standalone else "embed/thread.html", **context)
 
@@ -195,6 +209,8 @@ def thread(site: str) -> Response:
             values={"parent_id": reply} if reply else None,
         )  # fmt: skip
         response = store_body(etag, html.encode(), "text/html")
+    if response.status_code == 200:
+        response.set_data(fill_form_token(response.get_data(as_text=True), site))
     if standalone:
         response.headers["Content-Security-Policy"] = frame_ancestors_for(head.site_state[2])
     return response
@@ -226,8 +242,11 @@ def submit(site: str) -> ResponseReturnValue:
     standalone = request.args.get("page") == "1"
     values = {name: request.form.get(name, "") for name in FORM_FIELDS}
     session = get_session()
+    screen = screening()
     try:
         submission = parse_submission({**values, "post": key})
+        screen.rate_limit(site, submission)
+        evidence = screen.evidence(submission, request.form)
         comment = comments.submit_comment(
             session,
             site,
@@ -236,6 +255,8 @@ def submit(site: str) -> ResponseReturnValue:
             origin=foreign_origin(),
             client_address=client_address(),
             user_agent=request.user_agent.string,
+            pipeline=screen.pipeline,
+            evidence=evidence,
         )
     except (ValidationFailed, ThreadClosed) as error:
         session.rollback()
@@ -244,7 +265,8 @@ def submit(site: str) -> ResponseReturnValue:
             found, key, standalone=True, values=values, errors=error.fields, lang=_lang(),
             framed=standalone,
         )  # fmt: skip
-        response = Response(page, status=error.status)
+        sent_token = request.form.get(FORM_TOKEN_FIELD, "")[:500]
+        response = Response(fill_form_token(page, found.slug, sent_token), status=error.status)
         response.headers["Cache-Control"] = "no-store"
         response.headers["Content-Security-Policy"] = frame_ancestors(found)
         return response

@@ -151,6 +151,17 @@ def _actor() -> Actor:
     return Actor(moderator.login, moderator.id)
 
 
+SIGNAL_CHOICES = (
+    ("honeypot", "Hidden field filled in"),
+    ("time_trap", "Sent too fast or without a valid form token"),
+    ("links", "Too many links"),
+    ("blocklist", "Blocklisted term"),
+    ("duplicate", "Duplicate comment"),
+    ("personal_data", "Contains personal data"),
+    ("disposable_email", "Disposable email address"),
+)
+
+
 def _queue_filter() -> queues.QueueFilter:
     raw = request.args.get("status", CommentStatus.PENDING.value)
     try:
@@ -163,6 +174,7 @@ def _queue_filter() -> queues.QueueFilter:
         post=request.args.get("post") or None,
         search=(request.args.get("q") or "").strip() or None,
         newest_first=queues.newest_first(request.args.get("order")),
+        signal=queues.signal_filter(request.args.get("signal") or None),
     )
 
 
@@ -205,6 +217,7 @@ def queue() -> str:
         sites=_sites_for(g.moderator),
         statuses=list(CommentStatus),
         bulk_actions=actions.BULK_ACTIONS,
+        signal_choices=SIGNAL_CHOICES,
         now=now(),
     )
 

@@ -18,7 +18,16 @@ from moderation.web.context import json_object, now
 
 bp = Blueprint("moderation_api", __name__, url_prefix="/api/v1/moderation")
 QUERY_PARAMETERS = {
-    "moderation_api.list_comments": {"status", "site", "post", "q", "order", "cursor", "limit"}
+    "moderation_api.list_comments": {
+        "status",
+        "site",
+        "post",
+        "q",
+        "order",
+        "cursor",
+        "limit",
+        "signal",
+    }
 }
 
 
@@ -89,6 +98,7 @@ def list_comments() -> Response:
         post=request.args.get("post") or None,
         search=request.args.get("q") or None,
         newest_first=queues.newest_first(request.args.get("order")),
+        signal=queues.signal_filter(request.args.get("signal")),
     )
     page = queues.list_queue(
         get_session(),

@@ -1,0 +1,505 @@
+"""Spam and trust: an ordered pipeline of explainable checks run on every submission.
+
+Each check looks at one candidate comment and returns a :class:`Signal` (a verdict and a reason)
+or nothing. The pipeline keeps every signal that fired on the comment (``Comment.signals``), so a
+moderator sees why a comment was held, and the strongest verdict decides the comment's fate:
+``reject`` refuses the submission (422 naming the field), ``spam`` files it as spam (the sender
+still sees the normal answer), ``hold`` and ``accept`` leave it pending for a moderator.
+
+Checks are plain callables; a later check (a verified email, say) is one more entry in the list.
+Nothing here reaches the network: the one lookup that needs DNS (deliverability) is made by the
+caller before the database transaction and handed in as :class:`Evidence`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import hashlib
+import hmac
+import re
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from moderation.errors import ValidationFailed
+from moderation.models import Comment, Post, Site
+
+
+class Verdict(enum.StrEnum):
+    """What a check says about a submission, weakest first."""
+
+    ACCEPT = "accept"
+    HOLD = "hold"
+    SPAM = "spam"
+    REJECT = "reject"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {Verdict.ACCEPT: 0, Verdict.HOLD: 1, Verdict.SPAM: 2, Verdict.REJECT: 3}
+
+
+class MailDomain(enum.StrEnum):
+    """The result of the deliverability lookup for the author's email domain."""
+
+    ACCEPTS = "accepts"
+    NO_MAIL = "no_mail"  # NXDOMAIN, null MX, no MX and no usable address: definitely undeliverable
+    UNKNOWN = "unknown"  # timeout, no answer from the nameservers, lookup not made
+
+
+@dataclasses.dataclass(frozen=True)
+class Signal:
+    """One check that fired: which, its verdict and a reason a moderator can read."""
+
+    check: str
+    verdict: Verdict
+    reason: str
+    field: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "check": self.check,
+            "verdict": self.verdict.value,
+            "reason": self.reason,
+        }
+        if self.field:
+            data["field"] = self.field
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """What the edge knows about a submission beyond its fields."""
+
+    client_address: str | None = None
+    honeypot: str | None = None
+    form_token: str | None = None
+    mail_domain: MailDomain = MailDomain.UNKNOWN
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A submission about to become a comment, with everything the checks may look at."""
+
+    site: Site
+    post: Post
+    author_name: str
+    author_email: str
+    body: str
+    evidence: Evidence
+    now: dt.datetime
+
+
+class Check(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def __call__(self, session: Session, candidate: Candidate) -> Signal | None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    signals: tuple[Signal, ...]
+
+    def signals_json(self) -> list[dict[str, Any]]:
+        return [s.as_json() for s in self.signals]
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    """Checks run in order; every one runs (so every reason is kept) unless one rejects."""
+
+    checks: Sequence[Check]
+
+    def run(self, session: Session, candidate: Candidate) -> Outcome:
+        fired: list[Signal] = []
+        for check in self.checks:
+            signal = check(session, candidate)
+            if signal is None or signal.verdict is Verdict.ACCEPT:
+                continue
+            fired.append(signal)
+            if signal.verdict is Verdict.REJECT:
+                field = signal.field or "body"
+                raise ValidationFailed(fields={field: signal.reason})
+        verdict = max((s.verdict for s in fired), key=lambda v: v.rank, default=Verdict.ACCEPT)
+        return Outcome(verdict, tuple(fired))
+
+
+# The name of every check, as stored in signals and used by the queue's filter.
+CHECK_NAMES = (
+    "honeypot",
+    "deliverability",
+    "time_trap",
+    "links",
+    "blocklist",
+    "personal_data",
+    "disposable_email",
+    "duplicate",
+)
+
+
+# Honeypot ------------------------------------------------------------------------------------
+
+HONEYPOT_FIELD = "website"
+
+
+@dataclasses.dataclass(frozen=True)
+class HoneypotCheck:
+    """A field people never see or fill in; bots that fill every field give themselves away."""
+
+    name: str = "honeypot"
+
+    def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
+        if candidate.evidence.honeypot:
+            return Signal(self.name, Verdict.SPAM, "filled in the hidden field people never see")
+        return None
+
+
+# Time-trap ------------------------------------------------------------------------------------
+
+FORM_TOKEN_FIELD = "form_token"  # noqa: S105 (a field name, not a secret)
+
+
+def _token_mac(secret: str, payload: str) -> str:
+    key = hashlib.sha256(b"moderation.form-token\x00" + secret.encode()).digest()
+    return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def issue_form_token(secret: str, site_slug: str, *, now: dt.datetime) -> str:
+    """A signed token carrying the site and the time the form was rendered."""
+    payload = f"{site_slug}.{int(now.timestamp())}"
+    return f"{payload}.{_token_mac(secret, payload)}"
+
+
+def form_token_age(secret: str, site_slug: str, token: str, *, now: dt.datetime) -> float | None:
+    """Seconds since the token was issued for this site, or None if it is forged or malformed."""
+    payload, _, mac = token.rpartition(".")
+    slug, _, issued = payload.rpartition(".")
+    if slug != site_slug or not issued.isdigit():
+        return None
+    if not hmac.compare_digest(mac, _token_mac(secret, payload)):
+        return None
+    return now.timestamp() - int(issued)
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeTrapCheck:
+    """People take more than a few seconds to write a comment; scripts post at once."""
+
+    secret: str
+    min_seconds: int = 3
+    max_age: dt.timedelta = dt.timedelta(hours=24)
+    verdict: Verdict = Verdict.HOLD
+    name: str = "time_trap"
+
+    def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
+        token = candidate.evidence.form_token
+        if not token:
+            return Signal(self.name, self.verdict, "sent without a form token")
+        age = form_token_age(self.secret, candidate.site.slug, token, now=candidate.now)
+        if age is None:
+            return Signal(self.name, self.verdict, "sent with a form token that is not valid")
+        if age > self.max_age.total_seconds():
+            return Signal(self.name, self.verdict, "sent with an expired form token")
+        if age < self.min_seconds:
+            reason = f"sent less than {self.min_seconds} s after the form was shown"
+            return Signal(self.name, self.verdict, reason)
+        return None
+
+
+# Links ----------------------------------------------------------------------------------------
+
+_LINK = re.compile(r"(?:\bhttps?://|\bwww\.|<a\s)", re.IGNORECASE)
+
+
+def count_links(text: str) -> int:
+    return len(_LINK.findall(text))
+
+
+@dataclasses.dataclass(frozen=True)
+class LinksCheck:
+    """More links than the site allows (default 2) is the shape of most link spam."""
+
+    name: str = "links"
+
+    def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
+        links = count_links(candidate.body)
+        limit = candidate.site.link_limit
+        if links > limit:
+            return Signal(
+                self.name,
+                Verdict.HOLD,
+                f"{links} links; this site allows {limit}",
+                field="body",
+            )
+        return None
+
+
+# Blocklists -----------------------------------------------------------------------------------
+
+_BLOCKLIST_FIELDS = (
+    ("body", "the comment"),
+    ("author_name", "the name"),
+    ("author_email", "the email address"),
+    ("client_address", "the client address"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class BlocklistCheck:
+    """The site's own terms, WordPress-style: spam terms mark spam, hold terms hold.
+
+    Terms match case-insensitively anywhere in the text, name, email or client address (so
+    ``203.0.113.`` blocks a network). The reason names the field, never the address or term.
+    """
+
+    name: str = "blocklist"
+
+    def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
+        values = {
+            "body": candidate.body,
+            "author_name": candidate.author_name,
+            "author_email": candidate.author_email,
+            "client_address": candidate.evidence.client_address or "",
+        }
+        lowered = {k: v.casefold() for k, v in values.items()}
+        site = candidate.site
+        for terms, verdict, kind in (
+            (site.spam_terms, Verdict.SPAM, "spam"),
+            (site.hold_terms, Verdict.HOLD, "hold"),
+        ):
+            for term in terms or []:
+                needle = str(term).strip().casefold()
+                if not needle:
+                    continue
+                for field, label in _BLOCKLIST_FIELDS:
+                    if needle in lowered[field]:
+                        return Signal(
+                            self.name,
+                            verdict,
+                            f"{label} contains one of the site's {kind} terms",
+                            field=field if field != "client_address" else None,
+                        )
+        return None
+
+
+# Duplicates -----------------------------------------------------------------------------------
+
+_WORD = re.compile(r"\w+")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.casefold())
+
+
+def _shingles(words: list[str]) -> set[tuple[str, ...]]:
+    """The text's word 3-grams (the whole text when shorter)."""
+    if len(words) < 3:
+        return {tuple(words)}
+    return set(zip(words, words[1:], words[2:], strict=False))
+
+
+def _jaccard(sa: set[tuple[str, ...]], sb: set[tuple[str, ...]]) -> float:
+    if not sa or not sb:
+        return 0.0
+    return len(sa & sb) / len(sa | sb)
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard similarity of the two texts' word 3-shingles (1.0: same words in the same order)."""
+    return _jaccard(_shingles(_words(a)), _shingles(_words(b)))
+
+
+@dataclasses.dataclass(frozen=True)
+class DuplicateCheck:
+    """The same comment again on the same post: exact copies are spam, near copies are held.
+
+    A short exact copy ("Thank you!") is only held: two people may well write it.
+    """
+
+    window: dt.timedelta = dt.timedelta(days=7)
+    recent: int = 100
+    near: float = 0.8
+    min_spam_words: int = 6
+    name: str = "duplicate"
+
+    def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
+        post_id: int | None = candidate.post.id  # None: a new post, so nothing to repeat
+        if post_id is None:
+            return None
+        words = _words(candidate.body)
+        rows = session.scalars(
+            select(Comment.body_text)
+            .where(
+                Comment.post_id == post_id,
+                Comment.submitted_at >= candidate.now - self.window,
+            )
+            .order_by(Comment.id.desc())
+            .limit(self.recent)
+        ).all()
+        mine = _shingles(words)
+        best = 0.0
+        size = len(candidate.body)
+        for text in rows:
+            if not size / 2 <= len(text) <= size * 2:
+                continue  # far too long or short to be a copy, whatever the punctuation
+            theirs = _words(text)
+            if theirs == words:
+                if len(words) >= self.min_spam_words:
+                    return Signal(
+                        self.name, Verdict.SPAM, "the same as a recent comment on this post"
+                    )
+                return Signal(self.name, Verdict.HOLD, "the same as a recent comment on this post")
+            # Jaccard is at most the ratio of the sizes: skip texts too long or short to be near.
+            if min(len(theirs), len(words)) < self.near * max(len(theirs), len(words)) - 2:
+                continue
+            best = max(best, _jaccard(mine, _shingles(theirs)))
+        if best >= self.near:
+            return Signal(
+                self.name,
+                Verdict.HOLD,
+                f"nearly the same ({best:.0%}) as a recent comment on this post",
+            )
+        return None
+
+
+# Personal data --------------------------------------------------------------------------------
+
+PERSONAL_DATA = "contains personal data"
+
+_PERSONAL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "email address",
+        re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+"),
+    ),
+    (
+        "National Insurance number",
+        re.compile(
+            r"\b(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
+            r"\s?\d{2}\s?\d{2}\s?\d{2}\s?[A-D]\b",
+            re.IGNORECASE,
+        ),
+    ),
+    (
+        "phone number",
+        # UK numbers: 0 or +44 (optionally "(0)") then 9 or 10 more digits, spaced or dashed.
+        re.compile(r"(?<![\w+])(?:\+44\s?(?:\(0\)\s?)?|\(?0)\d(?:[\s)-]{0,2}\d){8,9}(?!\d)"),
+    ),
+    (
+        "postcode",
+        re.compile(
+            r"\b(?:GIR\s?0AA|[A-PR-UWYZ][A-HK-Y]?\d[A-HJKPSTUW\d]?\s?\d[ABD-HJLNP-UW-Z]{2})\b",
+            re.IGNORECASE,
+        ),
+    ),
+)
+
+
+def personal_data_kinds(text: str) -> list[str]:
+    """Which kinds of UK personal data the text seems to contain (never the data itself)."""
+    return [kind for kind, pattern in _PERSONAL_PATTERNS if pattern.search(text)]
+
+
+@dataclasses.dataclass(frozen=True)
+class PersonalDataCheck:
+    """Commenters often paste their phone number or address: hold so it is not published."""
+
+    name: str = "personal_data"
+
+    def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
+        kinds = personal_data_kinds(candidate.body)
+        if kinds:
+            return Signal(
+                self.name, Verdict.HOLD, f"{PERSONAL_DATA} ({', '.join(kinds)})", field="body"
+            )
+        return None
+
+
+# Email ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class DeliverabilityCheck:
+    """A domain that definitely takes no mail cannot be "so we know you're a real person".
+
+    The lookup itself is made at the edge, bounded in time; unknown never blocks.
+    """
+
+    name: str = "deliverability"
+
+    def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
+        if candidate.evidence.mail_domain is MailDomain.NO_MAIL:
+            return Signal(
+                self.name,
+                Verdict.REJECT,
+                "The domain of this email address does not accept email. Check it is right",
+                field="author_email",
+            )
+        return None
+
+
+def email_domain(address: str) -> str:
+    return address.rpartition("@")[2].casefold()
+
+
+def is_disposable(domain: str, blocklist: frozenset[str] | set[str]) -> bool:
+    """The domain or any parent of it is on the list."""
+    labels = domain.split(".")
+    return any(".".join(labels[i:]) in blocklist for i in range(len(labels) - 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class DisposableEmailCheck:
+    """Throwaway inboxes: hold, as the address says nothing about the person."""
+
+    blocklist: frozenset[str] | set[str]
+    name: str = "disposable_email"
+
+    def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
+        if is_disposable(email_domain(candidate.author_email), self.blocklist):
+            return Signal(
+                self.name, Verdict.HOLD, "uses a disposable email address", field="author_email"
+            )
+        return None
+
+
+def disposable_domains() -> set[str]:
+    """The maintained list of the disposable-email-domains project."""
+    from disposable_email_domains import blocklist
+
+    result: set[str] = blocklist
+    return result
+
+
+def default_pipeline(
+    *,
+    secret: str,
+    time_trap: bool = True,
+    time_trap_min_seconds: int = 3,
+    time_trap_max_age: dt.timedelta = dt.timedelta(hours=24),
+    time_trap_verdict: Verdict = Verdict.HOLD,
+    disposable: bool = True,
+) -> Pipeline:
+    """Every check, in order: cheap and decisive first, the database query last."""
+    checks: list[Check] = [HoneypotCheck(), DeliverabilityCheck()]
+    if time_trap:
+        checks.append(
+            TimeTrapCheck(
+                secret,
+                min_seconds=time_trap_min_seconds,
+                max_age=time_trap_max_age,
+                verdict=time_trap_verdict,
+            )
+        )
+    checks += [LinksCheck(), BlocklistCheck(), PersonalDataCheck()]
+    if disposable:
+        checks.append(DisposableEmailCheck(disposable_domains()))
+    checks.append(DuplicateCheck())
+    return Pipeline(checks)

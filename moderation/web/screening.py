@@ -1,0 +1,112 @@
+"""The edge half of the spam checks: rate limits and the DNS lookup, before any transaction.
+
+Rate limits are kept by Flask-Limiter (moving windows, in memory by default or in Redis via
+``MODERATION_RATELIMIT_STORAGE_URL`` so several processes share them), keyed by the client's
+network (/24, /48), the author's email and the post. The deliverability lookup is bounded in
+time and made before the database is touched, so no transaction waits on the network.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Mapping
+
+from flask import Flask, current_app
+from flask_limiter import Limiter
+from limits import RateLimitItem, parse_many
+
+from moderation import spam
+from moderation.comments import client_network
+from moderation.config import Settings
+from moderation.deliverability import DeliverabilityChecker, make_resolver
+from moderation.errors import RateLimited
+from moderation.validation import CommentSubmission
+from moderation.web.context import client_address, now
+
+RATE_LIMITED = "You have sent several comments in a short time. Wait a little, then try again."
+
+
+class Screening:
+    """Per-app spam machinery: the pipeline, the rate limiter and the deliverability checker."""
+
+    def __init__(self, app: Flask, settings: Settings):
+        self.settings = settings
+        self.pipeline = spam.default_pipeline(
+            secret=app.config["SECRET_KEY"],
+            time_trap=settings.time_trap,
+            time_trap_min_seconds=settings.time_trap_min_seconds,
+            time_trap_max_age=dt.timedelta(hours=settings.time_trap_max_age_hours),
+            time_trap_verdict=spam.Verdict(settings.time_trap_verdict),
+            disposable=settings.check_disposable_email,
+        )
+        self.limiter = Limiter(
+            key_func=lambda: "",  # unused: submissions are limited by hand, per key
+            app=app,
+            storage_uri=settings.ratelimit_storage_url,
+            strategy="moving-window",
+            default_limits=[],
+            enabled=settings.ratelimit_enabled,
+        )
+        self.limits = {
+            "network": parse_many(settings.ratelimit_network),
+            "email": parse_many(settings.ratelimit_email),
+            "post": parse_many(settings.ratelimit_post),
+        }
+        self.deliverability: DeliverabilityChecker | None = None
+        if settings.check_deliverability:
+            timeout = settings.dns_timeout_ms / 1000
+            self.deliverability = DeliverabilityChecker(
+                make_resolver(settings.dns_nameserver or None, timeout=timeout),
+                bound=timeout + 0.1,
+            )
+
+    def rate_limit(self, site: str, submission: CommentSubmission) -> None:
+        """Count this submission against each key; raise the documented 429 when one is over."""
+        if not self.settings.ratelimit_enabled:
+            return
+        keys = {
+            "network": client_network(client_address()) or "unknown",
+            "email": submission.author_email.casefold(),
+            "post": submission.post,
+        }
+        limiter = self.limiter.limiter
+        for kind, items in self.limits.items():
+            for item in items:
+                if not limiter.hit(item, *self._keys(site, kind, keys[kind])):
+                    raise RateLimited(
+                        RATE_LIMITED, retry_after=self._retry_after(item, site, kind, keys[kind])
+                    )
+
+    def _keys(self, site: str, kind: str, key: str) -> tuple[str, ...]:
+        return (self.settings.ratelimit_key_prefix, "submit", site, kind, key)
+
+    def _retry_after(self, item: RateLimitItem, *keys: str) -> int:
+        reset_at, _ = self.limiter.limiter.get_window_stats(item, *self._keys(*keys))
+        return max(1, math.ceil(reset_at - time.time()))
+
+    def evidence(self, submission: CommentSubmission, form: Mapping[str, object]) -> spam.Evidence:
+        honeypot = form.get(spam.HONEYPOT_FIELD)
+        token = form.get(spam.FORM_TOKEN_FIELD)
+        mail_domain = spam.MailDomain.UNKNOWN
+        if self.deliverability is not None:
+            mail_domain = self.deliverability.check(spam.email_domain(submission.author_email))
+        return spam.Evidence(
+            client_address=client_address(),
+            honeypot=honeypot if isinstance(honeypot, str) and honeypot.strip() else None,
+            form_token=token if isinstance(token, str) else None,
+            mail_domain=mail_domain,
+        )
+
+    def form_token(self, site: str) -> str:
+        return spam.issue_form_token(current_app.config["SECRET_KEY"], site, now=now())
+
+
+def screening() -> Screening:
+    result: Screening = current_app.extensions["moderation.screening"]
+    return result
+
+
+def register(app: Flask) -> None:
+    app.extensions["moderation.screening"] = Screening(app, app.extensions["moderation.settings"])
