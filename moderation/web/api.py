@@ -19,14 +19,12 @@ from moderation.models import Comment, CommentStatus, Post, Site
 from moderation.validation import parse_submission
 from moderation.web.caching import cacheable, not_modified, strong_etag, variant
 from moderation.web.context import (
-    client_address,
-    foreign_origin,
     json_object,
     now,
     required_post_key,
 )
 from moderation.web.embed import cached_body, store_body
-from moderation.web.screening import screening
+from moderation.web.screening import screen_and_submit, screening
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -154,23 +152,8 @@ def atom_feed(site: Site, post: Post | None, entries: Sequence[Comment], *, self
 @bp.post("/sites/<site>/comments")
 def submit_comment(site: str) -> tuple[Response, int]:
     data = json_object()
-    submission = parse_submission(data)
-    screen = screening()
-    screen.rate_limit(site, submission)
-    evidence = screen.evidence(submission, data)
-    session = get_session()
-    comment = comments.submit_comment(
-        session,
-        site,
-        submission,
-        now=now(),
-        origin=foreign_origin(),
-        client_address=client_address(),
-        user_agent=request.user_agent.string,
-        pipeline=screen.pipeline,
-        evidence=evidence,
-    )
-    session.commit()
+    comment = screen_and_submit(site, parse_submission(data), data)
+    get_session().commit()
     # A comment filed as spam looks like any other to its sender: bots learn nothing.
     status = "pending" if comment.status is CommentStatus.SPAM else comment.status.value
     return jsonify({"id": comment.public_id, "status": status, "message": RECEIVED}), 202

@@ -31,13 +31,11 @@ from moderation.spam import FORM_TOKEN_FIELD, HONEYPOT_FIELD
 from moderation.validation import MAX_BODY, parse_submission
 from moderation.web.caching import cacheable, not_modified, strong_etag, variant
 from moderation.web.context import (
-    client_address,
-    foreign_origin,
     now,
     required_post_key,
     settings,
 )
-from moderation.web.screening import screening
+from moderation.web.screening import screen_and_submit, screening
 
 bp = Blueprint("embed", __name__, url_prefix="/embed")
 loader = Blueprint("embed_loader", __name__)
@@ -242,22 +240,9 @@ def submit(site: str) -> ResponseReturnValue:
     standalone = request.args.get("page") == "1"
     values = {name: request.form.get(name, "") for name in FORM_FIELDS}
     session = get_session()
-    screen = screening()
     try:
         submission = parse_submission({**values, "post": key})
-        screen.rate_limit(site, submission)
-        evidence = screen.evidence(submission, request.form)
-        comment = comments.submit_comment(
-            session,
-            site,
-            submission,
-            now=now(),
-            origin=foreign_origin(),
-            client_address=client_address(),
-            user_agent=request.user_agent.string,
-            pipeline=screen.pipeline,
-            evidence=evidence,
-        )
+        comment = screen_and_submit(site, submission, request.form)
     except (ValidationFailed, ThreadClosed) as error:
         session.rollback()
         found = comments.get_site(session, site)

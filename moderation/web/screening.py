@@ -13,17 +13,19 @@ import math
 import time
 from collections.abc import Mapping
 
-from flask import Flask, current_app
+from flask import Flask, current_app, request
 from flask_limiter import Limiter
 from limits import RateLimitItem, parse_many
 
-from moderation import spam
+from moderation import comments, spam
 from moderation.comments import client_network
 from moderation.config import Settings
+from moderation.db import get_session
 from moderation.deliverability import DeliverabilityChecker, make_resolver
 from moderation.errors import RateLimited
+from moderation.models import Comment
 from moderation.validation import CommentSubmission
-from moderation.web.context import client_address, now
+from moderation.web.context import client_address, foreign_origin, now
 
 RATE_LIMITED = "You have sent several comments in a short time. Wait a little, then try again."
 
@@ -110,3 +112,26 @@ def screening() -> Screening:
 
 def register(app: Flask) -> None:
     app.extensions["moderation.screening"] = Screening(app, app.extensions["moderation.settings"])
+
+
+def screen_and_submit(
+    site: str, submission: CommentSubmission, fields: Mapping[str, object]
+) -> Comment:
+    """Rate-limit, gather the evidence, run the pipeline and add the comment (uncommitted).
+
+    The one submission path of the JSON API and the no-JS form; ``fields`` is what was posted.
+    """
+    screen = screening()
+    screen.rate_limit(site, submission)
+    evidence = screen.evidence(submission, fields)
+    return comments.submit_comment(
+        get_session(),
+        site,
+        submission,
+        now=now(),
+        origin=foreign_origin(),
+        client_address=client_address(),
+        user_agent=request.user_agent.string,
+        pipeline=screen.pipeline,
+        evidence=evidence,
+    )
