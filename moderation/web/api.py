@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from sqlalchemy import select
 
 from moderation import comments, publishing
 from moderation.db import get_session
@@ -23,7 +22,7 @@ from moderation.web.context import (
     now,
     required_post_key,
 )
-from moderation.web.embed import cached_body, store_body
+from moderation.web.embed import cached_body, cors_for_site, store_body
 from moderation.web.screening import screen_and_submit, screening
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -184,19 +183,4 @@ def openapi() -> Response:
 @bp.after_request
 def allow_site_origins(response: Response) -> Response:
     """CORS for the site's own origins only; everyone else gets no CORS headers at all."""
-    slug = (request.view_args or {}).get("site")
-    origin = request.headers.get("Origin")
-    if slug is None:
-        return response
-    response.vary.add("Origin")
-    if origin is None:
-        return response
-    site = get_session().scalar(select(Site).where(Site.slug == slug))
-    if site is not None and comments.origin_allowed(site, origin):
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = "ETag"
-        if request.method == "OPTIONS":
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST"
-            response.headers["Access-Control-Allow-Headers"] = "Content-Type"
-            response.headers["Access-Control-Max-Age"] = "600"
-    return response
+    return cors_for_site(response)
