@@ -75,7 +75,8 @@ class Settings:
     time_trap_min_seconds: int = 3
     time_trap_max_age_hours: int = 24
     time_trap_verdict: str = "hold"
-    check_deliverability: bool = True
+    # None: on, except in development, where a laptop demo must not depend on the network.
+    check_deliverability: bool | None = None
     # host or host:port of the nameserver for the deliverability lookup; the system's when empty.
     dns_nameserver: str = ""
     dns_timeout_ms: int = 900
@@ -96,6 +97,12 @@ class Settings:
         if self.session_cookie_secure is None:
             return not self.development
         return self.session_cookie_secure
+
+    @property
+    def deliverability_enabled(self) -> bool:
+        if self.check_deliverability is None:
+            return not self.development
+        return self.check_deliverability
 
     @property
     def demo_enabled(self) -> bool:

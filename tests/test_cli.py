@@ -144,3 +144,13 @@ def test_personal_data_and_purge_commands(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "correct format" in bad.stderr
     purged = run(tmp_path, "purge", "--dry-run")
     assert purged.returncode == 0 and purged.stdout.startswith("Would clear client data from 0")
+
+
+def test_the_deliverability_check_is_off_by_default_only_in_development() -> None:
+    assert load_settings({"MODERATION_ENV": "development"}).deliverability_enabled is False
+    production = load_settings({"MODERATION_SECRET_KEY": TEST_SECRET})
+    assert production.deliverability_enabled is True
+    forced = load_settings(
+        {"MODERATION_ENV": "development", "MODERATION_CHECK_DELIVERABILITY": "true"}
+    )
+    assert forced.deliverability_enabled is True

@@ -57,7 +57,7 @@ class Screening:
             "post": parse_many(settings.ratelimit_post),
         }
         self.deliverability: DeliverabilityChecker | None = None
-        if settings.check_deliverability:
+        if settings.deliverability_enabled:
             timeout = settings.dns_timeout_ms / 1000
             self.deliverability = DeliverabilityChecker(
                 make_resolver(settings.dns_nameserver or None, timeout=timeout),
