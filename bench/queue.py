@@ -15,7 +15,7 @@ from flask import Flask
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from moderation import create_app, schema
+from bench.common import migrated_app
 from moderation.config import load_settings
 from moderation.models import Comment, Moderator, Post, Role, utcnow
 from moderation.moderators import create_api_token, create_moderator, password_hasher
@@ -42,12 +42,8 @@ def seeded_app(folder: Path, pending: int) -> tuple[Flask, str]:
     settings = load_settings(
         {}, env="testing", secret_key="b" * 40, fast_password_hashing=True, database_url=url
     )
-    app = create_app(settings)
+    app = migrated_app(settings)
     engine = app.extensions["moderation.engine"]
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as connection:
-            connection.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    schema.upgrade(engine)
     with Session(engine) as session:
         site = create_site(session, slug="bench", name="Bench", origins=["https://bench.example"])
         moderator = create_moderator(

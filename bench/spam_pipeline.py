@@ -21,7 +21,7 @@ from flask import Flask
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from moderation import create_app, schema
+from bench.common import migrated_app
 from moderation.config import load_settings
 from moderation.models import Comment, Post, Site, utcnow
 from moderation.sites import create_site
@@ -75,12 +75,8 @@ def make_app(folder: Path, name: str) -> Flask:
         ratelimit_email="1000000/minute",
         ratelimit_post="1000000/minute",
     )
-    app = create_app(settings)
+    app = migrated_app(settings)
     engine = app.extensions["moderation.engine"]
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as connection:
-            connection.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    schema.upgrade(engine)
     with Session(engine) as session:
         site = create_site(session, slug="bench", name="Bench", origins=["https://bench.example"])
         site.hold_terms = ["casino", "payday", "crypto giveaway", "203.0.113."]

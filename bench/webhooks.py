@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
-from moderation import create_app, schema
+from bench.common import migrated_app
 from moderation.config import load_settings
 from moderation.models import DeliveryStatus, Event, Site, WebhookDelivery, utcnow
 from moderation.sites import create_site
@@ -58,13 +58,7 @@ def fresh_database(url: str) -> Any:
         check_deliverability=False,
         ratelimit_enabled=False,
     )
-    app = create_app(settings)
-    engine = app.extensions["moderation.engine"]
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as connection:
-            connection.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    schema.upgrade(engine)
-    return app
+    return migrated_app(settings)
 
 
 def deliveries_per_second(url: str, consumer_url: str, workers: int) -> float:

@@ -20,8 +20,6 @@ from moderation.events import Actor
 from moderation.models import Comment, CommentStatus, Moderator, Post, utcnow
 from moderation.sites import create_site
 from tests.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     LiveServer,
     axe_violations,
     live_server,
@@ -73,17 +71,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, blog: Blog) -> Iterator[Liv
             make_moderator(session)
         blog.server = server
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def host_page(server: LiveServer, key: str, mode: str, lang: str = "en") -> str:

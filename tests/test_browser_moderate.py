@@ -14,8 +14,6 @@ from moderation.comments import submit_comment
 from moderation.models import Comment, CommentStatus, utcnow
 from moderation.validation import CommentSubmission
 from tests.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     LiveServer,
     axe_violations,
     live_server,
@@ -30,17 +28,6 @@ pytestmark = pytest.mark.browser
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     require_browser()
     yield from live_server(tmp_path_factory.mktemp("live"))
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def seed(server: LiveServer, count: int) -> list[str]:
