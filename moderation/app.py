@@ -12,8 +12,9 @@ from sqlalchemy.orm import sessionmaker
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from moderation.config import Settings, load_settings
-from moderation.db import close_session, make_engine
+from moderation.db import close_session, commit_counter, make_engine
 from moderation.moderators import password_hasher
+from moderation.publishing import ThreadHeads
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -53,6 +54,7 @@ def create_app(
     engine = engine or make_engine(settings.effective_database_url)
     app.extensions["moderation.engine"] = engine
     app.extensions["moderation.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    app.extensions["moderation.heads"] = ThreadHeads(commit_counter(engine))
     app.extensions["moderation.hasher"] = password_hasher(fast=settings.fast_password_hashing)
     app.teardown_appcontext(close_session)
 

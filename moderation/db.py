@@ -9,6 +9,9 @@ waiting for the busy timeout.
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import threading
 from typing import Any
 
 from flask import current_app, g, request
@@ -49,6 +52,42 @@ def _make_sqlite_safe(engine: Engine) -> None:
     def on_begin(connection: Any) -> None:
         immediate = connection.get_execution_options().get(WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class CommitCounter:
+    """A number that changes whenever anyone commits to the SQLite database: ``PRAGMA
+    data_version`` read on a connection of its own, which never writes (SQLite changes the value
+    for commits by every other connection, in this process or another). Reading it costs
+    microseconds, so caches of what the database says can check they are still true without a
+    query. Opened lazily per process, so a forked worker never shares the connection.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._connection: sqlite3.Connection | None = None
+
+    def value(self) -> int | None:
+        """The counter now; None when it can't be read (then trust no cache)."""
+        with self._lock:
+            try:
+                if self._connection is None or self._pid != os.getpid():
+                    self._connection = sqlite3.connect(self.path, check_same_thread=False)
+                    self._pid = os.getpid()
+                row = self._connection.execute("PRAGMA data_version").fetchone()
+            except sqlite3.Error:
+                self._connection = None
+                return None
+            return int(row[0])
+
+
+def commit_counter(engine: Engine) -> CommitCounter | None:
+    """The engine's commit counter: SQLite files only (PostgreSQL has no cheap equivalent)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return CommitCounter(os.path.abspath(database))
 
 
 def begin_write(session: Session) -> None:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Connection, Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
+from moderation.db import CommitCounter
 from moderation.models import Comment, CommentStatus, Post, Site
 
 MAX_COUNT_POSTS = 100
@@ -73,9 +75,13 @@ def _thread_head_query() -> Select[tuple[Any, ...]]:
 THREAD_HEAD = _thread_head_query()
 
 
-def thread_head(session: Session, slug: str, key: str, *, now: dt.datetime) -> ThreadHead | None:
+def _read_head(connection: Connection, slug: str, key: str) -> tuple[Any, ...] | None:
+    row = connection.execute(THREAD_HEAD, {"slug": slug, "key": key}).first()
+    return None if row is None else tuple(row)
+
+
+def _head_of(row: tuple[Any, ...] | None, now: dt.datetime) -> ThreadHead | None:
     """The site's settings that show in the thread, and the thread's stamp; None: no such site."""
-    row = session.connection().execute(THREAD_HEAD, {"slug": slug, "key": key}).first()
     if row is None:
         return None
     site_id, name, privacy, origins, days, privacy_text, version, closed, created_at = row
@@ -86,6 +92,43 @@ def thread_head(session: Session, slug: str, key: str, *, now: dt.datetime) -> T
         stamp = ThreadStamp(version, bool(closed) or by_age)
     # Everything of the site that the fragment shows is in its state, so the ETag follows it.
     return ThreadHead(site_id, (name, privacy, tuple(origins or ()), privacy_text), stamp)
+
+
+class ThreadHeads:
+    """Thread heads kept in memory for as long as nobody has committed to the database since they
+    were read (checked with the commit counter on every use), so a revalidation of an unchanged
+    thread costs no query; any commit (a moderation action in any process) empties it at once.
+    Without a counter (PostgreSQL) every head is read from the database.
+    """
+
+    SIZE = 4096
+
+    def __init__(self, commits: CommitCounter | None) -> None:
+        self.commits = commits
+        self._rows: dict[tuple[str, str], tuple[Any, ...] | None] = {}
+        self._seen: int | None = None
+        self._lock = threading.Lock()
+
+    def get(
+        self, connect: Callable[[], Connection], slug: str, key: str, *, now: dt.datetime
+    ) -> ThreadHead | None:
+        seen = self.commits.value() if self.commits else None
+        if seen is None:
+            return _head_of(_read_head(connect(), slug, key), now)
+        with self._lock:
+            if seen != self._seen:
+                self._rows.clear()
+                self._seen = seen
+            found = (slug, key) in self._rows
+            row = self._rows.get((slug, key))
+        if not found:
+            # Read after the counter: a commit between the two leaves the counter changed, so
+            # this row (at least as new as ``seen``) is dropped at the next use.
+            row = _read_head(connect(), slug, key)
+            with self._lock:
+                if seen == self._seen and len(self._rows) < self.SIZE:
+                    self._rows[(slug, key)] = row
+        return _head_of(row, now)
 
 
 def site_stamp(session: Session, site: Site) -> str:

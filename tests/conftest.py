@@ -23,6 +23,7 @@ from moderation.config import Settings
 from moderation.db import make_engine
 from moderation.models import Moderator, Role, Site
 from moderation.moderators import create_api_token, create_moderator, password_hasher
+from moderation.publishing import ThreadHeads
 from moderation.sites import create_site
 
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-the-check"
@@ -91,13 +92,23 @@ def settings_for_tests(**overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def app(engine: Engine, connection: Connection) -> Flask:
-    app = create_app(settings_for_tests(), engine=engine)
+def app_in_transaction(engine: Engine, connection: Connection, **overrides: Any) -> Flask:
+    """The app with test settings (and ``overrides``), its sessions inside the test's transaction.
+
+    Nothing it does is ever committed, so no commit counter can see its changes: its thread
+    heads are read from the database every time (tests/test_embed_http.py covers the cache).
+    """
+    app = create_app(settings_for_tests(**overrides), engine=engine)
     app.extensions["moderation.sessionmaker"] = _session_factory(connection)
+    app.extensions["moderation.heads"] = ThreadHeads(None)
     app.config["SERVER_NAME"] = "comments.example.org"
     app.config["PREFERRED_URL_SCHEME"] = "https"
     return app
+
+
+@pytest.fixture
+def app(engine: Engine, connection: Connection) -> Flask:
+    return app_in_transaction(engine, connection)
 
 
 @pytest.fixture

@@ -7,19 +7,31 @@ import dataclasses
 import datetime as dt
 import itertools
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from moderation import create_app, schema
 from moderation.actions import moderate_comment, reply_as_blog
 from moderation.events import Actor
 from moderation.models import Comment, Moderator, Post, utcnow
 from moderation.spam import form_token_age
 from moderation.web.embed import FORM_TOKEN_SLOT
-from tests.conftest import ORIGIN, POST_KEY, comment_json, json_of, make_moderator, make_site
+from tests.conftest import (
+    ORIGIN,
+    POST_KEY,
+    comment_json,
+    json_of,
+    make_moderator,
+    make_site,
+    settings_for_tests,
+)
 
 THREAD = f"/embed/luac/thread?post={POST_KEY}"
 LISTING = f"/api/v1/sites/luac/comments?post={POST_KEY}"
@@ -402,3 +414,45 @@ def test_every_rendered_form_carries_a_valid_fresh_time_trap_token(
     for token in tokens:
         age = form_token_age(app.config["SECRET_KEY"], "luac", token, now=utcnow())
         assert age is not None and 0 <= age < 60
+
+
+def test_revalidations_skip_the_database_until_anyone_commits(tmp_path: Path) -> None:
+    """On a SQLite file, a thread's head stays in memory while nobody commits: a revalidation
+    runs no query. A commit from another connection, or another process, is seen at once."""
+    database = tmp_path / "committed.db"
+    app = create_app(settings_for_tests(database_url=f"sqlite:///{database}"))
+    engine = app.extensions["moderation.engine"]
+    schema.upgrade(engine)
+    with Session(engine) as session:
+        make_site(session)
+        moderator_id = make_moderator(session).id
+        session.commit()
+    client = app.test_client()
+    comment_id = submit(client, body="Held until a moderator approves it")
+    queries: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: queries.append(args[2]))
+
+    etags = {url: client.get(url).headers["ETag"] for url in (THREAD, LISTING)}
+    for url, etag in etags.items():
+        queries.clear()
+        assert client.get(url, headers={"If-None-Match": etag}).status_code == 304
+        assert queries == [], url
+
+    with Session(engine) as session:  # another connection commits: the next read sees it
+        approve(session, session.get_one(Moderator, moderator_id), comment_id)
+    assert client.get(LISTING, headers={"If-None-Match": etags[LISTING]}).status_code == 200
+    response = client.get(THREAD, headers={"If-None-Match": etags[THREAD]})
+    assert response.status_code == 200
+    assert "Held until a moderator approves it" in response.get_data(as_text=True)
+
+    etag = response.headers["ETag"]
+    assert client.get(THREAD, headers={"If-None-Match": etag}).status_code == 304
+    subprocess.run(  # another process commits
+        [sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+         "c.execute('UPDATE posts SET closed = 1'); c.commit()", str(database)],
+        check=True,
+    )  # fmt: skip
+    response = client.get(THREAD, headers={"If-None-Match": etag})
+    assert response.status_code == 200
+    assert response.headers["ETag"] != etag
+    engine.dispose()

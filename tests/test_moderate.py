@@ -101,7 +101,7 @@ def test_login_starts_a_new_session_and_logout_ends_it_on_the_server(
 def test_an_idle_session_expires(app: Flask, client: FlaskClient, session: Session) -> None:
     make_moderator(session)
     login(client)
-    with client.session_transaction() as browser:
+    with client.session_transaction("/moderate/") as browser:
         browser["seen"] = int((dt.datetime.now(dt.UTC) - dt.timedelta(minutes=31)).timestamp())
     assert client.get("/moderate/").status_code == 302
 

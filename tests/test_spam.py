@@ -13,7 +13,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
-from moderation import create_app
 from moderation.events import Actor
 from moderation.models import Comment, CommentStatus, Event, Site, utcnow
 from moderation.sites import update_site
@@ -28,14 +27,13 @@ from moderation.spam import (
 from tests.conftest import (
     POST_KEY,
     TEST_SECRET,
-    _session_factory,
+    app_in_transaction,
     comment_json,
     json_of,
     login,
     make_moderator,
     make_site,
     make_token,
-    settings_for_tests,
 )
 
 SUBMIT = "/api/v1/sites/luac/comments"
@@ -43,11 +41,7 @@ SUBMIT = "/api/v1/sites/luac/comments"
 
 def make_app(engine: Engine, connection: Connection, **overrides: Any) -> Flask:
     """The test app with different settings (the `app` fixture's, otherwise)."""
-    app = create_app(settings_for_tests(**overrides), engine=engine)
-    app.extensions["moderation.sessionmaker"] = _session_factory(connection)
-    app.config["SERVER_NAME"] = "comments.example.org"
-    app.config["PREFERRED_URL_SCHEME"] = "https"
-    return app
+    return app_in_transaction(engine, connection, **overrides)
 
 
 def good_token(seconds_ago: int = 30, site: str = "luac") -> str:

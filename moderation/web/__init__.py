@@ -45,6 +45,7 @@ NESTED_BLUEPRINTS = (moderate_webhooks.bp, webhooks_api.bp)
 
 
 def register(app: Flask) -> None:
+    app.session_interface = moderate.ModeratorSessions()
     screening.register(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(embed.bp)

@@ -16,7 +16,7 @@ from moderation.errors import Malformed, NotFound
 from moderation.events import rfc3339
 from moderation.models import Comment, CommentStatus, Post, Site
 from moderation.validation import parse_submission
-from moderation.web.caching import cacheable, not_modified, strong_etag, variant
+from moderation.web.caching import cacheable, not_modified, strong_etag, thread_head, variant
 from moderation.web.context import (
     json_object,
     now,
@@ -44,15 +44,15 @@ def public_comment(comment: Comment) -> dict[str, Any]:
 
 @bp.get("/sites/<site>/comments")
 def list_comments(site: str) -> Response:
-    session = get_session()
     key = required_post_key()
-    head = publishing.thread_head(session, site, key, now=now())
+    head = thread_head(site, key)
     if head is None:
         raise NotFound("There is no site with that name.")
     etag = strong_etag("comments", head.site_id, head.stamp.version, variant())
     response = not_modified(etag) or cached_body(etag, "application/json")
     if response is not None:
         return response
+    session = get_session()
     found = comments.get_site(session, site)
     post = comments.find_post(session, found, key)
     body: dict[str, Any] = {"comments": [], "next_cursor": None}

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 from importlib.metadata import PackageNotFoundError, version
 
-from flask import Response, request
+from flask import Response, current_app, request
 
-from moderation.web.context import settings
+from moderation.db import get_session
+from moderation.publishing import ThreadHead, ThreadHeads
+from moderation.web.context import now, settings
 
 
 def _build() -> str:
@@ -24,6 +26,12 @@ def strong_etag(*parts: object) -> str:
     """A strong ETag: the same parts (version, variant, query) always give the same bytes."""
     raw = "|".join(str(p) for p in (BUILD, *parts))
     return '"' + hashlib.blake2b(raw.encode(), digest_size=12).hexdigest() + '"'
+
+
+def thread_head(slug: str, key: str) -> ThreadHead | None:
+    """The thread's head (what its ETag is made of), from memory while the database is unchanged."""
+    heads: ThreadHeads = current_app.extensions["moderation.heads"]
+    return heads.get(lambda: get_session().connection(), slug, key, now=now())
 
 
 def variant() -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from moderation import comments, i18n, publishing
+from moderation import comments, i18n
 from moderation.db import get_session
 from moderation.errors import (
     NotFound,
@@ -29,7 +29,7 @@ from moderation.errors import (
 from moderation.models import Post, Site
 from moderation.spam import FORM_TOKEN_FIELD, HONEYPOT_FIELD
 from moderation.validation import MAX_BODY, parse_submission
-from moderation.web.caching import cacheable, not_modified, strong_etag, variant
+from moderation.web.caching import cacheable, not_modified, strong_etag, thread_head, variant
 from moderation.web.context import (
     now,
     required_post_key,
@@ -188,10 +188,9 @@ def render_thread(
 
 @bp.get("/<site>/thread")
 def thread(site: str) -> Response:
-    session = get_session()
     key = required_post_key()
     standalone = request.args.get("page") == "1"
-    head = publishing.thread_head(session, site, key, now=now())
+    head = thread_head(site, key)
     if head is None:
         raise NotFound("There is no site with that name.")
     etag = strong_etag(
@@ -200,7 +199,7 @@ def thread(site: str) -> Response:
     )  # fmt: skip
     response = not_modified(etag) or cached_body(etag, "text/html")
     if response is None:
-        found = comments.get_site(session, site)
+        found = comments.get_site(get_session(), site)
         reply = request.args.get("reply", "")[:64]
         html = render_thread(
             found, key, standalone=standalone, lang=_lang(), cursor=request.args.get("cursor"),

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 from flask import (
     Blueprint,
+    Flask,
+    Request,
     Response,
     abort,
     flash,
@@ -25,6 +27,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
@@ -49,6 +52,18 @@ bp = Blueprint("moderate", __name__, url_prefix="/moderate")
 bp.register_blueprint(admin.bp)
 
 PUBLIC_ENDPOINTS = frozenset({"moderate.login", "moderate.do_login"})
+
+
+class ModeratorSessions(SecureCookieSessionInterface):
+    """The signed cookie session, opened only under /moderate (the cookie's path).
+
+    Public reads never carry the cookie, so they skip building a signer for it on every request.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not request.path.startswith(bp.url_prefix or "/moderate"):
+            return None  # Flask then uses its read-only null session
+        return super().open_session(app, request)
 
 
 def csrf_token() -> str:
