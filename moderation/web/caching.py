@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from importlib.metadata import PackageNotFoundError, version
 
 from flask import Response, current_app, request
 
+from moderation.config import Settings
 from moderation.db import get_session
 from moderation.publishing import ThreadHead, ThreadHeads
 from moderation.web.context import now, settings
@@ -40,7 +42,11 @@ def variant() -> str:
 
 
 def cache_control() -> str:
-    config = settings()
+    return _cache_control(settings())
+
+
+@functools.cache
+def _cache_control(config: Settings) -> str:
     return (
         f"public, max-age={config.public_max_age}, "
         f"stale-while-revalidate={config.public_stale_while_revalidate}"
@@ -49,12 +55,18 @@ def cache_control() -> str:
 
 def not_modified(etag: str) -> Response | None:
     """A bodiless 304 if the client already holds ``etag``; built without touching templates."""
-    # Werkzeug's ETags holds values unquoted; contains() ignores weak ones (strong comparison
-    # is not required for If-None-Match, but our ETags are never weak).
-    if not request.if_none_match.contains_weak(etag.strip('"')):
+    if not matches(request.environ.get("HTTP_IF_NONE_MATCH"), etag):
         return None
-    response = Response(status=304)
-    return cacheable(response, etag)
+    return cacheable(Response(status=304), etag)
+
+
+def matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header names ``etag`` (weak comparison, RFC 9110 13.1.2)."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
 
 
 def cacheable(response: Response, etag: str) -> Response:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -55,7 +56,8 @@ SCRIPT_MESSAGES = (
     "load_failed",
 )
 RENDERED_CACHE_SIZE = 256
-FORM_TOKEN_SLOT = "__moderation_form_token__"  # noqa: S105 (a placeholder, not a secret)
+# Where a rendered form's time-trap token goes; random per process, so no comment can contain it.
+FORM_TOKEN_SLOT = f"__form_token_{secrets.token_hex(16)}__"
 
 
 def fill_form_token(html: str, site_slug: str, token: str | None = None) -> str:
@@ -65,25 +67,30 @@ def fill_form_token(html: str, site_slug: str, token: str | None = None) -> str:
 
 
 class RenderedCache:
-    """Rendered bodies by strong ETag; bounded, least recently used out first."""
+    """Rendered bodies by strong ETag, split where a form token goes (a body without a token
+    slot is one piece); bounded, least recently used out first."""
+
+    SLOT = FORM_TOKEN_SLOT.encode()
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._items: OrderedDict[str, tuple[bytes, ...]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, etag: str) -> bytes | None:
+    def get(self, etag: str) -> tuple[bytes, ...] | None:
         with self._lock:
-            body = self._items.get(etag)
-            if body is not None:
+            pieces = self._items.get(etag)
+            if pieces is not None:
                 self._items.move_to_end(etag)
-            return body
+            return pieces
 
-    def put(self, etag: str, body: bytes) -> None:
+    def put(self, etag: str, body: bytes, *, token_slot: bool = False) -> tuple[bytes, ...]:
+        pieces = tuple(body.split(self.SLOT)) if token_slot else (body,)
         with self._lock:
-            self._items[etag] = body
+            self._items[etag] = pieces
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
+        return pieces
 
 
 def _lang() -> str:
@@ -197,17 +204,21 @@ def thread(site: str) -> Response:
         "thread", request.host, head.site_id, head.site_state, head.stamp.version,
         head.stamp.closed, variant(),
     )  # fmt: skip
-    response = not_modified(etag) or cached_body(etag, "text/html")
+    response = not_modified(etag)
     if response is None:
-        found = comments.get_site(get_session(), site)
-        reply = request.args.get("reply", "")[:64]
-        html = render_thread(
-            found, key, standalone=standalone, lang=_lang(), cursor=request.args.get("cursor"),
-            values={"parent_id": reply} if reply else None,
-        )  # fmt: skip
-        response = store_body(etag, html.encode(), "text/html")
-    if response.status_code == 200:
-        response.set_data(fill_form_token(response.get_data(as_text=True), site))
+        pieces = _rendered().get(etag)
+        if pieces is None:
+            found = comments.get_site(get_session(), site)
+            reply = request.args.get("reply", "")[:64]
+            html = render_thread(
+                found, key, standalone=standalone, lang=_lang(), cursor=request.args.get("cursor"),
+                values={"parent_id": reply} if reply else None,
+            )  # fmt: skip
+            pieces = _rendered().put(etag, html.encode(), token_slot=True)
+        # The cached body is kept in pieces around the token's slot: a fresh token goes in
+        # without decoding or searching the page.
+        token = screening().form_token(site).encode()
+        response = cacheable(Response(token.join(pieces), mimetype="text/html"), etag)
     if standalone:
         response.headers["Content-Security-Policy"] = frame_ancestors_for(head.site_state[2])
     return response
@@ -222,8 +233,8 @@ def _rendered() -> RenderedCache:
 
 def cached_body(etag: str, mimetype: str) -> Response | None:
     """The body rendered earlier for this exact ETag, if this process still holds it."""
-    body = _rendered().get(etag)
-    return None if body is None else cacheable(Response(body, mimetype=mimetype), etag)
+    pieces = _rendered().get(etag)
+    return None if pieces is None else cacheable(Response(pieces[0], mimetype=mimetype), etag)
 
 
 def store_body(etag: str, body: bytes, mimetype: str) -> Response:
@@ -270,10 +281,11 @@ def allow_site_origins(response: Response) -> Response:
 
 def cors_for_site(response: Response) -> Response:
     slug = (request.view_args or {}).get("site")
-    origin = request.headers.get("Origin")
     if slug is None:
         return response
-    response.vary.add("Origin")
+    vary = response.headers.get("Vary")
+    response.headers["Vary"] = f"{vary}, Origin" if vary else "Origin"
+    origin = request.environ.get("HTTP_ORIGIN")
     if origin is None:
         return response
     try:

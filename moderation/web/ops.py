@@ -57,7 +57,7 @@ def _not_ready(message: str) -> tuple[Response, int]:
 
 
 def start_request() -> None:
-    incoming = request.headers.get("X-Request-ID", "")
+    incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
     g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
     g.started = time.perf_counter()
 
@@ -65,6 +65,8 @@ def start_request() -> None:
 def finish_request(response: Response) -> Response:
     request_id = g.get("request_id") or secrets.token_hex(8)
     response.headers["X-Request-ID"] = request_id
+    if not log.isEnabledFor(logging.INFO):
+        return response
     duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
     fields = {
         "request_id": request_id,

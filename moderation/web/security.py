@@ -12,12 +12,16 @@ PAGE_CSP = (
 
 
 def add_security_headers(response: Response) -> Response:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-    if request.path.startswith(("/moderate", "/demo")) and response.mimetype == "text/html":
-        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
-    if request.path.startswith("/moderate"):
-        response.headers.setdefault("Cache-Control", "no-store")
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    path = request.path
+    if path.startswith("/moderate"):
+        headers.setdefault("Cache-Control", "no-store")
+    elif not path.startswith("/demo"):
+        return response
+    if response.mimetype == "text/html":
+        headers.setdefault("Content-Security-Policy", PAGE_CSP)
     return response
 
 
