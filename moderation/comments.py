@@ -11,7 +11,7 @@ import binascii
 import dataclasses
 import datetime as dt
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
@@ -56,7 +56,11 @@ def origin_of(url: str) -> str:
 
 
 def origin_allowed(site: Site, origin: str) -> bool:
-    return origin.lower().rstrip("/") in {o.lower().rstrip("/") for o in site.origins}
+    return origin_listed(site.origins, origin)
+
+
+def origin_listed(origins: Iterable[str], origin: str) -> bool:
+    return origin.lower().rstrip("/") in {o.lower().rstrip("/") for o in origins}
 
 
 def client_network(address: str | None) -> str | None:

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from moderation import comments, i18n
@@ -200,6 +200,7 @@ def thread(site: str) -> Response:
     head = thread_head(site, key)
     if head is None:
         raise NotFound("There is no site with that name.")
+    g.site_origins = head.site_state[2]
     etag = strong_etag(
         "thread", request.host, head.site_id, head.site_state, head.stamp.version,
         head.stamp.closed, variant(),
@@ -288,11 +289,13 @@ def cors_for_site(response: Response) -> Response:
     origin = request.environ.get("HTTP_ORIGIN")
     if origin is None:
         return response
-    try:
-        site = comments.get_site(get_session(), slug)
-    except NotFound:
-        return response
-    if comments.origin_allowed(site, origin):
+    origins = g.get("site_origins")  # set by the public reads from their thread head
+    if origins is None:
+        try:
+            origins = comments.get_site(get_session(), slug).origins
+        except NotFound:
+            return response
+    if comments.origin_listed(origins, origin):
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Expose-Headers"] = "ETag"
         if request.method == "OPTIONS":
