@@ -6,9 +6,13 @@ guard alone, so no packet is ever sent towards them even if the guard were broke
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import logging
+import socket
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -179,3 +183,38 @@ def test_the_worker_logs_each_refusal_with_its_reason(
     assert all(("address" in m or "IPv4 form" in m) for m in refusals), refusals
     errors = session.scalars(select(WebhookAttempt.error)).all()
     assert len(errors) == len(urls) and all(e and e.startswith("refused: ") for e in errors)
+
+
+def test_a_consumer_that_trickles_its_answer_is_cut_off_at_the_total_timeout() -> None:
+    """Each byte arriving within the socket timeout must not stretch the whole attempt."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"z" * 100:
+                if stop.wait(0.2):
+                    return
+                with contextlib.suppress(OSError):
+                    conn.sendall(bytes([byte]))
+
+    server = threading.Thread(target=trickle, daemon=True)
+    server.start()
+    policy = network.Policy(
+        allow_http=True,
+        allowed_networks=network.parse_networks("127.0.0.0/8"),
+        timeout=1.0,
+        connect_timeout=1.0,
+    )
+    started = time.monotonic()
+    port = listener.getsockname()[1]
+    result = network.post(f"http://127.0.0.1:{port}/hook", b"{}", {}, policy)
+    took = time.monotonic() - started
+    stop.set()
+    server.join(timeout=5)
+    listener.close()
+    assert result.status_code is None and result.error is not None
+    assert result.error.startswith("timed out"), result.error
+    assert took < 1.5, took

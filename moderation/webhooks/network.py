@@ -9,6 +9,7 @@ no proxy environment variables.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import email.utils
 import http.client
@@ -17,6 +18,7 @@ import logging
 import re
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -251,10 +253,16 @@ def post(
             raise TimeoutError("total timeout")
         return left
 
+    # Socket timeouts bound each wait, not the whole exchange: a consumer that trickles a byte
+    # at a time could hold a worker for ever. At the deadline the socket is shut down.
+    watchdog: threading.Timer | None = None
     try:
         connection.connect()
         sock = connection.sock
         assert sock is not None
+        watchdog = threading.Timer(remaining(), _shut, (sock,))
+        watchdog.daemon = True
+        watchdog.start()
         sock.settimeout(remaining())
         connection.request(
             "POST",
@@ -270,18 +278,35 @@ def post(
             if not chunk:
                 break
             excerpt += chunk
+        remaining()  # the watchdog may have cut the body short
         retry_after = retry_after_seconds(response.getheader("Retry-After"), time.time())
         return Result(response.status, None, excerpt, elapsed_ms(), retry_after)
-    except TimeoutError:
-        return Result(None, f"timed out after {elapsed_ms()} ms", b"", elapsed_ms())
-    except ConnectionRefusedError:
-        return Result(None, "connection refused", b"", elapsed_ms())
-    except ConnectionResetError:
-        return Result(None, "connection reset by the consumer", b"", elapsed_ms())
-    except ssl.SSLError as error:
-        return Result(None, f"TLS error: {error.reason or error}", b"", elapsed_ms())
     except (http.client.HTTPException, OSError) as error:
-        name = type(error).__name__
-        return Result(None, f"{name}: {error}"[:300], b"", elapsed_ms())
+        return Result(
+            None,
+            _failure(error, past_deadline=time.monotonic() >= deadline, elapsed_ms=elapsed_ms()),
+            b"",
+            elapsed_ms(),
+        )
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         connection.close()
+
+
+def _failure(error: Exception, *, past_deadline: bool, elapsed_ms: int) -> str:
+    """What went wrong, in words for the delivery log."""
+    if past_deadline or isinstance(error, TimeoutError):
+        return f"timed out after {elapsed_ms} ms"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, ConnectionResetError):
+        return "connection reset by the consumer"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS error: {error.reason or error}"
+    return f"{type(error).__name__}: {error}"[:300]
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
