@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import socket
 import threading
@@ -12,14 +13,17 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from jsonschema import Draft202012Validator
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from moderation import schema
+from moderation.actions import edit_comment, moderate_comment
 from moderation.config import Settings
 from moderation.db import make_engine
+from moderation.events import Actor
 from moderation.models import (
     DeliveryStatus,
     Event,
@@ -27,12 +31,14 @@ from moderation.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from moderation.personal_data import erase_personal_data
 from moderation.webhooks import delivery as wd
 from moderation.webhooks import signing
 from moderation.webhooks.endpoints import create_endpoint, rotate_secret, send_test_event
-from tests.conftest import comment_json, make_site, settings_for_tests
+from tests.conftest import comment_json, make_moderator, make_site, settings_for_tests
 from tests.consumer import Consumer, running_consumer
 
+ROOT = Path(__file__).resolve().parents[1]
 T0 = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
 
 
@@ -393,3 +399,40 @@ def test_the_in_process_worker_thread_delivers_on_sqlite(tmp_path: Path) -> None
     assert not thread.is_alive()
     assert [r.verified_with for r in consumer.received] == [[0]]
     engine.dispose()
+
+
+def test_every_event_type_matches_the_published_payload_schema(
+    client: FlaskClient, session: Session, factory: sessionmaker[Session]
+) -> None:
+    """docs/webhook-payload.schema.json is what consumers build against: every payload fits it,
+    with and without personal data."""
+    published = json.loads((ROOT / "docs" / "webhook-payload.schema.json").read_text())
+    validator = Draft202012Validator(published, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    make_site(session)
+    moderator = make_moderator(session)
+    actor = Actor("editor", moderator.id)
+    with running_consumer() as plain, running_consumer() as personal:
+        add_endpoint(session, plain.url)
+        add_endpoint(session, personal.url, include_personal_data=True)
+        first, second, third = (submit(client, body=f"Comment {n} on this post") for n in range(3))
+        for public_id, action in ((first, "approve"), (second, "reject"), (third, "spam")):
+            moderate_comment(session, moderator, public_id, action, actor=actor, now=T0)
+        session.commit()
+        reply = submit(client, body="A reply to the first", parent_id=first)
+        edit_comment(session, moderator, first, "Edited by the blog team", actor=actor, now=T0)
+        moderate_comment(session, moderator, reply, "delete", actor=actor, now=T0)
+        moderate_comment(session, moderator, reply, "restore", actor=actor, now=T0)
+        erase_personal_data(session, "ada@example.com", actor=actor, now=T0)
+        session.commit()
+        while run(factory, T0):
+            pass
+        received = plain.received + personal.received
+    types = {got.payload["type"] for got in received}
+    assert types >= {
+        "comment.submitted", "comment.approved", "comment.rejected", "comment.spam",
+        "comment.edited", "comment.deleted", "comment.restored", "comment.erased",
+    }  # fmt: skip
+    for got in received:
+        errors = [m.message for e in validator.iter_errors(got.payload) for m in e.context or [e]]
+        assert errors == [], (got.payload["type"], errors)
+    assert any("author_email" in got.payload["data"] for got in personal.received)
