@@ -18,7 +18,7 @@ from moderation.config import ConfigError
 from moderation.db import begin_write
 from moderation.errors import ServiceError
 from moderation.events import Actor
-from moderation.models import Moderator, Role, Site, utcnow
+from moderation.models import Moderator, Post, Role, Site, utcnow
 
 
 def _app() -> Flask:
@@ -506,15 +506,20 @@ def demo(url: str) -> None:
     """Set up the demo site and a demo admin with a fresh password, and print how to use them."""
     from moderation.moderators import create_moderator
     from moderation.sites import create_site
-    from moderation.web.demo import DEMO_SITE
+    from moderation.web.demo import DEMO_POST, DEMO_SITE, DEMO_TITLE
 
     app = _app()
     hasher = app.extensions["moderation.hasher"]
     password = secrets.token_urlsafe(12)
     with write_session(app) as session:
-        if session.scalar(select(Site).where(Site.slug == DEMO_SITE)) is None:
+        site = session.scalar(select(Site).where(Site.slug == DEMO_SITE))
+        if site is None:
             origins = [url, url.replace("127.0.0.1", "localhost")]
-            create_site(session, slug=DEMO_SITE, name="Demo blog", origins=origins, actor=CLI)
+            site = create_site(session, slug=DEMO_SITE, name="Demo blog", origins=origins, actor=CLI)
+        # The post exists from the start with the include page's address, so the no-JS form
+        # returns there whichever of the three pages took the first comment.
+        if session.scalar(select(Post).where(Post.site == site, Post.key == DEMO_POST)) is None:
+            session.add(Post(site=site, key=DEMO_POST, title=DEMO_TITLE, url=f"{url}{DEMO_POST}"))
         existing = session.scalar(select(Moderator).where(Moderator.login == "demo"))
         if existing is None:
             create_moderator(

@@ -154,3 +154,32 @@ def test_the_deliverability_check_is_off_by_default_only_in_development() -> Non
         {"MODERATION_ENV": "development", "MODERATION_CHECK_DELIVERABILITY": "true"}
     )
     assert forced.deliverability_enabled is True
+
+
+def test_the_demo_sets_up_once_and_its_no_js_form_returns_to_the_include_page(
+    tmp_path: Path,
+) -> None:
+    assert run(tmp_path, "db", "upgrade").returncode == 0
+    env = {"MODERATION_DEMO": "true"}
+    for _ in range(2):  # make run calls it at every start
+        done = run(tmp_path, "demo", env=env)
+        assert done.returncode == 0, done.stderr
+        assert "Log in as:        demo / " in done.stdout
+    app = create_app(
+        load_settings(
+            {}, env="testing", secret_key=TEST_SECRET, demo=True, time_trap="off",
+            check_deliverability=False,
+            database_url=f"sqlite:///{tmp_path / 'cli.db'}",
+        )
+    )  # fmt: skip
+    client = app.test_client()
+    # The first comment comes from the script page, whose address embed.js sends as post_url.
+    response = client.post(
+        "/embed/demo/thread?post=/demo/",
+        data={
+            "author_name": "Ada", "author_email": "ada@example.com", "body": "Hello demo",
+            "post_url": "http://127.0.0.1:5000/demo/script",
+        },
+    )  # fmt: skip
+    assert response.status_code == 303, response.get_data(as_text=True)
+    assert response.headers["Location"] == "http://127.0.0.1:5000/demo/#comment-submitted"
