@@ -515,7 +515,9 @@ def demo(url: str) -> None:
         site = session.scalar(select(Site).where(Site.slug == DEMO_SITE))
         if site is None:
             origins = [url, url.replace("127.0.0.1", "localhost")]
-            site = create_site(session, slug=DEMO_SITE, name="Demo blog", origins=origins, actor=CLI)
+            site = create_site(
+                session, slug=DEMO_SITE, name="Demo blog", origins=origins, actor=CLI
+            )
         # The post exists from the start with the include page's address, so the no-JS form
         # returns there whichever of the three pages took the first comment.
         if session.scalar(select(Post).where(Post.site == site, Post.key == DEMO_POST)) is None:
