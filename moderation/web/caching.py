@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from importlib.metadata import PackageNotFoundError, version
 
 from flask import Response, current_app, request
 
-from moderation.config import Settings
 from moderation.db import get_session
 from moderation.publishing import ThreadHead, ThreadHeads
 from moderation.web.context import now, settings
@@ -42,15 +40,14 @@ def variant() -> str:
 
 
 def cache_control() -> str:
-    return _cache_control(settings())
-
-
-@functools.cache
-def _cache_control(config: Settings) -> str:
-    return (
-        f"public, max-age={config.public_max_age}, "
-        f"stale-while-revalidate={config.public_stale_while_revalidate}"
-    )
+    value: str | None = current_app.extensions.get("moderation.cache_control")
+    if value is None:  # built once per app: settings never change while it runs
+        config = settings()
+        value = current_app.extensions["moderation.cache_control"] = (
+            f"public, max-age={config.public_max_age}, "
+            f"stale-while-revalidate={config.public_stale_while_revalidate}"
+        )
+    return value
 
 
 def not_modified(etag: str) -> Response | None:
