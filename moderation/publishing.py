@@ -1,8 +1,9 @@
 """What the public reads, and the cheap version stamps its HTTP caching is keyed on.
 
 A thread's stamp is its post's ``version`` (bumped by every moderation action) and whether it is
-closed; a site's stamp covers all its posts. Reading a stamp is one small query, so a revalidation
-(``If-None-Match``) is answered without loading or rendering any comment.
+closed; a site's stamp covers all its posts. Reading a stamp is one small query (none, for a thread
+whose head is in memory and the database unchanged), so a revalidation (``If-None-Match``) is
+answered without loading or rendering any comment.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def _thread_head_query() -> Select[tuple[Any, ...]]:
     )
 
 
-# Built once: a revalidation is answered by this one query, so its construction is not repeated.
+# Built once: a thread head is read by this one query, so its construction is not repeated.
 THREAD_HEAD = _thread_head_query()
 
 

@@ -2,8 +2,9 @@
 standalone page for iframes, and the loader script ``/embed.js``.
 
 Every read carries a strong ETag from the thread's version; a revalidation is answered with a 304
-after one small query, before any comment is loaded or template rendered. Rendered bodies are kept
-in a small in-process cache keyed by their ETag, which names the exact bytes.
+before any comment is loaded or template rendered (the version comes from memory while the
+database is unchanged: publishing.ThreadHeads). Rendered bodies are kept in a small in-process
+cache keyed by their ETag, which names the exact bytes.
 """
 
 from __future__ import annotations
