@@ -17,7 +17,7 @@ from flask import Flask, current_app, request
 from flask_limiter import Limiter
 from limits import RateLimitItem, parse_many
 
-from moderation import comments, spam
+from moderation import comments, metrics, spam
 from moderation.comments import client_network
 from moderation.config import Settings
 from moderation.db import get_session
@@ -77,6 +77,7 @@ class Screening:
         for kind, items in self.limits.items():
             for item in items:
                 if not limiter.hit(item, *self._keys(site, kind, keys[kind])):
+                    metrics.SUBMISSIONS.labels("rate_limited").inc()
                     raise RateLimited(
                         RATE_LIMITED, retry_after=self._retry_after(item, site, kind, keys[kind])
                     )
