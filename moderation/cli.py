@@ -299,9 +299,10 @@ def purge(dry_run: bool) -> None:
 
     app = _app()
     settings = app.extensions["moderation.settings"]
-    retention = Retention(settings.retention_client_days, settings.retention_rejected_days)
     with write_session(app) as session:
-        report = purge_expired(session, retention, now=utcnow(), dry_run=dry_run)
+        report = purge_expired(
+            session, Retention.from_settings(settings), now=utcnow(), dry_run=dry_run
+        )
     verb = "Would clear" if dry_run else "Cleared"
     click.echo(
         f"{verb} client data from {report.client_data_cleared} comments; "

@@ -1,5 +1,5 @@
 """Commenters' personal data: export everything held about an address, erase it, and purge what
-is kept past its retention period.
+is kept past its retention period (daily, by the first worker to claim the day).
 
 What counts as personal data here: a comment's author email and name, its client network and
 user agent, and (where the site says so on erasure) its text. Outbox payloads never hold the
@@ -10,19 +10,34 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
+from moderation.config import Settings
+from moderation.db import begin_write
 from moderation.errors import ValidationFailed
 from moderation.events import Actor, comment_data, record_audit, record_event, rfc3339
-from moderation.models import AuditEvent, Comment, CommentStatus, Event, Moderator, Post
+from moderation.models import (
+    AuditEvent,
+    Comment,
+    CommentStatus,
+    Event,
+    MaintenanceRun,
+    Moderator,
+    Post,
+)
 from moderation.sanitising import render_comment
 
 ERASED_NAME = "Name removed"
 ERASED_TEXT = "This comment was removed at its author's request."
+PURGE_TASK = "retention"
+
+logger = logging.getLogger(__name__)
 
 
 def normalise_address(email: str) -> str:
@@ -144,6 +159,10 @@ class Retention:
     client_data_days: int = 30
     rejected_days: int = 90
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Retention:
+        return cls(settings.retention_client_days, settings.retention_rejected_days)
+
 
 @dataclasses.dataclass(frozen=True)
 class PurgeReport:
@@ -177,3 +196,34 @@ def purge_expired(
         )
         session.execute(delete(Comment).where(expired).execution_options(synchronize_session=False))
     return PurgeReport(cleared, deleted, dry_run)
+
+
+def purge_if_due(
+    session_factory: sessionmaker[Session], settings: Settings, now: dt.datetime
+) -> PurgeReport | None:
+    """The workers' daily retention run: purge once per UTC day, whichever worker comes first.
+
+    The run claims its day by inserting a ``maintenance_runs`` row in the purge's transaction, so
+    a second worker (or a restart) the same day finds the row, or fails to insert it, and does
+    nothing; a failed purge leaves no row and is tried again. None when the day was done.
+    """
+    day = now.astimezone(dt.UTC).date()
+    with session_factory() as session:
+        if session.get(MaintenanceRun, (PURGE_TASK, day)) is not None:
+            return None
+    with session_factory() as session:
+        begin_write(session)
+        session.add(MaintenanceRun(task=PURGE_TASK, day=day, ran_at=now))
+        try:
+            session.flush()
+        except IntegrityError:  # another worker claimed the day a moment ago
+            session.rollback()
+            return None
+        report = purge_expired(session, Retention.from_settings(settings), now=now)
+        session.commit()
+    logger.info(
+        "retention: cleared client data from %d comments, deleted %d rejected or spam comments",
+        report.client_data_cleared,
+        report.comments_deleted,
+    )
+    return report

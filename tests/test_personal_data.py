@@ -4,21 +4,37 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+from pathlib import Path
 
 from flask.testing import FlaskClient
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, func, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
+from moderation import schema
+from moderation.db import make_engine
 from moderation.events import Actor
-from moderation.models import AuditEvent, Base, Comment, CommentStatus, Event, Post
+from moderation.models import (
+    AuditEvent,
+    Base,
+    Comment,
+    CommentStatus,
+    Event,
+    MaintenanceRun,
+    Post,
+)
 from moderation.personal_data import (
     ERASED_NAME,
     Retention,
     erase_personal_data,
     export_personal_data,
     purge_expired,
+    purge_if_due,
 )
+from moderation.sites import create_site
+from moderation.webhooks.delivery import run_worker
 from tests.conftest import (
+    _session_factory,
     comment_json,
     csrf_from,
     json_of,
@@ -26,6 +42,7 @@ from tests.conftest import (
     make_moderator,
     make_site,
     make_token,
+    settings_for_tests,
 )
 
 ADDRESS = "Erin.Erasure@example.com"
@@ -162,3 +179,88 @@ def test_admins_export_and_erase_in_the_ui(client: FlaskClient, session: Session
     )
     assert "Erased personal data from 2 comments" in done.get_data(as_text=True)
     assert session.scalar(text("SELECT count(*) FROM comments WHERE author_email = ''")) == 2
+
+
+def old_spam(session: Session, body: str, *, days: int = 91) -> None:
+    site = session.scalars(select(Post)).first()
+    assert site is not None
+    session.add(
+        Comment(
+            post=site,
+            author_name="Spammer",
+            author_email="spam@example.com",
+            body_text=body,
+            body_html=f"<p>{body}</p>",
+            status=CommentStatus.SPAM,
+            submitted_at=NOW - dt.timedelta(days=days),
+            moderated_at=NOW - dt.timedelta(days=days),
+        )
+    )
+    session.commit()
+
+
+def bodies(session: Session) -> set[str]:
+    session.expire_all()
+    return set(session.scalars(select(Comment.body_text)))
+
+
+def test_the_worker_purges_once_a_day_on_an_injected_clock(
+    client: FlaskClient, session: Session, connection: Connection
+) -> None:
+    make_site(session)
+    client.post("/api/v1/sites/luac/comments", json=comment_json(body="kept"))
+    old_spam(session, "first old spam")
+    settings = settings_for_tests(retention_rejected_days=90)
+    worker_a, worker_b = _session_factory(connection), _session_factory(connection)
+
+    # Due (never ran): the worker loop's first round purges.
+    stop = threading.Event()
+
+    def clock() -> dt.datetime:
+        stop.set()  # one round only
+        return NOW
+
+    run_worker(worker_a, settings, stop, clock=clock)
+    assert bodies(session) == {"kept"}
+
+    # Not due: later the same day, in this worker or another, nothing runs.
+    old_spam(session, "second old spam")
+    assert purge_if_due(worker_a, settings, NOW + dt.timedelta(hours=11)) is None
+    assert purge_if_due(worker_b, settings, NOW + dt.timedelta(hours=11, minutes=59)) is None
+    assert bodies(session) == {"kept", "second old spam"}
+
+    # The next day: once again, by whichever worker comes first.
+    report = purge_if_due(worker_b, settings, NOW + dt.timedelta(days=1))
+    assert report is not None and report.comments_deleted == 1
+    assert purge_if_due(worker_a, settings, NOW + dt.timedelta(days=1, hours=1)) is None
+    assert bodies(session) == {"kept"}
+    runs = session.scalars(select(MaintenanceRun.day).order_by(MaintenanceRun.day)).all()
+    assert runs == [NOW.date(), NOW.date() + dt.timedelta(days=1)]
+
+
+def test_two_workers_at_the_same_moment_purge_once(tmp_path: Path) -> None:
+    """Two threads with their own connections race for the day; one wins, the other does
+    nothing (on a database of its own: the race needs committed transactions)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'race.db'}")
+    schema.upgrade(engine)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    with factory() as session:
+        create_site(session, slug="luac", name="Blog", origins=["https://blog.example"])
+        session.commit()
+    settings = settings_for_tests()
+    start = threading.Barrier(2)
+    reports: list[object] = []
+
+    def worker() -> None:
+        start.wait()
+        reports.append(purge_if_due(factory, settings, NOW))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(reports) == 2 and sum(r is not None for r in reports) == 1
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(MaintenanceRun)) == 1
+    engine.dispose()

@@ -36,6 +36,7 @@ from moderation.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from moderation.personal_data import purge_if_due
 from moderation.webhooks import network, signing
 from moderation.webhooks.endpoints import set_enabled
 
@@ -335,11 +336,16 @@ def run_worker(
     interval: float = 1.0,
     clock: Callable[[], dt.datetime] | None = None,
 ) -> None:
-    """Deliver until ``stop`` is set; sleeps ``interval`` when there is nothing due."""
+    """Deliver until ``stop`` is set; sleeps ``interval`` when there is nothing due. Applies the
+    retention periods once a day (the first worker to claim the day does)."""
     owner = worker_name()
     now = clock or (lambda: dt.datetime.now(dt.UTC))
     logger.info("webhook worker %s started", owner)
     while not stop.is_set():
+        try:
+            purge_if_due(session_factory, settings, now())
+        except Exception:
+            logger.exception("worker %s: the daily retention purge failed; retrying", owner)
         try:
             done = deliver_due(session_factory, settings, now=now(), owner=owner)
         except Exception:
