@@ -30,6 +30,8 @@ from moderation.models import (
     MaintenanceRun,
     Moderator,
     Post,
+    WebhookAttempt,
+    WebhookDelivery,
 )
 from moderation.sanitising import render_comment
 
@@ -135,8 +137,23 @@ def erase_personal_data(session: Session, email: str, *, actor: Actor, now: dt.d
 
 def _scrub_copies(session: Session, comment: Comment, keep_text: bool) -> None:
     """Rewrite the comment's copies in earlier outbox payloads (and, with its text removed, in
-    the before/after of its edit audits: the one change ever made to the audit log, by law)."""
+    the before/after of its edit audits: the one change ever made to the audit log, by law).
+
+    Consumers' answers to its deliveries are dropped from the delivery log too: a consumer that
+    echoes what it received would have sent back the address (to an endpoint that opted in).
+    """
     fresh = comment_data(comment)
+    deliveries = (
+        select(WebhookDelivery.id)
+        .join(Event, WebhookDelivery.event_id == Event.id)
+        .where(Event.comment_id == comment.id)
+    )
+    session.execute(
+        update(WebhookAttempt)
+        .where(WebhookAttempt.delivery_id.in_(deliveries))
+        .values(response_excerpt="")
+        .execution_options(synchronize_session=False)
+    )
     for event in session.scalars(select(Event).where(Event.comment_id == comment.id)):
         data = dict(event.payload.get("data", {}))
         data["author_name"] = fresh["author_name"]

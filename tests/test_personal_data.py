@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import threading
 from pathlib import Path
 
+import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,7 +23,9 @@ from moderation.models import (
     CommentStatus,
     Event,
     MaintenanceRun,
+    Moderator,
     Post,
+    WebhookAttempt,
 )
 from moderation.personal_data import (
     ERASED_NAME,
@@ -32,8 +36,11 @@ from moderation.personal_data import (
     purge_if_due,
 )
 from moderation.sites import create_site
+from moderation.webhooks import delivery as wd
 from moderation.webhooks.delivery import run_worker
+from moderation.webhooks.endpoints import create_endpoint
 from tests.conftest import (
+    POST_KEY,
     _session_factory,
     comment_json,
     csrf_from,
@@ -44,6 +51,8 @@ from tests.conftest import (
     make_token,
     settings_for_tests,
 )
+from tests.consumer import running_consumer
+from tests.test_webhooks import webhook_settings
 
 ADDRESS = "Erin.Erasure@example.com"
 NOW = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
@@ -264,3 +273,74 @@ def test_two_workers_at_the_same_moment_purge_once(tmp_path: Path) -> None:
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(MaintenanceRun)) == 1
     engine.dispose()
+
+
+def test_after_erasure_no_trace_of_the_address_remains_in_tables_outbox_or_logs(
+    client: FlaskClient, session: Session, connection: Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The whole life of an address: submitted through the API and the no-JS form, moderated
+    in the UI and the API, delivered to webhooks (one opted in to personal data, whose consumer
+    echoes what it gets), exported, erased; then every column of every table, the outbox and
+    every log record are searched."""
+    caplog.set_level(logging.DEBUG)
+    ids = seed(client, session)
+    auth = {
+        "Authorization": f"Bearer {make_token(session, session.scalars(select(Moderator)).one())}"
+    }
+    secrets = (ADDRESS.lower(), ADDRESS.split("@")[0].lower(), "erin private", "203.0.113")
+    with running_consumer(default="echo") as personal, running_consumer() as plain:
+        # Events wait undispatched in the outbox until a worker fans them out to the endpoints.
+        create_endpoint(
+            session, url=personal.url, allow_http=True, now=NOW, include_personal_data=True
+        )
+        create_endpoint(session, url=plain.url, allow_http=True, now=NOW)
+        session.commit()
+        form = {**comment_json(author_email=ADDRESS, author_name="Erin Private"), "body": "Form"}
+        posted = client.post(
+            f"/embed/luac/thread?post={POST_KEY}",
+            data=form,
+            environ_base={"REMOTE_ADDR": "203.0.113.9"},
+        )
+        assert posted.status_code == 303
+        login(client)
+        page = client.get("/moderate/").get_data(as_text=True)
+        client.post(f"/moderate/comments/{ids[1]}/reject", data={"csrf_token": csrf_from(page)})
+        client.post(
+            f"/api/v1/moderation/comments/{ids[0]}/reply", json={"body": "Thanks"}, headers=auth
+        )
+        client.get(f"/moderate/?q={ADDRESS}")
+        deliver = webhook_settings()
+        while wd.deliver_due(_session_factory(connection), deliver, now=NOW, limit=100):
+            pass
+        assert any(ADDRESS.lower() in r.body.decode().lower() for r in personal.received)
+        assert ADDRESS.lower() in everything_stored(session).lower()
+
+        admin = client.get("/moderate/admin/personal-data").get_data(as_text=True)
+        exported = client.post(
+            "/moderate/admin/personal-data",
+            data={"csrf_token": csrf_from(admin), "email": ADDRESS, "action": "export"},
+        )
+        assert len(json.loads(exported.get_data(as_text=True))["comments"]) == 3
+        erased = client.post(
+            "/moderate/admin/personal-data",
+            data={
+                "csrf_token": csrf_from(admin),
+                "email": ADDRESS,
+                "action": "erase",
+                "confirm": "1",
+            },
+        )
+        assert erased.status_code == 303
+        while wd.deliver_due(_session_factory(connection), deliver, now=NOW, limit=100):
+            pass
+        assert any(r.payload["type"] == "comment.erased" for r in personal.received)
+
+    stored = everything_stored(session).lower()
+    logged = "\n".join(
+        [caplog.text, *(f"{r.getMessage()} {r.args!r} {r.exc_text}" for r in caplog.records)]
+    ).lower()
+    for secret in secrets:
+        assert secret not in stored, secret
+        assert secret not in logged, secret
+    assert session.scalar(select(func.count()).select_from(Comment)) == 5
+    assert (session.scalar(select(func.count()).select_from(WebhookAttempt)) or 0) > 0
