@@ -381,7 +381,10 @@ def serve(host: str, port: int) -> None:
 @click.option("--interval", default=1.0, show_default=True, help="Seconds to sleep when idle.")
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 def worker(interval: float, once: bool) -> None:
-    """Deliver webhooks until stopped (SIGTERM or Ctrl-C); run several against PostgreSQL."""
+    """Deliver webhooks, and apply the retention periods daily, until stopped (SIGTERM or Ctrl-C).
+
+    Run several against PostgreSQL: they share the deliveries and purge once a day between them.
+    """
     import signal
     import threading
 
