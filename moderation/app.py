@@ -13,7 +13,6 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from moderation.config import Settings, load_settings
 from moderation.db import close_session, make_engine
-from moderation.metrics import count_at_commit
 from moderation.moderators import password_hasher
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -56,7 +55,6 @@ def create_app(
     app.extensions["moderation.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
     app.extensions["moderation.hasher"] = password_hasher(fast=settings.fast_password_hashing)
     app.teardown_appcontext(close_session)
-    count_at_commit()
 
     if settings.trusted_proxy_hops:
         hops = settings.trusted_proxy_hops

@@ -86,9 +86,16 @@ def on_commit(session: Session, observe: Callable[[], None]) -> None:
     """Run ``observe`` when the session's transaction commits; drop it if it rolls back.
 
     A savepoint that rolls back does not drop what was recorded inside it: services record
-    only after their change has succeeded.
+    only after their change has succeeded. The hooks go on this session only, so sessions that
+    count nothing (public reads) pay nothing.
     """
-    session.info.setdefault(_PENDING, []).append(observe)
+    pending = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = []
+        if not event.contains(session, "after_transaction_end", _ended):
+            event.listen(session, "after_commit", _committed)
+            event.listen(session, "after_transaction_end", _ended)
+    pending.append(observe)
 
 
 def _committed(session: Session) -> None:
@@ -103,13 +110,6 @@ def _ended(session: Session, transaction: SessionTransaction) -> None:
     if committed:
         for observe in pending:
             observe()
-
-
-def count_at_commit() -> None:
-    """Install the session hooks behind :func:`on_commit` (once per process)."""
-    if not event.contains(Session, "after_transaction_end", _ended):
-        event.listen(Session, "after_commit", _committed)
-        event.listen(Session, "after_transaction_end", _ended)
 
 
 def count_submission(session: Session, verdict: str) -> None:
