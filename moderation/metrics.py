@@ -74,6 +74,16 @@ REQUEST_SECONDS = Histogram(
     registry=None,
 )
 OWN_METRICS = (SUBMISSIONS, ACTIONS, DECISION_SECONDS, DELIVERIES, REQUEST_SECONDS)
+# Each endpoint's timer, looked up once: labels() costs as much again as observe() (~2 us here).
+_REQUEST_TIMERS: dict[str, Histogram] = {}
+
+
+def observe_request(endpoint: str, seconds: float) -> None:
+    """Time one request (called for every request: keep it this cheap)."""
+    timer = _REQUEST_TIMERS.get(endpoint)
+    if timer is None:
+        timer = _REQUEST_TIMERS[endpoint] = REQUEST_SECONDS.labels(endpoint)
+    timer.observe(seconds)
 
 
 # Counting at commit ---------------------------------------------------------------------------

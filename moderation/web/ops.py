@@ -99,7 +99,7 @@ def finish_request(response: Response) -> Response:
     request_id = g.get("request_id") or secrets.token_hex(8)
     response.headers["X-Request-ID"] = request_id
     duration = time.perf_counter() - g.get("started", time.perf_counter())
-    metrics.REQUEST_SECONDS.labels(request.endpoint or "unmatched").observe(duration)
+    metrics.observe_request(request.endpoint or "unmatched", duration)
     duration_ms = duration * 1000
     fields = {
         "request_id": request_id,
