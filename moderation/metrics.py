@@ -141,7 +141,7 @@ def count_decision(session: Session, comment: Comment, action: str) -> None:
 
 
 class DatabaseCollector(Collector):
-    """Gauges read from the database at scrape time, with two cheap indexed queries."""
+    """Gauges read from the database at scrape time, with a few small indexed queries."""
 
     def __init__(self, session: Session, now: dt.datetime):
         self.session = session
