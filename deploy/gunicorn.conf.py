@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from typing import Any
 
 wsgi_app = "moderation:create_app()"
 bind = os.environ.get("MODERATION_BIND", "127.0.0.1:8000")
@@ -23,3 +24,12 @@ accesslog = None
 errorlog = "-"
 # Behind a reverse proxy: set MODERATION_TRUSTED_PROXY_HOPS; gunicorn itself trusts no header.
 forwarded_allow_ips = ""
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """In Prometheus multiprocess mode (PROMETHEUS_MULTIPROC_DIR set, see docs/deployment.md),
+    a worker's live values leave the sum when it exits; its counters stay counted."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

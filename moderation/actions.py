@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from moderation import metrics
 from moderation.errors import AlreadyModerated, NotFound, ValidationFailed
 from moderation.events import Actor, record_audit, record_event
 from moderation.models import Comment, CommentStatus, Moderator, Post
@@ -54,6 +55,8 @@ ACTIONS = {
     )
 }
 BULK_ACTIONS = ("approve", "reject", "spam", "delete")
+# The actions that decide a pending comment's fate; their delay is measured.
+DECISIONS = frozenset({"approve", "reject", "spam"})
 
 
 def get_comment_for(session: Session, moderator: Moderator, public_id: str) -> Comment:
@@ -144,6 +147,8 @@ def moderate_comment(
         values["reject_reason"] = after["reason"] = check_reason(comment, reason)
     _transition(session, comment, action.applies_to, **values)
     _record(session, actor, action.name, action.event_type, comment, before, after, now)
+    if action.name in DECISIONS:
+        metrics.count_decision(session, comment, action.name)
     return comment
 
 

@@ -299,9 +299,10 @@ def purge(dry_run: bool) -> None:
 
     app = _app()
     settings = app.extensions["moderation.settings"]
-    retention = Retention(settings.retention_client_days, settings.retention_rejected_days)
     with write_session(app) as session:
-        report = purge_expired(session, retention, now=utcnow(), dry_run=dry_run)
+        report = purge_expired(
+            session, Retention.from_settings(settings), now=utcnow(), dry_run=dry_run
+        )
     verb = "Would clear" if dry_run else "Cleared"
     click.echo(
         f"{verb} client data from {report.client_data_cleared} comments; "
@@ -380,7 +381,10 @@ def serve(host: str, port: int) -> None:
 @click.option("--interval", default=1.0, show_default=True, help="Seconds to sleep when idle.")
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 def worker(interval: float, once: bool) -> None:
-    """Deliver webhooks until stopped (SIGTERM or Ctrl-C); run several against PostgreSQL."""
+    """Deliver webhooks, and apply the retention periods daily, until stopped (SIGTERM or Ctrl-C).
+
+    Run several against PostgreSQL: they share the deliveries and purge once a day between them.
+    """
     import signal
     import threading
 

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from moderation import metrics
 from moderation.errors import (
     Malformed,
     NotFound,
@@ -164,20 +165,23 @@ def submit_comment(
         raise ThreadClosed()
     parent = _reply_parent(session, post, submission.parent_id) if submission.parent_id else None
     status, signals = CommentStatus.PENDING, []
+    verdict = Verdict.ACCEPT
     if pipeline is not None:
-        outcome = pipeline.run(
-            session,
-            Candidate(
-                site=site,
-                post=post,
-                author_name=submission.author_name,
-                author_email=submission.author_email,
-                body=submission.body,
-                evidence=evidence or Evidence(client_address=client_address),
-                now=now,
-            ),
+        candidate = Candidate(
+            site=site,
+            post=post,
+            author_name=submission.author_name,
+            author_email=submission.author_email,
+            body=submission.body,
+            evidence=evidence or Evidence(client_address=client_address),
+            now=now,
         )
-        signals = outcome.signals_json()
+        try:
+            outcome = pipeline.run(session, candidate)
+        except ValidationFailed:
+            metrics.SUBMISSIONS.labels(Verdict.REJECT.value).inc()  # nothing will be committed
+            raise
+        verdict, signals = outcome.verdict, outcome.signals_json()
         if outcome.verdict is Verdict.SPAM:
             status = CommentStatus.SPAM
     comment = Comment(
@@ -196,6 +200,7 @@ def submit_comment(
     session.add(comment)
     session.flush()
     record_event(session, "comment.submitted", comment, now=now)
+    metrics.count_submission(session, verdict.value)
     return comment
 
 

@@ -11,6 +11,7 @@ import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,10 @@ class Settings:
     demo: bool | None = None
     log_level: str = "INFO"
     log_format: str = "text"
+    # /metrics (Prometheus) answers a bearer token or client addresses in these comma-separated
+    # networks (CIDR); with neither set it is off (404).
+    metrics_token: str = ""
+    metrics_allow: str = ""
     # HTTP caching of public reads (thread fragment, comments JSON, counts, feeds), in seconds.
     public_max_age: int = 10
     public_stale_while_revalidate: int = 60
@@ -124,6 +129,12 @@ class Settings:
             raise ConfigError(
                 f"MODERATION_LOG_FORMAT must be text or json, not {self.log_format!r}"
             )
+        if self.metrics_token and len(self.metrics_token) < 16:
+            raise ConfigError("MODERATION_METRICS_TOKEN must be at least 16 characters long")
+        try:
+            [ip_network(n.strip()) for n in self.metrics_allow.split(",") if n.strip()]
+        except ValueError as error:
+            raise ConfigError(f"MODERATION_METRICS_ALLOW: {error}") from None
         if self.webhook_lease_seconds <= self.webhook_timeout:
             raise ConfigError(
                 "MODERATION_WEBHOOK_LEASE_SECONDS must be longer than MODERATION_WEBHOOK_TIMEOUT"

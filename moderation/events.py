@@ -13,15 +13,20 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from moderation import metrics
 from moderation.models import AuditEvent, Comment, Event
 
 
 @dataclasses.dataclass(frozen=True)
 class Actor:
-    """Who acts: a moderator (through the web queue or a token), or the operator's CLI."""
+    """Who acts: a moderator (through the web queue or a token), or the operator's CLI.
+
+    ``source`` says through which door: ``ui``, ``api`` or ``cli`` (a metrics label).
+    """
 
     label: str
     moderator_id: int | None = None
+    source: str = "cli"
 
 
 def comment_data(comment: Comment) -> dict[str, Any]:
@@ -72,6 +77,7 @@ def record_audit(
     now: dt.datetime,
 ) -> AuditEvent:
     """Add an audit event for an action on ``comment`` to the session's transaction."""
+    metrics.count_action(session, action, actor.source)
     return _audit(session, actor, action, comment.post.site_id, comment.id, before, after, now)
 
 

@@ -387,3 +387,14 @@ class WebhookAttempt(Base):
     error: Mapped[str | None] = mapped_column(String(500), default=None)
     response_excerpt: Mapped[str] = mapped_column(Text, default="")
     worker: Mapped[str] = mapped_column(String(100), default="")
+
+
+class MaintenanceRun(Base):
+    """A daily task's run on one UTC day: inserting the row claims the day, so several workers
+    and restarts run the task once a day."""
+
+    __tablename__ = "maintenance_runs"
+
+    task: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(primary_key=True)
+    ran_at: Mapped[dt.datetime] = mapped_column()

@@ -1,5 +1,5 @@
 """Commenters' personal data: export everything held about an address, erase it, and purge what
-is kept past its retention period.
+is kept past its retention period (daily, by the first worker to claim the day).
 
 What counts as personal data here: a comment's author email and name, its client network and
 user agent, and (where the site says so on erasure) its text. Outbox payloads never hold the
@@ -10,19 +10,36 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
+from moderation.config import Settings
+from moderation.db import begin_write
 from moderation.errors import ValidationFailed
 from moderation.events import Actor, comment_data, record_audit, record_event, rfc3339
-from moderation.models import AuditEvent, Comment, CommentStatus, Event, Moderator, Post
+from moderation.models import (
+    AuditEvent,
+    Comment,
+    CommentStatus,
+    Event,
+    MaintenanceRun,
+    Moderator,
+    Post,
+    WebhookAttempt,
+    WebhookDelivery,
+)
 from moderation.sanitising import render_comment
 
 ERASED_NAME = "Name removed"
 ERASED_TEXT = "This comment was removed at its author's request."
+PURGE_TASK = "retention"
+
+logger = logging.getLogger(__name__)
 
 
 def normalise_address(email: str) -> str:
@@ -120,8 +137,23 @@ def erase_personal_data(session: Session, email: str, *, actor: Actor, now: dt.d
 
 def _scrub_copies(session: Session, comment: Comment, keep_text: bool) -> None:
     """Rewrite the comment's copies in earlier outbox payloads (and, with its text removed, in
-    the before/after of its edit audits: the one change ever made to the audit log, by law)."""
+    the before/after of its edit audits: the one change ever made to the audit log, by law).
+
+    Consumers' answers to its deliveries are dropped from the delivery log too: a consumer that
+    echoes what it received would have sent back the address (to an endpoint that opted in).
+    """
     fresh = comment_data(comment)
+    deliveries = (
+        select(WebhookDelivery.id)
+        .join(Event, WebhookDelivery.event_id == Event.id)
+        .where(Event.comment_id == comment.id)
+    )
+    session.execute(
+        update(WebhookAttempt)
+        .where(WebhookAttempt.delivery_id.in_(deliveries))
+        .values(response_excerpt="")
+        .execution_options(synchronize_session=False)
+    )
     for event in session.scalars(select(Event).where(Event.comment_id == comment.id)):
         data = dict(event.payload.get("data", {}))
         data["author_name"] = fresh["author_name"]
@@ -143,6 +175,10 @@ class Retention:
 
     client_data_days: int = 30
     rejected_days: int = 90
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Retention:
+        return cls(settings.retention_client_days, settings.retention_rejected_days)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,3 +213,34 @@ def purge_expired(
         )
         session.execute(delete(Comment).where(expired).execution_options(synchronize_session=False))
     return PurgeReport(cleared, deleted, dry_run)
+
+
+def purge_if_due(
+    session_factory: sessionmaker[Session], settings: Settings, now: dt.datetime
+) -> PurgeReport | None:
+    """The workers' daily retention run: purge once per UTC day, whichever worker comes first.
+
+    The run claims its day by inserting a ``maintenance_runs`` row in the purge's transaction, so
+    a second worker (or a restart) the same day finds the row, or fails to insert it, and does
+    nothing; a failed purge leaves no row and is tried again. None when the day was done.
+    """
+    day = now.astimezone(dt.UTC).date()
+    with session_factory() as session:
+        if session.get(MaintenanceRun, (PURGE_TASK, day)) is not None:
+            return None
+    with session_factory() as session:
+        begin_write(session)
+        session.add(MaintenanceRun(task=PURGE_TASK, day=day, ran_at=now))
+        try:
+            session.flush()
+        except IntegrityError:  # another worker claimed the day a moment ago
+            session.rollback()
+            return None
+        report = purge_expired(session, Retention.from_settings(settings), now=now)
+        session.commit()
+    logger.info(
+        "retention: cleared client data from %d comments, deleted %d rejected or spam comments",
+        report.client_data_cleared,
+        report.comments_deleted,
+    )
+    return report

@@ -80,13 +80,14 @@ def _handler(consumer: Consumer) -> type[BaseHTTPRequestHandler]:
                 )
                 self.connection.close()
                 return
-            code, _, extra = behaviour.partition(":")
+            code, _, extra = behaviour.replace("echo", "200").partition(":")
             self.send_response(int(code))
             if code == "301":
                 self.send_header("Location", extra or "http://127.0.0.1:1/")
             elif extra:
                 self.send_header("Retry-After", extra)
-            reply = b"ok " * 3000
+            # "echo" answers with what it received, as some debugging consumers do.
+            reply = body if behaviour == "echo" else b"ok " * 3000
             self.send_header("Content-Length", str(len(reply)))
             self.end_headers()
             self.wfile.write(reply)

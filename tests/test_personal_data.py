@@ -4,21 +4,44 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import threading
+from pathlib import Path
 
+import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, func, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
+from moderation import schema
+from moderation.db import make_engine
 from moderation.events import Actor
-from moderation.models import AuditEvent, Base, Comment, CommentStatus, Event, Post
+from moderation.models import (
+    AuditEvent,
+    Base,
+    Comment,
+    CommentStatus,
+    Event,
+    MaintenanceRun,
+    Moderator,
+    Post,
+    WebhookAttempt,
+)
 from moderation.personal_data import (
     ERASED_NAME,
     Retention,
     erase_personal_data,
     export_personal_data,
     purge_expired,
+    purge_if_due,
 )
+from moderation.sites import create_site
+from moderation.webhooks import delivery as wd
+from moderation.webhooks.delivery import run_worker
+from moderation.webhooks.endpoints import create_endpoint
 from tests.conftest import (
+    POST_KEY,
+    _session_factory,
     comment_json,
     csrf_from,
     json_of,
@@ -26,7 +49,10 @@ from tests.conftest import (
     make_moderator,
     make_site,
     make_token,
+    settings_for_tests,
 )
+from tests.consumer import running_consumer
+from tests.test_webhooks import webhook_settings
 
 ADDRESS = "Erin.Erasure@example.com"
 NOW = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
@@ -162,3 +188,159 @@ def test_admins_export_and_erase_in_the_ui(client: FlaskClient, session: Session
     )
     assert "Erased personal data from 2 comments" in done.get_data(as_text=True)
     assert session.scalar(text("SELECT count(*) FROM comments WHERE author_email = ''")) == 2
+
+
+def old_spam(session: Session, body: str, *, days: int = 91) -> None:
+    site = session.scalars(select(Post)).first()
+    assert site is not None
+    session.add(
+        Comment(
+            post=site,
+            author_name="Spammer",
+            author_email="spam@example.com",
+            body_text=body,
+            body_html=f"<p>{body}</p>",
+            status=CommentStatus.SPAM,
+            submitted_at=NOW - dt.timedelta(days=days),
+            moderated_at=NOW - dt.timedelta(days=days),
+        )
+    )
+    session.commit()
+
+
+def bodies(session: Session) -> set[str]:
+    session.expire_all()
+    return set(session.scalars(select(Comment.body_text)))
+
+
+def test_the_worker_purges_once_a_day_on_an_injected_clock(
+    client: FlaskClient, session: Session, connection: Connection
+) -> None:
+    make_site(session)
+    client.post("/api/v1/sites/luac/comments", json=comment_json(body="kept"))
+    old_spam(session, "first old spam")
+    settings = settings_for_tests(retention_rejected_days=90)
+    worker_a, worker_b = _session_factory(connection), _session_factory(connection)
+
+    # Due (never ran): the worker loop's first round purges.
+    stop = threading.Event()
+
+    def clock() -> dt.datetime:
+        stop.set()  # one round only
+        return NOW
+
+    run_worker(worker_a, settings, stop, clock=clock)
+    assert bodies(session) == {"kept"}
+
+    # Not due: later the same day, in this worker or another, nothing runs.
+    old_spam(session, "second old spam")
+    assert purge_if_due(worker_a, settings, NOW + dt.timedelta(hours=11)) is None
+    assert purge_if_due(worker_b, settings, NOW + dt.timedelta(hours=11, minutes=59)) is None
+    assert bodies(session) == {"kept", "second old spam"}
+
+    # The next day: once again, by whichever worker comes first.
+    report = purge_if_due(worker_b, settings, NOW + dt.timedelta(days=1))
+    assert report is not None and report.comments_deleted == 1
+    assert purge_if_due(worker_a, settings, NOW + dt.timedelta(days=1, hours=1)) is None
+    assert bodies(session) == {"kept"}
+    runs = session.scalars(select(MaintenanceRun.day).order_by(MaintenanceRun.day)).all()
+    assert runs == [NOW.date(), NOW.date() + dt.timedelta(days=1)]
+
+
+def test_two_workers_at_the_same_moment_purge_once(tmp_path: Path) -> None:
+    """Two threads with their own connections race for the day; one wins, the other does
+    nothing (on a database of its own: the race needs committed transactions)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'race.db'}")
+    schema.upgrade(engine)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    with factory() as session:
+        create_site(session, slug="luac", name="Blog", origins=["https://blog.example"])
+        session.commit()
+    settings = settings_for_tests()
+    start = threading.Barrier(2)
+    reports: list[object] = []
+
+    def worker() -> None:
+        start.wait()
+        reports.append(purge_if_due(factory, settings, NOW))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(reports) == 2 and sum(r is not None for r in reports) == 1
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(MaintenanceRun)) == 1
+    engine.dispose()
+
+
+def test_after_erasure_no_trace_of_the_address_remains_in_tables_outbox_or_logs(
+    client: FlaskClient, session: Session, connection: Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The whole life of an address: submitted through the API and the no-JS form, moderated
+    in the UI and the API, delivered to webhooks (one opted in to personal data, whose consumer
+    echoes what it gets), exported, erased; then every column of every table, the outbox and
+    every log record are searched."""
+    caplog.set_level(logging.DEBUG)
+    ids = seed(client, session)
+    auth = {
+        "Authorization": f"Bearer {make_token(session, session.scalars(select(Moderator)).one())}"
+    }
+    secrets = (ADDRESS.lower(), ADDRESS.split("@")[0].lower(), "erin private", "203.0.113")
+    with running_consumer(default="echo") as personal, running_consumer() as plain:
+        # Events wait undispatched in the outbox until a worker fans them out to the endpoints.
+        create_endpoint(
+            session, url=personal.url, allow_http=True, now=NOW, include_personal_data=True
+        )
+        create_endpoint(session, url=plain.url, allow_http=True, now=NOW)
+        session.commit()
+        form = {**comment_json(author_email=ADDRESS, author_name="Erin Private"), "body": "Form"}
+        posted = client.post(
+            f"/embed/luac/thread?post={POST_KEY}",
+            data=form,
+            environ_base={"REMOTE_ADDR": "203.0.113.9"},
+        )
+        assert posted.status_code == 303
+        login(client)
+        page = client.get("/moderate/").get_data(as_text=True)
+        client.post(f"/moderate/comments/{ids[1]}/reject", data={"csrf_token": csrf_from(page)})
+        client.post(
+            f"/api/v1/moderation/comments/{ids[0]}/reply", json={"body": "Thanks"}, headers=auth
+        )
+        client.get(f"/moderate/?q={ADDRESS}")
+        deliver = webhook_settings()
+        while wd.deliver_due(_session_factory(connection), deliver, now=NOW, limit=100):
+            pass
+        assert any(ADDRESS.lower() in r.body.decode().lower() for r in personal.received)
+        assert ADDRESS.lower() in everything_stored(session).lower()
+
+        admin = client.get("/moderate/admin/personal-data").get_data(as_text=True)
+        exported = client.post(
+            "/moderate/admin/personal-data",
+            data={"csrf_token": csrf_from(admin), "email": ADDRESS, "action": "export"},
+        )
+        assert len(json.loads(exported.get_data(as_text=True))["comments"]) == 3
+        erased = client.post(
+            "/moderate/admin/personal-data",
+            data={
+                "csrf_token": csrf_from(admin),
+                "email": ADDRESS,
+                "action": "erase",
+                "confirm": "1",
+            },
+        )
+        assert erased.status_code == 303
+        while wd.deliver_due(_session_factory(connection), deliver, now=NOW, limit=100):
+            pass
+        assert any(r.payload["type"] == "comment.erased" for r in personal.received)
+
+    stored = everything_stored(session).lower()
+    logged = "\n".join(
+        [caplog.text, *(f"{r.getMessage()} {r.args!r} {r.exc_text}" for r in caplog.records)]
+    ).lower()
+    for secret in secrets:
+        assert secret not in stored, secret
+        assert secret not in logged, secret
+    assert session.scalar(select(func.count()).select_from(Comment)) == 5
+    assert (session.scalar(select(func.count()).select_from(WebhookAttempt)) or 0) > 0

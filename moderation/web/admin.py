@@ -29,7 +29,7 @@ def admins_only() -> None:
 
 
 def _actor() -> Actor:
-    return Actor(g.moderator.login, g.moderator.id)
+    return Actor(g.moderator.login, g.moderator.id, "ui")
 
 
 @bp.get("/sites")

@@ -38,7 +38,8 @@ RETRY_AFTER_SECONDS = 5
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/")
+    """The API and the operators' endpoints (probes, metrics) answer errors in JSON."""
+    return request.path.startswith("/api/") or request.blueprint == "ops"
 
 
 def error_response(

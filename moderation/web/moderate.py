@@ -163,7 +163,7 @@ def logout() -> ResponseReturnValue:
 
 def _actor() -> Actor:
     moderator: Moderator = g.moderator
-    return Actor(moderator.login, moderator.id)
+    return Actor(moderator.login, moderator.id, "ui")
 
 
 SIGNAL_CHOICES = (

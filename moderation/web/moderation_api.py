@@ -63,7 +63,7 @@ def authenticate() -> None:
 
 def _actor() -> Actor:
     token: ApiToken = g.token
-    return Actor(f"{token.moderator.login} (token {token.name})", token.moderator_id)
+    return Actor(f"{token.moderator.login} (token {token.name})", token.moderator_id, "api")
 
 
 def _optional_body() -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""For operators: liveness and readiness probes, and one log line per request with its id.
+"""For operators: liveness and readiness probes, Prometheus metrics, and one log line per request
+with its id.
 
 Log lines carry the method, the path without its query string (queries can hold a searched email
 address), the status, the duration and the request id: never an email address or comment text.
@@ -6,6 +7,8 @@ address), the status, the duration and the request id: never an email address or
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 import re
@@ -13,11 +16,14 @@ import secrets
 import time
 
 from flask import Blueprint, Flask, Response, g, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from moderation import schema
+from moderation import metrics, schema
 from moderation.db import get_session
-from moderation.web.context import settings
+from moderation.errors import Forbidden, NotFound
+from moderation.web.context import client_address, now, settings
+from moderation.webhooks.network import parse_networks
 
 bp = Blueprint("ops", __name__)
 log = logging.getLogger("moderation.requests")
@@ -49,6 +55,33 @@ def readyz() -> tuple[Response, int] | Response:
     return jsonify({"status": "ready", "revision": current})
 
 
+@bp.get("/metrics")
+def prometheus_metrics() -> Response:
+    """Prometheus metrics in the text format, for the scraper only."""
+    _check_scraper()
+    body = metrics.render(get_session(), now())
+    return Response(body, content_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
+
+
+def _check_scraper() -> None:
+    """Off (404) unless a token or an allow-list is set; 403 for anyone who has neither."""
+    config = settings()
+    if not config.metrics_token and not config.metrics_allow:
+        raise NotFound()
+    given = request.headers.get("Authorization", "").encode()
+    if config.metrics_token and hmac.compare_digest(
+        given, f"Bearer {config.metrics_token}".encode()
+    ):
+        return
+    try:
+        address = ipaddress.ip_address(client_address() or "")
+    except ValueError:
+        address = None
+    if address and any(address in network for network in parse_networks(config.metrics_allow)):
+        return
+    raise Forbidden("Metrics need the scraper's bearer token or an allowed address.")
+
+
 def _not_ready(message: str) -> tuple[Response, int]:
     response = jsonify({"error": {"code": "unavailable", "message": message, "fields": {}}})
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
@@ -65,9 +98,11 @@ def start_request() -> None:
 def finish_request(response: Response) -> Response:
     request_id = g.get("request_id") or secrets.token_hex(8)
     response.headers["X-Request-ID"] = request_id
+    duration = time.perf_counter() - g.get("started", time.perf_counter())
+    metrics.observe_request(request.endpoint or "unmatched", duration)
     if not log.isEnabledFor(logging.INFO):
         return response
-    duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+    duration_ms = duration * 1000
     fields = {
         "request_id": request_id,
         "method": request.method,

@@ -20,7 +20,7 @@ from limits import RateLimitItem, parse_many
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from moderation import comments, spam
+from moderation import comments, metrics, spam
 from moderation.comments import client_network
 from moderation.config import Settings
 from moderation.db import get_session
@@ -73,6 +73,7 @@ class Screening:
         for kind, items in self.limits.items():
             for item in items:
                 if not limiter.hit(item, *self._keys(site, kind, keys[kind])):
+                    metrics.SUBMISSIONS.labels("rate_limited").inc()
                     raise RateLimited(
                         RATE_LIMITED, retry_after=self._retry_after(item, site, kind, keys[kind])
                     )

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from moderation import metrics
 from moderation.config import Settings
 from moderation.db import begin_write
 from moderation.models import (
@@ -35,6 +36,7 @@ from moderation.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from moderation.personal_data import purge_if_due
 from moderation.webhooks import network, signing
 from moderation.webhooks.endpoints import set_enabled
 
@@ -53,6 +55,12 @@ RETRY_SCHEDULE = (
 MAX_ATTEMPTS = len(RETRY_SCHEDULE) + 1
 JITTER = 0.2
 MAX_RETRY_AFTER = dt.timedelta(hours=24)
+# An attempt's outcome, as the deliveries metric labels it.
+OUTCOMES = {
+    DeliveryStatus.SUCCEEDED: "succeeded",
+    DeliveryStatus.PENDING: "retrying",
+    DeliveryStatus.FAILED: "failed",
+}
 
 
 def worker_name() -> str:
@@ -201,8 +209,11 @@ def record(
     now: dt.datetime,
     disable_after: dt.timedelta,
     rng: random.Random,
-) -> DeliveryStatus:
-    """Log the attempt and move the delivery on: done, retried later, or failed."""
+) -> DeliveryStatus | None:
+    """Log the attempt and move the delivery on: done, retried later, or failed.
+
+    None when our lease had run out and another worker took the delivery over.
+    """
     delivery = session.get_one(WebhookDelivery, prepared.delivery_id)
     endpoint = delivery.endpoint
     session.add(
@@ -219,7 +230,7 @@ def record(
     )
     if delivery.lease_owner != owner or delivery.status is not DeliveryStatus.PENDING:
         # Our lease ran out and another worker took the delivery over; it decides.
-        return delivery.status
+        return None
     delivery.attempts += 1
     delivery.lease_owner = None
     delivery.lease_expires_at = None
@@ -301,7 +312,7 @@ def deliver_due(
         timestamp, result = attempt(prepared, policy, resolver=resolver, wall_clock=wall_clock)
         with session_factory() as session:
             begin_write(session)
-            record(
+            status = record(
                 session,
                 prepared,
                 timestamp,
@@ -312,6 +323,8 @@ def deliver_due(
                 rng=rng,
             )
             session.commit()
+        if status is not None:
+            metrics.DELIVERIES.labels(OUTCOMES[status]).inc()
     return attempted
 
 
@@ -323,11 +336,16 @@ def run_worker(
     interval: float = 1.0,
     clock: Callable[[], dt.datetime] | None = None,
 ) -> None:
-    """Deliver until ``stop`` is set; sleeps ``interval`` when there is nothing due."""
+    """Deliver until ``stop`` is set; sleeps ``interval`` when there is nothing due. Applies the
+    retention periods once a day (the first worker to claim the day does)."""
     owner = worker_name()
     now = clock or (lambda: dt.datetime.now(dt.UTC))
     logger.info("webhook worker %s started", owner)
     while not stop.is_set():
+        try:
+            purge_if_due(session_factory, settings, now())
+        except Exception:
+            logger.exception("worker %s: the daily retention purge failed; retrying", owner)
         try:
             done = deliver_due(session_factory, settings, now=now(), owner=owner)
         except Exception:
