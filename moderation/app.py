@@ -58,11 +58,14 @@ def create_app(
     app.extensions["moderation.hasher"] = password_hasher(fast=settings.fast_password_hashing)
     app.teardown_appcontext(close_session)
 
+    from moderation.web import register
+    from moderation.web.replay import Replay
+
+    # Inside ProxyFix: replays are keyed on the host and scheme it has settled.
+    app.wsgi_app = Replay(app.wsgi_app, app)  # type: ignore[method-assign]
     if settings.trusted_proxy_hops:
         hops = settings.trusted_proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
-
-    from moderation.web import register
 
     register(app)
     return app

@@ -6,26 +6,31 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
+import logging
 import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from flask import Flask
+import pytest
+from flask import Flask, request
 from flask.testing import FlaskClient
-from sqlalchemy import event, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
 
 from moderation import create_app, schema
 from moderation.actions import moderate_comment, reply_as_blog
 from moderation.events import Actor
 from moderation.models import Comment, Moderator, Post, utcnow
 from moderation.spam import form_token_age
+from moderation.web import replay
 from moderation.web.embed import FORM_TOKEN_SLOT
 from tests.conftest import (
     ORIGIN,
     POST_KEY,
+    TEST_SECRET,
     comment_json,
     json_of,
     make_moderator,
@@ -416,10 +421,8 @@ def test_every_rendered_form_carries_a_valid_fresh_time_trap_token(
         assert age is not None and 0 <= age < 60
 
 
-def test_revalidations_skip_the_database_until_anyone_commits(tmp_path: Path) -> None:
-    """On a SQLite file, a thread's head stays in memory while nobody commits: a revalidation
-    runs no query. A commit from another connection, or another process, is seen at once."""
-    database = tmp_path / "committed.db"
+def committed_app(database: Path) -> tuple[Flask, Engine, int]:
+    """The app on its own SQLite file, whose commits are real (unlike the ``app`` fixture's)."""
     app = create_app(settings_for_tests(database_url=f"sqlite:///{database}"))
     engine = app.extensions["moderation.engine"]
     schema.upgrade(engine)
@@ -427,6 +430,17 @@ def test_revalidations_skip_the_database_until_anyone_commits(tmp_path: Path) ->
         make_site(session)
         moderator_id = make_moderator(session).id
         session.commit()
+    return app, engine, moderator_id
+
+
+def test_revalidations_skip_the_database_until_anyone_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a SQLite file, a thread's head stays in memory while nobody commits: a revalidation
+    runs no query. A commit from another connection, or another process, is seen at once."""
+    monkeypatch.setattr(replay, "TTL_SECONDS", 0.0)  # every request reaches the app
+    database = tmp_path / "committed.db"
+    app, engine, moderator_id = committed_app(database)
     client = app.test_client()
     comment_id = submit(client, body="Held until a moderator approves it")
     queries: list[str] = []
@@ -456,3 +470,69 @@ def test_revalidations_skip_the_database_until_anyone_commits(tmp_path: Path) ->
     assert response.status_code == 200
     assert response.headers["ETag"] != etag
     engine.dispose()
+
+
+TOKEN = re.compile(r'name="form_token" value="([^"]+)"')
+
+
+def test_replayed_reads_are_the_apps_own_answers_until_anyone_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    app, engine, moderator_id = committed_app(tmp_path / "replay.db")
+    reached: list[str] = []
+
+    @app.before_request
+    def note_arrival() -> None:
+        reached.append(request.path)
+
+    client = app.test_client()
+    first_id = submit(client, body="First!")
+    with Session(engine) as session:
+        approve(session, session.get_one(Moderator, moderator_id), first_id)
+
+    for url in (THREAD, THREAD + "&page=1", LISTING):
+        monkeypatch.setattr(replay, "TTL_SECONDS", 0.0)
+        flask_304 = client.get(url, headers={"If-None-Match": client.get(url).headers["ETag"]})
+        monkeypatch.setattr(replay, "TTL_SECONDS", 60.0)
+        first = client.get(url)
+        count = len(reached)
+        second = client.get(url)
+        with caplog.at_level(logging.INFO, logger="moderation.requests"):
+            replayed_304 = client.get(url, headers={"If-None-Match": first.headers["ETag"]})
+        assert len(reached) == count, url  # neither reached the app
+        assert second.status_code == 200 and replayed_304.status_code == 304
+        assert headers_of(second) == headers_of(first), url
+        assert second.headers["X-Request-ID"] != first.headers["X-Request-ID"]
+        assert headers_of(replayed_304) == headers_of(flask_304), url
+        assert f"GET {url.split('?')[0]} 304" in caplog.text
+        body, again = first.get_data(as_text=True), second.get_data(as_text=True)
+        if url == LISTING:
+            assert again == body
+        else:  # the same page with a fresh, valid time-trap token
+            token = TOKEN.findall(again)
+            assert token and form_token_age(TEST_SECRET, "luac", token[0], now=utcnow()) is not None
+            assert TOKEN.sub("", again) == TOKEN.sub("", body)
+            assert int(second.headers["Content-Length"]) == len(second.get_data())
+
+    second_id = submit(client, body="Second!")
+    with Session(engine) as session:  # any commit: the next read reaches the app
+        approve(session, session.get_one(Moderator, moderator_id), second_id)
+    count = len(reached)
+    assert "Second!" in client.get(THREAD).get_data(as_text=True)
+    assert len(reached) == count + 1
+
+    for _ in range(2):  # requests from another origin are answered (and replayed) apart
+        assert (
+            client.get(LISTING, headers={"Origin": ORIGIN}).headers["Access-Control-Allow-Origin"]
+            == ORIGIN
+        )
+        assert "Access-Control-Allow-Origin" not in client.get(LISTING).headers
+        refused = client.get(LISTING, headers={"Origin": "https://evil.example"})
+        assert "Access-Control-Allow-Origin" not in refused.headers
+    engine.dispose()
+
+
+def headers_of(response: TestResponse) -> dict[str, str]:
+    return {
+        k: v for k, v in response.headers.items() if k not in ("X-Request-ID", "Content-Length")
+    }

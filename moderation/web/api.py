@@ -23,6 +23,7 @@ from moderation.web.context import (
     required_post_key,
 )
 from moderation.web.embed import cached_body, cors_for_site, store_body
+from moderation.web.replay import mark_replayable
 from moderation.web.screening import screen_and_submit, screening
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -50,6 +51,7 @@ def list_comments(site: str) -> Response:
         raise NotFound("There is no site with that name.")
     g.site_origins = head.site_state[2]
     etag = strong_etag("comments", head.site_id, head.stamp.version, variant())
+    mark_replayable(etag, site)
     response = not_modified(etag) or cached_body(etag, "application/json")
     if response is not None:
         return response

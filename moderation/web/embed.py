@@ -37,6 +37,7 @@ from moderation.web.context import (
     required_post_key,
     settings,
 )
+from moderation.web.replay import mark_replayable
 from moderation.web.screening import screen_and_submit, screening
 
 bp = Blueprint("embed", __name__, url_prefix="/embed")
@@ -207,6 +208,7 @@ def thread(site: str) -> Response:
         head.stamp.closed, variant(),
     )  # fmt: skip
     response = not_modified(etag)
+    token = None
     if response is None:
         pieces = _rendered().get(etag)
         if pieces is None:
@@ -219,10 +221,11 @@ def thread(site: str) -> Response:
             pieces = _rendered().put(etag, html.encode(), token_slot=True)
         # The cached body is kept in pieces around the token's slot: a fresh token goes in
         # without decoding or searching the page.
-        token = screening().form_token(site).encode()
-        response = cacheable(Response(token.join(pieces), mimetype="text/html"), etag)
+        token = screening().form_token(site)
+        response = cacheable(Response(token.encode().join(pieces), mimetype="text/html"), etag)
     if standalone:
         response.headers["Content-Security-Policy"] = frame_ancestors_for(head.site_state[2])
+    mark_replayable(etag, site, token)
     return response
 
 

@@ -14,6 +14,7 @@ import logging
 import re
 import secrets
 import time
+from typing import Any
 
 from flask import Blueprint, Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -89,9 +90,14 @@ def _not_ready(message: str) -> tuple[Response, int]:
     return response, 503
 
 
+def request_id_of(environ: dict[str, Any]) -> str:
+    """The caller's X-Request-ID when it is a sane token, otherwise a new one."""
+    incoming = environ.get("HTTP_X_REQUEST_ID", "")
+    return incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+
+
 def start_request() -> None:
-    incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
-    g.request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+    g.request_id = request_id_of(request.environ)
     g.started = time.perf_counter()
 
 
@@ -100,21 +106,34 @@ def finish_request(response: Response) -> Response:
     response.headers["X-Request-ID"] = request_id
     duration = time.perf_counter() - g.get("started", time.perf_counter())
     metrics.observe_request(request.endpoint or "unmatched", duration)
+    log_request(
+        settings().log_format == "json",
+        request.method,
+        request.path,
+        response.status_code,
+        duration,
+        request_id,
+    )
+    return response
+
+
+def log_request(
+    json_lines: bool, method: str, path: str, status: int, seconds: float, request_id: str
+) -> None:
+    """One line per request (also for replayed ones: web/replay.py)."""
     if not log.isEnabledFor(logging.INFO):
-        return response
-    duration_ms = duration * 1000
+        return
     fields = {
         "request_id": request_id,
-        "method": request.method,
-        "path": request.path,
-        "status": response.status_code,
-        "duration_ms": round(duration_ms, 1),
+        "method": method,
+        "path": path,
+        "status": status,
+        "duration_ms": round(seconds * 1000, 1),
     }
-    if settings().log_format == "json":
+    if json_lines:
         log.info(json.dumps(fields))
     else:
         log.info("%(method)s %(path)s %(status)s %(duration_ms)sms id=%(request_id)s", fields)
-    return response
 
 
 def register(app: Flask) -> None:
