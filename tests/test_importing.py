@@ -246,33 +246,56 @@ def test_hostile_content_is_sanitised_like_a_submission(session: Session) -> Non
 # Malformed files -------------------------------------------------------------------------------
 
 SAMPLE = (DATA / "wordpress.xml").read_text()
+DISQUS = (DATA / "disqus.xml").read_text()
 
-MALFORMED = {
+MALFORMED: dict[str, tuple[Source, str, str]] = {
     # The line where the file ends, the column where the parser stopped.
     "truncated": (
+        "wordpress",
         SAMPLE[: SAMPLE.index("<wp:comment_id>3<")],
         r"^line 178, column 4: not well-formed XML \(Premature end of data in tag comment",
     ),
     "bad tag": (
+        "wordpress",
         SAMPLE.replace("<wp:comment_id>10</wp:comment_id>", "<wp:comment_id>10</wp:comment>"),
         r"^line 128, column 34: not well-formed XML \(Opening and ending tag mismatch",
     ),
     "wrong root": (
-        (DATA / "disqus.xml").read_text(),
+        "wordpress",
+        DISQUS,
         r"^line 2: this is not a WordPress export: it starts with <disqus>",
     ),
     "not XML": (
+        "wordpress",
         '{"meta": {"format": "moderation-export"}}',
         r"^line 1, column 1: not well-formed XML",
     ),
-    "empty": ("", r"^the file is empty"),
+    "empty": ("wordpress", "", r"^the file is empty"),
     "RSS feed, not an export": (
+        "wordpress",
         SAMPLE.replace("<wp:wxr_version>1.2</wp:wxr_version>", ""),
         r"^line 33: this is not a WordPress export: no <wp:wxr_version>",
     ),
     "entity expansion": (
+        "wordpress",
         '<?xml version="1.0"?>\n<!DOCTYPE rss [<!ENTITY a "aaaaaaaaaa">'
         '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>\n<rss><channel>&b;</channel></rss>',
+        r"^line 3: the file declares a DTD",
+    ),
+    "Disqus, truncated": (
+        "disqus",
+        DISQUS[: DISQUS.index('<post dsq:id="900008">') + 30],
+        r"^line 163, column 8: not well-formed XML \(Couldn't find end of Start Tag id\)",
+    ),
+    "Disqus, wrong root": (
+        "disqus",
+        SAMPLE,
+        r"^line 10: this is not a Disqus export: it starts with <rss>, not <disqus>",
+    ),
+    "Disqus, external entity": (
+        "disqus",
+        '<?xml version="1.0"?>\n<!DOCTYPE disqus [<!ENTITY e SYSTEM "file:///etc/passwd">]>\n'
+        '<disqus xmlns="http://disqus.com"><post><message>&e;</message></post></disqus>',
         r"^line 3: the file declares a DTD",
     ),
 }
@@ -283,11 +306,11 @@ def test_a_malformed_file_is_refused_with_its_line_and_nothing_is_imported(
     session: Session, tmp_path: Path, case: str
 ) -> None:
     site = make_site(session)
-    text, expected = MALFORMED[case]
+    source, text, expected = MALFORMED[case]
     path = tmp_path / "export.xml"
     path.write_text(text)
     with pytest.raises(MalformedExport) as caught:
-        load(session, site, "wordpress", path)
+        load(session, site, source, path)
     assert re.search(expected, caught.value.message), caught.value.message
     assert caught.value.message.endswith("nothing was imported")
     assert count(session, Comment) == 0 and count(session, Post) == 0
