@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
+import functools
 import html
 import re
 from collections.abc import Callable, Iterator
@@ -456,7 +457,8 @@ class _ImportRun:
                 select(Comment.id, Comment.import_ref)
                 .join(Post)
                 .where(Post.site_id == site.id, Comment.import_ref.startswith(self.prefix))
-            ).all()
+                .execution_options(yield_per=10_000)
+            )
         }
         # Source post id → our post id, or why its comments are not imported.
         self.posts: dict[str, int | _Unusable] = {}
@@ -620,6 +622,7 @@ def _problem(record: SourceComment) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)  # regular commenters come back: check each address once
 def _email(address: str) -> str:
     """The address in email-validator's normal form (no DNS check), or "" when there is none."""
     try:

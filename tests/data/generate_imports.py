@@ -40,11 +40,12 @@ def _body(rng: random.Random) -> str:
     return text
 
 
-def _filler(rng: random.Random, size: int) -> str:
+def _filler(rng: random.Random, size: int, pool: list[str]) -> str:
+    """A post body of about ``size`` bytes, from a pool of paragraphs (bodies are not imported)."""
     paragraphs = []
     total = 0
     while total < size:
-        paragraph = f"<p>{_sentence(rng, 60)}</p>\n"
+        paragraph = rng.choice(pool)
         paragraphs.append(paragraph)
         total += len(paragraph.encode())
     return "".join(paragraphs)
@@ -103,6 +104,7 @@ def write_wordpress(
     )
     written = 0
     next_id = 1
+    pool = [f"<p>{_sentence(rng, 60)}</p>\n" for _ in range(64)]
     for post in range(1, posts + 1):
         day = START + dt.timedelta(days=post % 3000)
         path = f"/{day:%Y/%m/%d}/post-{post}/"
@@ -112,7 +114,7 @@ def write_wordpress(
             f"\t\t<link>{ORIGIN}{path}</link>\n"
             f"\t\t<dc:creator>{_cdata('editor')}</dc:creator>\n"
             f'\t\t<guid isPermaLink="false">{ORIGIN}/?p={post}</guid>\n'
-            f"\t\t<content:encoded>{_cdata(_filler(rng, body_kb * 1024))}</content:encoded>\n"
+            f"\t\t<content:encoded>{_cdata(_filler(rng, body_kb * 1024, pool))}</content:encoded>\n"
             f"\t\t<excerpt:encoded>{_cdata('')}</excerpt:encoded>\n"
             f"\t\t<wp:post_id>{post}</wp:post_id>\n"
             f"\t\t<wp:post_date>{_cdata(f'{day:%Y-%m-%d} 09:00:00')}</wp:post_date>\n"
