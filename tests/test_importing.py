@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
@@ -29,13 +30,14 @@ from moderation.importing import (
     read_export,
 )
 from moderation.models import AuditEvent, Comment, CommentStatus, Event, Post, Site
-from tests.conftest import TEST_SECRET, database_url, make_site
+from tests.conftest import TEST_SECRET, database_url, json_of, make_site
 from tests.data.generate_imports import write_wordpress
 from tests.test_cli import MODERATION
 
 DATA = Path(__file__).parent / "data"
 NOW = dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.UTC)
 ACTOR = Actor("command line")
+ORIGIN_URL = "https://levellingupadvisorycouncil.blog.gov.uk"
 INTRO = "/2024/03/28/from-industrial-decline/"
 
 
@@ -171,6 +173,30 @@ def test_a_reply_to_a_comment_not_imported_stays_at_the_top_level(
     assert report.top_level_replies == 1
     c = imported(session, "wordpress")
     assert c["9"].parent_id is None and c["12"].parent_id == c["9"].id
+
+
+def test_imported_threads_reach_readers_and_fresh_etags(
+    client: FlaskClient, session: Session
+) -> None:
+    site = make_site(session)
+    session.add(Post(site=site, key=INTRO, title="", url=ORIGIN_URL + INTRO))
+    session.commit()
+    url = f"/api/v1/sites/luac/comments?post={INTRO}"
+    before = client.get(url)
+    assert json_of(before)["comments"] == []
+
+    load(session, site, "wordpress")
+    after = client.get(url, headers={"If-None-Match": before.headers["ETag"]})
+    assert after.status_code == 200 and after.headers["ETag"] != before.headers["ETag"]
+    refs = imported(session, "wordpress")
+    shown = json_of(after)["comments"]
+    # Approved only, in the file's order, threaded, without addresses.
+    assert [c["id"] for c in shown] == [refs[r].public_id for r in ("7", "9", "8")]
+    assert shown[1]["parent_id"] == refs["7"].public_id
+    assert "example.cymru" not in after.get_data(as_text=True)
+    page = client.get(f"/embed/luac/thread?post={INTRO}").get_data(as_text=True)
+    assert "Diolch!" in page and "Croeso" not in page and "Cheap pills" not in page
+    assert "<script>alert" not in page
 
 
 # Disqus ----------------------------------------------------------------------------------------
@@ -332,8 +358,6 @@ def test_a_file_that_breaks_during_the_import_pass_rolls_back_everything(
 
 
 # The command -----------------------------------------------------------------------------------
-
-ORIGIN_URL = "https://levellingupadvisorycouncil.blog.gov.uk"
 
 
 @pytest.fixture
