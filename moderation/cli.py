@@ -297,9 +297,13 @@ def import_json(source: TextIO) -> None:
 
 def _import_comments(kind: Source, path: Path, site_slug: str | None) -> None:
     """Check the whole file, then import it in one transaction, and say what happened."""
+    from moderation.comments import get_site
     from moderation.importing import MalformedExport, import_export, read_export
 
     app = _app()
+    # Which site, before a long first pass: a mistyped slug is reported at once.
+    with app.extensions["moderation.sessionmaker"]() as session:
+        slug = _import_site(session, site_slug)
     # Two passes over the file: checking, then importing.
     with _progress_bar(2 * path.stat().st_size, f"Importing {path.name}") as advance:
         try:
@@ -307,7 +311,7 @@ def _import_comments(kind: Source, path: Path, site_slug: str | None) -> None:
         except MalformedExport as error:
             raise click.ClickException(f"{path.name}: {error.message}") from None
         with write_session(app) as session:
-            site = _import_site(session, site_slug)
+            site = get_site(session, slug)
             report = import_export(session, site, plan, now=utcnow(), actor=CLI, progress=advance)
     click.echo(
         f"Imported {report.imported} comments ({report.without_email} without a usable email "
@@ -333,19 +337,20 @@ def _progress_bar(length: int, label: str) -> Iterator[Callable[[int], None] | N
         yield bar.update
 
 
-def _import_site(session: Session, slug: str | None) -> Site:
-    from moderation.comments import get_site
-
+def _import_site(session: Session, slug: str | None) -> str:
+    """The slug of the site named, or of the only site there is."""
     if slug:
-        return get_site(session, slug)
-    sites = session.scalars(select(Site).order_by(Site.slug).limit(2)).all()
-    if len(sites) != 1:
+        if session.scalar(select(Site.id).where(Site.slug == slug)) is None:
+            raise click.ClickException("There is no site with that name.")
+        return slug
+    slugs = session.scalars(select(Site.slug).order_by(Site.slug).limit(2)).all()
+    if len(slugs) != 1:
         raise click.UsageError(
             "Name the site to import into with --site SLUG."
-            if sites
+            if slugs
             else "There is no site yet: add one with 'moderation site add'."
         )
-    return sites[0]
+    return slugs[0]
 
 
 _SITE_OPTION = click.option(
