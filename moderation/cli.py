@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 import click
 from flask import Flask
@@ -19,6 +20,9 @@ from moderation.db import begin_write
 from moderation.errors import ServiceError
 from moderation.events import Actor
 from moderation.models import Moderator, Post, Role, Site, utcnow
+
+if TYPE_CHECKING:
+    from moderation.importing import Source
 
 
 def _app() -> Flask:
@@ -289,6 +293,91 @@ def import_json(source: TextIO) -> None:
     click.echo(
         "Imported " + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in added.items()) + "."
     )
+
+
+def _import_comments(kind: Source, path: Path, site_slug: str | None) -> None:
+    """Check the whole file, then import it in one transaction, and say what happened."""
+    from moderation.comments import get_site
+    from moderation.importing import MalformedExport, import_export, read_export
+
+    app = _app()
+    # Which site, before a long first pass: a mistyped slug is reported at once.
+    with app.extensions["moderation.sessionmaker"]() as session:
+        slug = _import_site(session, site_slug)
+    # Two passes over the file: checking, then importing.
+    with _progress_bar(2 * path.stat().st_size, f"Importing {path.name}") as advance:
+        try:
+            plan = read_export(path, kind, advance)
+        except MalformedExport as error:
+            raise click.ClickException(f"{path.name}: {error.message}") from None
+        with write_session(app) as session:
+            site = get_site(session, slug)
+            report = import_export(session, site, plan, now=utcnow(), actor=CLI, progress=advance)
+    click.echo(
+        f"Imported {report.imported} comments ({report.without_email} without a usable email "
+        f"address) and {report.posts_added} new posts into {site.slug}."
+    )
+    if report.top_level_replies:
+        click.echo(
+            f"{report.top_level_replies} replies kept at the top level: parent not imported."
+        )
+    for title, reasons in (("Skipped", report.skipped), ("Failed", report.failed)):
+        click.echo(f"{title} {reasons.total()}" + (":" if reasons else "."))
+        for reason, count in reasons.most_common():
+            click.echo(f"  {count:>8}  {reason}")
+
+
+@contextmanager
+def _progress_bar(length: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar over bytes read, on a terminal only (never in logs or pipes)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+def _import_site(session: Session, slug: str | None) -> str:
+    """The slug of the site named, or of the only site there is."""
+    if slug:
+        if session.scalar(select(Site.id).where(Site.slug == slug)) is None:
+            raise click.ClickException("There is no site with that name.")
+        return slug
+    slugs = session.scalars(select(Site.slug).order_by(Site.slug).limit(2)).all()
+    if len(slugs) != 1:
+        raise click.UsageError(
+            "Name the site to import into with --site SLUG."
+            if slugs
+            else "There is no site yet: add one with 'moderation site add'."
+        )
+    return slugs[0]
+
+
+_SITE_OPTION = click.option(
+    "--site",
+    "site_slug",
+    default=None,
+    help="The site to import into (may be left out when there is only one).",
+)
+_EXPORT_FILE = click.argument(
+    "path", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path)
+)
+
+
+@import_group.command("wordpress")
+@_EXPORT_FILE
+@_SITE_OPTION
+def import_wordpress(path: Path, site_slug: str | None) -> None:
+    """Load posts and comments from a WordPress export (WXR, Tools > Export); idempotent."""
+    _import_comments("wordpress", path, site_slug)
+
+
+@import_group.command("disqus")
+@_EXPORT_FILE
+@_SITE_OPTION
+def import_disqus(path: Path, site_slug: str | None) -> None:
+    """Load threads and comments from a Disqus export (XML); idempotent."""
+    _import_comments("disqus", path, site_slug)
 
 
 @main.command()

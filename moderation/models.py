@@ -180,6 +180,9 @@ class Comment(Base):
         Index("ix_comments_post_status_id", "post_id", "status", "id"),
         # The moderation queue: comments of one status in id order.
         Index("ix_comments_status_id", "status", "id"),
+        # An imported comment's id in its source, so that importing the same export twice adds
+        # nothing; NULL for comments submitted here (NULLs never collide).
+        UniqueConstraint("post_id", "import_ref"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -213,6 +216,8 @@ class Comment(Base):
         ForeignKey("moderators.id", ondelete="SET NULL")
     )
     claimed_until: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Where an imported comment came from, e.g. "wordpress:1234" or "disqus:5678".
+    import_ref: Mapped[str | None] = mapped_column(String(100), default=None)
 
     post: Mapped[Post] = relationship(lazy="joined", innerjoin=True)
     parent: Mapped[Comment | None] = relationship(remote_side=[id], lazy="select")

@@ -99,6 +99,7 @@ def export_records(session: Session, *, now: dt.datetime) -> Iterator[tuple[str,
                 "submitted_at": _time(c.submitted_at),
                 "moderated_at": _time(c.moderated_at),
                 "moderated_by": logins.get(c.moderated_by_id) if c.moderated_by_id else None,
+                "import_ref": c.import_ref,
             },
         )
     audits = select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=BATCH)
@@ -201,6 +202,7 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
             submitted_at=_parse_time(record["submitted_at"]),
             moderated_at=_parse_time(record["moderated_at"]),
             moderated_by=moderated_by,
+            import_ref=record.get("import_ref"),
         )
         session.add(comment)
         session.flush()

@@ -24,7 +24,7 @@ MAX_TITLE = 300
 MAX_URL = 2000
 
 # C0 controls other than tab and newline, DEL, and C1 controls never belong in a comment.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +62,7 @@ class _Fields:
         if not multiline and "\n" in value:
             self.errors[name] = f"{label[0].upper()}{label[1:]} must be on one line"
             return None
-        if _CONTROL.search(value):
+        if CONTROL_CHARACTERS.search(value):
             self.errors[name] = (
                 f"{label[0].upper()}{label[1:]} contains characters that are not allowed"
             )
