@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from sqlalchemy.exc import SQLAlchemyError
 
 from moderation import comments, i18n, publishing
 from moderation.db import get_session
@@ -37,6 +39,7 @@ from moderation.web.context import (
 )
 from moderation.web.screening import screen_and_submit, screening
 
+log = logging.getLogger(__name__)
 bp = Blueprint("embed", __name__, url_prefix="/embed")
 loader = Blueprint("embed_loader", __name__)
 
@@ -275,11 +278,15 @@ def cors_for_site(response: Response) -> Response:
     if slug is None:
         return response
     response.vary.add("Origin")
-    if origin is None:
-        return response
+    if origin is None or g.get("database_unavailable"):
+        return response  # without the database the site's origins are unknown: no CORS
     try:
         site = comments.get_site(get_session(), slug)
     except NotFound:
+        return response
+    except SQLAlchemyError as error:
+        # The database went away after the view answered: keep its answer, without CORS.
+        log.error("CORS: database unavailable (%s)", type(error).__name__)
         return response
     if comments.origin_allowed(site, origin):
         response.headers["Access-Control-Allow-Origin"] = origin
