@@ -42,8 +42,9 @@ from tests.servers import AppServer, PrivatePostgres
 
 FAULT_SECONDS = float(os.environ.get("FAULT_SECONDS", "2"))
 CLIENTS = 8
-# No request may take longer than this, outage or not (the connect timeout is 5 s).
-REQUEST_BOUND_SECONDS = 10
+# No request may take longer than this, outage or not: the connect timeout is 5 s, and this
+# machine is shared (the bound catches a hang, not a slow second).
+REQUEST_BOUND_SECONDS = 15
 FAULT_MIX = Mix(reads=0.5, submits=0.35)
 
 
@@ -128,6 +129,11 @@ def test_postgresql_outage_is_503_then_service_returns_without_restart(
     try:
         for client in clients:
             client.start()
+        # The outage must interrupt a working service: every client served, then a while more.
+        deadline = time.monotonic() + 60
+        while not all(any(200 <= s < 300 for _, s in c.timeline) for c in clients):
+            assert time.monotonic() < deadline, "the service never answered every client"
+            time.sleep(0.05)
         time.sleep(FAULT_SECONDS)
 
         outage_started = time.monotonic()
@@ -157,10 +163,12 @@ def test_postgresql_outage_is_503_then_service_returns_without_restart(
     failures: list[Exchange] = [f for c in clients for f in c.failures]
     for failure in failures:
         assert_unavailable(failure.status, failure.headers, failure.body, failure.path)
-        assert outage_started <= failure.started + failure.seconds, "a failure before the outage"
+        assert outage_started <= failure.started + failure.seconds, f"before the outage: {failure}"
         assert failure.started < recovered, f"a failure after /readyz said 200: {failure}"
     assert failures, "the outage must be seen by the clients, or the test proves nothing"
     slowest = max(c.slowest for c in clients)
+    assert slowest < REQUEST_BOUND_SECONDS
+    slowest_503 = max(failure.seconds for failure in failures)
     statuses = sum((c.statuses for c in clients), Counter())
     served_after = Counter(s for c in clients for started, s in c.timeline if started > recovered)
     assert served_after[200] > 0 and served_after[202] > 0, served_after
@@ -184,7 +192,8 @@ def test_postgresql_outage_is_503_then_service_returns_without_restart(
     back_after = recovered - restarted
     print(
         f"\nPostgreSQL outage of {FAULT_SECONDS}s under load: {dict(sorted(statuses.items()))}, "
-        f"{len(failures)} answered 503 during the outage, slowest request {slowest:.2f}s, "
+        f"{len(failures)} answered 503 during the outage (slowest {slowest_503:.2f}s), "
+        f"slowest request {slowest:.2f}s, "
         f"/readyz 200 again {back_after:.1f}s after the restart"
     )
     record(
@@ -194,6 +203,7 @@ def test_postgresql_outage_is_503_then_service_returns_without_restart(
         statuses={str(k): v for k, v in sorted(statuses.items())},
         unavailable=len(failures),
         slowest_seconds=round(slowest, 2),
+        slowest_503_seconds=round(slowest_503, 2),
         ready_after_restart_seconds=round(back_after, 1),
         unacknowledged_commits=len(unacknowledged),
     )
@@ -216,9 +226,9 @@ def test_a_database_that_never_answers_is_503_within_the_connect_timeout() -> No
     headers = {k.lower(): v for k, v in response.headers.items()}
     assert_unavailable(response.status_code, headers, response.get_data(), "/api/v1/")
     # One connection attempt: the CORS hook must not wait for the database a second time.
-    assert (
-        POSTGRESQL_CONNECT_TIMEOUT_SECONDS - 0.5 < elapsed < POSTGRESQL_CONNECT_TIMEOUT_SECONDS * 2
-    )
+    timeout = POSTGRESQL_CONNECT_TIMEOUT_SECONDS
+    assert timeout - 0.5 < elapsed < timeout * 2, elapsed
+    record("hung database", seconds=round(elapsed, 2))
 
 
 @pytest.fixture
