@@ -9,6 +9,7 @@ waiting for the busy timeout.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -16,11 +17,20 @@ from typing import Any
 
 from flask import current_app, g, request
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 WRITE_OPTION = "moderation_write"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# A PostgreSQL server that accepts connections but never answers must not hold a request (and a
+# worker thread) for ever: libpq has no connect timeout by default. A connect_timeout in the
+# database URL wins.
+POSTGRESQL_CONNECT_TIMEOUT_SECONDS = 5
+POSTGRESQL_DISK_FULL = "53100"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -33,7 +43,29 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        kwargs.setdefault("connect_args", {}).setdefault(
+            "connect_timeout", POSTGRESQL_CONNECT_TIMEOUT_SECONDS
+        )
+    # pre_ping: a connection the server dropped (a restart, a failover) is replaced on checkout
+    # instead of failing the request that drew it.
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def database_unavailable(error: DBAPIError) -> bool:
+    """The database could not be reached or could not do the work (down, restarting, locked, full),
+    as opposed to a bug in a statement."""
+    return isinstance(error, OperationalError) or error.connection_invalidated
+
+
+def storage_full(error: DBAPIError) -> bool:
+    """The database's disk is full (SQLite's SQLITE_FULL, PostgreSQL's disk_full)."""
+    original = error.orig
+    return (
+        getattr(original, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+        or getattr(original, "sqlstate", None) == POSTGRESQL_DISK_FULL
+    )
 
 
 def _make_sqlite_safe(engine: Engine) -> None:
@@ -118,6 +150,15 @@ def get_session() -> Session:
 
 
 def close_session(_exc: BaseException | None = None) -> None:
+    """Close the app context's session (rolling back what it did not commit), if it has one.
+
+    The rollback of a connection the database dropped fails; the connection is discarded then,
+    and the next request draws a fresh one.
+    """
     session: Session | None = g.pop("db_session", None)
     if session is not None:
-        session.close()
+        try:
+            session.close()
+        except SQLAlchemyError as error:
+            log.warning("discarding a broken database connection (%s)", type(error).__name__)
+            session.invalidate()

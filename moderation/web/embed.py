@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import threading
 from collections import OrderedDict
@@ -19,6 +20,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from sqlalchemy.exc import SQLAlchemyError
 
 from moderation import comments, i18n
 from moderation.db import get_session
@@ -40,6 +42,7 @@ from moderation.web.context import (
 from moderation.web.replay import mark_replayable
 from moderation.web.screening import screen_and_submit, screening
 
+log = logging.getLogger(__name__)
 bp = Blueprint("embed", __name__, url_prefix="/embed")
 loader = Blueprint("embed_loader", __name__)
 
@@ -291,13 +294,17 @@ def cors_for_site(response: Response) -> Response:
     vary = response.headers.get("Vary")
     response.headers["Vary"] = f"{vary}, Origin" if vary else "Origin"
     origin = request.environ.get("HTTP_ORIGIN")
-    if origin is None:
-        return response
+    if origin is None or g.get("database_unavailable"):
+        return response  # without the database the site's origins are unknown: no CORS
     origins = g.get("site_origins")  # set by the public reads from their thread head
     if origins is None:
         try:
             origins = comments.get_site(get_session(), slug).origins
         except NotFound:
+            return response
+        except SQLAlchemyError as error:
+            # The database went away after the view answered: keep its answer, without CORS.
+            log.error("CORS: database unavailable (%s)", type(error).__name__)
             return response
     if comments.origin_listed(origins, origin):
         response.headers["Access-Control-Allow-Origin"] = origin

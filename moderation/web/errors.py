@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, render_template, request
-from sqlalchemy.exc import OperationalError
+from flask import Flask, Response, g, jsonify, render_template, request
+from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
+from moderation.db import close_session, database_unavailable, storage_full
 from moderation.errors import RateLimited, ServiceError
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,10 @@ MESSAGES = {
     500: "Something went wrong on our side. Try again later.",
     503: "The service is unavailable for a moment. Try again shortly.",
 }
+STORAGE_FULL_MESSAGE = "The service cannot store anything at the moment. Try again later."
 RETRY_AFTER_SECONDS = 5
+# A full disk takes an operator to clear: clients need not retry every few seconds.
+STORAGE_FULL_RETRY_AFTER_SECONDS = 60
 
 
 def wants_json() -> bool:
@@ -76,7 +80,21 @@ def handle_http_exception(error: HTTPException) -> Response:
     return response
 
 
-def handle_database_unavailable(error: OperationalError) -> Response:
+def handle_database_error(error: DBAPIError) -> Response:
+    """A database that is down, restarting, locked or full: 503 with Retry-After, never a 500.
+
+    The request's session is closed at once (its transaction is lost), and ``g`` notes the
+    outage so that after-request hooks do not go back to the database.
+    """
+    if not database_unavailable(error):
+        return handle_unexpected(error)
+    close_session()
+    g.database_unavailable = True
+    if storage_full(error):
+        log.error("database storage full: %s", type(error.orig).__name__)
+        response = error_response(503, "storage_full", STORAGE_FULL_MESSAGE)
+        response.headers["Retry-After"] = str(STORAGE_FULL_RETRY_AFTER_SECONDS)
+        return response
     log.error("database unavailable: %s", type(error.orig).__name__)
     response = error_response(503, "unavailable", MESSAGES[503])
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
@@ -91,5 +109,5 @@ def handle_unexpected(error: Exception) -> Response:
 def register(app: Flask) -> None:
     app.register_error_handler(ServiceError, handle_service_error)
     app.register_error_handler(HTTPException, handle_http_exception)
-    app.register_error_handler(OperationalError, handle_database_unavailable)
+    app.register_error_handler(DBAPIError, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)
