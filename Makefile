@@ -53,7 +53,9 @@ soak: install
 	LOAD_SECONDS=60 MODERATION_TEST_DATABASE_URL= $(BIN)/python -m pytest -s tests/test_load.py
 	LOAD_SECONDS=60 MODERATION_TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/python -m pytest -s tests/test_load.py
 
+## bench: the benchmarks (under 10 minutes on 2 cores); the load comes from wrk (apt-get install wrk)
 bench: $(STAMP)
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
 	$(BIN)/python -m bench
 
 clean:
