@@ -11,7 +11,7 @@ COLUMNS = [
 
 
 def test_harness_measures_a_scenario_against_the_trivial_app() -> None:
-    section = harness.run(seconds=1, only=["submission"], concurrency=(1,))
+    section = harness.run(seconds=1, only=["submission"], concurrency=(1,), rounds=1)
 
     lines = section.splitlines()
     header = next(line for line in lines if line.startswith("| scenario"))
