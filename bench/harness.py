@@ -27,7 +27,7 @@ from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
 from bench.common import migrated_app
-from bench.http import SERVER, Request, Result, gunicorn, measure, wrk_version
+from bench.http import SERVER, Request, Result, Server, gunicorn, measure, wrk_version
 from moderation.config import load_settings
 from moderation.db import begin_write
 from moderation.models import Comment, CommentStatus, Moderator, Post, Role, utcnow
@@ -46,6 +46,7 @@ COUNT_POSTS = 50
 QUEUE_POSTS = 1_000
 SMALL_QUEUE, LARGE_QUEUE = 100, 100_000
 TRIVIAL = Request("/")
+MEMORY_MB = 150
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +218,7 @@ def scenarios(base: str, db: Seeded) -> list[Scenario]:
 
 
 @contextmanager
-def services() -> Iterator[tuple[str, str, Seeded]]:
+def services() -> Iterator[tuple[str, Server, Seeded]]:
     """The trivial app, the service and its seeded database, all up."""
     with tempfile.TemporaryDirectory() as folder:
         url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{Path(folder) / 'bench.db'}"
@@ -237,7 +238,7 @@ def services() -> Iterator[tuple[str, str, Seeded]]:
                 gunicorn("bench.trivial:app") as trivial,
                 gunicorn("moderation.app:create_app()", env) as service,
             ):
-                yield trivial, service, db
+                yield trivial.url, service, db
         finally:
             db.engine.dispose()
 
@@ -296,22 +297,27 @@ def run(
     only: Collection[str] = (),
     concurrency: tuple[int, ...] = CONCURRENCY,
     rounds: int = ROUNDS,
+    warmup: int = 1,
 ) -> str:
     """Measure every scenario (or those named in ``only``); the Markdown section."""
     rows: list[str] = []
     figures: dict[tuple[str, int], Figure] = {}
-    with services() as (trivial, service, db):
+    with services() as (trivial, server, db):
+        service = server.url
         load_before = os.getloadavg()
-        measure(trivial, TRIVIAL, connections=max(concurrency), seconds=1)  # warm-up
+        if warmup:
+            measure(trivial, TRIVIAL, connections=max(concurrency), seconds=warmup)
         for scenario in scenarios(service, db):
             if only and scenario.name not in only:
                 continue
             if scenario.prepare:
                 scenario.prepare()
             # Warm-up: every worker imports, connects and fills its caches before the figures.
-            first = measure(
-                service, scenario.request, connections=max(concurrency), seconds=1
-            ).issued
+            first = 0
+            if warmup:
+                first = measure(
+                    service, scenario.request, connections=max(concurrency), seconds=warmup
+                ).issued
             for connections in concurrency:
                 got, first = figure(
                     trivial, service, scenario.request, connections=connections,
@@ -328,6 +334,7 @@ def run(
                     f"{verdict(scenario, got.ratio, slower)} | {got.errors} |"
                 )
         load_after = os.getloadavg()
+        memory = server.worker_rss_mb()
         trapped = db.time_trapped()
     if trapped:
         raise RuntimeError(f"the time-trap held {trapped} benchmark submissions")
@@ -337,7 +344,7 @@ def run(
             "## Harness: the service against a trivial Flask app, same gunicorn settings",
             "",
             f"gunicorn `{SERVER}` for both apps; {wrk_version()} from its own process on "
-            f"loopback, keep-alive connections. Each scenario, after a 1 s warm-up, runs {rounds} "
+            f"loopback, keep-alive connections. Each scenario, after a {warmup} s warm-up, runs {rounds} "
             f"rounds of the trivial app then the scenario, {seconds} s each, at the same "
             "concurrency; the table gives the medians over the rounds (the ratio is the median "
             f"of the rounds' ratios). {backend}; a {THREAD_COMMENTS}-comment thread (one "
@@ -345,7 +352,9 @@ def run(
             "posts; rate limits and the DNS deliverability lookup off, every other spam check "
             "on, submissions carry a valid form token (held by the time-trap: none); each "
             "approval approves a different pending comment through the JSON API. Load average "
-            f"(1 min) {load_before[0]:.2f} at the start, {load_after[0]:.2f} at the end.",
+            f"(1 min) {load_before[0]:.2f} at the start, {load_after[0]:.2f} at the end. Resident "
+            f"memory of each app worker after the run: {', '.join(f'{mb:.0f}' for mb in memory)} "
+            f"MB (target under {MEMORY_MB} MB: {'MET' if max(memory) < MEMORY_MB else 'MISSED'}).",
             "",
             "| scenario | connections | requests/s | p50 ms | p99 ms | trivial app requests/s "
             "| ratio to trivial | target | errors |",

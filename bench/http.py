@@ -55,6 +55,22 @@ class Result:
         return self.requests / self.seconds
 
 
+@dataclasses.dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int  # gunicorn's master
+
+    def worker_rss_mb(self) -> list[float]:
+        """Resident memory of each worker process, in MB."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        sizes = []
+        for child in children:
+            status = Path(f"/proc/{child}/status").read_text()
+            kilobytes = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+            sizes.append(int(kilobytes.split()[1]) / 1024)
+        return sizes
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -63,8 +79,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(app: str, env: Mapping[str, str] | None = None) -> Iterator[str]:
-    """Serve the WSGI ``app`` ("module:callable") with :data:`SERVER`; yield its base URL."""
+def gunicorn(app: str, env: Mapping[str, str] | None = None) -> Iterator[Server]:
+    """Serve the WSGI ``app`` ("module:callable") with :data:`SERVER`."""
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}"]
     process = subprocess.Popen(
@@ -84,7 +100,7 @@ def gunicorn(app: str, env: Mapping[str, str] | None = None) -> Iterator[str]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"gunicorn {app} did not start") from None
                 time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        yield Server(f"http://127.0.0.1:{port}", process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)

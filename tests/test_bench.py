@@ -11,7 +11,7 @@ COLUMNS = [
 
 
 def test_harness_measures_a_scenario_against_the_trivial_app() -> None:
-    section = harness.run(seconds=1, only=["submission"], concurrency=(1,), rounds=1)
+    section = harness.run(seconds=1, only=["submission"], concurrency=(1,), rounds=1, warmup=0)
 
     lines = section.splitlines()
     header = next(line for line in lines if line.startswith("| scenario"))
@@ -29,3 +29,4 @@ def test_harness_measures_a_scenario_against_the_trivial_app() -> None:
     assert float(cells["ratio to trivial"]) > 0
     assert cells["target"].startswith(">= 0.25: ")
     assert cells["target"].endswith(("MET", "MISSED"))
+    assert "Resident memory of each app worker after the run: " in section
