@@ -241,6 +241,8 @@ def services() -> Iterator[tuple[str, Server, Seeded]]:
                 gunicorn("bench.trivial:app") as trivial,
                 gunicorn("moderation.app:create_app()", env) as service,
             ):
+                trivial.wait("/")  # both boot at once; a request answered means a worker is up
+                service.wait("/healthz")
                 yield trivial.url, service, db
         finally:
             db.engine.dispose()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import http.client
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).with_name("load.lua")
@@ -58,11 +60,28 @@ class Result:
 @dataclasses.dataclass(frozen=True)
 class Server:
     url: str
-    pid: int  # gunicorn's master
+    process: subprocess.Popen[bytes]  # gunicorn's master
+
+    def wait(self, path: str, timeout: float = 60) -> None:
+        """Return once the app answers ``path`` (its workers have booted), whatever the status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            connection = http.client.HTTPConnection(urlsplit(self.url).netloc, timeout=timeout)
+            try:
+                connection.request("GET", path)
+                connection.getresponse().read()
+                return
+            except (OSError, http.client.HTTPException):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gunicorn on {self.url} did not start") from None
+                time.sleep(0.1)
+            finally:
+                connection.close()
 
     def worker_rss_mb(self) -> list[float]:
         """Resident memory of each worker process, in MB."""
-        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         sizes = []
         for child in children:
             status = Path(f"/proc/{child}/status").read_text()
@@ -80,7 +99,7 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def gunicorn(app: str, env: Mapping[str, str] | None = None) -> Iterator[Server]:
-    """Serve the WSGI ``app`` ("module:callable") with :data:`SERVER`."""
+    """Start the WSGI ``app`` ("module:callable") with :data:`SERVER`; ``wait`` for it."""
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}"]
     process = subprocess.Popen(
@@ -91,16 +110,7 @@ def gunicorn(app: str, env: Mapping[str, str] | None = None) -> Iterator[Server]
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"gunicorn {app} did not start") from None
-                time.sleep(0.1)
-        yield Server(f"http://127.0.0.1:{port}", process.pid)
+        yield Server(f"http://127.0.0.1:{port}", process)
     finally:
         process.terminate()
         process.wait(timeout=30)
