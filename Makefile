@@ -53,7 +53,9 @@ format: $(STAMP)
 soak: install
 	$(BIN)/python -m bench.soak $(TEST_PG_URL)
 
+## bench: the benchmarks (under 10 minutes on 2 cores); the load comes from wrk (apt-get install wrk)
 bench: $(STAMP)
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
 	$(BIN)/python -m bench
 
 clean:

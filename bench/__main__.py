@@ -1,38 +1,57 @@
-"""Run every benchmark scenario and write the Markdown results to bench/results/.
+"""Run the benchmarks and write the Markdown results to bench/results/.
 
-A scenario is a module with ``run() -> str`` returning a Markdown section; add its name to
-SCENARIOS. ``python -m bench bench.embed`` runs one. Each section is also kept in
-bench/results/<scenario>.md, so running one scenario does not lose the others' figures.
+A section is a module with ``run() -> str``, listed in SECTIONS. ``python -m bench`` runs them all
+and writes bench/results/latest.md and a dated copy, headed by the machine it ran on;
+``python -m bench bench.harness`` runs one and writes only bench/results/harness.md.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import platform
+import sqlite3
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-SCENARIOS = ["bench.queue", "bench.webhooks", "bench.embed", "bench.spam_pipeline"]
+SECTIONS = ["bench.harness", "bench.spam_pipeline", "bench.webhooks"]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+    )
+
+
 def main() -> None:
-    wanted = sys.argv[1:] or SCENARIOS
+    wanted = sys.argv[1:] or SECTIONS
+    started = datetime.now(UTC)
+    RESULTS.mkdir(exist_ok=True)
     sections = []
     for name in wanted:
-        module = importlib.import_module(name)
         print(f"--- {name}", flush=True)
-        section = module.run()
-        sections.append(section)
-        RESULTS.mkdir(exist_ok=True)
+        section = importlib.import_module(name).run()
         (RESULTS / f"{name.removeprefix('bench.')}.md").write_text(section + "\n")
-    machine = f"{platform.node()}, {platform.machine()}, Python {platform.python_version()}"
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    report = f"# Benchmark results\n\n{stamp} on {machine}\n\n" + "\n\n".join(sections) + "\n"
-    RESULTS.mkdir(exist_ok=True)
+        sections.append(section)
+        print(section, flush=True)
+    if wanted != SECTIONS:
+        return
+    minutes = (datetime.now(UTC) - started).total_seconds() / 60
+    report = (
+        f"# Benchmark results\n\n{started:%Y-%m-%d %H:%M} UTC on {machine()}; "
+        f"`make bench` took {minutes:.1f} minutes.\n\n" + "\n\n".join(sections) + "\n"
+    )
     (RESULTS / "latest.md").write_text(report)
-    print(report)
+    (RESULTS / f"{started:%Y-%m-%dT%H%MZ}.md").write_text(report)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""Shared tools for benchmarks over real HTTP: a gunicorn server on a free loopback port, and a
-load generator that runs in a separate process (so it never shares the server's interpreter).
+"""Benchmarks over real HTTP: gunicorn on a free loopback port, and load from wrk.
 
-A scenario module builds its servers with :func:`gunicorn`, lists :class:`Target`s and calls
-:func:`measure`; :func:`table` renders the Markdown rows. See bench/embed.py for an example.
+Every app is served with the same gunicorn settings (:data:`SERVER`). The load comes from wrk (a
+C load generator from the Debian package of that name) in its own process, over keep-alive
+connections, driven by bench/load.lua: a Python client spends more CPU per request than a small
+Flask view, so at 16 connections on two cores it, not the server, would set the pace.
 """
 
 from __future__ import annotations
@@ -10,48 +11,83 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import http.client
-import multiprocessing
+import json
 import os
+import shutil
 import socket
-import statistics
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = Path(__file__).with_name("load.lua")
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 THREADS = int(os.environ.get("BENCH_THREADS", "4"))
-CLIENTS = int(os.environ.get("BENCH_CLIENTS", "8"))
-SECONDS = float(os.environ.get("BENCH_SECONDS", "6"))
+SERVER = (
+    f"--workers {WORKERS} --threads {THREADS} --worker-class gthread --keep-alive 5 "
+    "--log-level warning"
+)
 
 
 @dataclasses.dataclass(frozen=True)
-class Target:
-    """One measured request: a name for the table, the path, headers and the status expected."""
+class Request:
+    """One request shape; ``{n}`` (path, body) and ``{words}`` (body) vary per request."""
 
-    name: str
-    base: str
     path: str
+    method: str = "GET"
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    body: str = ""
     status: int = 200
 
 
 @dataclasses.dataclass(frozen=True)
 class Result:
-    target: Target
     requests: int
     seconds: float
     p50_ms: float
     p99_ms: float
-    errors: int
+    errors: int  # transport errors and responses with an unexpected status
+    issued: int  # numbers handed out for {n}
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]  # gunicorn's master
+
+    def wait(self, path: str, timeout: float = 60) -> None:
+        """Return once the app answers ``path`` (its workers have booted), whatever the status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            connection = http.client.HTTPConnection(urlsplit(self.url).netloc, timeout=timeout)
+            try:
+                connection.request("GET", path)
+                connection.getresponse().read()
+                return
+            except (OSError, http.client.HTTPException):
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gunicorn on {self.url} did not start") from None
+                time.sleep(0.1)
+            finally:
+                connection.close()
+
+    def worker_rss_mb(self) -> list[float]:
+        """Resident memory of each worker process, in MB."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        sizes = []
+        for child in children:
+            status = Path(f"/proc/{child}/status").read_text()
+            kilobytes = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
+            sizes.append(int(kilobytes.split()[1]) / 1024)
+        return sizes
 
 
 def free_port() -> int:
@@ -62,108 +98,49 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(app: str, env: Mapping[str, str] | None = None) -> Iterator[str]:
-    """Serve the WSGI ``app`` ("module:callable") under gunicorn (gthread, WORKERS x THREADS)."""
+def gunicorn(app: str, env: Mapping[str, str] | None = None) -> Iterator[Server]:
+    """Start the WSGI ``app`` ("module:callable") with :data:`SERVER`; ``wait`` for it."""
     port = free_port()
-    command = [
-        sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}",
-        "--workers", str(WORKERS), "--threads", str(THREADS), "--worker-class", "gthread",
-        "--keep-alive", "5", "--log-level", "warning",
-    ]  # fmt: skip
+    command = [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}"]
     process = subprocess.Popen(
-        command,
+        [*command, *SERVER.split()],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"gunicorn {app} did not start") from None
-                time.sleep(0.1)
-        yield url
+        yield Server(f"http://127.0.0.1:{port}", process)
     finally:
         process.terminate()
         process.wait(timeout=30)
 
 
-def etag_of(url: str) -> str:
-    with urllib.request.urlopen(url) as response:
-        etag: str = response.headers["ETag"]
-        return etag
+def wrk_version() -> str:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("the benchmark needs wrk: apt-get install wrk")
+    run = subprocess.run([wrk, "--version"], capture_output=True, text=True, check=False)
+    return (run.stdout or run.stderr).split(" Copyright")[0].strip()
 
 
-def _client(target: Target, until: float, out: list[float], errors: list[int]) -> None:
-    host, port = target.base.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    while time.perf_counter() < until:
-        started = time.perf_counter()
-        try:
-            connection.request("GET", target.path, headers=dict(target.headers))
-            response = connection.getresponse()
-            response.read()
-            ok = response.status == target.status
-            if response.getheader("Connection", "").lower() == "close":
-                connection.close()
-        except (OSError, http.client.HTTPException):
-            connection.close()
-            ok = False
-        out.append(time.perf_counter() - started)
-        if not ok:
-            errors.append(1)
-
-
-def _load(target: Target, seconds: float, clients: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
-    until = time.perf_counter() + 0.5
-    warm: list[float] = []
-    _client(target, until, warm, [])  # warm-up: imports, caches, connections
-    times: list[float] = []
-    errors: list[int] = []
-    started = time.perf_counter()
-    until = started + seconds
-    threads = [
-        threading.Thread(target=_client, args=(target, until, times, errors))
-        for _ in range(clients)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    queue.put((times, time.perf_counter() - started, len(errors)))
-
-
-def measure(target: Target, seconds: float = SECONDS, clients: int = CLIENTS) -> Result:
-    """Drive ``target`` for ``seconds`` from a separate process with ``clients`` connections."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_load, args=(target, seconds, clients, queue))
-    process.start()
-    times, elapsed, errors = queue.get(timeout=seconds + 60)
-    process.join()
-    times.sort()
-    p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
-    return Result(target, len(times), elapsed, statistics.median(times) * 1000, p99 * 1000, errors)
-
-
-def table(results: list[Result], baseline: Result, targets: Mapping[str, float]) -> list[str]:
-    """Markdown rows: requests/s, p50, p99, the ratio to the baseline and the target."""
-    rows = [
-        "| scenario | requests/s | p50 ms | p99 ms | ratio to trivial | target | errors |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for result in [baseline, *results]:
-        ratio = result.rps / baseline.rps
-        goal = targets.get(result.target.name)
-        verdict = "" if goal is None else f">= {goal} {'met' if ratio >= goal else 'MISSED'}"
-        rows.append(
-            f"| {result.target.name} | {result.rps:,.0f} | {result.p50_ms:.2f} | "
-            f"{result.p99_ms:.2f} | {ratio:.2f} | {verdict} | {result.errors} |"
-        )
-    return rows
+def measure(
+    base: str, request: Request, *, connections: int, seconds: int, first: int = 0
+) -> Result:
+    """Drive ``request`` against ``base`` with ``connections`` keep-alive connections."""
+    headers = [f"{name}: {value}" for name, value in request.headers.items()]
+    command = [
+        "wrk", "--threads", "1", "--connections", str(connections), "--duration", f"{seconds}s",
+        "--timeout", "10s", "--script", str(SCRIPT), base, "--",
+        request.method, request.path, request.body, str(request.status), str(first), *headers,
+    ]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, check=True)
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    return Result(
+        requests=out["requests"],
+        seconds=out["duration_us"] / 1e6,
+        p50_ms=out["p50_us"] / 1000,
+        p99_ms=out["p99_us"] / 1000,
+        errors=out["errors"] + out["unexpected"],
+        issued=out["issued"],
+    )

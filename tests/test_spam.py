@@ -244,6 +244,30 @@ def test_duplicates_are_spam_and_near_duplicates_are_held(
     assert other_post.signals == []
 
 
+def test_long_duplicates_are_found_too(session: Session, client: FlaskClient) -> None:
+    # Texts past the length whose words are kept between checks are tokenised each time.
+    make_site(session)
+    words = [
+        "council",
+        "town",
+        "centre",
+        "growth",
+        "housing",
+        "transport",
+        "skills",
+        "funding",
+        "community",
+    ]
+    text = " ".join(f"{words[n % len(words)]}{n}" for n in range(200))
+    assert len(text) > 1_000
+    assert submit(client, body=text).signals == []
+    again = submit(client, body=text, author_email="other@example.com")
+    assert again.status is CommentStatus.SPAM
+    near = submit(client, body=text + " and one more thought", author_email="third@example.com")
+    assert near.status is CommentStatus.PENDING
+    assert near.signals[0]["reason"].startswith("nearly the same (")
+
+
 def test_similarity_measures_shared_phrases() -> None:
     assert similarity("a b c d e", "a b c d e") == 1.0
     assert similarity("one two three four", "five six seven eight") == 0.0

@@ -1,0 +1,32 @@
+"""A smoke test of the benchmark harness (bench/): one scenario, briefly, at one concurrency."""
+
+from __future__ import annotations
+
+from bench import harness
+
+COLUMNS = [
+    "scenario", "connections", "requests/s", "p50 ms", "p99 ms", "trivial app requests/s",
+    "ratio to trivial", "target", "errors",
+]  # fmt: skip
+
+
+def test_harness_measures_a_scenario_against_the_trivial_app() -> None:
+    section = harness.run(seconds=1, only=["submission"], concurrency=(1,), rounds=1, warmup=0)
+
+    lines = section.splitlines()
+    header = next(line for line in lines if line.startswith("| scenario"))
+    assert [cell.strip() for cell in header.strip("|").split("|")] == COLUMNS
+    rows = [line for line in lines if line.startswith("| submission")]
+    assert len(rows) == 1
+    cells = dict(
+        zip(COLUMNS, (cell.strip() for cell in rows[0].strip("|").split("|")), strict=True)
+    )
+    assert cells["connections"] == "1"
+    # Every submission was accepted (202); run() raises if the time-trap held any of them.
+    assert cells["errors"] == "0"
+    assert float(cells["requests/s"].replace(",", "")) > 0
+    assert float(cells["trivial app requests/s"].replace(",", "")) > 0
+    assert float(cells["ratio to trivial"]) > 0
+    assert cells["target"].startswith(">= 0.25: ")
+    assert cells["target"].endswith(("MET", "MISSED"))
+    assert "Resident memory of each app worker after the run: " in section
