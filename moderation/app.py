@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from moderation.config import Settings, load_settings
 from moderation.db import close_session, make_engine
+from moderation.mail import MAIL_ENABLED
 from moderation.moderators import password_hasher
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -52,7 +53,9 @@ def create_app(
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     engine = engine or make_engine(settings.effective_database_url)
     app.extensions["moderation.engine"] = engine
-    app.extensions["moderation.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    app.extensions["moderation.sessionmaker"] = sessionmaker(
+        engine, expire_on_commit=False, info={MAIL_ENABLED: settings.mail_enabled}
+    )
     app.extensions["moderation.hasher"] = password_hasher(fast=settings.fast_password_hashing)
     app.teardown_appcontext(close_session)
 

@@ -177,8 +177,6 @@ class Moderator(Base):
     mail_preference: Mapped[MailPreference] = mapped_column(
         _enum(MailPreference), default=MailPreference.EACH, server_default=MailPreference.EACH.value
     )
-    # The newest submission time a digest has covered; None before the first digest.
-    digest_through: Mapped[dt.datetime | None] = mapped_column(default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     sites: Mapped[list[Site]] = relationship(secondary=moderator_sites, lazy="selectin")

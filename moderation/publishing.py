@@ -60,6 +60,7 @@ def _thread_head_query() -> Select[tuple[Any, ...]]:
             Site.origins,
             Site.close_after_days,
             Site.privacy_text,
+            Site.verify_email,
             Post.version,
             Post.closed,
             Post.created_at,
@@ -78,14 +79,14 @@ def thread_head(session: Session, slug: str, key: str, *, now: dt.datetime) -> T
     row = session.connection().execute(THREAD_HEAD, {"slug": slug, "key": key}).first()
     if row is None:
         return None
-    site_id, name, privacy, origins, days, privacy_text, version, closed, created_at = row
+    site_id, name, privacy, origins, days, privacy_text, verify, version, closed, created_at = row
     if version is None:
         stamp = ThreadStamp(0, False)
     else:
         by_age = days is not None and now >= created_at + dt.timedelta(days=days)
         stamp = ThreadStamp(version, bool(closed) or by_age)
     # Everything of the site that the fragment shows is in its state, so the ETag follows it.
-    return ThreadHead(site_id, (name, privacy, tuple(origins or ()), privacy_text), stamp)
+    return ThreadHead(site_id, (name, privacy, tuple(origins or ()), privacy_text, verify), stamp)
 
 
 def site_stamp(session: Session, site: Site) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from moderation import comments, i18n, publishing
+from moderation import comments, i18n, mail, publishing, verification
 from moderation.db import get_session
 from moderation.errors import (
     NotFound,
@@ -40,10 +40,20 @@ from moderation.web.screening import screen_and_submit, screening
 bp = Blueprint("embed", __name__, url_prefix="/embed")
 loader = Blueprint("embed_loader", __name__)
 
-FORM_FIELDS = ("post_title", "post_url", "author_name", "author_email", "body", "parent_id")
+FORM_FIELDS = (
+    "post_title",
+    "post_url",
+    "author_name",
+    "author_email",
+    "body",
+    "parent_id",
+    "notify",
+    "notify_replies",
+)
 # Strings embed.js needs, sent with the form so the script carries no catalogue of its own.
 SCRIPT_MESSAGES = (
     "received",
+    "received_check_email",
     "failed",
     "sending",
     "characters_left",
@@ -154,6 +164,8 @@ def render_thread(
         "lang": lang,
         "count_label": i18n.count_label(lang, count),
         "standalone": standalone,
+        "verifying": verification.site_verifies(session, site),
+        "mail_on": mail.enabled(session),
         "max_body": MAX_BODY,
         "page_url": page_url,
         "more_url": (

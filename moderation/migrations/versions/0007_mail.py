@@ -39,9 +39,6 @@ def upgrade() -> None:
                 nullable=False,
             )
         )
-        batch_op.add_column(
-            sa.Column("digest_through", moderation.models.UTCDateTime(timezone=True), nullable=True)
-        )
     op.create_table(
         "verified_addresses",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -109,7 +106,6 @@ def downgrade() -> None:
     op.drop_table("used_links")
     op.drop_table("verified_addresses")
     with op.batch_alter_table("moderators", schema=None) as batch_op:
-        batch_op.drop_column("digest_through")
         batch_op.drop_column("mail_preference")
     with op.batch_alter_table("comments", schema=None) as batch_op:
         batch_op.drop_column("notify_replies")
