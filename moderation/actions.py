@@ -155,7 +155,9 @@ def moderate_comment(
     return comment
 
 
-def confirm_address(session: Session, comment: Comment, *, trusted: bool, now: dt.datetime) -> Comment:
+def confirm_address(
+    session: Session, comment: Comment, *, trusted: bool, now: dt.datetime
+) -> Comment:
     """Its author confirmed the address: the comment enters the queue (``comment.submitted``),
     or with ``trusted`` is then approved at once, audited as automatic."""
     _transition(session, comment, [S.UNCONFIRMED], status=S.PENDING)
@@ -167,7 +169,14 @@ def confirm_address(session: Session, comment: Comment, *, trusted: bool, now: d
     _transition(session, comment, [S.PENDING], status=S.APPROVED, moderated_at=now)
     after = {"status": "approved", "reason": "trusted address"}
     _record(
-        session, AUTOMATIC, "approve", "comment.approved", comment, {"status": "pending"}, after, now
+        session,
+        AUTOMATIC,
+        "approve",
+        "comment.approved",
+        comment,
+        {"status": "pending"},
+        after,
+        now,
     )
     outbox.queue_decision(session, comment, now=now)
     outbox.queue_reply(session, comment, now=now)

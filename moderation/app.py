@@ -39,7 +39,7 @@ def create_app(
         instance_relative_config=False,
     )
     app.config.update(
-        SECRET_KEY=settings.secret_key or "development-only-secret-key-not-for-production",
+        SECRET_KEY=settings.effective_secret_key,
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         SESSION_COOKIE_NAME="moderation_session",
         SESSION_COOKIE_HTTPONLY=True,

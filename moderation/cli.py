@@ -380,10 +380,12 @@ def serve(host: str, port: int) -> None:
 @click.option("--interval", default=1.0, show_default=True, help="Seconds to sleep when idle.")
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 def worker(interval: float, once: bool) -> None:
-    """Deliver webhooks until stopped (SIGTERM or Ctrl-C); run several against PostgreSQL."""
+    """Deliver webhooks and send mail until stopped (SIGTERM or Ctrl-C); run several against
+    PostgreSQL."""
     import signal
     import threading
 
+    from moderation.mail.sending import send_due_mail
     from moderation.webhooks.delivery import deliver_due, run_worker
 
     app = _app()
@@ -391,7 +393,10 @@ def worker(interval: float, once: bool) -> None:
     settings = app.extensions["moderation.settings"]
     if once:
         done = deliver_due(factory, settings, now=utcnow(), limit=1000)
-        click.echo(f"Attempted {done} deliveries.")
+        sent = send_due_mail(
+            factory, settings, secret=settings.effective_secret_key, now=utcnow(), limit=1000
+        )
+        click.echo(f"Attempted {done} deliveries and {sent} mails.")
         return
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

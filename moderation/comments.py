@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from moderation import verification
 from moderation.errors import (
     Malformed,
     NotFound,
@@ -25,7 +26,6 @@ from moderation.errors import (
     ThreadClosed,
     ValidationFailed,
 )
-from moderation import verification
 from moderation.events import record_event
 from moderation.mail import outbox
 from moderation.models import Comment, CommentStatus, Post, Site

@@ -120,6 +120,11 @@ class Settings:
         return self.check_deliverability
 
     @property
+    def effective_secret_key(self) -> str:
+        """The key that signs sessions, CSRF tokens and links (a fixed one in development)."""
+        return self.secret_key or "development-only-secret-key-not-for-production"
+
+    @property
     def mail_enabled(self) -> bool:
         return bool(self.smtp_host)
 

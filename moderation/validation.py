@@ -55,7 +55,9 @@ class _Fields:
         raw = self.data.get(name)
         if raw is None or raw is False or raw == "":
             return False
-        if raw is True or (isinstance(raw, str) and raw.strip().lower() in ("on", "true", "1", "yes")):
+        if raw is True or (
+            isinstance(raw, str) and raw.strip().lower() in ("on", "true", "1", "yes")
+        ):
             return True
         if isinstance(raw, str) and raw.strip().lower() in ("off", "false", "0", "no"):
             return False

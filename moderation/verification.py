@@ -31,7 +31,10 @@ from moderation.models import (
 
 def is_verified(session: Session, secret: str, address: str) -> bool:
     digest = links.address_hash(secret, address)
-    return session.scalar(select(VerifiedAddress.id).where(VerifiedAddress.address_hash == digest)) is not None
+    return (
+        session.scalar(select(VerifiedAddress.id).where(VerifiedAddress.address_hash == digest))
+        is not None
+    )
 
 
 def remember(session: Session, secret: str, address: str, *, now: dt.datetime) -> None:
@@ -39,7 +42,9 @@ def remember(session: Session, secret: str, address: str, *, now: dt.datetime) -
         return
     try:
         with session.begin_nested():
-            session.add(VerifiedAddress(address_hash=links.address_hash(secret, address), verified_at=now))
+            session.add(
+                VerifiedAddress(address_hash=links.address_hash(secret, address), verified_at=now)
+            )
             session.flush()
     except IntegrityError:
         pass  # confirmed at the same moment by another link: remembered either way

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from moderation.errors import ServiceError
 from moderation.models import UsedLink
 
 CONFIRM = "confirm"
@@ -31,12 +32,14 @@ ACT_FOR = dt.timedelta(hours=24)
 UNSUBSCRIBE_FOR = dt.timedelta(days=365)
 
 
-class BadLink(Exception):
-    """A link that is forged, damaged, expired or already used; ``status`` is the HTTP answer."""
+class BadLink(ServiceError):
+    """A link that is forged, damaged, expired or already used; ``status`` is the HTTP answer
+    (400 forged, 403 no longer allowed, 410 expired or used)."""
 
-    def __init__(self, reason: str, status: int):
-        super().__init__(reason)
-        self.reason = reason
+    code = "link_not_valid"
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
         self.status = status
 
 
@@ -77,6 +80,11 @@ def verify(secret: str, purpose: str, token: str, *, now: dt.datetime) -> dict[s
     if now.timestamp() > payload["exp"]:
         raise BadLink("This link has expired.", 410)
     return payload
+
+
+def was_used(session: Session, payload: dict[str, object]) -> bool:
+    """Whether the token's nonce was used (for a page that only looks)."""
+    return session.get(UsedLink, str(payload.get("n"))[:40]) is not None
 
 
 def use_once(session: Session, payload: dict[str, object], *, now: dt.datetime) -> None:

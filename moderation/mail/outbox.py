@@ -81,7 +81,9 @@ def queue_held(session: Session, comment: Comment, *, now: dt.datetime) -> None:
 
 def queue_confirmation(session: Session, comment: Comment, *, now: dt.datetime) -> None:
     """Ask the commenter to confirm their address (the caller checked that mail is on)."""
-    session.add(OutgoingMail(kind=CONFIRM, comment_id=comment.id, next_attempt_at=now, created_at=now))
+    session.add(
+        OutgoingMail(kind=CONFIRM, comment_id=comment.id, next_attempt_at=now, created_at=now)
+    )
 
 
 def queue_decision(session: Session, comment: Comment, *, now: dt.datetime) -> None:

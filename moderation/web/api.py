@@ -160,7 +160,11 @@ def submit_comment(site: str) -> tuple[Response, int]:
     # A comment filed as spam looks like any other to its sender: bots learn nothing.
     status = comment.status
     if status is CommentStatus.SPAM:
-        status = CommentStatus.UNCONFIRMED if verification.site_verifies(get_session(), comment.post.site) else CommentStatus.PENDING
+        status = (
+            CommentStatus.UNCONFIRMED
+            if verification.site_verifies(get_session(), comment.post.site)
+            else CommentStatus.PENDING
+        )
     message = CHECK_EMAIL if status is CommentStatus.UNCONFIRMED else RECEIVED
     return jsonify({"id": comment.public_id, "status": status.value, "message": message}), 202
 

@@ -34,7 +34,9 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column(
                 "mail_preference",
-                sa.Enum("each", "digest", "off", name="mailpreference", native_enum=False, length=16),
+                sa.Enum(
+                    "each", "digest", "off", name="mailpreference", native_enum=False, length=16
+                ),
                 server_default="each",
                 nullable=False,
             )
@@ -66,9 +68,14 @@ def upgrade() -> None:
         sa.Column(
             "status",
             sa.Enum(
-                "pending", "sent", "failed", "dropped",
-                name="mailstatus", native_enum=False, length=16,
-            ),  # fmt: skip
+                "pending",
+                "sent",
+                "failed",
+                "dropped",
+                name="mailstatus",
+                native_enum=False,
+                length=16,
+            ),
             nullable=False,
         ),
         sa.Column("attempts", sa.Integer(), nullable=False),
@@ -80,19 +87,21 @@ def upgrade() -> None:
         sa.Column("created_at", moderation.models.UTCDateTime(timezone=True), nullable=False),
         sa.Column("sent_at", moderation.models.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
-            ["comment_id"], ["comments.id"],
-            name=op.f("fk_mail_outbox_comment_id_comments"), ondelete="CASCADE",
-        ),  # fmt: skip
+            ["comment_id"],
+            ["comments.id"],
+            name=op.f("fk_mail_outbox_comment_id_comments"),
+            ondelete="CASCADE",
+        ),
         sa.ForeignKeyConstraint(
-            ["moderator_id"], ["moderators.id"],
-            name=op.f("fk_mail_outbox_moderator_id_moderators"), ondelete="CASCADE",
-        ),  # fmt: skip
+            ["moderator_id"],
+            ["moderators.id"],
+            name=op.f("fk_mail_outbox_moderator_id_moderators"),
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_mail_outbox")),
     )
     with op.batch_alter_table("mail_outbox", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_mail_outbox_comment_id"), ["comment_id"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_mail_outbox_comment_id"), ["comment_id"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_mail_outbox_moderator_id"), ["moderator_id"], unique=False
         )
