@@ -1,5 +1,5 @@
 """Commenters' personal data: export everything held about an address, erase it, and purge what
-is kept past its retention period.
+is kept past its retention period (including comments whose address was never confirmed).
 
 What counts as personal data here: a comment's author email and name, its client network and
 user agent, and (where the site says so on erasure) its text. Outbox payloads never hold the
@@ -16,9 +16,20 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from moderation import verification
 from moderation.errors import ValidationFailed
 from moderation.events import Actor, comment_data, record_audit, record_event, rfc3339
-from moderation.models import AuditEvent, Comment, CommentStatus, Event, Moderator, Post
+from moderation.models import (
+    AuditEvent,
+    Comment,
+    CommentStatus,
+    Event,
+    MailStatus,
+    Moderator,
+    OutgoingMail,
+    Post,
+    UsedLink,
+)
 from moderation.sanitising import render_comment
 
 ERASED_NAME = "Name removed"
@@ -82,11 +93,16 @@ class Erasure:
     texts_removed: int
 
 
-def erase_personal_data(session: Session, email: str, *, actor: Actor, now: dt.datetime) -> Erasure:
+def erase_personal_data(
+    session: Session, email: str, *, actor: Actor, now: dt.datetime, secret: str | None = None
+) -> Erasure:
     """Remove an address, its name and client data from every comment it wrote; remove the text
     too where the site says so. Each comment records a ``comment.erased`` event and an audit
-    event that holds no personal data."""
+    event that holds no personal data. With the app's ``secret``, the address's verification
+    (a keyed hash) is forgotten too."""
     address = normalise_address(email)
+    if secret is not None:
+        verification.forget(session, secret, address)
     comments = _comments_of(session, address)
     removed = 0
     for comment in comments:
@@ -143,6 +159,7 @@ class Retention:
 
     client_data_days: int = 30
     rejected_days: int = 90
+    unconfirmed_days: int = 7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +167,7 @@ class PurgeReport:
     client_data_cleared: int
     comments_deleted: int
     dry_run: bool
+    unconfirmed_deleted: int = 0
 
 
 def purge_expired(
@@ -165,10 +183,25 @@ def purge_expired(
     expired = Comment.status.in_([CommentStatus.REJECTED, CommentStatus.SPAM]) & (
         func.coalesce(Comment.moderated_at, Comment.submitted_at) < rejected_cutoff
     )
+    unconfirmed = (Comment.status == CommentStatus.UNCONFIRMED) & (
+        Comment.submitted_at < now - dt.timedelta(days=retention.unconfirmed_days)
+    )
     count = select(func.count()).select_from(Comment)
     cleared = session.scalar(count.where(has_client_data)) or 0
     deleted = session.scalar(count.where(expired)) or 0
+    never_confirmed = session.scalar(count.where(unconfirmed)) or 0
     if not dry_run:
+        # Their queued confirmation mail goes with them (the outbox row cascades).
+        session.execute(
+            delete(Comment).where(unconfirmed).execution_options(synchronize_session=False)
+        )
+        # Mail that was sent, dropped or given up, and the nonces of links long expired.
+        session.execute(
+            delete(OutgoingMail).where(
+                OutgoingMail.status != MailStatus.PENDING, OutgoingMail.created_at < client_cutoff
+            )
+        )
+        session.execute(delete(UsedLink).where(UsedLink.used_at < client_cutoff))
         session.execute(
             update(Comment)
             .where(has_client_data)
@@ -176,4 +209,4 @@ def purge_expired(
             .execution_options(synchronize_session=False)
         )
         session.execute(delete(Comment).where(expired).execution_options(synchronize_session=False))
-    return PurgeReport(cleared, deleted, dry_run)
+    return PurgeReport(cleared, deleted, dry_run, never_confirmed)

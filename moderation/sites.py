@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from moderation import mail
 from moderation.errors import Forbidden, ValidationFailed
 from moderation.events import Actor, record_admin_audit
 from moderation.models import ModerationPolicy, Moderator, Site, utcnow
@@ -30,6 +31,11 @@ EDITABLE = (
     "privacy_text",
     "hold_terms",
     "spam_terms",
+    "verify_email",
+)
+VERIFY_NEEDS_MAIL = (
+    "Email verification sends mail, and mail is off: set MODERATION_SMTP_HOST, "
+    "MODERATION_MAIL_FROM and MODERATION_PUBLIC_URL first"
 )
 
 
@@ -166,6 +172,13 @@ def update_site(
                 errors[name] = "Choose whether erasure keeps the text"
             else:
                 values[name] = raw
+        elif name == "verify_email":
+            if not isinstance(raw, bool):
+                errors[name] = "Choose whether commenters confirm their email address"
+            elif raw and not site.verify_email and not mail.enabled(session):
+                errors[name] = VERIFY_NEEDS_MAIL
+            else:
+                values[name] = raw
         elif name == "reject_reasons":
             if not isinstance(raw, list) or not all(
                 isinstance(r, str) and 0 < len(r) <= 500 for r in raw
@@ -214,7 +227,7 @@ class SiteForm:
                 changes[name] = [line.strip() for line in raw.splitlines() if line.strip()]
             elif name in ("link_limit", "close_after_days"):
                 changes[name] = int(value) if value.isdigit() else (value or None)
-            elif name == "erasure_keeps_text":
+            elif name in ("erasure_keeps_text", "verify_email"):
                 changes[name] = {"true": True, "false": False}.get(value, value)
             elif name in EDITABLE:
                 changes[name] = value
