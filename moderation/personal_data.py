@@ -130,7 +130,8 @@ def erase_personal_data(
             after={"personal_data": "erased", "text": "kept" if keep_text else "removed"},
             now=now,
         )
-        record_event(session, "comment.erased", comment, now=now)
+        if comment.status is not CommentStatus.UNCONFIRMED:  # never announced, so no event
+            record_event(session, "comment.erased", comment, now=now)
     return Erasure(comments=len(comments), texts_removed=removed)
 
 
