@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from email.message import EmailMessage
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -16,6 +17,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from moderation import create_app, schema
 from moderation.actions import moderate_comment
 from moderation.events import Actor
 from moderation.mail import link_actions
@@ -32,8 +34,28 @@ from moderation.models import (
     Role,
 )
 from moderation.moderators import update_moderator
-from tests.conftest import ORIGIN, TEST_SECRET, comment_json, make_moderator, make_site
-from tests.mailserver import FROM, PUBLIC, SMTPServer, anchors, comment, link, parts, send, submit
+from tests.conftest import (
+    ORIGIN,
+    TEST_SECRET,
+    comment_json,
+    csrf_from,
+    login,
+    make_moderator,
+    make_site,
+    make_token,
+)
+from tests.mailserver import (
+    FROM,
+    PUBLIC,
+    SMTPServer,
+    anchors,
+    comment,
+    link,
+    mail_settings,
+    parts,
+    send,
+    submit,
+)
 
 
 def moderators_for(mail_session: Session) -> tuple[Moderator, Moderator]:
@@ -394,3 +416,70 @@ def test_nothing_is_queued_while_mail_is_off(client: FlaskClient, session: Sessi
     response = client.post("/api/v1/sites/luac/comments", json={**comment_json(), "notify": True})
     assert response.status_code == 202
     assert session.scalars(select(OutgoingMail)).all() == []
+
+
+def test_moderators_choose_their_own_mail_preference(
+    mail_client: FlaskClient, mail_session: Session
+) -> None:
+    make_site(mail_session)
+    mod1 = make_moderator(mail_session, "mod1", role=Role.MODERATOR, sites=("luac",))
+    token = make_token(mail_session, mod1)
+    auth = {"Authorization": f"Bearer {token}"}
+    me = mail_client.get("/api/v1/moderation/me", headers=auth).get_json()
+    assert me["login"] == "mod1" and me["mail_preference"] == "each"
+    changed = mail_client.patch(
+        "/api/v1/moderation/me", json={"mail_preference": "digest"}, headers=auth
+    )
+    assert changed.status_code == 200 and changed.get_json()["mail_preference"] == "digest"
+    bad = mail_client.patch(
+        "/api/v1/moderation/me", json={"mail_preference": "hourly"}, headers=auth
+    )
+    assert bad.status_code == 422
+    not_mine = mail_client.patch("/api/v1/moderation/me", json={"role": "admin"}, headers=auth)
+    assert not_mine.status_code == 422
+
+    login(mail_client, "mod1")
+    page = mail_client.get("/moderate/account").get_data(as_text=True)
+    assert 'value="digest" checked' in page
+    saved = mail_client.post(
+        "/moderate/account", data={"mail_preference": "off", "csrf_token": csrf_from(page)}
+    )
+    assert saved.status_code == 303
+    mail_session.expire_all()
+    assert mail_session.get_one(Moderator, mod1.id).mail_preference is MailPreference.OFF
+    audits = mail_session.scalars(
+        select(AuditEvent.after).where(AuditEvent.action == "moderator.mail_preference")
+    ).all()
+    assert [a["mail_preference"] for a in audits] == ["digest", "off"]
+    submit(mail_client)
+    assert mail_session.scalars(select(OutgoingMail)).all() == []  # mod1 wants nothing
+
+
+def test_the_worker_command_sends_the_outbox(tmp_path: Path, smtp: SMTPServer) -> None:
+    """`moderation worker --once`, a real process, sends what a request queued."""
+    from tests.test_cli import run
+
+    mail_env = {
+        "MODERATION_SMTP_HOST": "127.0.0.1",
+        "MODERATION_SMTP_PORT": str(smtp.port),
+        "MODERATION_SMTP_SECURITY": "none",
+        "MODERATION_MAIL_FROM": FROM,
+        "MODERATION_PUBLIC_URL": PUBLIC,
+    }
+    app = create_app(
+        mail_settings(smtp.port, database_url=f"sqlite:///{tmp_path / 'cli.db'}"),
+    )
+    engine = app.extensions["moderation.engine"]
+    schema.upgrade(engine)
+    with app.extensions["moderation.sessionmaker"]() as session:
+        make_site(session)
+        make_moderator(session, "mod1", role=Role.MODERATOR, sites=("luac",))
+    posted = app.test_client().post("/api/v1/sites/luac/comments", json=comment_json())
+    assert posted.status_code == 202
+    engine.dispose()
+
+    worked = run(tmp_path, "worker", "--once", env=mail_env)
+    assert worked.returncode == 0, worked.stderr
+    assert "and 1 mails" in worked.stdout
+    [message] = smtp.inbox.to("mod1@example.gov.uk")
+    assert link(message, "Approve").startswith("/mail/act/")
