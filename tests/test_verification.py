@@ -255,3 +255,29 @@ def test_verification_cannot_be_switched_on_while_mail_is_off(
     message = response.get_json()["error"]["fields"]["verify_email"]
     assert "MODERATION_SMTP_HOST" in message
     assert re.search(r"mail is off", message)
+
+
+def test_notification_addresses_are_checked_and_verification_switches_on_with_mail(
+    mail_client: FlaskClient, mail_session: Session
+) -> None:
+    make_site(mail_session)
+    token = make_token(mail_session, make_moderator(mail_session, "admin"))
+    auth = {"Authorization": f"Bearer {token}"}
+    injected = mail_client.patch(
+        "/api/v1/moderation/sites/luac",
+        json={"notify_emails": ["team@example.gov.uk\r\nBcc: victim@example.com"]},
+        headers=auth,
+    )
+    assert injected.status_code == 422
+    saved = mail_client.patch(
+        "/api/v1/moderation/sites/luac",
+        json={"notify_emails": ["Team@Example.gov.uk"], "verify_email": True},
+        headers=auth,
+    )
+    assert saved.status_code == 200, saved.get_data(as_text=True)
+    body = saved.get_json()
+    assert body["notify_emails"] == ["Team@example.gov.uk"] and body["verify_email"] is True
+    [audit] = mail_session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "site.update")
+    ).all()
+    assert audit.after["verify_email"] is True

@@ -15,10 +15,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from moderation import actions
+from moderation.errors import AlreadyModerated
 from moderation.events import Actor
 from moderation.mail import links, outbox
 from moderation.mail.links import BadLink
-from moderation.models import Comment, MailStatus, Moderator, OutgoingMail, Post
+from moderation.models import Comment, CommentStatus, MailStatus, Moderator, OutgoingMail, Post
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +31,12 @@ class MailAction:
 
 def check_action(session: Session, token: str, *, secret: str, now: dt.datetime) -> MailAction:
     """What a moderation link would do, checked but not done (the page a GET shows)."""
+    return _checked(session, token, secret=secret, now=now)[1]
+
+
+def _checked(
+    session: Session, token: str, *, secret: str, now: dt.datetime
+) -> tuple[dict[str, object], MailAction]:
     payload = links.verify(secret, links.ACT, token, now=now)
     if payload.get("a") not in ("approve", "reject", "spam"):
         raise BadLink("This link is not valid. Check that you copied all of it.", 400)
@@ -39,15 +46,19 @@ def check_action(session: Session, token: str, *, secret: str, now: dt.datetime)
         raise BadLink("You can no longer moderate this comment.", 403)
     if links.was_used(session, payload):
         raise BadLink("This link has already been used.", 410)
-    return MailAction(moderator, comment, str(payload["a"]))
+    if comment.status is not CommentStatus.PENDING:
+        raise AlreadyModerated(
+            f"This comment has already been moderated (it is {comment.status.value})."
+        )
+    return payload, MailAction(moderator, comment, str(payload["a"]))
 
 
 def act(
     session: Session, token: str, *, secret: str, now: dt.datetime, reason: str | None = None
 ) -> Comment:
     """Do what the link says, once; :class:`BadLink` or ``AlreadyModerated`` change nothing."""
-    checked = check_action(session, token, secret=secret, now=now)
-    links.use_once(session, links.verify(secret, links.ACT, token, now=now), now=now)
+    payload, checked = _checked(session, token, secret=secret, now=now)
+    links.use_once(session, payload, now=now)
     actor = Actor(f"{checked.moderator.login} (from mail)", checked.moderator.id)
     return actions.moderate_comment(
         session,
