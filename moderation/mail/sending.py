@@ -61,7 +61,7 @@ def claim_due(
         )
         .order_by(OutgoingMail.next_attempt_at, OutgoingMail.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=OutgoingMail)
     ).all()
     batches: list[list[OutgoingMail]] = []
     digests: dict[int, list[OutgoingMail]] = {}
@@ -79,7 +79,7 @@ def claim_due(
                         free,
                     )
                     .order_by(OutgoingMail.id)
-                    .with_for_update(skip_locked=True)
+                    .with_for_update(skip_locked=True, of=OutgoingMail)
                 )
             )
             digests[row.moderator_id] = batch
