@@ -347,3 +347,36 @@ def test_counts_are_readable_from_the_blog_origin(
     )
     assert json.loads(json.dumps(result))["counts"]["/none/"] == 0
     context.close()
+
+
+def test_with_the_script_a_commenter_who_must_confirm_is_told_to_check_their_email(
+    server: LiveServer, browser: Any, blog: Blog
+) -> None:
+    from moderation.comments import get_site
+    from moderation.events import Actor
+    from moderation.sites import update_site
+
+    def verify(on: bool) -> None:
+        with server.session() as session:
+            site = get_site(session, "blog")
+            update_site(session, site, {"verify_email": on}, actor=Actor("test"), now=utcnow())
+            session.commit()
+
+    verify(True)
+    try:
+        key = "/script-verify/"
+        context, page = open_post(browser, blog, key, "script")
+        page.wait_for_selector("#cm-form")
+        page.fill("#cm-author_name", "Ada")
+        page.fill("#cm-author_email", "ada@example.com")
+        page.fill("#cm-body", "Please confirm me")
+        page.check("#cm-notify")
+        page.click("button[type=submit]")
+        page.wait_for_selector("#comment-submitted.cm-notice--shown")
+        announced(page, "Check your email")
+        assert "Check your email" in page.text_content("#comment-submitted")
+        (stored,) = comments_of(server, key)
+        assert stored.status is CommentStatus.UNCONFIRMED and stored.notify_decision is True
+        context.close()
+    finally:
+        verify(False)
