@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from moderation import verification
+from moderation import schema, verification
 from moderation.actions import moderate_comment
+from moderation.cli import main
+from moderation.db import make_engine
 from moderation.events import Actor
 from moderation.mail.links import BadLink, address_hash
 from moderation.models import (
@@ -281,3 +285,23 @@ def test_notification_addresses_are_checked_and_verification_switches_on_with_ma
         select(AuditEvent).where(AuditEvent.action == "site.update")
     ).all()
     assert audit.after["verify_email"] is True
+
+
+def test_the_check_command_names_sites_that_verify_while_mail_is_off(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'check.db'}"
+    engine = make_engine(url)
+    schema.upgrade(engine)
+    with Session(engine) as session:
+        make_site(session).verify_email = True
+        session.commit()
+    engine.dispose()
+    env = {
+        "MODERATION_ENV": "testing",
+        "MODERATION_DATABASE_URL": url,
+        "MODERATION_SECRET_KEY": TEST_SECRET,
+    }
+    result = CliRunner().invoke(main, ["check"], env=env)
+    assert result.exit_code == 1
+    assert (
+        "site luac asks commenters to confirm their email address, but mail is off" in result.output
+    )
