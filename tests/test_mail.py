@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation import create_app, schema
 from moderation.actions import moderate_comment
+from moderation.comments import submit_comment
 from moderation.events import Actor
-from moderation.mail import link_actions
+from moderation.mail import MAIL_ENABLED, link_actions
 from moderation.mail.links import BadLink
 from moderation.mail.messages import defang, header_text
-from moderation.mail.sending import claim_due
+from moderation.mail.sending import claim_due, send_due_mail
 from moderation.models import (
     AuditEvent,
     CommentStatus,
@@ -34,6 +36,7 @@ from moderation.models import (
     Role,
 )
 from moderation.moderators import update_moderator
+from moderation.validation import CommentSubmission
 from tests.conftest import (
     ORIGIN,
     TEST_SECRET,
@@ -483,3 +486,53 @@ def test_the_worker_command_sends_the_outbox(tmp_path: Path, smtp: SMTPServer) -
     assert "and 1 mails" in worked.stdout
     [message] = smtp.inbox.to("mod1@example.gov.uk")
     assert link(message, "Approve").startswith("/mail/act/")
+
+
+MAIL_TABLES = (
+    "mail_outbox, used_links, audit_events, events, comments, posts, moderator_sites, "
+    "login_sessions, api_tokens, moderators, sites"
+)
+
+
+def test_two_workers_on_postgresql_send_each_mail_once(engine: Engine, smtp: SMTPServer) -> None:
+    """Two workers at once, each with its own connection: SKIP LOCKED claims, no mail twice."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("needs PostgreSQL (SKIP LOCKED between connections)")
+    sessions = sessionmaker(engine, expire_on_commit=False, info={MAIL_ENABLED: True})
+    try:
+        with sessions() as session:
+            make_site(session)
+            make_moderator(session, "mod1", role=Role.MODERATOR, sites=("luac",))
+            for n in range(30):
+                submit_comment(
+                    session, "luac",
+                    CommentSubmission(post="/p/", author_name="Ada", author_email="ada@example.com",
+                                      body=f"Comment number {n}."),
+                    now=dt.datetime.now(dt.UTC),
+                )  # fmt: skip
+            session.commit()
+        settings = mail_settings(smtp.port)
+        start = threading.Barrier(2)
+        sent: list[int] = []
+
+        def work(owner: str) -> None:
+            start.wait()
+            idle = 0
+            while idle < 2:
+                done = send_due_mail(
+                    sessions, settings, secret=TEST_SECRET, now=dt.datetime.now(dt.UTC),
+                    owner=owner, limit=4,
+                )  # fmt: skip
+                sent.append(done)
+                idle = idle + 1 if done == 0 else 0
+
+        workers = [threading.Thread(target=work, args=(f"worker-{n}",)) for n in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        ids = [m["Message-ID"] for m in smtp.inbox.messages]
+        assert len(ids) == 30 and len(set(ids)) == 30 and sum(sent) == 30
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(f"TRUNCATE {MAIL_TABLES} RESTART IDENTITY CASCADE"))
