@@ -18,10 +18,14 @@ from sqlalchemy.orm import Session
 from moderation import metrics
 from moderation.errors import AlreadyModerated, NotFound, ValidationFailed
 from moderation.events import Actor, record_audit, record_event
+from moderation.mail import outbox
 from moderation.models import Comment, CommentStatus, Moderator, Post
 from moderation.sanitising import normalise_text, render_comment
 from moderation.validation import MAX_BODY
 
+# Who the audit log names for what happens without a moderator.
+COMMENTER = Actor("commenter (email address confirmed)")
+AUTOMATIC = Actor("automatic (trusted address)")
 UNDO_WINDOW = dt.timedelta(seconds=30)
 CLAIM_FOR = dt.timedelta(minutes=5)
 S = CommentStatus
@@ -149,6 +153,39 @@ def moderate_comment(
     _record(session, actor, action.name, action.event_type, comment, before, after, now)
     if action.name in DECISIONS:
         metrics.count_decision(session, comment, action.name)
+    if action.name in ("approve", "reject"):
+        outbox.queue_decision(session, comment, now=now)
+    if action.name == "approve":
+        outbox.queue_reply(session, comment, now=now)
+    return comment
+
+
+def confirm_address(
+    session: Session, comment: Comment, *, trusted: bool, now: dt.datetime
+) -> Comment:
+    """Its author confirmed the address: the comment enters the queue (``comment.submitted``),
+    or with ``trusted`` is then approved at once, audited as automatic."""
+    _transition(session, comment, [S.UNCONFIRMED], status=S.PENDING)
+    before, after = {"status": "unconfirmed"}, {"status": "pending"}
+    _record(session, COMMENTER, "confirm", "comment.submitted", comment, before, after, now)
+    if not trusted:
+        outbox.queue_held(session, comment, now=now)
+        return comment
+    _transition(session, comment, [S.PENDING], status=S.APPROVED, moderated_at=now)
+    after = {"status": "approved", "reason": "trusted address"}
+    _record(
+        session,
+        AUTOMATIC,
+        "approve",
+        "comment.approved",
+        comment,
+        {"status": "pending"},
+        after,
+        now,
+    )
+    metrics.count_decision(session, comment, "approve")
+    outbox.queue_decision(session, comment, now=now)
+    outbox.queue_reply(session, comment, now=now)
     return comment
 
 
@@ -249,6 +286,7 @@ def reply_as_blog(
     _bump_thread(session, reply)
     after = {"status": "approved", "official": True, "in_reply_to": parent.public_id}
     _record(session, actor, "reply", "comment.approved", reply, {}, after, now)
+    outbox.queue_reply(session, reply, now=now)
     return reply
 
 

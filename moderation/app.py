@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from moderation.config import Settings, load_settings
 from moderation.db import close_session, commit_counter, make_engine
+from moderation.mail import MAIL_ENABLED
 from moderation.moderators import password_hasher
 from moderation.publishing import ThreadHeads
 
@@ -39,7 +40,7 @@ def create_app(
         instance_relative_config=False,
     )
     app.config.update(
-        SECRET_KEY=settings.secret_key or "development-only-secret-key-not-for-production",
+        SECRET_KEY=settings.effective_secret_key,
         MAX_CONTENT_LENGTH=settings.max_request_bytes,
         SESSION_COOKIE_NAME="moderation_session",
         SESSION_COOKIE_HTTPONLY=True,
@@ -53,7 +54,9 @@ def create_app(
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     engine = engine or make_engine(settings.effective_database_url)
     app.extensions["moderation.engine"] = engine
-    app.extensions["moderation.sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    app.extensions["moderation.sessionmaker"] = sessionmaker(
+        engine, expire_on_commit=False, info={MAIL_ENABLED: settings.mail_enabled}
+    )
     app.extensions["moderation.heads"] = ThreadHeads(commit_counter(engine))
     app.extensions["moderation.hasher"] = password_hasher(fast=settings.fast_password_hashing)
     app.teardown_appcontext(close_session)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from moderation import schema
@@ -241,8 +241,11 @@ def personal_data_erase(email: str, yes: bool) -> None:
 
     if not yes:
         click.confirm(f"Erase the personal data of {email} from every comment?", abort=True)
-    with write_session(_app()) as session:
-        erased = erase_personal_data(session, email, actor=CLI, now=utcnow())
+    app = _app()
+    with write_session(app) as session:
+        erased = erase_personal_data(
+            session, email, actor=CLI, now=utcnow(), secret=app.config["SECRET_KEY"]
+        )
     click.echo(
         f"Erased personal data from {erased.comments} comments ({erased.texts_removed} texts removed)."
     )
@@ -383,7 +386,8 @@ def import_disqus(path: Path, site_slug: str | None) -> None:
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Only report what would go.")
 def purge(dry_run: bool) -> None:
-    """Apply the retention periods: drop old client data, delete old rejected and spam comments."""
+    """Apply the retention periods: drop old client data, delete old rejected and spam comments
+    and comments whose author never confirmed their address."""
     from moderation.personal_data import Retention, purge_expired
 
     app = _app()
@@ -393,10 +397,25 @@ def purge(dry_run: bool) -> None:
             session, Retention.from_settings(settings), now=utcnow(), dry_run=dry_run
         )
     verb = "Would clear" if dry_run else "Cleared"
+    delete = "would delete" if dry_run else "deleted"
     click.echo(
         f"{verb} client data from {report.client_data_cleared} comments; "
-        f"{'would delete' if dry_run else 'deleted'} {report.comments_deleted} rejected or spam comments."
+        f"{delete} {report.comments_deleted} rejected or spam comments; "
+        f"{delete} {report.unconfirmed_deleted} comments whose address was never confirmed."
     )
+
+
+def _mail_problems(engine: Engine, mail_on: bool) -> list[str]:
+    if mail_on:
+        click.echo("ok: mail is on (sent by 'moderation worker')")
+        return []
+    with Session(engine) as session:
+        verifying = session.scalars(select(Site.slug).where(Site.verify_email)).all()
+    return [
+        f"site {slug} asks commenters to confirm their email address, but mail is off "
+        "(MODERATION_SMTP_HOST is not set): its comments go straight to the queue"
+        for slug in verifying
+    ]
 
 
 @main.command()
@@ -425,6 +444,7 @@ def check() -> None:
             problems.append(f"the schema is at {current}, not {head}: run 'moderation db upgrade'")
         else:
             click.echo(f"ok: database answers, schema at {current}")
+            problems.extend(_mail_problems(engine, settings.mail_enabled))
     except Exception as error:  # report any failure to reach the database
         problems.append(f"the database does not answer ({type(error).__name__})")
     finally:
@@ -470,13 +490,16 @@ def serve(host: str, port: int) -> None:
 @click.option("--interval", default=1.0, show_default=True, help="Seconds to sleep when idle.")
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 def worker(interval: float, once: bool) -> None:
-    """Deliver webhooks, and apply the retention periods daily, until stopped (SIGTERM or Ctrl-C).
+    """Deliver webhooks and send mail, and apply the retention periods daily, until stopped
+    (SIGTERM or Ctrl-C).
 
-    Run several against PostgreSQL: they share the deliveries and purge once a day between them.
+    Run several against PostgreSQL: they share the deliveries and the mail, and purge once a day
+    between them.
     """
     import signal
     import threading
 
+    from moderation.mail.sending import send_due_mail
     from moderation.webhooks.delivery import deliver_due, run_worker
 
     app = _app()
@@ -484,7 +507,10 @@ def worker(interval: float, once: bool) -> None:
     settings = app.extensions["moderation.settings"]
     if once:
         done = deliver_due(factory, settings, now=utcnow(), limit=1000)
-        click.echo(f"Attempted {done} deliveries.")
+        sent = send_due_mail(
+            factory, settings, secret=settings.effective_secret_key, now=utcnow(), limit=1000
+        )
+        click.echo(f"Attempted {done} deliveries and {sent} mails.")
         return
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

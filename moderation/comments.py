@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from moderation import metrics
+from moderation import metrics, verification
 from moderation.errors import (
     Malformed,
     NotFound,
@@ -27,6 +27,7 @@ from moderation.errors import (
     ValidationFailed,
 )
 from moderation.events import record_event
+from moderation.mail import outbox
 from moderation.models import Comment, CommentStatus, Post, Site
 from moderation.sanitising import render_comment
 from moderation.spam import Candidate, Evidence, Pipeline, Verdict
@@ -151,11 +152,14 @@ def submit_comment(
     user_agent: str | None = None,
     pipeline: Pipeline | None = None,
     evidence: Evidence | None = None,
+    secret: str | None = None,
 ) -> Comment:
     """Accept a commenter's submission into the queue as a pending comment.
 
     With a ``pipeline``, its checks run first: a reject raises :class:`ValidationFailed`, a spam
     verdict files the comment as spam, and every reason that fired is kept in ``signals``.
+    With the app's ``secret`` (which keys verified addresses), a site that verifies email keeps
+    the comment unconfirmed and mails its author a confirmation link instead.
     """
     site = get_site(session, site_slug)
     if origin is not None and not origin_allowed(site, origin):
@@ -184,6 +188,12 @@ def submit_comment(
         verdict, signals = outcome.verdict, outcome.signals_json()
         if outcome.verdict is Verdict.SPAM:
             status = CommentStatus.SPAM
+    if (
+        status is CommentStatus.PENDING
+        and secret is not None
+        and verification.needs_confirmation(session, site, submission.author_email, secret=secret)
+    ):
+        status = CommentStatus.UNCONFIRMED
     comment = Comment(
         post=post,
         parent=parent,
@@ -196,11 +206,19 @@ def submit_comment(
         client_network=client_network(client_address),
         user_agent=(user_agent or "")[:300] or None,
         submitted_at=now,
+        notify_decision=submission.notify,
+        notify_replies=submission.notify_replies,
     )
     session.add(comment)
     session.flush()
+    if status is CommentStatus.UNCONFIRMED:
+        # Nothing is announced until the author confirms (verification.confirm_comment).
+        outbox.queue_confirmation(session, comment, now=now)
+        return comment
     record_event(session, "comment.submitted", comment, now=now)
     metrics.count_submission(session, verdict.value)
+    if status is CommentStatus.PENDING:
+        outbox.queue_held(session, comment, now=now)
     return comment
 
 

@@ -37,6 +37,8 @@ class Settings:
     trusted_proxy_hops: int = 0
     retention_client_days: int = 30
     retention_rejected_days: int = 90
+    # Comments whose email address was never confirmed are deleted after this many days.
+    retention_unconfirmed_days: int = 7
     demo: bool | None = None
     log_level: str = "INFO"
     log_format: str = "text"
@@ -86,6 +88,19 @@ class Settings:
     dns_nameserver: str = ""
     dns_timeout_ms: int = 900
     check_disposable_email: bool = True
+    # Mail (moderation/mail/): off while the host is empty. Sent by the workers from the outbox.
+    smtp_host: str = ""
+    # 0: the usual port for the security mode (25 none, 587 starttls, 465 tls).
+    smtp_port: int = 0
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_security: str = "starttls"
+    smtp_timeout: float = 15.0
+    mail_from: str = ""
+    # Moderators who chose a digest get one at most this often.
+    mail_digest_minutes: int = 60
+    # How the service is reached from outside, for links in mail: https://comments.example.org
+    public_url: str = ""
 
     @property
     def development(self) -> bool:
@@ -108,6 +123,19 @@ class Settings:
         if self.check_deliverability is None:
             return not self.development
         return self.check_deliverability
+
+    @property
+    def effective_secret_key(self) -> str:
+        """The key that signs sessions, CSRF tokens and links (a fixed one in development)."""
+        return self.secret_key or "development-only-secret-key-not-for-production"
+
+    @property
+    def mail_enabled(self) -> bool:
+        return bool(self.smtp_host)
+
+    @property
+    def effective_smtp_port(self) -> int:
+        return self.smtp_port or {"none": 25, "starttls": 587, "tls": 465}[self.smtp_security]
 
     @property
     def demo_enabled(self) -> bool:
@@ -142,6 +170,16 @@ class Settings:
         if self.time_trap_verdict not in ("hold", "spam"):
             raise ConfigError(
                 f"MODERATION_TIME_TRAP_VERDICT must be hold or spam, not {self.time_trap_verdict!r}"
+            )
+        if self.smtp_security not in ("none", "starttls", "tls"):
+            raise ConfigError(
+                f"MODERATION_SMTP_SECURITY must be none, starttls or tls, not {self.smtp_security!r}"
+            )
+        if self.mail_enabled and not (self.mail_from and self.public_url):
+            raise ConfigError(
+                "MODERATION_SMTP_HOST is set, so mail is on: set MODERATION_MAIL_FROM (the sender "
+                "address) and MODERATION_PUBLIC_URL (https://... where this service is reached, "
+                "for the links in mail) too"
             )
         if self.fast_password_hashing and self.env != "testing":
             raise ConfigError("MODERATION_FAST_PASSWORD_HASHING is only allowed in testing")

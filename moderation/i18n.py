@@ -40,6 +40,13 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "sending": "Sending your comment…",
         "moderation_note": "Comments are checked by the blog team before they are published.",
         "received": "Thank you. Your comment will be published once a moderator has approved it.",
+        "received_check_email": (
+            "Thank you. Check your email: open the link we sent you to confirm your address, "
+            "and your comment will go to the moderators."
+        ),
+        "notify_legend": "Email me (optional)",
+        "notify_label": "when my comment is approved or rejected",
+        "notify_replies_label": "when someone replies to my comment",
         "failed": "Your comment could not be sent. Check your connection and try again.",
         "back_to": "Back to {title}",
         "the_post": "the post",
@@ -83,6 +90,13 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "received": (
             "Diolch. Bydd eich sylw yn cael ei gyhoeddi unwaith y bydd cymedrolwr wedi'i gymeradwyo."
         ),
+        "received_check_email": (
+            "Diolch. Gwiriwch eich e-bost: agorwch y ddolen a anfonwyd atoch i gadarnhau eich "
+            "cyfeiriad, a bydd eich sylw yn mynd at y cymedrolwyr."
+        ),
+        "notify_legend": "Anfonwch e-bost ataf (dewisol)",
+        "notify_label": "pan fydd fy sylw yn cael ei gymeradwyo neu ei wrthod",
+        "notify_replies_label": "pan fydd rhywun yn ateb fy sylw",
         "failed": "Nid oedd modd anfon eich sylw. Gwiriwch eich cysylltiad a rhowch gynnig arall arni.",
         "back_to": "Yn ôl i {title}",
         "the_post": "y blogbost",

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -81,6 +82,8 @@ class Base(DeclarativeBase):
 
 
 class CommentStatus(enum.StrEnum):
+    # Waiting for its author to confirm their email address; not in the queue, never public.
+    UNCONFIRMED = "unconfirmed"
     PENDING = "pending"
     APPROVED = "approved"
     REJECTED = "rejected"
@@ -96,6 +99,14 @@ class ModerationPolicy(enum.StrEnum):
 class Role(enum.StrEnum):
     ADMIN = "admin"
     MODERATOR = "moderator"
+
+
+class MailPreference(enum.StrEnum):
+    """How a moderator hears of held comments."""
+
+    EACH = "each"
+    DIGEST = "digest"
+    OFF = "off"
 
 
 moderator_sites = Table(
@@ -130,6 +141,8 @@ class Site(Base):
     # Blocklists, WordPress-style: a comment matching a spam term is spam, a hold term is held.
     hold_terms: Mapped[list[Any]] = mapped_column(default=list)
     spam_terms: Mapped[list[Any]] = mapped_column(default=list)
+    # New comments wait until their author confirms their address by a link sent by mail.
+    verify_email: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     def __repr__(self) -> str:
@@ -161,6 +174,9 @@ class Moderator(Base):
     email: Mapped[str] = mapped_column(String(254))
     password_hash: Mapped[str] = mapped_column(String(200))
     role: Mapped[Role] = mapped_column(_enum(Role), default=Role.MODERATOR)
+    mail_preference: Mapped[MailPreference] = mapped_column(
+        _enum(MailPreference), default=MailPreference.EACH, server_default=MailPreference.EACH.value
+    )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     sites: Mapped[list[Site]] = relationship(secondary=moderator_sites, lazy="selectin")
@@ -218,6 +234,9 @@ class Comment(Base):
     claimed_until: Mapped[dt.datetime | None] = mapped_column(default=None)
     # Where an imported comment came from, e.g. "wordpress:1234" or "disqus:5678".
     import_ref: Mapped[str | None] = mapped_column(String(100), default=None)
+    # The commenter's opt-ins: a mail when the comment is approved or rejected, and on replies.
+    notify_decision: Mapped[bool] = mapped_column(default=False, server_default=false())
+    notify_replies: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     post: Mapped[Post] = relationship(lazy="joined", innerjoin=True)
     parent: Mapped[Comment | None] = relationship(remote_side=[id], lazy="select")
@@ -403,3 +422,67 @@ class MaintenanceRun(Base):
     task: Mapped[str] = mapped_column(String(40), primary_key=True)
     day: Mapped[dt.date] = mapped_column(primary_key=True)
     ran_at: Mapped[dt.datetime] = mapped_column()
+
+
+class VerifiedAddress(Base):
+    """An email address whose owner has confirmed it, kept only as a keyed hash."""
+
+    __tablename__ = "verified_addresses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # HMAC-SHA256 of the normalised, lower-cased address with a key derived from the secret.
+    address_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    verified_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class UsedLink(Base):
+    """The nonce of a single-use link from a mail, recorded when the link is used."""
+
+    __tablename__ = "used_links"
+
+    nonce: Mapped[str] = mapped_column(String(40), primary_key=True)
+    used_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class MailStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    # Nothing to send any more (the comment or the address went); kept for the record.
+    DROPPED = "dropped"
+
+
+class OutgoingMail(Base):
+    """The mail outbox: one message to one recipient, written with the change that causes it.
+
+    The message is rendered by the worker when it sends, from ``kind`` and the rows named here,
+    so links carry fresh expiry times and erased personal data is never sent.
+    """
+
+    __tablename__ = "mail_outbox"
+    __table_args__ = (Index("ix_mail_outbox_status_next_attempt_at", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    # A moderator's or the site's notification address; None: the comment's author.
+    to_address: Mapped[str | None] = mapped_column(String(254), default=None)
+    moderator_id: Mapped[int | None] = mapped_column(
+        ForeignKey("moderators.id", ondelete="CASCADE"), index=True
+    )
+    comment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("comments.id", ondelete="CASCADE"), index=True
+    )
+    # Kind-specific details, e.g. the comments of a digest.
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[MailStatus] = mapped_column(_enum(MailStatus), default=MailStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(100), default=None)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(String(500), default=None)
+    message_id: Mapped[str | None] = mapped_column(String(200), default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+    comment: Mapped[Comment | None] = relationship(lazy="joined")
+    moderator: Mapped[Moderator | None] = relationship(lazy="joined")

@@ -23,7 +23,16 @@ from moderation.errors import (
     ValidationFailed,
 )
 from moderation.events import Actor, record_admin_audit
-from moderation.models import ApiToken, LoginAttempt, LoginSession, Moderator, Role, Site, utcnow
+from moderation.models import (
+    ApiToken,
+    LoginAttempt,
+    LoginSession,
+    MailPreference,
+    Moderator,
+    Role,
+    Site,
+    utcnow,
+)
 
 LOGIN_WINDOW = dt.timedelta(minutes=15)
 MAX_FAILURES_PER_ACCOUNT = 5
@@ -267,7 +276,33 @@ def set_password(
 
 
 def moderator_settings(moderator: Moderator) -> dict[str, object]:
-    return {"role": moderator.role.value, "sites": sorted(s.slug for s in moderator.sites)}
+    return {
+        "role": moderator.role.value,
+        "sites": sorted(s.slug for s in moderator.sites),
+        "mail_preference": moderator.mail_preference.value,
+    }
+
+
+def set_mail_preference(
+    session: Session, moderator: Moderator, value: object, *, actor: Actor, now: dt.datetime
+) -> Moderator:
+    """How the moderator hears of held comments: each by mail, a digest, or not at all."""
+    choices = {p.value for p in MailPreference}
+    if not isinstance(value, str) or value not in choices:
+        raise ValidationFailed(fields={"mail_preference": "Choose each, digest or off"})
+    before = moderator.mail_preference.value
+    moderator.mail_preference = MailPreference(value)
+    if value != before:
+        record_admin_audit(
+            session,
+            actor,
+            "moderator.mail_preference",
+            site_id=None,
+            before={"login": moderator.login, "mail_preference": before},
+            after={"login": moderator.login, "mail_preference": value},
+            now=now,
+        )
+    return moderator
 
 
 def update_moderator(

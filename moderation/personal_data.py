@@ -1,5 +1,6 @@
 """Commenters' personal data: export everything held about an address, erase it, and purge what
-is kept past its retention period (daily, by the first worker to claim the day).
+is kept past its retention period (including comments whose address was never confirmed);
+the workers apply it daily (the first worker to claim the day does).
 
 What counts as personal data here: a comment's author email and name, its client network and
 user agent, and (where the site says so on erasure) its text. Outbox payloads never hold the
@@ -18,6 +19,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from moderation import verification
 from moderation.config import Settings
 from moderation.db import begin_write
 from moderation.errors import ValidationFailed
@@ -27,9 +29,12 @@ from moderation.models import (
     Comment,
     CommentStatus,
     Event,
+    MailStatus,
     MaintenanceRun,
     Moderator,
+    OutgoingMail,
     Post,
+    UsedLink,
     WebhookAttempt,
     WebhookDelivery,
 )
@@ -99,11 +104,16 @@ class Erasure:
     texts_removed: int
 
 
-def erase_personal_data(session: Session, email: str, *, actor: Actor, now: dt.datetime) -> Erasure:
+def erase_personal_data(
+    session: Session, email: str, *, actor: Actor, now: dt.datetime, secret: str | None = None
+) -> Erasure:
     """Remove an address, its name and client data from every comment it wrote; remove the text
     too where the site says so. Each comment records a ``comment.erased`` event and an audit
-    event that holds no personal data."""
+    event that holds no personal data. With the app's ``secret``, the address's verification
+    (a keyed hash) is forgotten too."""
     address = normalise_address(email)
+    if secret is not None:
+        verification.forget(session, secret, address)
     comments = _comments_of(session, address)
     removed = 0
     for comment in comments:
@@ -131,7 +141,8 @@ def erase_personal_data(session: Session, email: str, *, actor: Actor, now: dt.d
             after={"personal_data": "erased", "text": "kept" if keep_text else "removed"},
             now=now,
         )
-        record_event(session, "comment.erased", comment, now=now)
+        if comment.status is not CommentStatus.UNCONFIRMED:  # never announced, so no event
+            record_event(session, "comment.erased", comment, now=now)
     return Erasure(comments=len(comments), texts_removed=removed)
 
 
@@ -175,10 +186,15 @@ class Retention:
 
     client_data_days: int = 30
     rejected_days: int = 90
+    unconfirmed_days: int = 7
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Retention:
-        return cls(settings.retention_client_days, settings.retention_rejected_days)
+        return cls(
+            settings.retention_client_days,
+            settings.retention_rejected_days,
+            settings.retention_unconfirmed_days,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +202,7 @@ class PurgeReport:
     client_data_cleared: int
     comments_deleted: int
     dry_run: bool
+    unconfirmed_deleted: int = 0
 
 
 def purge_expired(
@@ -201,10 +218,25 @@ def purge_expired(
     expired = Comment.status.in_([CommentStatus.REJECTED, CommentStatus.SPAM]) & (
         func.coalesce(Comment.moderated_at, Comment.submitted_at) < rejected_cutoff
     )
+    unconfirmed = (Comment.status == CommentStatus.UNCONFIRMED) & (
+        Comment.submitted_at < now - dt.timedelta(days=retention.unconfirmed_days)
+    )
     count = select(func.count()).select_from(Comment)
     cleared = session.scalar(count.where(has_client_data)) or 0
     deleted = session.scalar(count.where(expired)) or 0
+    never_confirmed = session.scalar(count.where(unconfirmed)) or 0
     if not dry_run:
+        # Their queued confirmation mail goes with them (the outbox row cascades).
+        session.execute(
+            delete(Comment).where(unconfirmed).execution_options(synchronize_session=False)
+        )
+        # Mail that was sent, dropped or given up, and the nonces of links long expired.
+        session.execute(
+            delete(OutgoingMail).where(
+                OutgoingMail.status != MailStatus.PENDING, OutgoingMail.created_at < client_cutoff
+            )
+        )
+        session.execute(delete(UsedLink).where(UsedLink.used_at < client_cutoff))
         session.execute(
             update(Comment)
             .where(has_client_data)
@@ -212,7 +244,7 @@ def purge_expired(
             .execution_options(synchronize_session=False)
         )
         session.execute(delete(Comment).where(expired).execution_options(synchronize_session=False))
-    return PurgeReport(cleared, deleted, dry_run)
+    return PurgeReport(cleared, deleted, dry_run, never_confirmed)
 
 
 def purge_if_due(
@@ -239,8 +271,10 @@ def purge_if_due(
         report = purge_expired(session, Retention.from_settings(settings), now=now)
         session.commit()
     logger.info(
-        "retention: cleared client data from %d comments, deleted %d rejected or spam comments",
+        "retention: cleared client data from %d comments, deleted %d rejected or spam comments"
+        " and %d never confirmed",
         report.client_data_cleared,
         report.comments_deleted,
+        report.unconfirmed_deleted,
     )
     return report

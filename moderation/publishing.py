@@ -63,6 +63,7 @@ def _thread_head_query() -> Select[tuple[Any, ...]]:
             Site.origins,
             Site.close_after_days,
             Site.privacy_text,
+            Site.verify_email,
             Post.version,
             Post.closed,
             Post.created_at,
@@ -85,14 +86,14 @@ def _head_of(row: tuple[Any, ...] | None, now: dt.datetime) -> ThreadHead | None
     """The site's settings that show in the thread, and the thread's stamp; None: no such site."""
     if row is None:
         return None
-    site_id, name, privacy, origins, days, privacy_text, version, closed, created_at = row
+    site_id, name, privacy, origins, days, privacy_text, verify, version, closed, created_at = row
     if version is None:
         stamp = ThreadStamp(0, False)
     else:
         by_age = days is not None and now >= created_at + dt.timedelta(days=days)
         stamp = ThreadStamp(version, bool(closed) or by_age)
     # Everything of the site that the fragment shows is in its state, so the ETag follows it.
-    return ThreadHead(site_id, (name, privacy, tuple(origins or ()), privacy_text), stamp)
+    return ThreadHead(site_id, (name, privacy, tuple(origins or ()), privacy_text, verify), stamp)
 
 
 class ThreadHeads:

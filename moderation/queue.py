@@ -52,7 +52,12 @@ def signal_filter(raw: str | None) -> str | None:
     return raw
 
 
+# Unconfirmed comments wait for their authors, not for moderators: never in the queue.
+QUEUE_STATUSES = tuple(s for s in CommentStatus if s is not CommentStatus.UNCONFIRMED)
+
+
 def _visible(query: Select[Any], moderator: Moderator) -> Select[Any]:
+    query = query.where(Comment.status != CommentStatus.UNCONFIRMED)
     if moderator.is_admin:
         return query
     site_ids = [site.id for site in moderator.sites]
@@ -122,8 +127,8 @@ def status_counts(
     Counting stops past the cap (shown as "1,000+") so the navigation costs the same with a
     hundred comments or a hundred thousand: each count reads at most cap + 1 index entries.
     """
-    counts = {}
-    for status in CommentStatus:
+    counts: dict[CommentStatus, int] = {}
+    for status in QUEUE_STATUSES:
         capped = (
             _filtered(_visible(select(Comment.id), moderator), wanted)
             .where(Comment.status == status)

@@ -9,9 +9,11 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from moderation import mail
 from moderation.errors import Forbidden, ValidationFailed
 from moderation.events import Actor, record_admin_audit
 from moderation.models import ModerationPolicy, Moderator, Site, utcnow
@@ -30,6 +32,12 @@ EDITABLE = (
     "privacy_text",
     "hold_terms",
     "spam_terms",
+    "verify_email",
+    "notify_emails",
+)
+VERIFY_NEEDS_MAIL = (
+    "Email verification sends mail, and mail is off: set MODERATION_SMTP_HOST, "
+    "MODERATION_MAIL_FROM and MODERATION_PUBLIC_URL first"
 )
 
 
@@ -108,6 +116,22 @@ def _optional_url(raw: object, field: str, errors: dict[str, str]) -> str | None
     return raw
 
 
+def _addresses(raw: object, errors: dict[str, str]) -> list[str]:
+    """Notification addresses, normalised by email-validator (so none can carry a header)."""
+    if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw) or len(raw) > 20:
+        errors["notify_emails"] = "Give a list of up to 20 email addresses"
+        return []
+    cleaned: list[str] = []
+    for address in raw:
+        try:
+            cleaned.append(validate_email(address.strip(), check_deliverability=False).normalized)
+        except EmailNotValidError:
+            errors["notify_emails"] = (
+                "Enter email addresses in the correct format, like name@example.com"
+            )
+    return list(dict.fromkeys(cleaned))
+
+
 def _whole(raw: object) -> bool:
     return isinstance(raw, int) and not isinstance(raw, bool)
 
@@ -166,6 +190,15 @@ def update_site(
                 errors[name] = "Choose whether erasure keeps the text"
             else:
                 values[name] = raw
+        elif name == "notify_emails":
+            values[name] = _addresses(raw, errors)
+        elif name == "verify_email":
+            if not isinstance(raw, bool):
+                errors[name] = "Choose whether commenters confirm their email address"
+            elif raw and not site.verify_email and not mail.enabled(session):
+                errors[name] = VERIFY_NEEDS_MAIL
+            else:
+                values[name] = raw
         elif name == "reject_reasons":
             if not isinstance(raw, list) or not all(
                 isinstance(r, str) and 0 < len(r) <= 500 for r in raw
@@ -210,11 +243,11 @@ class SiteForm:
         changes: dict[str, object] = {}
         for name, raw in self.fields.items():
             value = raw.strip()
-            if name in ("origins", "reject_reasons", "hold_terms", "spam_terms"):
+            if name in ("origins", "reject_reasons", "hold_terms", "spam_terms", "notify_emails"):
                 changes[name] = [line.strip() for line in raw.splitlines() if line.strip()]
             elif name in ("link_limit", "close_after_days"):
                 changes[name] = int(value) if value.isdigit() else (value or None)
-            elif name == "erasure_keeps_text":
+            elif name in ("erasure_keeps_text", "verify_email"):
                 changes[name] = {"true": True, "false": False}.get(value, value)
             elif name in EDITABLE:
                 changes[name] = value

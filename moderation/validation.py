@@ -38,6 +38,9 @@ class CommentSubmission:
     post_title: str | None = None
     post_url: str | None = None
     parent_id: str | None = None
+    # Opt-ins: mail me when my comment is approved or rejected; mail me replies to it.
+    notify: bool = False
+    notify_replies: bool = False
 
 
 class _Fields:
@@ -46,6 +49,20 @@ class _Fields:
     def __init__(self, data: Mapping[str, object]):
         self.data = data
         self.errors: dict[str, str] = {}
+
+    def flag(self, name: str) -> bool:
+        """A checkbox (form: present or "on"/"true"/"1") or a JSON boolean."""
+        raw = self.data.get(name)
+        if raw is None or raw is False or raw == "":
+            return False
+        if raw is True or (
+            isinstance(raw, str) and raw.strip().lower() in ("on", "true", "1", "yes")
+        ):
+            return True
+        if isinstance(raw, str) and raw.strip().lower() in ("off", "false", "0", "no"):
+            return False
+        self.errors[name] = "Choose yes or no"
+        return False
 
     def text(
         self, name: str, *, label: str, limit: int, required: bool, multiline: bool = False
@@ -89,6 +106,8 @@ def parse_submission(data: Mapping[str, object]) -> CommentSubmission:
     email = fields.text("author_email", label="your email address", limit=MAX_EMAIL, required=True)
     body = fields.text("body", label="your comment", limit=MAX_BODY, required=True, multiline=True)
     parent = fields.text("parent_id", label="the comment you reply to", limit=64, required=False)
+    notify = fields.flag("notify")
+    notify_replies = fields.flag("notify_replies")
 
     if post is not None and not post.startswith("/"):
         fields.errors["post"] = "The post must be given by its path, starting with /"
@@ -113,4 +132,6 @@ def parse_submission(data: Mapping[str, object]) -> CommentSubmission:
         author_email=email,
         body=body,
         parent_id=parent,
+        notify=notify,
+        notify_replies=notify_replies,
     )

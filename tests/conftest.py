@@ -130,6 +130,43 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+@pytest.fixture
+def smtp() -> Iterator[Any]:
+    """A real SMTP server (aiosmtpd) on a free loopback port; ``smtp.inbox`` holds what came."""
+    from tests.mailserver import SMTPServer, free_port
+
+    server = SMTPServer(free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mail_sessions(connection: Connection) -> sessionmaker[Session]:
+    """Sessions in the test's transaction, as an app with mail on makes them."""
+    from tests.mailserver import mail_factory
+
+    return mail_factory(connection)
+
+
+@pytest.fixture
+def mail_session(mail_sessions: sessionmaker[Session]) -> Iterator[Session]:
+    with mail_sessions() as session:
+        yield session
+
+
+@pytest.fixture
+def mail_client(engine: Engine, mail_sessions: sessionmaker[Session], smtp: Any) -> FlaskClient:
+    """A client of an app whose mail goes to ``smtp``."""
+    from tests.mailserver import mail_settings
+
+    app = create_app(mail_settings(smtp.port), engine=engine)
+    app.extensions["moderation.sessionmaker"] = mail_sessions
+    app.config["SERVER_NAME"] = "comments.example.org"
+    app.config["PREFERRED_URL_SCHEME"] = "https"
+    return app.test_client()
+
+
 # Builders -------------------------------------------------------------------------------------
 
 

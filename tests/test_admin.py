@@ -175,7 +175,13 @@ def test_the_admin_api(client: FlaskClient, session: Session) -> None:
 
     moderators = json_of(client.get("/api/v1/moderation/moderators", headers=auth))["moderators"]
     assert moderators == [
-        {"login": "editor", "email": "editor@example.gov.uk", "role": "admin", "sites": []}
+        {
+            "login": "editor",
+            "email": "editor@example.gov.uk",
+            "role": "admin",
+            "sites": [],
+            "mail_preference": "each",
+        }
     ]
     token = json_of(
         client.post(

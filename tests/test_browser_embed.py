@@ -62,8 +62,15 @@ def blog() -> Iterator[Blog]:
 def server(tmp_path_factory: pytest.TempPathFactory, blog: Blog) -> Iterator[LiveServer]:
     # max-age 0 and no stale-while-revalidate: each read revalidates, so a moderation shows on
     # the very next load (the test's subject); the ETag still saves the body.
+    # Mail on (nothing sends it here), so the form shows its email opt-ins to every check.
+    mail = {
+        "smtp_host": "127.0.0.1",
+        "smtp_security": "none",
+        "mail_from": "comments@example.org",
+        "public_url": "http://127.0.0.1",
+    }
     for server in live_server(
-        tmp_path_factory.mktemp("live"), public_max_age=0, public_stale_while_revalidate=0
+        tmp_path_factory.mktemp("live"), public_max_age=0, public_stale_while_revalidate=0, **mail
     ):
         with server.session() as session:
             create_site(session, slug="blog", name="Test blog", origins=[blog.url])
@@ -304,6 +311,9 @@ def test_the_thread_and_form_have_no_axe_violations(
     expected = "Gadael sylw" if lang == "cy" else "Leave a comment"
     assert expected in page.text_content("#cm-form")
     assert page.locator(".cm-comment").count() == 2
+    assert (
+        page.locator("#cm-notify").count() == 1 and page.locator("#cm-notify_replies").count() == 1
+    )
     assert axe_violations(page) == [], (mode, lang)
     page.click("button[type=submit]")  # and with the errors shown
     page.wait_for_selector("#cm-error-summary:not([hidden])")
@@ -337,3 +347,36 @@ def test_counts_are_readable_from_the_blog_origin(
     )
     assert json.loads(json.dumps(result))["counts"]["/none/"] == 0
     context.close()
+
+
+def test_with_the_script_a_commenter_who_must_confirm_is_told_to_check_their_email(
+    server: LiveServer, browser: Any, blog: Blog
+) -> None:
+    from moderation.comments import get_site
+    from moderation.events import Actor
+    from moderation.sites import update_site
+
+    def verify(on: bool) -> None:
+        with server.session() as session:
+            site = get_site(session, "blog")
+            update_site(session, site, {"verify_email": on}, actor=Actor("test"), now=utcnow())
+            session.commit()
+
+    verify(True)
+    try:
+        key = "/script-verify/"
+        context, page = open_post(browser, blog, key, "script")
+        page.wait_for_selector("#cm-form")
+        page.fill("#cm-author_name", "Ada")
+        page.fill("#cm-author_email", "ada@example.com")
+        page.fill("#cm-body", "Please confirm me")
+        page.check("#cm-notify")
+        page.click("button[type=submit]")
+        page.wait_for_selector("#comment-submitted.cm-notice--shown")
+        announced(page, "Check your email")
+        assert "Check your email" in page.text_content("#comment-submitted")
+        (stored,) = comments_of(server, key)
+        assert stored.status is CommentStatus.UNCONFIRMED and stored.notify_decision is True
+        context.close()
+    finally:
+        verify(False)

@@ -163,6 +163,9 @@
       ["post_title", "post_url", "parent_id", "form_token", "website"].forEach(function (name) {
         if (form.elements[name].value) { data[name] = form.elements[name].value; }
       });
+      ["notify", "notify_replies"].forEach(function (name) {
+        if (form.elements[name] && form.elements[name].checked) { data[name] = true; }
+      });
       fetch(form.getAttribute("data-cm-api"), {
         method: "POST",
         headers: { "Content-Type": "application/json" },
@@ -177,9 +180,11 @@
           updateCount(false);
           cancelReply(false);
           var notice = $(root, "#comment-submitted");
+          var said = result.body.status === "unconfirmed" ? messages.received_check_email : messages.received;
+          notice.textContent = said;
           notice.classList.add("cm-notice--shown");
           notice.focus();
-          announce(messages.received);
+          announce(said);
           reportHeight();
         } else {
           var error = result.body.error || {};

@@ -12,6 +12,7 @@ from moderation.web import (
     demo,
     embed,
     errors,
+    mail_links,
     moderate,
     moderate_webhooks,
     moderation_api,
@@ -52,6 +53,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(embed.loader)
     app.register_blueprint(moderate.bp)
     app.register_blueprint(moderation_api.bp)
+    app.register_blueprint(mail_links.bp)
     if app.extensions["moderation.settings"].demo_enabled:
         app.register_blueprint(demo.bp)
     app.add_template_filter(rfc3339)

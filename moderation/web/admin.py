@@ -7,11 +7,21 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from moderation import moderators, sites
+from moderation import mail, moderators, sites
 from moderation.comments import get_site
 from moderation.db import get_session
 from moderation.errors import ServiceError, ValidationFailed
@@ -76,6 +86,7 @@ def site_edit(slug: str) -> str:
         site=get_site(get_session(), slug),
         errors={},
         policies=list(ModerationPolicy),
+        mail_on=mail.enabled(get_session()),
     )
 
 
@@ -94,6 +105,7 @@ def site_save(slug: str) -> ResponseReturnValue:
             site=get_site(get_session(), slug),
             errors=error.fields,
             policies=list(ModerationPolicy),
+            mail_on=mail.enabled(db),
         )
         return page, 422
     db.commit()
@@ -222,7 +234,9 @@ def personal_data_act() -> ResponseReturnValue:
             return response
         if not request.form.get("confirm"):
             raise ValidationFailed(fields={"confirm": "Confirm that you want to erase this data"})
-        erased = erase_personal_data(db, email, actor=_actor(), now=now())
+        erased = erase_personal_data(
+            db, email, actor=_actor(), now=now(), secret=current_app.config["SECRET_KEY"]
+        )
     except ServiceError as error:
         db.rollback()
         page = render_template(

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from moderation import comments, publishing
+from moderation import comments, publishing, verification
 from moderation.db import get_session
 from moderation.errors import Malformed, NotFound
 from moderation.events import rfc3339
@@ -29,6 +29,10 @@ from moderation.web.screening import screen_and_submit, screening
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 RECEIVED = "Thank you. Your comment will be published once a moderator has approved it."
+CHECK_EMAIL = (
+    "Thank you. We have sent you an email: open the link in it to confirm your address, "
+    "and your comment will go to the moderators."
+)
 
 
 def public_comment(comment: Comment) -> dict[str, Any]:
@@ -157,8 +161,15 @@ def submit_comment(site: str) -> tuple[Response, int]:
     comment = screen_and_submit(site, parse_submission(data), data)
     get_session().commit()
     # A comment filed as spam looks like any other to its sender: bots learn nothing.
-    status = "pending" if comment.status is CommentStatus.SPAM else comment.status.value
-    return jsonify({"id": comment.public_id, "status": status, "message": RECEIVED}), 202
+    status = comment.status
+    if status is CommentStatus.SPAM:
+        status = (
+            CommentStatus.UNCONFIRMED
+            if verification.site_verifies(get_session(), comment.post.site)
+            else CommentStatus.PENDING
+        )
+    message = CHECK_EMAIL if status is CommentStatus.UNCONFIRMED else RECEIVED
+    return jsonify({"id": comment.public_id, "status": status.value, "message": message}), 202
 
 
 @bp.get("/sites/<site>/form-token")

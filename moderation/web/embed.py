@@ -22,7 +22,7 @@ from flask import Blueprint, Response, current_app, g, redirect, render_template
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 
-from moderation import comments, i18n
+from moderation import comments, i18n, mail, verification
 from moderation.db import get_session
 from moderation.errors import (
     NotFound,
@@ -46,10 +46,20 @@ log = logging.getLogger(__name__)
 bp = Blueprint("embed", __name__, url_prefix="/embed")
 loader = Blueprint("embed_loader", __name__)
 
-FORM_FIELDS = ("post_title", "post_url", "author_name", "author_email", "body", "parent_id")
+FORM_FIELDS = (
+    "post_title",
+    "post_url",
+    "author_name",
+    "author_email",
+    "body",
+    "parent_id",
+    "notify",
+    "notify_replies",
+)
 # Strings embed.js needs, sent with the form so the script carries no catalogue of its own.
 SCRIPT_MESSAGES = (
     "received",
+    "received_check_email",
     "failed",
     "sending",
     "characters_left",
@@ -166,6 +176,8 @@ def render_thread(
         "lang": lang,
         "count_label": i18n.count_label(lang, count),
         "standalone": standalone,
+        "verifying": verification.site_verifies(session, site),
+        "mail_on": mail.enabled(session),
         "max_body": MAX_BODY,
         "page_url": page_url,
         "more_url": (

@@ -44,7 +44,7 @@ from moderation.errors import (
     ServiceError,
 )
 from moderation.events import Actor
-from moderation.models import Comment, CommentStatus, Moderator, Site
+from moderation.models import Comment, CommentStatus, MailPreference, Moderator, Site
 from moderation.web import admin
 from moderation.web.context import client_address, hasher, now, settings
 
@@ -166,6 +166,27 @@ def _actor() -> Actor:
     return Actor(moderator.login, moderator.id, "ui")
 
 
+@bp.get("/account")
+def account() -> str:
+    return render_template(
+        "moderate/account.html",
+        preferences=list(MailPreference),
+        mail_on=settings().mail_enabled,
+        digest_minutes=settings().mail_digest_minutes,
+    )
+
+
+@bp.post("/account")
+def account_save() -> ResponseReturnValue:
+    """A moderator's own settings: how they hear of held comments."""
+    db = get_session()
+    value = request.form.get("mail_preference", "")
+    moderators.set_mail_preference(db, g.moderator, value, actor=_actor(), now=now())
+    db.commit()
+    flash("Saved your email settings.")
+    return redirect(url_for("moderate.account"), code=303)
+
+
 SIGNAL_CHOICES = (
     ("honeypot", "Hidden field filled in"),
     ("time_trap", "Sent too fast or without a valid form token"),
@@ -230,7 +251,7 @@ def queue() -> str:
         counts=_count_labels(queues.status_counts(db, g.moderator, wanted)),
         history=queues.author_history(db, page.comments),
         sites=_sites_for(g.moderator),
-        statuses=list(CommentStatus),
+        statuses=list(queues.QUEUE_STATUSES),
         bulk_actions=actions.BULK_ACTIONS,
         signal_choices=SIGNAL_CHOICES,
         now=now(),

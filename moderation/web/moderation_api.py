@@ -289,6 +289,28 @@ def update_moderator(login: str) -> Response:
     return jsonify(data)
 
 
+@bp.get("/me")
+def get_me() -> Response:
+    """The moderator the token acts as, with their own settings."""
+    return jsonify(moderator_json(g.token.moderator))
+
+
+@bp.patch("/me")
+def update_me() -> Response:
+    """Change one's own settings: ``{"mail_preference": "each" | "digest" | "off"}``."""
+    body = json_object()
+    unknown = set(body) - {"mail_preference"}
+    if unknown:
+        raise ValidationFailed(fields={name: "Not a setting you can change" for name in unknown})
+    if "mail_preference" in body:
+        moderators.set_mail_preference(
+            get_session(), g.token.moderator, body["mail_preference"], actor=_actor(), now=now()
+        )
+    data = moderator_json(g.token.moderator)
+    get_session().commit()
+    return jsonify(data)
+
+
 def token_json(token: ApiToken) -> dict[str, Any]:
     return {
         "id": token.id,

@@ -131,4 +131,5 @@ def screen_and_submit(
         user_agent=request.user_agent.string,
         pipeline=screen.pipeline,
         evidence=evidence,
+        secret=current_app.config["SECRET_KEY"],
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 
-# Pages of the service itself (the moderation queue, the demo): no inline script, no framing.
+# Pages of the service itself (the moderation queue, the demo, the pages behind links in mail):
+# no inline script, no framing.
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; object-src 'none'; base-uri 'none'"
@@ -18,7 +19,7 @@ def add_security_headers(response: Response) -> Response:
     path = request.path
     if path.startswith("/moderate"):
         headers.setdefault("Cache-Control", "no-store")
-    elif not path.startswith("/demo"):
+    elif not path.startswith(("/demo", "/mail")):
         return response
     if response.mimetype == "text/html":
         headers.setdefault("Content-Security-Policy", PAGE_CSP)

@@ -336,8 +336,10 @@ def run_worker(
     interval: float = 1.0,
     clock: Callable[[], dt.datetime] | None = None,
 ) -> None:
-    """Deliver until ``stop`` is set; sleeps ``interval`` when there is nothing due. Applies the
-    retention periods once a day (the first worker to claim the day does)."""
+    """Deliver webhooks and send mail until ``stop`` is set; sleeps ``interval`` when idle.
+    Applies the retention periods once a day (the first worker to claim the day does)."""
+    from moderation.mail.sending import send_due_mail  # mail reuses this module's worker_name
+
     owner = worker_name()
     now = clock or (lambda: dt.datetime.now(dt.UTC))
     logger.info("webhook worker %s started", owner)
@@ -351,6 +353,13 @@ def run_worker(
         except Exception:
             logger.exception("webhook worker %s: a round failed; retrying", owner)
             done = 0
+        try:
+            done += send_due_mail(
+                session_factory, settings, secret=settings.effective_secret_key, now=now(),
+                owner=owner,
+            )  # fmt: skip
+        except Exception:
+            logger.exception("worker %s: a mail round failed; retrying", owner)
         if not done:
             stop.wait(interval)
     logger.info("webhook worker %s stopped", owner)

@@ -1,0 +1,538 @@
+"""Mail against a real SMTP server on loopback (aiosmtpd): the worker sends from the outbox.
+
+Moderator notifications (each and digest) with moderation links, commenters' approval, rejection
+and reply notices with one-click unsubscribe, hostile comments, and an SMTP server that is down.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+from email.message import EmailMessage
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from moderation import create_app, schema
+from moderation.actions import moderate_comment
+from moderation.comments import submit_comment
+from moderation.events import Actor
+from moderation.mail import MAIL_ENABLED, link_actions
+from moderation.mail.links import BadLink
+from moderation.mail.messages import defang, header_text
+from moderation.mail.sending import claim_due, send_due_mail
+from moderation.models import (
+    AuditEvent,
+    CommentStatus,
+    MailPreference,
+    MailStatus,
+    Moderator,
+    OutgoingMail,
+    Role,
+)
+from moderation.moderators import update_moderator
+from moderation.validation import CommentSubmission
+from tests.conftest import (
+    ORIGIN,
+    TEST_SECRET,
+    comment_json,
+    csrf_from,
+    login,
+    make_moderator,
+    make_site,
+    make_token,
+)
+from tests.mailserver import (
+    FROM,
+    PUBLIC,
+    SMTPServer,
+    anchors,
+    comment,
+    link,
+    mail_settings,
+    parts,
+    send,
+    submit,
+)
+
+
+def moderators_for(mail_session: Session) -> tuple[Moderator, Moderator]:
+    each = make_moderator(mail_session, "mod1", role=Role.MODERATOR, sites=("luac",))
+    digest = make_moderator(mail_session, "mod2", role=Role.MODERATOR, sites=("luac",))
+    digest.mail_preference = MailPreference.DIGEST
+    mail_session.commit()
+    return each, digest
+
+
+def test_moderators_hear_of_held_comments_each_or_as_a_digest(
+    mail_client: FlaskClient,
+    mail_session: Session,
+    mail_sessions: sessionmaker[Session],
+    smtp: SMTPServer,
+) -> None:
+    site = make_site(mail_session)
+    site.notify_emails = ["team@example.gov.uk"]
+    mail_session.commit()
+    moderators_for(mail_session)
+    first = submit(mail_client, author_name="Ada")
+    now = dt.datetime.now(dt.UTC)
+
+    assert send(mail_sessions, smtp.port, now) == 2  # mod1 and the team; mod2's digest waits
+    [to_mod1] = smtp.inbox.to("mod1@example.gov.uk")
+    [to_team] = smtp.inbox.to("team@example.gov.uk")
+    assert to_mod1["From"] == FROM and to_mod1["To"] == "mod1@example.gov.uk"
+    assert to_mod1["Subject"] == (
+        "Comment waiting for moderation on From industrial decline to growth"
+    )
+    assert to_mod1["Date"] and to_mod1["Message-ID"].endswith("@comments.example.org>")
+    text, html = parts(to_mod1)
+    assert "Thank you for this post." in text and "Thank you for this post." in html
+    assert {"Approve", "Reject", "Mark as spam"} <= set(re.findall(r">([A-Za-z ]+)</a>", html))
+    assert "/mail/act/" not in parts(to_team)[1]  # no moderator, no action links
+    assert to_team["List-Unsubscribe"] is None
+
+    second = submit(mail_client, author_name="Grace", body="A second thought.")
+    assert send(mail_sessions, smtp.port, now + dt.timedelta(minutes=5)) == 2  # mod1 and the team
+    assert len(smtp.inbox.to("mod2@example.gov.uk")) == 0
+    assert send(mail_sessions, smtp.port, now + dt.timedelta(minutes=61)) == 1
+    [digest] = smtp.inbox.to("mod2@example.gov.uk")
+    assert digest["Subject"] == "2 comments waiting for moderation"
+    text, html = parts(digest)
+    assert "Ada" in text and "Grace" in text and "A second thought." in html
+    assert len([h for h in anchors(html).hrefs if "/mail/act/" in h]) == 6
+    assert send(mail_sessions, smtp.port, now + dt.timedelta(hours=3)) == 0  # nothing sent twice
+    assert {first["id"], second["id"]}
+
+
+def test_a_moderation_link_acts_once_and_only_on_post(
+    mail_client: FlaskClient,
+    mail_session: Session,
+    mail_sessions: sessionmaker[Session],
+    smtp: SMTPServer,
+) -> None:
+    make_site(mail_session)
+    mod1, _ = moderators_for(mail_session)
+    sent = submit(mail_client)
+    send(mail_sessions, smtp.port)
+    [message] = smtp.inbox.to("mod1@example.gov.uk")
+    approve = link(message, "Approve")
+
+    page = mail_client.get(approve)
+    assert page.status_code == 200 and "Approve this comment?" in page.get_data(as_text=True)
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert comment(mail_session, sent["id"]).status is CommentStatus.PENDING
+    assert (
+        mail_session.scalars(select(AuditEvent).where(AuditEvent.action == "approve")).all() == []
+    )
+
+    done = mail_client.post(approve)
+    assert done.status_code == 200, done.get_data(as_text=True)
+    assert comment(mail_session, sent["id"]).status is CommentStatus.APPROVED
+    [audit] = mail_session.scalars(select(AuditEvent).where(AuditEvent.action == "approve")).all()
+    assert audit.actor == "mod1 (from mail)" and audit.moderator_id == mod1.id
+
+    again = mail_client.post(approve)
+    assert again.status_code == 410
+    assert (
+        len(mail_session.scalars(select(AuditEvent).where(AuditEvent.action == "approve")).all())
+        == 1
+    )
+
+    forged = approve[:-3] + ("AAA" if not approve.endswith("AAA") else "BBB")
+    assert mail_client.get(forged).status_code == 400
+    assert mail_client.post(forged).status_code == 400
+
+
+def test_moderation_links_expire_and_die_with_the_moderators_access(
+    mail_client: FlaskClient,
+    mail_session: Session,
+    mail_sessions: sessionmaker[Session],
+    smtp: SMTPServer,
+) -> None:
+    make_site(mail_session)
+    mod1, _ = moderators_for(mail_session)
+    sent = submit(mail_client)
+    now = dt.datetime.now(dt.UTC)
+    send(mail_sessions, smtp.port, now)
+    [message] = smtp.inbox.to("mod1@example.gov.uk")
+    token = link(message, "Reject").rsplit("/", 1)[1]
+
+    with pytest.raises(BadLink) as expired:
+        link_actions.act(mail_session, token, secret=TEST_SECRET, now=now + dt.timedelta(hours=25))
+    assert expired.value.status == 410
+
+    update_moderator(
+        mail_session, mod1, role="moderator", site_slugs=(), actor=Actor("admin"), now=now
+    )
+    mail_session.commit()
+    refused = mail_client.post(link(message, "Reject"))
+    assert refused.status_code == 403
+    assert comment(mail_session, sent["id"]).status is CommentStatus.PENDING
+
+
+def test_commenters_hear_of_approval_and_rejection_with_the_reason(
+    mail_client: FlaskClient,
+    mail_session: Session,
+    mail_sessions: sessionmaker[Session],
+    smtp: SMTPServer,
+) -> None:
+    site = make_site(mail_session)
+    site.reject_reasons = ["Off topic"]
+    site.comment_policy_url = "https://levellingupadvisorycouncil.blog.gov.uk/comments-policy/"
+    admin = make_moderator(mail_session, "admin")
+    told = submit(mail_client, author_email="told@example.com", notify=True)
+    quiet = submit(mail_client, author_email="quiet@example.com", body="Say nothing to me.")
+    rejected = submit(
+        mail_client, author_email="told@example.com", body="Off the point.", notify=True
+    )
+    now = dt.datetime.now(dt.UTC)
+    for public_id, action, reason in (
+        (told["id"], "approve", None),
+        (quiet["id"], "approve", None),
+        (rejected["id"], "reject", "Off topic"),
+    ):
+        moderate_comment(
+            mail_session,
+            admin,
+            public_id,
+            action,
+            actor=Actor("admin", admin.id),
+            now=now,
+            reason=reason,
+        )
+    mail_session.commit()
+
+    assert send(mail_sessions, smtp.port, now) == 2
+    assert smtp.inbox.to("quiet@example.com") == []
+    approved, refused = sorted(smtp.inbox.to("told@example.com"), key=lambda m: m["Subject"])
+    assert approved["Subject"] == "Your comment on From industrial decline to growth is published"
+    assert (
+        refused["Subject"] == "Your comment on From industrial decline to growth was not published"
+    )
+    text, html = parts(refused)
+    assert "The reason, from our comment policy: Off topic" in text
+    assert "Off topic" in html and site.comment_policy_url in anchors(html).hrefs
+    for message in (approved, refused):
+        unsubscribe = message["List-Unsubscribe"]
+        assert re.fullmatch(
+            r"<https://comments\.example\.org/mail/unsubscribe/[\w.-]+>", unsubscribe
+        )
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert (
+        f"{ORIGIN}/2024/03/28/from-industrial-decline/#comment-{told['id']}" in parts(approved)[0]
+    )
+
+
+def test_reply_notifications_stop_after_one_click_unsubscribe(
+    mail_client: FlaskClient,
+    mail_session: Session,
+    mail_sessions: sessionmaker[Session],
+    smtp: SMTPServer,
+) -> None:
+    make_site(mail_session)
+    admin = make_moderator(mail_session, "admin")
+    actor = Actor("admin", admin.id)
+    now = dt.datetime.now(dt.UTC)
+    parent = submit(mail_client, author_email="ada@example.com", notify_replies=True)
+    moderate_comment(mail_session, admin, parent["id"], "approve", actor=actor, now=now)
+    mail_session.commit()
+    reply = submit(
+        mail_client, author_email="bob@example.com", body="I agree.", parent_id=parent["id"]
+    )
+    moderate_comment(mail_session, admin, reply["id"], "approve", actor=actor, now=now)
+    mail_session.commit()
+
+    send(mail_sessions, smtp.port, now)
+    [told] = smtp.inbox.to("ada@example.com")
+    assert told["Subject"] == "A reply to your comment on From industrial decline to growth"
+    assert "I agree." in parts(told)[0]
+    unsubscribe = urlsplit(told["List-Unsubscribe"].strip("<>")).path
+    assert mail_client.get(unsubscribe).status_code == 200  # a scanner's GET changes nothing
+    assert comment(mail_session, parent["id"]).notify_replies is True
+
+    one_click = mail_client.post(
+        unsubscribe,
+        data="List-Unsubscribe=One-Click",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert one_click.status_code == 200
+    assert comment(mail_session, parent["id"]).notify_replies is False
+    another = submit(
+        mail_client, author_email="cy@example.com", body="Me too.", parent_id=parent["id"]
+    )
+    moderate_comment(mail_session, admin, another["id"], "approve", actor=actor, now=now)
+    mail_session.commit()
+    assert send(mail_sessions, smtp.port, now + dt.timedelta(minutes=1)) == 0
+    assert len(smtp.inbox.to("ada@example.com")) == 1
+    assert mail_client.post(unsubscribe[:-4] + "xxxx").status_code == 400
+
+
+HOSTILE_NAME = '<script>alert(1)</script><a href="javascript:alert(2)">Eve</a> http://evil.example'
+HOSTILE_BODY = (
+    "<script>alert(3)</script> <a href=javascript:alert(4)>click</a> "
+    "http://evil.example/login www.evil.example/x mail eve@evil.example "
+    '<img src=x onerror="alert(5)"> [link](http://evil.example)'
+)
+HOSTILE_TITLE = "<b>Title</b> http://evil.example <img src=x onerror=alert(6)>"
+
+
+def assert_harmless(message: EmailMessage) -> None:
+    """Nothing a hostile comment wrote is live: no markup, no link, no extra header."""
+    for name in ("Subject", "From", "To"):
+        value = str(message[name] or "")
+        assert "\n" not in value and "\r" not in value and "evil.example" not in value
+    assert message["Bcc"] is None and message["Cc"] is None
+    text, html = parts(message)
+    page = anchors(html)
+    for tag, attrs in page.tags:
+        assert tag not in ("script", "img", "iframe", "object"), tag
+        assert not any(name.startswith("on") for name in attrs), attrs
+    for href in page.hrefs:
+        assert href.startswith((PUBLIC + "/", ORIGIN + "/")), href
+    for part in (text, html):
+        assert "evil.example" not in part and "www.evil" not in part
+        assert not re.search(
+            r"(?i)(https?|javascript):", part.replace(PUBLIC, "").replace(ORIGIN, "")
+        )
+    assert "<script>" not in html and "&lt;script&gt;" in html  # the name, escaped
+
+
+def test_a_hostile_comment_yields_mail_with_nothing_live_in_it(
+    mail_client: FlaskClient,
+    mail_session: Session,
+    mail_sessions: sessionmaker[Session],
+    smtp: SMTPServer,
+) -> None:
+    make_site(mail_session)
+    make_moderator(mail_session, "mod1", role=Role.MODERATOR, sites=("luac",))
+    admin = make_moderator(mail_session, "admin")
+    actor = Actor("admin", admin.id)
+    now = dt.datetime.now(dt.UTC)
+    injected = mail_client.post(
+        "/api/v1/sites/luac/comments",
+        json=comment_json(author_name="Eve\r\nBcc: victim@example.com"),
+    )
+    assert injected.status_code == 422  # no second line in a name, so no header from it
+
+    parent = submit(
+        mail_client,
+        author_name=HOSTILE_NAME,
+        author_email="eve@example.com",
+        body=HOSTILE_BODY,
+        post_title=HOSTILE_TITLE,
+        notify=True,
+        notify_replies=True,
+    )
+    send(mail_sessions, smtp.port)  # the held notice to mod1
+    moderate_comment(mail_session, admin, parent["id"], "approve", actor=actor, now=now)
+    mail_session.commit()
+    reply = submit(
+        mail_client,
+        author_name=HOSTILE_NAME,
+        author_email="mallory@example.com",
+        body='<iframe src="http://evil.example"></iframe> Visit https://evil.example/win now!',
+        parent_id=parent["id"],
+    )
+    moderate_comment(mail_session, admin, reply["id"], "approve", actor=actor, now=now)
+    mail_session.commit()
+    send(mail_sessions, smtp.port)
+
+    kinds = {m["Subject"].split(" on ")[0] for m in smtp.inbox.messages}
+    assert kinds == {
+        "Comment waiting for moderation",
+        "Your comment",
+        "A reply to your comment",
+    }, kinds
+    # The reply was approved before its held notice went, so that notice was dropped as stale.
+    assert len(smtp.inbox.messages) == 3
+    for message in smtp.inbox.messages:
+        assert_harmless(message)
+
+
+def test_header_values_are_one_line_and_link_like_text_is_defanged() -> None:
+    assert header_text("Title\r\nBcc: victim@example.com") == "Title Bcc: victim@example.com"
+    assert len(header_text("x" * 500)) == 150
+    assert defang("see http://evil.example/a or www.evil.example") == (
+        "see http[:]//evil[.]example/a or www[.]evil[.]example"
+    )
+    assert defang("javascript:alert(1) mail eve@evil.example") == (
+        "javascript[:]alert(1) mail eve[at]evil[.]example"
+    )
+
+
+def test_mail_waits_while_the_smtp_server_is_down_and_is_sent_later(
+    mail_client: FlaskClient,
+    mail_session: Session,
+    mail_sessions: sessionmaker[Session],
+    smtp: SMTPServer,
+) -> None:
+    make_site(mail_session)
+    make_moderator(mail_session, "mod1", role=Role.MODERATOR, sites=("luac",))
+    submit(mail_client)
+    submit(mail_client, body="Another one.")
+    smtp.stop()
+    now = dt.datetime.now(dt.UTC)
+
+    assert send(mail_sessions, smtp.port, now) == 1  # one tried; the other released, not counted
+    mail_session.expire_all()
+    rows = mail_session.scalars(select(OutgoingMail).order_by(OutgoingMail.id)).all()
+    assert [r.status for r in rows] == [MailStatus.PENDING, MailStatus.PENDING]
+    assert rows[0].attempts == 1 and rows[0].next_attempt_at > now
+    assert "ConnectionRefusedError" in (rows[0].last_error or "")
+    assert rows[1].attempts == 0 and rows[1].lease_owner is None
+
+    smtp.start()
+    assert send(mail_sessions, smtp.port, now + dt.timedelta(minutes=2)) == 2
+    assert len(smtp.inbox.to("mod1@example.gov.uk")) == 2
+    mail_session.expire_all()
+    assert {r.status for r in mail_session.scalars(select(OutgoingMail))} == {MailStatus.SENT}
+
+
+def test_two_workers_never_claim_the_same_mail(
+    mail_client: FlaskClient, mail_session: Session, mail_sessions: sessionmaker[Session]
+) -> None:
+    make_site(mail_session)
+    make_moderator(mail_session, "mod1", role=Role.MODERATOR, sites=("luac",))
+    for n in range(3):
+        submit(mail_client, body=f"Comment {n}.")
+    now = dt.datetime.now(dt.UTC)
+    with mail_sessions() as one:
+        first = claim_due(one, "worker-1", now=now, digest_after=dt.timedelta(hours=1), limit=2)
+        one.commit()
+    with mail_sessions() as two:
+        second = claim_due(two, "worker-2", now=now, digest_after=dt.timedelta(hours=1))
+        two.commit()
+    assert len(first) == 2 and len(second) == 1
+    assert not {i for b in first for i in b} & {i for b in second for i in b}
+    with mail_sessions() as three:
+        assert claim_due(three, "worker-3", now=now, digest_after=dt.timedelta(hours=1)) == []
+
+
+def test_nothing_is_queued_while_mail_is_off(client: FlaskClient, session: Session) -> None:
+    make_site(session)
+    make_moderator(session, "mod1", role=Role.MODERATOR, sites=("luac",))
+    response = client.post("/api/v1/sites/luac/comments", json={**comment_json(), "notify": True})
+    assert response.status_code == 202
+    assert session.scalars(select(OutgoingMail)).all() == []
+
+
+def test_moderators_choose_their_own_mail_preference(
+    mail_client: FlaskClient, mail_session: Session
+) -> None:
+    make_site(mail_session)
+    mod1 = make_moderator(mail_session, "mod1", role=Role.MODERATOR, sites=("luac",))
+    token = make_token(mail_session, mod1)
+    auth = {"Authorization": f"Bearer {token}"}
+    me = mail_client.get("/api/v1/moderation/me", headers=auth).get_json()
+    assert me["login"] == "mod1" and me["mail_preference"] == "each"
+    changed = mail_client.patch(
+        "/api/v1/moderation/me", json={"mail_preference": "digest"}, headers=auth
+    )
+    assert changed.status_code == 200 and changed.get_json()["mail_preference"] == "digest"
+    bad = mail_client.patch(
+        "/api/v1/moderation/me", json={"mail_preference": "hourly"}, headers=auth
+    )
+    assert bad.status_code == 422
+    not_mine = mail_client.patch("/api/v1/moderation/me", json={"role": "admin"}, headers=auth)
+    assert not_mine.status_code == 422
+
+    login(mail_client, "mod1")
+    page = mail_client.get("/moderate/account").get_data(as_text=True)
+    assert 'value="digest" checked' in page
+    saved = mail_client.post(
+        "/moderate/account", data={"mail_preference": "off", "csrf_token": csrf_from(page)}
+    )
+    assert saved.status_code == 303
+    mail_session.expire_all()
+    assert mail_session.get_one(Moderator, mod1.id).mail_preference is MailPreference.OFF
+    audits = mail_session.scalars(
+        select(AuditEvent.after).where(AuditEvent.action == "moderator.mail_preference")
+    ).all()
+    assert [a["mail_preference"] for a in audits] == ["digest", "off"]
+    submit(mail_client)
+    assert mail_session.scalars(select(OutgoingMail)).all() == []  # mod1 wants nothing
+
+
+def test_the_worker_command_sends_the_outbox(tmp_path: Path, smtp: SMTPServer) -> None:
+    """`moderation worker --once`, a real process, sends what a request queued."""
+    from tests.test_cli import run
+
+    mail_env = {
+        "MODERATION_SMTP_HOST": "127.0.0.1",
+        "MODERATION_SMTP_PORT": str(smtp.port),
+        "MODERATION_SMTP_SECURITY": "none",
+        "MODERATION_MAIL_FROM": FROM,
+        "MODERATION_PUBLIC_URL": PUBLIC,
+    }
+    app = create_app(
+        mail_settings(smtp.port, database_url=f"sqlite:///{tmp_path / 'cli.db'}"),
+    )
+    engine = app.extensions["moderation.engine"]
+    schema.upgrade(engine)
+    with app.extensions["moderation.sessionmaker"]() as session:
+        make_site(session)
+        make_moderator(session, "mod1", role=Role.MODERATOR, sites=("luac",))
+    posted = app.test_client().post("/api/v1/sites/luac/comments", json=comment_json())
+    assert posted.status_code == 202
+    engine.dispose()
+
+    worked = run(tmp_path, "worker", "--once", env=mail_env)
+    assert worked.returncode == 0, worked.stderr
+    assert "and 1 mails" in worked.stdout
+    [message] = smtp.inbox.to("mod1@example.gov.uk")
+    assert link(message, "Approve").startswith("/mail/act/")
+
+
+MAIL_TABLES = (
+    "mail_outbox, used_links, audit_events, events, comments, posts, moderator_sites, "
+    "login_sessions, api_tokens, moderators, sites"
+)
+
+
+def test_two_workers_on_postgresql_send_each_mail_once(engine: Engine, smtp: SMTPServer) -> None:
+    """Two workers at once, each with its own connection: SKIP LOCKED claims, no mail twice."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("needs PostgreSQL (SKIP LOCKED between connections)")
+    sessions = sessionmaker(engine, expire_on_commit=False, info={MAIL_ENABLED: True})
+    try:
+        with sessions() as session:
+            make_site(session)
+            make_moderator(session, "mod1", role=Role.MODERATOR, sites=("luac",))
+            for n in range(30):
+                submit_comment(
+                    session, "luac",
+                    CommentSubmission(post="/p/", author_name="Ada", author_email="ada@example.com",
+                                      body=f"Comment number {n}."),
+                    now=dt.datetime.now(dt.UTC),
+                )  # fmt: skip
+            session.commit()
+        settings = mail_settings(smtp.port)
+        start = threading.Barrier(2)
+        sent: list[int] = []
+
+        def work(owner: str) -> None:
+            start.wait()
+            idle = 0
+            while idle < 2:
+                done = send_due_mail(
+                    sessions, settings, secret=TEST_SECRET, now=dt.datetime.now(dt.UTC),
+                    owner=owner, limit=4,
+                )  # fmt: skip
+                sent.append(done)
+                idle = idle + 1 if done == 0 else 0
+
+        workers = [threading.Thread(target=work, args=(f"worker-{n}",)) for n in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        ids = [m["Message-ID"] for m in smtp.inbox.messages]
+        assert len(ids) == 30 and len(set(ids)) == 30 and sum(sent) == 30
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(f"TRUNCATE {MAIL_TABLES} RESTART IDENTITY CASCADE"))

@@ -1,0 +1,307 @@
+"""Verified email: confirmation links (used twice, expired, forged), the trusted policy, the
+no-JS form's message, retention of comments never confirmed, and the switch needing mail."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from moderation import schema, verification
+from moderation.actions import moderate_comment
+from moderation.cli import main
+from moderation.db import make_engine
+from moderation.events import Actor
+from moderation.mail.links import BadLink, address_hash
+from moderation.models import (
+    AuditEvent,
+    Comment,
+    CommentStatus,
+    Event,
+    ModerationPolicy,
+    OutgoingMail,
+    Role,
+    VerifiedAddress,
+)
+from moderation.personal_data import Retention, erase_personal_data, purge_expired
+from moderation.sites import update_site
+from tests.conftest import (
+    POST_KEY,
+    TEST_SECRET,
+    comment_json,
+    make_moderator,
+    make_site,
+    make_token,
+)
+from tests.mailserver import SMTPServer, comment, link, send, submit
+
+ADDRESS = "ada@example.com"
+
+
+def verifying_site(mail_session: Session, policy: ModerationPolicy = ModerationPolicy.ALL) -> None:
+    site = make_site(mail_session)
+    update_site(
+        mail_session,
+        site,
+        {"verify_email": True, "policy": policy.value},
+        actor=Actor("admin"),
+        now=dt.datetime.now(dt.UTC),
+    )
+    mail_session.commit()
+
+
+def confirmation(
+    smtp: SMTPServer, mail_sessions: sessionmaker[Session], address: str = ADDRESS
+) -> str:
+    send(mail_sessions, smtp.port)
+    message = smtp.inbox.to(address)[-1]
+    assert message["Subject"] == "Confirm your email address to send your comment to Blog luac"
+    return link(message, "Confirm my email address")
+
+
+def test_a_comment_waits_for_its_author_to_confirm_the_address(
+    mail_client: FlaskClient,
+    mail_session: Session,
+    mail_sessions: sessionmaker[Session],
+    smtp: SMTPServer,
+) -> None:
+    verifying_site(mail_session)
+    make_moderator(mail_session, "mod1", role=Role.MODERATOR, sites=("luac",))
+    sent = submit(mail_client)
+    assert sent["status"] == "unconfirmed"
+    assert "sent you an email" in sent["message"]
+    assert comment(mail_session, sent["id"]).status is CommentStatus.UNCONFIRMED
+    assert mail_session.scalars(select(Event)).all() == []  # comment.submitted only once confirmed
+    queue_token = make_token(mail_session, make_moderator(mail_session, "admin"))
+    listed = mail_client.get(
+        "/api/v1/moderation/comments?status=all",
+        headers={"Authorization": f"Bearer {queue_token}"},
+    )
+    assert listed.get_json()["comments"] == []
+    public = mail_client.get(f"/api/v1/sites/luac/comments?post={POST_KEY}")
+    assert public.get_json()["comments"] == []
+
+    confirm = confirmation(smtp, mail_sessions)
+    assert smtp.inbox.to("mod1@example.gov.uk") == []  # nothing for moderators yet
+    page = mail_client.get(confirm)
+    assert page.status_code == 200 and "Confirm my email address" in page.get_data(as_text=True)
+    assert (
+        comment(mail_session, sent["id"]).status is CommentStatus.UNCONFIRMED
+    )  # a GET changes nothing
+
+    done = mail_client.post(confirm)
+    assert done.status_code == 200
+    assert "gone to the moderators" in done.get_data(as_text=True)
+    assert comment(mail_session, sent["id"]).status is CommentStatus.PENDING
+    [event] = mail_session.scalars(select(Event)).all()
+    assert event.type == "comment.submitted" and event.payload["data"]["status"] == "pending"
+    [remembered] = mail_session.scalars(select(VerifiedAddress)).all()
+    assert remembered.address_hash == address_hash(TEST_SECRET, ADDRESS)
+    assert ADDRESS not in remembered.address_hash
+    send(mail_sessions, smtp.port)
+    assert len(smtp.inbox.to("mod1@example.gov.uk")) == 1
+
+    again = mail_client.post(confirm)
+    assert again.status_code == 410 and "already been used" in again.get_data(as_text=True)
+    forged = mail_client.post(confirm[:-2] + ("xx" if not confirm.endswith("xx") else "yy"))
+    assert forged.status_code == 400
+    assert len(mail_session.scalars(select(Event)).all()) == 1
+
+    later = submit(mail_client, body="A later comment from a verified address.")
+    assert later["status"] == "pending"  # a verified address is not asked again
+    assert "once a moderator has approved it" in later["message"]
+
+
+def test_an_expired_confirmation_link_changes_nothing(
+    mail_client: FlaskClient,
+    mail_session: Session,
+    mail_sessions: sessionmaker[Session],
+    smtp: SMTPServer,
+) -> None:
+    verifying_site(mail_session)
+    sent = submit(mail_client)
+    token = confirmation(smtp, mail_sessions).rsplit("/", 1)[1]
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=49)
+    with pytest.raises(BadLink) as expired:
+        verification.confirm_comment(mail_session, token, secret=TEST_SECRET, now=later)
+    assert expired.value.status == 410 and "expired" in expired.value.message
+    assert comment(mail_session, sent["id"]).status is CommentStatus.UNCONFIRMED
+    assert mail_session.scalars(select(VerifiedAddress)).all() == []
+
+
+def test_a_trusted_address_is_published_on_confirmation_only(
+    mail_client: FlaskClient,
+    mail_session: Session,
+    mail_sessions: sessionmaker[Session],
+    smtp: SMTPServer,
+) -> None:
+    verifying_site(mail_session, ModerationPolicy.TRUSTED)
+    admin = make_moderator(mail_session, "admin")
+    first = submit(mail_client)
+    assert mail_client.post(confirmation(smtp, mail_sessions)).status_code == 200
+    moderate_comment(
+        mail_session,
+        admin,
+        first["id"],
+        "approve",
+        actor=Actor("admin", admin.id),
+        now=dt.datetime.now(dt.UTC),
+    )
+    mail_session.commit()
+
+    # Anyone may type a trusted address: the comment waits for the address's owner to confirm.
+    claimed = submit(mail_client, body="Typed by someone who knows Ada's address.")
+    assert claimed["status"] == "unconfirmed"
+    assert comment(mail_session, claimed["id"]).status is CommentStatus.UNCONFIRMED
+    done = mail_client.post(confirmation(smtp, mail_sessions))
+    assert "Your comment is published" in done.get_data(as_text=True)
+    published = comment(mail_session, claimed["id"])
+    assert published.status is CommentStatus.APPROVED and published.moderated_by_id is None
+    audits = mail_session.scalars(
+        select(AuditEvent).where(AuditEvent.comment_id == published.id).order_by(AuditEvent.id)
+    ).all()
+    assert [(a.action, a.actor) for a in audits] == [
+        ("confirm", "commenter (email address confirmed)"),
+        ("approve", "automatic (trusted address)"),
+    ]
+    types = mail_session.scalars(
+        select(Event.type).where(Event.comment_id == published.id).order_by(Event.id)
+    ).all()
+    assert types == ["comment.submitted", "comment.approved"]
+    thread = mail_client.get(f"/api/v1/sites/luac/comments?post={POST_KEY}").get_json()["comments"]
+    assert claimed["id"] in {c["id"] for c in thread}
+
+
+def test_the_no_js_form_tells_the_commenter_to_check_their_email(
+    mail_client: FlaskClient, mail_session: Session
+) -> None:
+    verifying_site(mail_session)
+    page = mail_client.get(f"/embed/luac/thread?post={POST_KEY}&page=1").get_data(as_text=True)
+    assert "Check your email" in page
+    assert 'name="notify"' in page and 'name="notify_replies"' in page
+    welsh = mail_client.get(f"/embed/luac/thread?post={POST_KEY}&page=1&lang=cy").get_data(
+        as_text=True
+    )
+    assert "Gwiriwch eich e-bost" in welsh and "pan fydd rhywun yn ateb fy sylw" in welsh
+    form: dict[str, Any] = {
+        k: v for k, v in comment_json().items() if k not in ("post", "post_title")
+    }
+    posted = mail_client.post(
+        f"/embed/luac/thread?post={POST_KEY}&page=1", data={**form, "notify": "on"}
+    )
+    assert posted.status_code == 303 and posted.headers["Location"].endswith("#comment-submitted")
+    stored = mail_session.scalars(select(Comment)).one()
+    assert stored.status is CommentStatus.UNCONFIRMED and stored.notify_decision is True
+    assert stored.notify_replies is False
+    assert [m.kind for m in mail_session.scalars(select(OutgoingMail))] == ["confirm"]
+
+
+def test_unconfirmed_comments_are_purged_and_erasure_forgets_the_verification(
+    mail_client: FlaskClient,
+    mail_session: Session,
+    mail_sessions: sessionmaker[Session],
+    smtp: SMTPServer,
+) -> None:
+    verifying_site(mail_session)
+    waiting = submit(mail_client)
+    confirmed = submit(mail_client, author_email="grace@example.com", body="Grace writes too.")
+    assert (
+        mail_client.post(confirmation(smtp, mail_sessions, "grace@example.com")).status_code == 200
+    )
+    now = dt.datetime.now(dt.UTC)
+    waiting_id = comment(mail_session, waiting["id"]).id
+
+    report = purge_expired(
+        mail_session, Retention(unconfirmed_days=7), now=now + dt.timedelta(days=6)
+    )
+    assert report.unconfirmed_deleted == 0
+    report = purge_expired(
+        mail_session, Retention(unconfirmed_days=7), now=now + dt.timedelta(days=8), dry_run=True
+    )
+    assert report.unconfirmed_deleted == 1
+    assert comment(mail_session, waiting["id"]).status is CommentStatus.UNCONFIRMED
+    purge_expired(mail_session, Retention(unconfirmed_days=7), now=now + dt.timedelta(days=8))
+    mail_session.commit()
+    assert mail_session.scalars(select(Comment.public_id)).all() == [confirmed["id"]]
+    # Its confirmation mail went with it.
+    assert (
+        mail_session.scalars(
+            select(OutgoingMail).where(OutgoingMail.comment_id == waiting_id)
+        ).all()
+        == []
+    )
+
+    assert verification.is_verified(mail_session, TEST_SECRET, "grace@example.com")
+    erase_personal_data(
+        mail_session, "grace@example.com", actor=Actor("dpo"), now=now, secret=TEST_SECRET
+    )
+    assert not verification.is_verified(mail_session, TEST_SECRET, "grace@example.com")
+
+
+def test_verification_cannot_be_switched_on_while_mail_is_off(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    token = make_token(session, make_moderator(session, "admin"))
+    response = client.patch(
+        "/api/v1/moderation/sites/luac",
+        json={"verify_email": True},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 422
+    message = response.get_json()["error"]["fields"]["verify_email"]
+    assert "MODERATION_SMTP_HOST" in message
+    assert re.search(r"mail is off", message)
+
+
+def test_notification_addresses_are_checked_and_verification_switches_on_with_mail(
+    mail_client: FlaskClient, mail_session: Session
+) -> None:
+    make_site(mail_session)
+    token = make_token(mail_session, make_moderator(mail_session, "admin"))
+    auth = {"Authorization": f"Bearer {token}"}
+    injected = mail_client.patch(
+        "/api/v1/moderation/sites/luac",
+        json={"notify_emails": ["team@example.gov.uk\r\nBcc: victim@example.com"]},
+        headers=auth,
+    )
+    assert injected.status_code == 422
+    saved = mail_client.patch(
+        "/api/v1/moderation/sites/luac",
+        json={"notify_emails": ["Team@Example.gov.uk"], "verify_email": True},
+        headers=auth,
+    )
+    assert saved.status_code == 200, saved.get_data(as_text=True)
+    body = saved.get_json()
+    assert body["notify_emails"] == ["Team@example.gov.uk"] and body["verify_email"] is True
+    [audit] = mail_session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "site.update")
+    ).all()
+    assert audit.after["verify_email"] is True
+
+
+def test_the_check_command_names_sites_that_verify_while_mail_is_off(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'check.db'}"
+    engine = make_engine(url)
+    schema.upgrade(engine)
+    with Session(engine) as session:
+        make_site(session).verify_email = True
+        session.commit()
+    engine.dispose()
+    env = {
+        "MODERATION_ENV": "testing",
+        "MODERATION_DATABASE_URL": url,
+        "MODERATION_SECRET_KEY": TEST_SECRET,
+    }
+    result = CliRunner().invoke(main, ["check"], env=env)
+    assert result.exit_code == 1
+    assert (
+        "site luac asks commenters to confirm their email address, but mail is off" in result.output
+    )
