@@ -37,6 +37,8 @@ from moderation.models import (
 )
 from moderation.moderators import update_moderator
 from moderation.validation import CommentSubmission
+from moderation.webhooks.delivery import deliver_due
+from moderation.webhooks.endpoints import create_endpoint
 from tests.conftest import (
     ORIGIN,
     TEST_SECRET,
@@ -47,6 +49,7 @@ from tests.conftest import (
     make_site,
     make_token,
 )
+from tests.consumer import running_consumer
 from tests.mailserver import (
     FROM,
     PUBLIC,
@@ -536,3 +539,37 @@ def test_two_workers_on_postgresql_send_each_mail_once(engine: Engine, smtp: SMT
     finally:
         with engine.begin() as connection:
             connection.execute(text(f"TRUNCATE {MAIL_TABLES} RESTART IDENTITY CASCADE"))
+
+
+def test_administrators_hear_when_a_webhook_endpoint_is_disabled(
+    mail_client: FlaskClient,
+    mail_session: Session,
+    mail_sessions: sessionmaker[Session],
+    smtp: SMTPServer,
+) -> None:
+    make_site(mail_session)
+    make_moderator(mail_session, "admin1", role=Role.ADMIN)
+    make_moderator(mail_session, "mod1", role=Role.MODERATOR, sites=("luac",))
+    now = dt.datetime.now(dt.UTC)
+    with running_consumer() as consumer:
+        consumer.default = "410"
+        endpoint = create_endpoint(mail_session, url=consumer.url, allow_http=True, now=now)
+        mail_session.commit()
+        submit(mail_client)
+        settings = mail_settings(
+            smtp.port, webhook_allow_http=True, webhook_allowed_networks="127.0.0.0/8"
+        )
+        assert deliver_due(mail_sessions, settings, now=now, owner="test") == 1
+    mail_session.expire_all()
+    assert not mail_session.get_one(type(endpoint), endpoint.id).enabled
+
+    send(mail_sessions, smtp.port, now)
+    [notice] = smtp.inbox.to("admin1@example.gov.uk")
+    assert notice["Subject"] == "Webhooks stopped: an endpoint was disabled"
+    text, html = parts(notice)
+    assert consumer.url in text and "the consumer answered 410 Gone" in text
+    assert f"{PUBLIC}/moderate/webhooks/{endpoint.public_id}" in text
+    assert anchors(html).hrefs == [f"{PUBLIC}/moderate/webhooks/{endpoint.public_id}"]
+    # Moderators hear of the held comment only; no one hears twice.
+    assert all("Webhooks" not in m["Subject"] for m in smtp.inbox.to("mod1@example.gov.uk"))
+    assert send(mail_sessions, smtp.port, now) == 0

@@ -17,10 +17,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moderation.mail import links, outbox
-from moderation.models import Comment, CommentStatus, Moderator, OutgoingMail
+from moderation.models import Comment, CommentStatus, Moderator, OutgoingMail, WebhookEndpoint
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 # Actions a moderator may take from a notification.
@@ -134,12 +135,39 @@ def render(
     common: dict[str, Any] = {"now": now, "message_id": message_id}
     if row.kind == outbox.HELD_DIGEST:
         return _digest(session, renderer, rows, **common)
+    if row.kind == outbox.WEBHOOK_DISABLED:
+        return _endpoint_disabled(session, renderer, row, **common)
     comment = row.comment
     if comment is None:
         return None
     if row.kind == outbox.HELD:
         return _held(session, renderer, row, comment, **common)
     return _to_commenter(session, renderer, row, comment, **common)
+
+
+def _endpoint_disabled(
+    session: Session,
+    renderer: Renderer,
+    row: OutgoingMail,
+    *,
+    now: dt.datetime,
+    message_id: str,
+) -> EmailMessage | None:
+    endpoint = session.scalar(
+        select(WebhookEndpoint).where(WebhookEndpoint.public_id == row.data.get("endpoint"))
+    )
+    if endpoint is None or endpoint.enabled or not row.to_address:
+        return None  # deleted or enabled again meanwhile: nothing to say
+    return renderer.message(
+        "webhook_disabled",
+        to=row.to_address,
+        subject="Webhooks stopped: an endpoint was disabled",
+        now=now,
+        message_id=message_id,
+        unsubscribe=None,
+        endpoint=endpoint,
+        endpoint_url=renderer.url(f"/moderate/webhooks/{endpoint.public_id}"),
+    )
 
 
 def _post_title(comment: Comment) -> str:

@@ -18,6 +18,8 @@ from moderation.models import (
     MailPreference,
     Moderator,
     OutgoingMail,
+    Role,
+    WebhookEndpoint,
     moderator_sites,
 )
 
@@ -29,6 +31,8 @@ CONFIRM = "confirm"
 APPROVED = "approved"
 REJECTED = "rejected"
 REPLY = "reply"
+# To administrators.
+WEBHOOK_DISABLED = "webhook_disabled"
 TO_COMMENTERS = frozenset({CONFIRM, APPROVED, REJECTED, REPLY})
 
 
@@ -116,3 +120,25 @@ def queue_reply(session: Session, reply: Comment, *, now: dt.datetime) -> None:
             created_at=now,
         )
     )
+
+
+def queue_endpoint_disabled(
+    session: Session, endpoint: WebhookEndpoint, *, now: dt.datetime
+) -> None:
+    """Tell the administrators that the service stopped delivering to ``endpoint``."""
+    if not enabled(session):
+        return
+    admins = session.scalars(
+        select(Moderator).where(Moderator.role == Role.ADMIN).order_by(Moderator.id)
+    )
+    for admin in admins:
+        session.add(
+            OutgoingMail(
+                kind=WEBHOOK_DISABLED,
+                to_address=admin.email,
+                moderator_id=admin.id,
+                data={"endpoint": endpoint.public_id},
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from moderation import metrics
 from moderation.config import Settings
 from moderation.db import begin_write
+from moderation.mail import outbox
 from moderation.models import (
     Comment,
     DeliveryStatus,
@@ -194,6 +195,13 @@ def attempt(
     return timestamp, result
 
 
+def disable(session: Session, endpoint: WebhookEndpoint, reason: str, *, now: dt.datetime) -> None:
+    """Stop delivering to a failing endpoint, and tell the administrators (by mail, if on)."""
+    set_enabled(session, endpoint, False, now=now, reason=reason)
+    outbox.queue_endpoint_disabled(session, endpoint, now=now)
+    logger.warning("webhook endpoint %s disabled: %s", endpoint.public_id, reason)
+
+
 def backoff(attempts: int, rng: random.Random) -> dt.timedelta:
     delay = RETRY_SCHEDULE[min(attempts, len(RETRY_SCHEDULE)) - 1]
     return delay * (1 + rng.uniform(-JITTER, JITTER))
@@ -251,20 +259,13 @@ def record(
     if code == 410:
         delivery.status = DeliveryStatus.FAILED
         delivery.completed_at = now
-        set_enabled(session, endpoint, False, now=now, reason="the consumer answered 410 Gone")
-        logger.warning("webhook endpoint %s disabled: 410 Gone", endpoint.public_id)
+        disable(session, endpoint, "the consumer answered 410 Gone", now=now)
         return delivery.status
     if endpoint.failing_since is None:
         endpoint.failing_since = now
     elif now - endpoint.failing_since >= disable_after:
-        set_enabled(
-            session,
-            endpoint,
-            False,
-            now=now,
-            reason=f"no successful delivery since {endpoint.failing_since:%Y-%m-%d %H:%M} UTC",
-        )
-        logger.warning("webhook endpoint %s disabled: failing too long", endpoint.public_id)
+        since = f"{endpoint.failing_since:%Y-%m-%d %H:%M} UTC"
+        disable(session, endpoint, f"no successful delivery since {since}", now=now)
     if delivery.attempts >= MAX_ATTEMPTS:
         delivery.status = DeliveryStatus.FAILED
         delivery.completed_at = now
