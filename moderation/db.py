@@ -91,26 +91,27 @@ class CommitCounter:
     data_version`` read on a connection of its own, which never writes (SQLite changes the value
     for commits by every other connection, in this process or another). Reading it costs
     microseconds, so caches of what the database says can check they are still true without a
-    query. Each thread opens its own connection (no lock between threads), and a forked worker
-    never uses its parent's.
+    query. Opened lazily per process, so a forked worker never shares the connection.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._connection: sqlite3.Connection | None = None
 
     def value(self) -> int | None:
         """The counter now; None when it can't be read (then trust no cache)."""
-        local = self._local
-        try:
-            if getattr(local, "pid", None) != os.getpid():
-                local.connection = sqlite3.connect(self.path)
-                local.pid = os.getpid()
-            row = local.connection.execute("PRAGMA data_version").fetchone()
-        except sqlite3.Error:
-            local.pid = None
-            return None
-        return int(row[0])
+        with self._lock:
+            try:
+                if self._connection is None or self._pid != os.getpid():
+                    self._connection = sqlite3.connect(self.path, check_same_thread=False)
+                    self._pid = os.getpid()
+                row = self._connection.execute("PRAGMA data_version").fetchone()
+            except sqlite3.Error:
+                self._connection = None
+                return None
+            return int(row[0])
 
 
 def commit_counter(engine: Engine) -> CommitCounter | None:
