@@ -92,6 +92,9 @@ class CommitCounter:
     for commits by every other connection, in this process or another). Reading it costs
     microseconds, so caches of what the database says can check they are still true without a
     query. Opened lazily per process, so a forked worker never shares the connection.
+
+    One connection for the whole process, under a lock: the values are only comparable when read
+    on the same connection (a fresh connection starts counting afresh).
     """
 
     def __init__(self, path: str) -> None:
