@@ -102,6 +102,7 @@ class CommitCounter:
         self._lock = threading.Lock()
         self._pid = 0
         self._connection: sqlite3.Connection | None = None
+        self._generation = 0  # which connection: a new one counts afresh
 
     def value(self) -> int | None:
         """The counter now; None when it can't be read (then trust no cache)."""
@@ -110,11 +111,13 @@ class CommitCounter:
                 if self._connection is None or self._pid != os.getpid():
                     self._connection = sqlite3.connect(self.path, check_same_thread=False)
                     self._pid = os.getpid()
+                    self._generation += 1
                 row = self._connection.execute("PRAGMA data_version").fetchone()
             except sqlite3.Error:
                 self._connection = None
                 return None
-            return int(row[0])
+            # Values of different connections never compare equal.
+            return (self._generation << 40) + int(row[0])
 
 
 def commit_counter(engine: Engine) -> CommitCounter | None:
