@@ -48,10 +48,12 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-## soak: the load-without-loss run for a minute on SQLite and on the local PostgreSQL
+## soak: the load-without-loss run for a minute on SQLite and on the local PostgreSQL, and the
+## XSS corpus test with every payload (make test takes a sample)
 soak: install
 	LOAD_SECONDS=60 MODERATION_TEST_DATABASE_URL= $(BIN)/python -m pytest -s tests/test_load.py
 	LOAD_SECONDS=60 MODERATION_TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/python -m pytest -s tests/test_load.py
+	XSS_CORPUS=full MODERATION_TEST_DATABASE_URL= $(BIN)/python -m pytest -s tests/test_browser_xss.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
