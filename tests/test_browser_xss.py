@@ -1,14 +1,16 @@
 """The XSS corpus through the real pipeline, in headless Chromium, with a positive control.
 
-Every payload of the vendored corpora (tests/data/xss) is submitted through the public API as a
+Payloads of the vendored corpora (tests/data/xss) are submitted through the public API as a
 comment's author name and body, and as a post's title, approved through the moderation API, and
 rendered: by embed.js on a blog page (the thread inserted with innerHTML), and as the standalone
 thread page (the server-rendered fragment, parsed as HTML); then every approved body is edited by a
-moderator to another payload and rendered again. Hooks installed before any page script record:
+moderator to another payload and rendered again, in both modes and in the moderators' queue.
+Hooks installed before any page script record:
 
 * calls of alert, confirm, prompt and print (overridden in every frame), and any real dialog;
-* every script Chromium compiles that is not ours (Debugger.scriptParsed): inline scripts, event
-  handler attributes, ``javascript:`` URLs, eval, whatever calls no function at all;
+* every script Chromium compiles from a page's markup (Debugger.scriptParsed): inline scripts
+  and event handler attributes, and what eval, Function or a timer compiles from them, whether
+  or not it calls anything;
 * every request to an origin other than the service and the blog page, and every popup.
 
 Each element then gets synthetic mouse, pointer, focus, key, clipboard, drag and animation events,
@@ -16,11 +18,12 @@ a click, and the accesskey chords found. Pass: nothing recorded. Pages are rende
 bypassed, so the markup is tested, not the standalone page's Content-Security-Policy.
 
 The positive control renders the same payloads unsanitised (raw in the same contexts: author
-name, body and title, one frame each) with the same hooks; it must record executions for at
-least MIN_CONTROL_EXECUTIONS payloads, or the run is void: most payloads fire in no context, so a
-test without the control could pass vacuously.
+name, body and title, one frame each) with the same hooks; it must record at least
+MIN_CONTROL_EXECUTIONS executions, by at least a fifth of the payloads, or the run is void: most
+payloads fire in no context, so a test without the control could pass vacuously.
 
-The corpus test does not depend on the database, so it runs on SQLite only.
+`make test` takes a sample of the corpus (SAMPLE_STRIDE), `make soak` all of it. The test does not
+depend on the database, so it runs on SQLite only.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from werkzeug.serving import make_server
 
 from moderation.sites import create_site
 from tests.browser import LiveServer, live_server, require_browser
-from tests.conftest import make_moderator, make_token
+from tests.conftest import PASSWORD, csrf_from, make_moderator, make_token
 from tests.xss_corpus import Payload, counts, payloads
 
 pytestmark = [
@@ -220,6 +223,13 @@ class Harness:
     def close(self) -> None:
         self.context.close()
 
+    def get(self, url: str) -> str:
+        """A page's HTML fetched with the context's cookies (no rendering, no hooks)."""
+        response = self.context.request.get(url)
+        assert response.ok, url
+        text: str = response.text()
+        return text
+
     def _allowed(self, url: str) -> bool:
         return url.startswith(LOCAL_SCHEMES) or origin(url) in self.recorder.allowed_origins
 
@@ -245,11 +255,15 @@ class Harness:
         aux = event.get("executionContextAuxData") or {}
         stack = (event.get("stackTrace") or {}).get("callFrames", [])
         urls = [event.get("url", ""), *(frame.get("url", "") for frame in stack)]
-        ours = {*OURS, f"{self.server.url}/embed.js"}
-        if aux.get("type") == "isolated" or not any(u and u not in ours for u in urls):
+        if aux.get("type") == "isolated" or not any(u and not self._ours(u) for u in urls):
             return
         frame = aux.get("frameId", "")
         self.recorder.scripts.setdefault(frame, []).append((urls[0], event["scriptId"]))
+
+    def _ours(self, url: str) -> bool:
+        """The hooks, embed.js and the service's static scripts."""
+        service = self.server.url
+        return url in OURS or url.startswith((f"{service}/embed.js", f"{service}/static/"))
 
     def script_source(self, script_id: str) -> str:
         try:
@@ -540,6 +554,29 @@ def render_threads(harness: Harness, server: LiveServer, blog: Blog, corpus: Cor
     return elements
 
 
+QUEUE_SHOWN = """() => [...document.querySelectorAll('.queue-item')].map((li) => [
+    li.id.replace('queue-', ''), li.querySelector('.queue-title a').textContent])"""
+
+
+def render_queue(harness: Harness, server: LiveServer, corpus: Corpus) -> int:
+    """The moderators' queue of each thread's comments, as a logged-in moderator sees it."""
+    login = f"{server.url}/moderate/login"
+    form = {"login": "editor", "password": PASSWORD, "csrf_token": csrf_from(harness.get(login))}
+    assert harness.context.request.post(login, form=form, max_redirects=0).status == 303
+    elements = 0
+    for key, comments in corpus.threads.items():
+        url = f"{server.url}/moderate/?status=approved&site={SITE}&post={quote(key)}&limit=200"
+        ready = f"document.querySelectorAll('.queue-item').length >= {len(comments)}"
+        elements += harness.render(url, ready=ready)
+        shown = dict(harness.page.evaluate(QUEUE_SHOWN))
+        for comment_id, name, _ in comments:
+            if shown.get(comment_id) != name:
+                harness.recorder.add(
+                    "mangled", f"queue shows {shown.get(comment_id)!r}", comment_id, url
+                )
+    return elements
+
+
 def render_titles(harness: Harness, server: LiveServer, blog: Blog, corpus: Corpus) -> int:
     """Every post titled with a payload: its standalone page, PER_FRAMES_PAGE to a page."""
     elements = 0
@@ -589,6 +626,7 @@ def test_no_payload_executes_anywhere(
             labels[comment_id] += f", edited to {other.source}: {other.text[:60]!r}"
         harness.timings["edit via the API"] += time.monotonic() - edits_started
         elements += render_threads(harness, server, blog, corpus)
+        elements += render_queue(harness, server, corpus)
     finally:
         harness.close()
     timings = {name: round(seconds, 1) for name, seconds in harness.timings.items()}
