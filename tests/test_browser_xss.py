@@ -37,7 +37,7 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 import requests
@@ -72,7 +72,8 @@ EXECUTIONS = {"alert", "confirm", "prompt", "print", "canary", "script"} | {
 SAMPLE_STRIDE = 3
 CORPUS = payloads() if os.environ.get("XSS_CORPUS") == "full" else payloads()[::SAMPLE_STRIDE]
 SETTLE_SECONDS = 0.2
-READY_TIMEOUT_MS = 15_000  # for timers, animations and media errors started by the page
+READY_TIMEOUT_MS = 15_000
+REFLECT_STRIDE = 4  # of the sample: the echo test needs a page for each six payloads  # for timers, animations and media errors started by the page
 EVENT_TYPES = [
     "mouseover", "mouseenter", "mousemove", "mousedown", "mouseup", "dblclick", "contextmenu",
     "auxclick", "mouseout", "mouseleave", "mousewheel", "wheel", "pointerover", "pointerenter",
@@ -210,6 +211,9 @@ class Harness:
         self.context.expose_binding("__xssRecord", self._binding)
         self.context.add_init_script(HOOKS)
         self.context.route(lambda url: not self._allowed(url), self._refuse)
+        # Navigations to these URLs go out as the no-JS form's POST, with these fields.
+        self.posts: dict[str, dict[str, str]] = {}
+        self.context.route(lambda url: url in self.posts, self._post)
         self.context.on("request", self._request)
         self.page = self.context.new_page()
         self.context.on("page", lambda page: self.recorder.add("popup", page.url))
@@ -247,6 +251,11 @@ class Harness:
 
     def _refuse(self, route: Any) -> None:
         route.abort()
+
+    def _post(self, route: Any) -> None:
+        headers = {**route.request.headers, "content-type": "application/x-www-form-urlencoded"}
+        body = urlencode(self.posts[route.request.url])
+        route.continue_(method="POST", post_data=body, headers=headers)
 
     def _script(self, event: dict[str, Any]) -> None:
         """A script compiled from a page's markup has that document's URL (an inline script or
@@ -639,6 +648,44 @@ def test_no_payload_executes_anywhere(
     )
     assert refused < 0.1 * len(edited)
     assert not harness.recorder.findings, describe(harness.recorder.findings, labels)
+
+
+REFLECTED_FIELDS = ("author_name", "author_email", "body", "post_title", "post_url", "parent_id")
+REFLECTED = """() => [...document.querySelectorAll('#cm-form input[name], #cm-form textarea')]
+    .filter((el) => el.name !== 'form_token' && el.name !== 'website')
+    .map((el) => [el.name, el.tagName === 'TEXTAREA' ? el.value : el.getAttribute('value')])"""
+
+
+def test_no_payload_executes_in_the_no_js_form_echo(
+    browser: Any, server: LiveServer, blog: Blog
+) -> None:
+    """A cross-site page can post the no-JavaScript form; the error page echoes every field
+    (a reflected context: attribute values and a textarea). Each post carries six payloads and a
+    bad email address, to a post that does not exist yet, so every field is echoed."""
+    sample = CORPUS[::REFLECT_STRIDE]
+    harness = Harness(browser, server, blog)
+    sent: dict[str, dict[str, str]] = {}
+    try:
+        for number, start in enumerate(range(0, len(sample), len(REFLECTED_FIELDS))):
+            key = f"/xss/echo-{number}/"
+            url = f"{server.url}/embed/{SITE}/thread?post={quote(key)}&page=1"
+            fields = {
+                name: sample[(start + offset) % len(sample)].text
+                for offset, name in enumerate(REFLECTED_FIELDS)
+            }
+            harness.posts[url] = sent[url] = fields
+        sources = [(url, url) for url in sent]
+        for number, batch in enumerate(chunks(sources, PER_FRAMES_PAGE)):
+            harness.render(blog.add(f"/xss/echo-page/{number}", frames_page(batch)))
+            for frame in harness.page.main_frame.child_frames:
+                shown = dict(frame.evaluate(REFLECTED))
+                for name, text in sent[frame.name].items():
+                    if "\r" not in text and "\x00" not in text and shown.get(name) != text:
+                        harness.recorder.add("mangled", f"{name} echoed as {shown.get(name)!r}")
+    finally:
+        harness.close()
+    print(f"\nNo-JS form echo: {len(sample)} payloads in {len(sent)} posts")
+    assert not harness.recorder.findings, describe(harness.recorder.findings, {})
 
 
 def test_positive_control_executes(browser: Any, server: LiveServer, blog: Blog) -> None:
