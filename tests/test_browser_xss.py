@@ -310,6 +310,8 @@ class Harness:
         loaded = time.monotonic()
         fired = 0
         for frame in list(self.page.frames):
+            if not frame.url.startswith(SCRIPTABLE):
+                continue  # an error page (a refused view-source: frame) never answers
             try:
                 count, keys = frame.evaluate(FIRE_EVENTS, [EVENT_TYPES, WINDOW_EVENT_TYPES])
             except Exception:  # a frame that navigated away or was removed meanwhile
@@ -340,6 +342,7 @@ class Harness:
 
 OURS = {"xss-hooks.js"}
 LOCAL_SCHEMES = ("data:", "blob:", "about:", "javascript:")
+SCRIPTABLE = ("http://", "https://", "about:", "data:")
 
 
 def frame_label(frame: Any) -> str:
