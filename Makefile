@@ -49,9 +49,11 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 ## soak: the load run for a minute on SQLite and on the local PostgreSQL, and the fault runs
-## (PostgreSQL stopped under load, a hung database, a full disk); report in bench/results/soak.md
+## (PostgreSQL stopped under load, a hung database, a full disk), report in bench/results/soak.md;
+## then the XSS corpus test with every payload (make test takes a sample)
 soak: install
 	$(BIN)/python -m bench.soak $(TEST_PG_URL)
+	XSS_CORPUS=full MODERATION_TEST_DATABASE_URL= $(BIN)/python -m pytest -s tests/test_browser_xss.py
 
 ## bench: the benchmarks (under 10 minutes on 2 cores); the load comes from wrk (apt-get install wrk)
 bench: $(STAMP)
