@@ -103,24 +103,23 @@ class Replay:
     ) -> Iterable[bytes]:
         started = time.perf_counter()
         request_id = ops.request_id_of(environ)
-        body = b""
+        body: list[bytes] = []
         if headers is None:
             headers = answer.not_modified
         else:
             mark = answer.mark
-            if mark.token is None:
-                body = answer.pieces[0]
-            else:
+            body = [answer.pieces[0]]
+            if mark.token is not None:  # the page around a fresh token, sent without copying it
                 secret = self.flask_app.config["SECRET_KEY"]
-                fresh = spam.issue_form_token(secret, mark.site, now=utcnow()).encode()
-                body = fresh.join(answer.pieces)
-            headers = [*headers, ("Content-Length", str(len(body)))]
+                body += [spam.issue_form_token(secret, mark.site, now=utcnow()).encode()]
+                body += answer.pieces[1:]
+            headers = [*headers, ("Content-Length", str(sum(map(len, body))))]
         start_response(status, [*headers, ("X-Request-ID", request_id)])
         duration = time.perf_counter() - started
         metrics.observe_request(answer.mark.endpoint, duration)
         path = environ.get("PATH_INFO", "")
         ops.log_request(self.json_lines, "GET", path, int(status[:3]), duration, request_id)
-        return [body] if body else []
+        return body
 
     def _record(
         self,
