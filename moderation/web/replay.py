@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 MARK = "moderation.replayable"
 TTL_SECONDS = 1.0
-SIZE = 1024
+# Answers kept per process: a thread page is tens of KB, so a full table stays near 10 MB.
+SIZE = 256
 
 
 @dataclasses.dataclass(frozen=True)
