@@ -6,6 +6,7 @@ own (browser tests need committed data). Chromium is driven by Playwright, never
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -58,15 +59,24 @@ def live_server(tmp: Path, **overrides: object) -> Iterator[LiveServer]:
     settings = settings_for_tests(database_url=f"sqlite:///{tmp / 'live.db'}", **overrides)
     app = create_app(settings)
     schema.upgrade(app.extensions["moderation.engine"])
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    try:
+        with serving(app) as url:
+            yield LiveServer(url, app)
+    finally:
+        app.extensions["moderation.engine"].dispose()
+
+
+@contextlib.contextmanager
+def serving(wsgi: Any) -> Iterator[str]:
+    """Serve a WSGI app from a thread on an ephemeral loopback port; yields its base URL."""
+    server = make_server("127.0.0.1", 0, wsgi, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield LiveServer(f"http://127.0.0.1:{server.server_port}", app)
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         thread.join(timeout=10)
-        app.extensions["moderation.engine"].dispose()
 
 
 def axe_violations(page: Any) -> list[dict[str, Any]]:

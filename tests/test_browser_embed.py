@@ -5,7 +5,6 @@ server-side include), and in an iframe; errors, replies, moderation, Welsh, axe-
 from __future__ import annotations
 
 import json
-import threading
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +12,6 @@ from urllib.parse import quote
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from moderation.actions import moderate_comment
 from moderation.events import Actor
@@ -24,6 +22,7 @@ from tests.browser import (
     axe_violations,
     live_server,
     require_browser,
+    serving,
 )
 from tests.conftest import make_moderator
 
@@ -36,8 +35,7 @@ class Blog:
     def __init__(self) -> None:
         self.pages: dict[str, tuple[str, str]] = {}
         self.server: LiveServer | None = None
-        self.httpd = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.url = ""  # set once it is served
 
     def wsgi(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         mode, lang = self.pages.get(environ["PATH_INFO"], ("include", "en"))
@@ -51,11 +49,8 @@ class Blog:
 def blog() -> Iterator[Blog]:
     require_browser()
     blog = Blog()
-    thread = threading.Thread(target=blog.httpd.serve_forever, daemon=True)
-    thread.start()
-    yield blog
-    blog.httpd.shutdown()
-    thread.join(timeout=10)
+    with serving(blog.wsgi) as blog.url:
+        yield blog
 
 
 @pytest.fixture(scope="module")

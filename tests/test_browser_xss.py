@@ -33,7 +33,6 @@ import dataclasses
 import html
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -42,10 +41,9 @@ from urllib.parse import quote, urlencode, urlsplit
 import pytest
 import requests
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from werkzeug.serving import make_server
 
 from moderation.sites import create_site
-from tests.browser import LiveServer, live_server, require_browser
+from tests.browser import LiveServer, live_server, require_browser, serving
 from tests.conftest import PASSWORD, csrf_from, make_moderator, make_token
 from tests.xss_corpus import Payload, counts, payloads
 
@@ -184,8 +182,7 @@ class Blog:
 
     def __init__(self) -> None:
         self.pages: dict[str, str] = {}
-        self.httpd = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.url = ""  # set once it is served
 
     def wsgi(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         page = self.pages.get(environ["PATH_INFO"])
@@ -371,11 +368,8 @@ class Corpus:
 def blog() -> Iterator[Blog]:
     require_browser()
     blog = Blog()
-    thread = threading.Thread(target=blog.httpd.serve_forever, daemon=True)
-    thread.start()
-    yield blog
-    blog.httpd.shutdown()
-    thread.join(timeout=10)
+    with serving(blog.wsgi) as blog.url:
+        yield blog
 
 
 @pytest.fixture(scope="module")
