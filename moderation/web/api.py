@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from moderation import comments, publishing, verification
 from moderation.db import get_session
@@ -53,7 +53,6 @@ def list_comments(site: str) -> Response:
     head = thread_head(site, key)
     if head is None:
         raise NotFound("There is no site with that name.")
-    g.site_origins = head.site_state[2]
     etag = strong_etag("comments", head.site_id, head.stamp.version, variant())
     mark_replayable(etag, site)
     response = not_modified(etag) or cached_body(etag, "application/json")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from importlib.metadata import PackageNotFoundError, version
 
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 
 from moderation.db import get_session
 from moderation.publishing import ThreadHead, ThreadHeads
@@ -29,9 +29,16 @@ def strong_etag(*parts: object) -> str:
 
 
 def thread_head(slug: str, key: str) -> ThreadHead | None:
-    """The thread's head (what its ETag is made of), from memory while the database is unchanged."""
+    """The thread's head (what its ETag is made of), from memory while the database is unchanged.
+
+    It also leaves the site's origins for the CORS hook (embed.cors_for_site), so a public read
+    never loads the site just for them.
+    """
     heads: ThreadHeads = current_app.extensions["moderation.heads"]
-    return heads.get(lambda: get_session().connection(), slug, key, now=now())
+    head = heads.get(lambda: get_session().connection(), slug, key, now=now())
+    if head is not None:
+        g.site_origins = head.site_state[2]
+    return head
 
 
 def variant() -> str:

@@ -217,7 +217,6 @@ def thread(site: str) -> Response:
     head = thread_head(site, key)
     if head is None:
         raise NotFound("There is no site with that name.")
-    g.site_origins = head.site_state[2]
     etag = strong_etag(
         "thread", request.host, head.site_id, head.site_state, head.stamp.version,
         head.stamp.closed, variant(),
@@ -308,7 +307,7 @@ def cors_for_site(response: Response) -> Response:
     origin = request.environ.get("HTTP_ORIGIN")
     if origin is None or g.get("database_unavailable"):
         return response  # without the database the site's origins are unknown: no CORS
-    origins = g.get("site_origins")  # set by the public reads from their thread head
+    origins = g.get("site_origins")  # left by caching.thread_head on the public reads
     if origins is None:
         try:
             origins = comments.get_site(get_session(), slug).origins
