@@ -196,6 +196,8 @@ class Comment(Base):
         Index("ix_comments_post_status_id", "post_id", "status", "id"),
         # The moderation queue: comments of one status in id order.
         Index("ix_comments_status_id", "status", "id"),
+        # The duplicate check: a post's newest comments, newest first, without reading the rest.
+        Index("ix_comments_post_submitted", "post_id", "submitted_at"),
         # An imported comment's id in its source, so that importing the same export twice adds
         # nothing; NULL for comments submitted here (NULLs never collide).
         UniqueConstraint("post_id", "import_ref"),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation import schema
@@ -31,14 +32,13 @@ WRITER = textwrap.dedent(
     import sys
     from sqlalchemy.orm import Session
     from moderation.comments import submit_comment
-    from moderation.db import begin_write, make_engine
+    from moderation.db import make_engine
     from moderation.models import utcnow
     from moderation.validation import CommentSubmission
 
     engine = make_engine(sys.argv[1])
     for n in range(int(sys.argv[2])):
-        with Session(engine) as session:
-            begin_write(session)
+        with Session(engine) as session:  # a reader: submit_comment takes the lock to write
             submit_comment(session, "race", CommentSubmission(
                 post="/busy/", author_name="Writer", author_email="w@example.com",
                 body=f"{sys.argv[3]}-{n}"), now=utcnow())
@@ -85,6 +85,40 @@ def test_eight_writer_processes_on_sqlite_lose_nothing(tmp_path: Path) -> None:
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Comment)) == WRITERS * PER_WRITER
         assert session.scalar(select(func.count()).select_from(Event)) == WRITERS * PER_WRITER
+    engine.dispose()
+
+
+def test_a_submission_reads_without_the_write_lock_and_then_writes(tmp_path: Path) -> None:
+    """Its checks hold no lock, so other writers go on meanwhile; then begin_writing takes the lock
+    for its writes, although others committed since it first read."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'split.db'}")
+    schema.upgrade(engine)
+    with Session(engine) as session:
+        create_site(session, slug="race", name="Race", origins=["https://race.example"])
+        session.commit()
+    submission = CommentSubmission(
+        post="/split/", author_name="A", author_email="a@example.com", body="First"
+    )
+    with Session(engine) as reader, Session(engine) as other:
+        reader.get(Site, 1)  # the reader's snapshot begins
+        begin_write(other)  # would wait for the 10 s busy timeout if the reader held the lock
+        submit_comment(other, "race", submission, now=utcnow())
+        other.commit()
+        # The control: a reader that writes after someone else committed is refused at once.
+        reader.add(Post(site_id=1, key="/control/", title="", url="https://race.example/c"))
+        with pytest.raises(OperationalError, match="locked"):
+            reader.flush()
+    with Session(engine) as reader, Session(engine) as other:
+        reader.get(Site, 1)
+        begin_write(other)
+        submit_comment(other, "race", submission, now=utcnow())
+        other.commit()
+        comment = submit_comment(reader, "race", submission, now=utcnow())  # begin_writing
+        reader.commit()
+        assert comment.post.key == "/split/"
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Comment)) == 3
+        assert session.scalar(select(func.count()).select_from(Post)) == 1
     engine.dispose()
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from moderation import comments, publishing, verification
-from moderation.db import get_session
+from moderation.db import get_session, reads_first
 from moderation.errors import Malformed, NotFound
 from moderation.events import rfc3339
 from moderation.models import Comment, CommentStatus, Post, Site
@@ -155,6 +155,7 @@ def atom_feed(site: Site, post: Post | None, entries: Sequence[Comment], *, self
 
 
 @bp.post("/sites/<site>/comments")
+@reads_first
 def submit_comment(site: str) -> tuple[Response, int]:
     data = json_object()
     comment = screen_and_submit(site, parse_submission(data), data)

@@ -23,7 +23,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 
 from moderation import comments, i18n, mail, verification
-from moderation.db import get_session
+from moderation.db import get_session, reads_first
 from moderation.errors import (
     NotFound,
     ThreadClosed,
@@ -262,6 +262,7 @@ def store_body(etag: str, body: bytes, mimetype: str) -> Response:
 
 
 @bp.post("/<site>/thread")
+@reads_first
 def submit(site: str) -> ResponseReturnValue:
     if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise UnsupportedMediaType("Send the form as application/x-www-form-urlencoded.")

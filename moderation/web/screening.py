@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Mapping
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, request
 from limits import RateLimitItem, parse_many
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
@@ -121,7 +121,7 @@ def screen_and_submit(
     screen = screening()
     screen.rate_limit(site, submission)
     evidence = screen.evidence(submission, fields)
-    return comments.submit_comment(
+    comment = comments.submit_comment(
         get_session(),
         site,
         submission,
@@ -133,3 +133,5 @@ def screen_and_submit(
         evidence=evidence,
         secret=current_app.config["SECRET_KEY"],
     )
+    g.site_origins = comment.post.site.origins  # for the CORS hook, before the commit expires it
+    return comment
