@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Select, Table, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session, contains_eager, make_transient_to_detached
 from sqlalchemy.sql.dml import ReturningInsert
 
 from moderation import metrics, verification
@@ -57,6 +57,17 @@ def _site_by_slug() -> Select[Site]:
 @functools.cache
 def _post_by_key() -> Select[Post]:
     return select(Post).where(Post.site_id == bindparam("site_id"), Post.key == bindparam("key"))
+
+
+@functools.cache
+def _post_with_site() -> Select[Post]:
+    """A post and its site in one query, by the site's slug and the post's key."""
+    return (
+        select(Post)
+        .join(Post.site)
+        .where(Site.slug == bindparam("slug"), Post.key == bindparam("key"))
+        .options(contains_eager(Post.site))
+    )
 
 
 def get_site(session: Session, slug: str) -> Site:
@@ -100,14 +111,9 @@ def is_closed(post: Post, now: dt.datetime) -> bool:
     return days is not None and now >= post.created_at + dt.timedelta(days=days)
 
 
-def _post_for(
-    session: Session, site: Site, submission: CommentSubmission, now: dt.datetime
-) -> Post:
-    """The post commented on; for a first comment, a new post (its address checked) that is not
-    yet added: it is created with the comment, under the write lock (see :func:`_create_post`)."""
-    post = find_post(session, site, submission.post)
-    if post is not None:
-        return post
+def _new_post(site: Site, submission: CommentSubmission, now: dt.datetime) -> Post:
+    """A first comment's post, its address checked, not yet added: it is created with the
+    comment, under the write lock (see :func:`_create_post`)."""
     url = submission.post_url
     if url is None:
         if not (submission.post.startswith("/") and site.origins):
@@ -177,10 +183,12 @@ def submit_comment(
     the comment unconfirmed and mails its author a confirmation link instead.
     """
     # Everything is read and checked first; the writes come last, together (see begin_writing).
-    site = get_site(session, site_slug)
+    post = session.scalar(_post_with_site(), {"slug": site_slug, "key": submission.post})
+    site = post.site if post is not None else get_site(session, site_slug)
     if origin is not None and not origin_allowed(site, origin):
         raise OriginNotAllowed()
-    post = _post_for(session, site, submission, now)
+    if post is None:
+        post = _new_post(site, submission, now)
     if post.id is not None and is_closed(post, now):
         raise ThreadClosed()
     parent = _reply_parent(session, post, submission.parent_id) if submission.parent_id else None

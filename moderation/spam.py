@@ -386,7 +386,7 @@ class DuplicateCheck:
                 "longest": size * 2,
                 "recent": self.recent,
             },
-        ).scalars()
+        ).scalars().all()
         mine = _shingles(words)
         best = 0.0
         for text in rows:
