@@ -377,16 +377,20 @@ class DuplicateCheck:
             return None
         words = tuple(_words(candidate.body))
         size = len(candidate.body)
-        rows = session.execute(
-            _recent_texts(),
-            {
-                "post_id": post_id,
-                "since": candidate.now - self.window,
-                "shortest": size // 2,
-                "longest": size * 2,
-                "recent": self.recent,
-            },
-        ).scalars().all()
+        rows = (
+            session.execute(
+                _recent_texts(),
+                {
+                    "post_id": post_id,
+                    "since": candidate.now - self.window,
+                    "shortest": size // 2,
+                    "longest": size * 2,
+                    "recent": self.recent,
+                },
+            )
+            .scalars()
+            .all()
+        )
         mine = _shingles(words)
         best = 0.0
         for text in rows:

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import lxml.html
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from moderation import create_app
 from moderation.models import Comment, CommentStatus, Post
-from tests.conftest import ORIGIN, POST_KEY, comment_json, json_of, make_site
+from tests.conftest import (
+    ORIGIN,
+    POST_KEY,
+    comment_json,
+    json_of,
+    make_site,
+    settings_for_tests,
+)
 
 SUBMIT = "/api/v1/sites/luac/comments"
 
@@ -190,6 +199,38 @@ def test_replies_nest_three_deep_and_deeper_ones_join_the_third_level(
     assert by_id[ids[1]].parent is by_id[ids[0]]
     assert by_id[ids[2]].parent is by_id[ids[1]]
     assert by_id[ids[3]].parent is by_id[ids[1]], "a fourth level joins the third"
+
+
+def test_a_form_post_the_service_cannot_take_is_given_back_to_send_again(
+    client: FlaskClient, session: Session
+) -> None:
+    """The database is unreachable: the 503 page holds what was typed, ready to send again, and
+    sending it again once the service is back stores the comment."""
+    typed = {
+        "author_name": "Ada",
+        "author_email": "ada@example.com",
+        "body": "Line one\n</textarea><script>alert(1)</script>",
+        "notify": "on",
+        "post_title": "",
+    }
+    down = create_app(settings_for_tests(database_url="postgresql://nobody@127.0.0.1:1/none"))
+    path = f"/embed/luac/thread?post={POST_KEY}"
+    response = down.test_client().post(path, data=typed)
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    page = lxml.html.fromstring(response.get_data(as_text=True))
+    (form,) = page.xpath("//form[@method='post']")
+    assert form.get("action").endswith(path)
+    assert not page.xpath("//script")
+    resent = {field.get("name"): field.get("value") for field in form.xpath(".//input")}
+    (textarea,) = form.xpath(".//textarea[@name='body']")
+    resent["body"] = textarea.text_content()
+    assert resent == {"author_name": "Ada", "author_email": "ada@example.com",
+                      "notify": "on", "body": typed["body"]}  # fmt: skip
+    make_site(session)
+    assert client.post(path, data=resent).status_code == 303
+    stored = session.scalars(select(Comment)).one()
+    assert stored.body_text == typed["body"] and stored.notify_decision
 
 
 def test_the_form_post_shows_errors_and_keeps_what_was_typed(

@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from moderation.db import close_session, database_unavailable, storage_full
 from moderation.errors import RateLimited, ServiceError
+from moderation.spam import FORM_TOKEN_FIELD
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ MESSAGES = {
     500: "Something went wrong on our side. Try again later.",
     503: "The service is unavailable for a moment. Try again shortly.",
 }
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 STORAGE_FULL_MESSAGE = "The service cannot store anything at the moment. Try again later."
 RETRY_AFTER_SECONDS = 5
 # A full disk takes an operator to clear: clients need not retry every few seconds.
@@ -46,14 +48,33 @@ def wants_json() -> bool:
     return request.path.startswith("/api/") or request.blueprint == "ops"
 
 
+def unsent_comment() -> dict[str, str] | None:
+    """What a commenter typed into the no-JavaScript form when it could not be taken (the
+    service was unavailable, they sent too many, it failed): the error page gives it back, ready
+    to send again, so no error loses what a person wrote. Field errors are shown on the form
+    itself (embed.submit); a body too large to read is not given back."""
+    if request.endpoint != "embed.submit" or request.mimetype not in FORM_TYPES:
+        return None
+    from moderation.web.embed import FORM_FIELDS
+
+    try:
+        form = request.form
+    except HTTPException:
+        return None
+    return {name: form.get(name, "") for name in (*FORM_FIELDS, FORM_TOKEN_FIELD)}
+
+
 def error_response(
     status: int, code: str, message: str, fields: dict[str, str] | None = None
 ) -> Response:
     if wants_json():
         response = jsonify({"error": {"code": code, "message": message, "fields": fields or {}}})
     else:
+        unsent = unsent_comment() if status != 413 else None
         response = Response(
-            render_template("error.html", status=status, message=message, fields=fields or {})
+            render_template(
+                "error.html", status=status, message=message, fields=fields or {}, unsent=unsent
+            )
         )
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
