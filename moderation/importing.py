@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from lxml import etree
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from moderation.comments import client_network, origin_allowed, origin_of
@@ -43,6 +43,8 @@ SOURCES: tuple[Source, ...] = ("wordpress", "disqus")
 Progress = Callable[[int], None]
 
 BATCH = 500
+# PostgreSQL advisory lock (this number, the site's id) held by an import for its transaction.
+IMPORT_LOCK = 0x696D70
 ANONYMOUS = "Anonymous"
 
 # wp:comment_approved → our status. "post-trashed": the comment's post went to the trash.
@@ -423,7 +425,13 @@ def import_export(
     actor: Actor,
     progress: Progress | None = None,
 ) -> ImportReport:
-    """The second pass: add the posts and comments not imported before, in one transaction."""
+    """The second pass: add the posts and comments not imported before, in one transaction.
+
+    Imports into one site take turns: a second import of the same file, started while the first
+    runs, waits for it and then finds every comment already there (on SQLite the write lock
+    serialises them already; on PostgreSQL both would insert the same rows and one fail)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(IMPORT_LOCK, site.id)))
     run = _ImportRun(session, site, plan, now)
     for record in _records(plan.path, plan.source, progress):
         if isinstance(record, SourcePost):

@@ -11,16 +11,19 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
+from moderation import schema
 from moderation.cli import main
+from moderation.db import begin_write, make_engine
 from moderation.events import Actor
 from moderation.importing import (
     ImportReport,
@@ -30,6 +33,7 @@ from moderation.importing import (
     read_export,
 )
 from moderation.models import AuditEvent, Comment, CommentStatus, Event, Post, Site
+from moderation.sites import create_site
 from tests.conftest import TEST_SECRET, database_url, json_of, make_site
 from tests.data.generate_imports import write_wordpress
 from tests.test_cli import MODERATION
@@ -409,6 +413,50 @@ def test_the_commands_import_report_and_refuse_bad_files(
     assert ambiguous.exit_code == 2 and "--site SLUG" in ambiguous.stderr
     unknown = cli("import", "disqus", str(DATA / "disqus.xml"), "--site", "nope")
     assert unknown.exit_code == 1 and "There is no site with that name." in unknown.stderr
+
+
+def test_two_imports_of_one_file_at_once_import_it_once(engine: Engine, tmp_path: Path) -> None:
+    """Started together, each in its own transaction: the second waits for the first, then finds
+    everything imported (before, PostgreSQL stopped one with a raw unique-violation error)."""
+    postgres = engine.dialect.name == "postgresql"
+    url = database_url(tmp_path) if postgres else f"sqlite:///{tmp_path / 'imports.db'}"
+    own = make_engine(url)
+    schema.upgrade(own)
+    with Session(own) as session:
+        site_id = create_site(session, slug="twice", name="Twice", origins=[ORIGIN_URL]).id
+        session.commit()
+    plan = read_export(DATA / "wordpress.xml", "wordpress")
+    reports: list[ImportReport] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def run() -> None:
+        try:
+            start.wait(10)
+            with Session(own) as session:
+                begin_write(session)
+                site = session.get_one(Site, site_id)
+                reports.append(import_export(session, site, plan, now=NOW, actor=ACTOR))
+                session.commit()
+        except BaseException as error:
+            errors.append(error)
+
+    try:
+        runs = [threading.Thread(target=run) for _ in range(2)]
+        for thread in runs:
+            thread.start()
+        for thread in runs:
+            thread.join(60)
+        assert not errors, errors
+        assert sorted(report.imported for report in reports) == [0, 6]
+        with Session(own) as session:
+            comments = select(func.count()).select_from(Comment).join(Post)
+            assert session.scalar(comments.where(Post.site_id == site_id)) == 6
+    finally:
+        if postgres:
+            with own.begin() as connection:
+                connection.execute(text("TRUNCATE sites, posts, comments, audit_events CASCADE"))
+        own.dispose()
 
 
 def test_the_import_survives_an_export_and_import_json_round_trip(
