@@ -112,6 +112,26 @@ def test_moderators_hear_of_held_comments_each_or_as_a_digest(
     assert {first["id"], second["id"]}
 
 
+def test_administrators_of_every_site_hear_of_held_comments(
+    mail_client: FlaskClient,
+    mail_session: Session,
+    mail_sessions: sessionmaker[Session],
+    smtp: SMTPServer,
+) -> None:
+    """An administrator assigned to no site oversees them all; one assigned to some sites, and a
+    moderator of another site, hear only of theirs."""
+    make_site(mail_session)
+    make_site(mail_session, slug="other")
+    make_moderator(mail_session, "overseer", role=Role.ADMIN)
+    make_moderator(mail_session, "elsewhere", role=Role.ADMIN, sites=("other",))
+    make_moderator(mail_session, "othermod", role=Role.MODERATOR, sites=("other",))
+    submit(mail_client)
+    assert send(mail_sessions, smtp.port) == 1
+    [held] = smtp.inbox.to("overseer@example.gov.uk")
+    assert held["Subject"].startswith("Comment waiting for moderation")
+    assert "/mail/act/" in parts(held)[1]
+
+
 def test_a_moderation_link_acts_once_and_only_on_post(
     mail_client: FlaskClient,
     mail_session: Session,
@@ -331,7 +351,7 @@ def test_a_hostile_comment_yields_mail_with_nothing_live_in_it(
         notify=True,
         notify_replies=True,
     )
-    send(mail_sessions, smtp.port)  # the held notice to mod1
+    send(mail_sessions, smtp.port)  # the held notice to mod1 and the admin (of every site)
     moderate_comment(mail_session, admin, parent["id"], "approve", actor=actor, now=now)
     mail_session.commit()
     reply = submit(
@@ -351,8 +371,8 @@ def test_a_hostile_comment_yields_mail_with_nothing_live_in_it(
         "Your comment",
         "A reply to your comment",
     }, kinds
-    # The reply was approved before its held notice went, so that notice was dropped as stale.
-    assert len(smtp.inbox.messages) == 3
+    # The reply was approved before its held notices went, so they were dropped as stale.
+    assert len(smtp.inbox.messages) == 4
     for message in smtp.inbox.messages:
         assert_harmless(message)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from moderation.mail import enabled
@@ -37,11 +37,18 @@ TO_COMMENTERS = frozenset({CONFIRM, APPROVED, REJECTED, REPLY})
 
 
 def site_moderators(session: Session, site_id: int) -> list[Moderator]:
+    """Who hears of the site's held comments: its moderators, and the administrators assigned to
+    no site (they oversee every site; one assigned to some hears of those only)."""
+    assigned = select(moderator_sites.c.moderator_id)
     return list(
         session.scalars(
             select(Moderator)
-            .join(moderator_sites, moderator_sites.c.moderator_id == Moderator.id)
-            .where(moderator_sites.c.site_id == site_id)
+            .where(
+                or_(
+                    Moderator.id.in_(assigned.where(moderator_sites.c.site_id == site_id)),
+                    and_(Moderator.role == Role.ADMIN, Moderator.id.not_in(assigned)),
+                )
+            )
             .order_by(Moderator.id)
         )
     )
