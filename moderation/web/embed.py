@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("embed", __name__, url_prefix="/embed")
 loader = Blueprint("embed_loader", __name__)
 
+# What the no-JavaScript form may be posted as.
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 FORM_FIELDS = (
     "post_title",
     "post_url",
@@ -264,7 +266,7 @@ def store_body(etag: str, body: bytes, mimetype: str) -> Response:
 @bp.post("/<site>/thread")
 @reads_first
 def submit(site: str) -> ResponseReturnValue:
-    if request.mimetype not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+    if request.mimetype not in FORM_TYPES:
         raise UnsupportedMediaType("Send the form as application/x-www-form-urlencoded.")
     key = required_post_key()
     standalone = request.args.get("page") == "1"

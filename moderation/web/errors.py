@@ -36,7 +36,6 @@ MESSAGES = {
     500: "Something went wrong on our side. Try again later.",
     503: "The service is unavailable for a moment. Try again shortly.",
 }
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 STORAGE_FULL_MESSAGE = "The service cannot store anything at the moment. Try again later."
 RETRY_AFTER_SECONDS = 5
 # A full disk takes an operator to clear: clients need not retry every few seconds.
@@ -53,9 +52,10 @@ def unsent_comment() -> dict[str, str] | None:
     service was unavailable, they sent too many, it failed): the error page gives it back, ready
     to send again, so no error loses what a person wrote. Field errors are shown on the form
     itself (embed.submit); a body too large to read is not given back."""
+    from moderation.web.embed import FORM_FIELDS, FORM_TYPES
+
     if request.endpoint != "embed.submit" or request.mimetype not in FORM_TYPES:
         return None
-    from moderation.web.embed import FORM_FIELDS
 
     try:
         form = request.form
