@@ -26,6 +26,7 @@ from urllib.parse import urlencode, urlsplit
 from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.orm import Session
 
+from bench import floor
 from bench.common import migrated_app
 from bench.http import SERVER, Request, Result, Server, gunicorn, measure, wrk_version
 from moderation.config import load_settings
@@ -59,6 +60,7 @@ class Scenario:
     ratio: float | None = None
     within: tuple[str, float] | None = None
     prepare: Callable[[], None] | None = None
+    floor: bool = False  # measured on bench.floor's app instead of the service
 
 
 class Seeded:
@@ -210,6 +212,12 @@ def scenarios(base: str, db: Seeded) -> list[Scenario]:
             ratio=0.25,
         ),
         Scenario(
+            "submission floor (bench/floor.py)",
+            Request("/submit", "POST", body=submission.replace('"/submit/"', json.dumps(floor.POST_KEY)),
+                    status=202, headers={"Content-Type": "application/json"}),
+            floor=True,
+        ),
+        Scenario(
             "queue page, 100,000 pending", Request("/moderate/", headers=cookie),
             within=("queue page, 100 pending", 2.0), prepare=lambda: db.top_up(LARGE_QUEUE),
         ),
@@ -221,8 +229,8 @@ def scenarios(base: str, db: Seeded) -> list[Scenario]:
 
 
 @contextmanager
-def services() -> Iterator[tuple[str, Server, Seeded]]:
-    """The trivial app, the service and its seeded database, all up."""
+def services() -> Iterator[tuple[str, Server, Seeded, str]]:
+    """The trivial app, the service and its seeded database, and the submission floor, all up."""
     with tempfile.TemporaryDirectory() as folder:
         url = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{Path(folder) / 'bench.db'}"
         env = {
@@ -236,14 +244,21 @@ def services() -> Iterator[tuple[str, Server, Seeded]]:
             "MODERATION_CHECK_DELIVERABILITY": "false",
         }
         db = Seeded(env)
+        floor_env = {
+            "BENCH_FLOOR_DATABASE": str(Path(folder) / "floor.db"),
+            "MODERATION_SECRET_KEY": SECRET,
+        }
+        floor.prepare(floor_env["BENCH_FLOOR_DATABASE"])
         try:
             with (
                 gunicorn("bench.trivial:app") as trivial,
                 gunicorn("moderation.app:create_app()", env) as service,
+                gunicorn("bench.floor:app", floor_env) as lowest,
             ):
-                trivial.wait("/")  # both boot at once; a request answered means a worker is up
+                trivial.wait("/")  # all boot at once; a request answered means a worker is up
                 service.wait("/healthz")
-                yield trivial.url, service, db
+                lowest.wait("/submit")
+                yield trivial.url, service, db, lowest.url
         finally:
             db.engine.dispose()
 
@@ -307,14 +322,14 @@ def run(
     """Measure every scenario (or those named in ``only``); the Markdown section."""
     rows: list[str] = []
     figures: dict[tuple[str, int], Figure] = {}
-    with services() as (trivial, server, db):
-        service = server.url
+    with services() as (trivial, server, db, lowest):
         load_before = os.getloadavg()
         if warmup:
             measure(trivial, TRIVIAL, connections=max(concurrency), seconds=warmup)
-        for scenario in scenarios(service, db):
+        for scenario in scenarios(server.url, db):
             if only and scenario.name not in only:
                 continue
+            service = lowest if scenario.floor else server.url
             if scenario.prepare:
                 scenario.prepare()
             # Warm-up: every worker imports, connects and fills its caches before the figures.
@@ -356,7 +371,10 @@ def run(
             f"page), {COUNT_POSTS} posts for counts, pending comments across {QUEUE_POSTS:,} "
             "posts; rate limits and the DNS deliverability lookup off, every other spam check "
             "on, submissions carry a valid form token (held by the time-trap: none); each "
-            "approval approves a different pending comment through the JSON API. Load average "
+            "approval approves a different pending comment through the JSON API. The submission "
+            "floor is bench/floor.py, the same submission with nothing but parsing, validation, "
+            "sanitising and raw sqlite3 writes (no ORM, no spam checks), on a database of its own: "
+            "what the real submission cannot beat on this machine. Load average "
             f"(1 min) {load_before[0]:.2f} at the start, {load_after[0]:.2f} at the end. Resident "
             f"memory of each app worker after the run: {', '.join(f'{mb:.0f}' for mb in memory)} "
             f"MB (target under {MEMORY_MB} MB: {'MET' if max(memory) < MEMORY_MB else 'MISSED'}).",

@@ -8,19 +8,27 @@ COLUMNS = [
     "scenario", "connections", "requests/s", "p50 ms", "p99 ms", "trivial app requests/s",
     "ratio to trivial", "target", "errors",
 ]  # fmt: skip
+FLOOR = "submission floor (bench/floor.py)"
 
 
 def test_harness_measures_a_scenario_against_the_trivial_app() -> None:
-    section = harness.run(seconds=1, only=["submission"], concurrency=(1,), rounds=1, warmup=0)
+    section = harness.run(
+        seconds=1, only=["submission", FLOOR], concurrency=(1,), rounds=1, warmup=0
+    )
 
     lines = section.splitlines()
     header = next(line for line in lines if line.startswith("| scenario"))
     assert [cell.strip() for cell in header.strip("|").split("|")] == COLUMNS
-    rows = [line for line in lines if line.startswith("| submission")]
-    assert len(rows) == 1
-    cells = dict(
-        zip(COLUMNS, (cell.strip() for cell in rows[0].strip("|").split("|")), strict=True)
-    )
+    rows: dict[str, dict[str, str]] = {}
+    for line in lines:
+        if line.startswith("| submission"):
+            cells = dict(zip(COLUMNS, (c.strip() for c in line.strip("|").split("|")), strict=True))
+            rows[cells["scenario"]] = cells
+    assert list(rows) == ["submission", FLOOR]
+    # The floor's submissions were all answered 202 as well.
+    assert rows[FLOOR]["errors"] == "0"
+    assert float(rows[FLOOR]["requests/s"].replace(",", "")) > 0
+    cells = rows["submission"]
     assert cells["connections"] == "1"
     # Every submission was accepted (202); run() raises if the time-trap held any of them.
     assert cells["errors"] == "0"
