@@ -56,6 +56,14 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "loading": "Loading comments…",
         "load_failed": "Comments could not be loaded.",
         "iframe_title": "Comments",
+        "unsent_intro": (
+            "Your comment has not been sent. It is below, as you wrote it: send it again in a "
+            "moment, or copy it to keep it."
+        ),
+        "unsent_label": "Your comment",
+        "send_again": "Send your comment again",
+        "problem_continues": "If the problem continues, contact the blog team.",
+        "go_back": "Go back and try again. If the problem continues, contact the blog team.",
     },
     "cy": {
         "comments_count_0": "Dim sylwadau",
@@ -106,6 +114,36 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "loading": "Yn llwytho sylwadau…",
         "load_failed": "Nid oedd modd llwytho'r sylwadau.",
         "iframe_title": "Sylwadau",
+        "unsent_intro": (
+            "Nid yw eich sylw wedi'i anfon. Mae isod, fel y gwnaethoch ei ysgrifennu: anfonwch ef "
+            "eto mewn munud, neu copïwch ef i'w gadw."
+        ),
+        "unsent_label": "Eich sylw",
+        "send_again": "Anfon eich sylw eto",
+        "problem_continues": "Os bydd y broblem yn parhau, cysylltwch â thîm y blog.",
+        "go_back": (
+            "Ewch yn ôl a rhowch gynnig arall arni. Os bydd y broblem yn parhau, cysylltwch â "
+            "thîm y blog."
+        ),
+    },
+}
+
+# What went wrong, for an error page the embed's form led to, by the error's code (the "code" of
+# the JSON error shape). English pages show the service's own message instead.
+ERROR_MESSAGES: dict[str, dict[str, str]] = {
+    "cy": {
+        "malformed": "Nid oedd modd darllen y cais.",
+        "not_found": "Heb ei ganfod.",
+        "origin_not_allowed": "Nid yw'r wefan hon yn derbyn sylwadau o'r cyfeiriad hwnnw.",
+        "thread_closed": "Mae'r sylwadau ar gau ar y blogbost hwn.",
+        "too_large": "Mae'r cais yn rhy fawr.",
+        "rate_limited": "Gormod o ymdrechion. Arhoswch am ychydig a rhowch gynnig arall arni.",
+        "internal_error": "Aeth rhywbeth o'i le ar ein hochr ni. Rhowch gynnig arall arni yn nes ymlaen.",
+        "unavailable": "Nid yw'r gwasanaeth ar gael am eiliad. Rhowch gynnig arall arni cyn bo hir.",
+        "storage_full": (
+            "Ni all y gwasanaeth gadw unrhyw beth ar hyn o bryd. Rhowch gynnig arall arni yn nes "
+            "ymlaen."
+        ),
     },
 }
 
@@ -139,6 +177,11 @@ def translator(lang: str) -> Callable[..., str]:
         return text.format(**values) if values else text
 
     return t
+
+
+def error_message(lang: str, code: str, english: str) -> str:
+    """An error's message in ``lang``; ``english`` (the service's own) when there is none."""
+    return ERROR_MESSAGES.get(language(lang), {}).get(code, english)
 
 
 def count_label(lang: str, n: int) -> str:

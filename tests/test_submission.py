@@ -233,6 +233,28 @@ def test_a_form_post_the_service_cannot_take_is_given_back_to_send_again(
     assert stored.body_text == typed["body"] and stored.notify_decision
 
 
+@pytest.mark.parametrize(
+    ("lang", "page_lang", "heading", "button"),
+    [
+        (None, "en", "The service is unavailable for a moment.", "Send your comment again"),
+        ("cy", "cy", "Nid yw'r gwasanaeth ar gael am eiliad.", "Anfon eich sylw eto"),
+    ],
+)
+def test_the_page_that_gives_a_comment_back_is_in_the_embed_language(
+    lang: str | None, page_lang: str, heading: str, button: str
+) -> None:
+    down = create_app(settings_for_tests(database_url="postgresql://nobody@127.0.0.1:1/none"))
+    query = f"post={POST_KEY}" + (f"&lang={lang}" if lang else "")
+    typed = {"author_name": "Ada", "author_email": "ada@example.com", "body": "Helo"}
+    response = down.test_client().post(f"/embed/luac/thread?{query}", data=typed)
+    assert response.status_code == 503
+    page = lxml.html.fromstring(response.get_data(as_text=True))
+    assert page.get("lang") == page_lang
+    assert page.xpath("string(//h1)").startswith(heading)
+    assert page.xpath("string(//form//button)") == button
+    assert page.xpath("string(//textarea)") == "Helo"
+
+
 def test_the_form_post_shows_errors_and_keeps_what_was_typed(
     client: FlaskClient, session: Session
 ) -> None:

@@ -8,6 +8,7 @@ from flask import Flask, Response, g, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
+from moderation import i18n
 from moderation.db import close_session, database_unavailable, storage_full
 from moderation.errors import RateLimited, ServiceError
 from moderation.spam import FORM_TOKEN_FIELD
@@ -71,9 +72,19 @@ def error_response(
         response = jsonify({"error": {"code": code, "message": message, "fields": fields or {}}})
     else:
         unsent = unsent_comment() if status != 413 else None
+        # A commenter's page is in the embed's language; the moderators' pages are in English.
+        embed = request.blueprint == "embed"
+        lang = i18n.language(request.args.get("lang")) if embed else i18n.DEFAULT_LANGUAGE
         response = Response(
             render_template(
-                "error.html", status=status, message=message, fields=fields or {}, unsent=unsent
+                "error.html",
+                status=status,
+                message=i18n.error_message(lang, code, message),
+                fields=i18n.field_errors(lang, fields or {}),
+                unsent=unsent,
+                embed=embed,
+                page_lang=lang,
+                t=i18n.translator(lang),
             )
         )
     response.status_code = status
