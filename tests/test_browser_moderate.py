@@ -3,6 +3,7 @@ pages pass axe-core's WCAG 2.2 AA rules."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ import pytest
 from sqlalchemy import select
 
 from moderation.comments import submit_comment
-from moderation.models import Comment, CommentStatus, utcnow
+from moderation.mail import links
+from moderation.models import Comment, CommentStatus, Moderator, utcnow
 from moderation.validation import CommentSubmission
 from tests.browser import (
     LiveServer,
@@ -19,7 +21,7 @@ from tests.browser import (
     live_server,
     require_browser,
 )
-from tests.conftest import PASSWORD, make_moderator, make_site
+from tests.conftest import PASSWORD, TEST_SECRET, make_moderator, make_site
 
 pytestmark = pytest.mark.browser
 
@@ -128,6 +130,40 @@ def test_moderation_pages_have_no_axe_violations(server: LiveServer, browser: An
                  "/moderate/admin/personal-data", "/moderate/account"):  # fmt: skip
         page.goto(server.url + path)
         assert axe_violations(page) == [], path
+    context.close()
+
+
+def test_the_pages_of_mailed_links_have_no_axe_violations(server: LiveServer, browser: Any) -> None:
+    """What a commenter or a moderator sees on opening a link from an email, before and after
+    pressing its button, and on a link that is not valid."""
+    (comment_id,) = seed(server, 1)
+    with server.session() as session:
+        comment = session.scalars(select(Comment).where(Comment.public_id == comment_id)).one()
+        comment.status = CommentStatus.UNCONFIRMED
+        editor = session.scalars(select(Moderator).where(Moderator.login == "editor")).one()
+        session.commit()
+        editor_id = editor.id
+
+    def link(purpose: str, **payload: object) -> str:
+        token = links.sign(TEST_SECRET, purpose, payload, now=utcnow(), valid_for=dt.timedelta(1))
+        return f"{server.url}/mail/{purpose}/{token}"
+
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    for url, done in [
+        (link(links.CONFIRM, c=comment_id), "your email address is confirmed"),
+        (link(links.ACT, c=comment_id, m=editor_id, a="reject"), "the comment is now rejected"),
+        (link(links.UNSUBSCRIBE, c=comment_id), "You will get no more emails"),
+    ]:
+        page.goto(url)
+        assert axe_violations(page) == [], url
+        page.locator("main button[type=submit]").click()
+        page.wait_for_load_state()
+        assert done in page.locator("h1").inner_text()
+        assert axe_violations(page) == [], (url, "done")
+    page.goto(f"{server.url}/mail/confirm/not-a-token")
+    assert "not valid" in page.locator("h1").inner_text()
+    assert axe_violations(page) == []
     context.close()
 
 
