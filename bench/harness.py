@@ -28,7 +28,16 @@ from sqlalchemy.orm import Session
 
 from bench import floor
 from bench.common import migrated_app
-from bench.http import SERVER, Request, Result, Server, gunicorn, measure, wrk_version
+from bench.http import (
+    MAX_CONNECTIONS,
+    SERVER,
+    Request,
+    Result,
+    Server,
+    gunicorn,
+    measure,
+    wrk_version,
+)
 from moderation.config import load_settings
 from moderation.db import begin_write
 from moderation.models import Comment, CommentStatus, Moderator, Post, Role, utcnow
@@ -38,7 +47,7 @@ from moderation.spam import issue_form_token
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "2"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-CONCURRENCY = (1, 16)
+CONCURRENCY = (1, MAX_CONNECTIONS)
 SECRET = "b" * 48
 PASSWORD = "benchmark passphrase"
 THREAD_KEY = "/2024/03/28/a-busy-post/"

@@ -4,6 +4,12 @@ Every app is served with the same gunicorn settings (:data:`SERVER`). The load c
 C load generator from the Debian package of that name) in its own process, over keep-alive
 connections, driven by bench/load.lua: a Python client spends more CPU per request than a small
 Flask view, so at 16 connections on two cores it, not the server, would set the pace.
+
+Each worker takes at most its share of wrk's 16 connections (``--worker-connections``, 8 for two
+workers). Without the cap, whichever worker woke first kept most of the connections, so a round
+ran on one core or on two by chance: eight rounds of the trivial app at 16 connections gave
+2,169 to 7,398 requests/s, and 5,432 to 6,171 with it. The cap is the benchmark's, for rounds
+that compare like with like; deploy/gunicorn.conf.py keeps gunicorn's default.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).with_name("load.lua")
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 THREADS = int(os.environ.get("BENCH_THREADS", "4"))
+MAX_CONNECTIONS = 16  # the most wrk opens
 SERVER = (
     f"--workers {WORKERS} --threads {THREADS} --worker-class gthread --keep-alive 5 "
-    "--log-level warning"
+    f"--worker-connections {-(-MAX_CONNECTIONS // WORKERS)} --log-level warning"
 )
 
 
