@@ -381,9 +381,10 @@ def run(
             "posts; rate limits and the DNS deliverability lookup off, every other spam check "
             "on, submissions carry a valid form token (held by the time-trap: none); each "
             "approval approves a different pending comment through the JSON API. The submission "
-            "floor is bench/floor.py, the same submission with nothing but parsing, validation, "
-            "sanitising and raw sqlite3 writes (no ORM, no spam checks), on a database of its own: "
-            "what the real submission cannot beat on this machine. Load average "
+            "floor is bench/floor.py: the same submission with only what the target names, by the "
+            "service's own validation, sanitising and spam pipeline, then raw sqlite3 writes (no "
+            "ORM, rate limits, metrics or logging), on a database of its own: what no submission "
+            "on this pipeline can beat on this machine. Load average "
             f"(1 min) {load_before[0]:.2f} at the start, {load_after[0]:.2f} at the end. Resident "
             f"memory of each app worker after the run: {', '.join(f'{mb:.0f}' for mb in memory)} "
             f"MB (target under {MEMORY_MB} MB: {'MET' if max(memory) < MEMORY_MB else 'MISSED'}).",
