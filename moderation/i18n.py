@@ -138,8 +138,12 @@ ERROR_MESSAGES: dict[str, dict[str, str]] = {
         "thread_closed": "Mae'r sylwadau ar gau ar y blogbost hwn.",
         "too_large": "Mae'r cais yn rhy fawr.",
         "rate_limited": "Gormod o ymdrechion. Arhoswch am ychydig a rhowch gynnig arall arni.",
-        "internal_error": "Aeth rhywbeth o'i le ar ein hochr ni. Rhowch gynnig arall arni yn nes ymlaen.",
-        "unavailable": "Nid yw'r gwasanaeth ar gael am eiliad. Rhowch gynnig arall arni cyn bo hir.",
+        "internal_error": (
+            "Aeth rhywbeth o'i le ar ein hochr ni. Rhowch gynnig arall arni yn nes ymlaen."
+        ),
+        "unavailable": (
+            "Nid yw'r gwasanaeth ar gael am eiliad. Rhowch gynnig arall arni cyn bo hir."
+        ),
         "storage_full": (
             "Ni all y gwasanaeth gadw unrhyw beth ar hyn o bryd. Rhowch gynnig arall arni yn nes "
             "ymlaen."
