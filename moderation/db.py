@@ -39,6 +39,13 @@ WRITE_LOCK_POLL_SECONDS = 0.0003
 # worker thread) for ever: libpq has no connect timeout by default. A connect_timeout in the
 # database URL wins.
 POSTGRESQL_CONNECT_TIMEOUT_SECONDS = 5
+# Nor may an open connection whose server stops answering (a partition, a dead host): the kernel
+# retransmits unacknowledged data for about a quarter of an hour. tcp_user_timeout gives up on
+# data unacknowledged this long, and keepalive probes (themselves bound by it) find a path that
+# died while a request waited for a result. A healthy server's kernel acknowledges at once,
+# however long its query runs. The same names in the database URL win.
+POSTGRESQL_TCP_USER_TIMEOUT_MS = 10_000
+POSTGRESQL_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5}
 POSTGRESQL_DISK_FULL = "53100"
 
 
@@ -53,10 +60,16 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
-        kwargs.setdefault("connect_args", {}).setdefault(
-            "connect_timeout", POSTGRESQL_CONNECT_TIMEOUT_SECONDS
-        )
+    if parsed.get_backend_name() == "postgresql":
+        connect_args = kwargs.setdefault("connect_args", {})
+        defaults = {
+            "connect_timeout": POSTGRESQL_CONNECT_TIMEOUT_SECONDS,
+            "tcp_user_timeout": POSTGRESQL_TCP_USER_TIMEOUT_MS,
+            **POSTGRESQL_KEEPALIVES,
+        }
+        for name, value in defaults.items():
+            if name not in parsed.query:
+                connect_args.setdefault(name, value)
     # pre_ping: a connection the server dropped (a restart, a failover) is replaced on checkout
     # instead of failing the request that drew it.
     return create_engine(url, pool_pre_ping=True, **kwargs)

@@ -14,10 +14,12 @@ seconds in `make test`, longer in `make soak`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -33,7 +35,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
-from moderation import create_app, schema
+from moderation import create_app, db, schema
 from moderation.db import POSTGRESQL_CONNECT_TIMEOUT_SECONDS, make_engine
 from moderation.models import AuditEvent, Comment, CommentStatus, Event, Post
 from tests.conftest import make_moderator, make_site, make_token, settings_for_tests
@@ -229,6 +231,70 @@ def test_a_database_that_never_answers_is_503_within_the_connect_timeout() -> No
     timeout = POSTGRESQL_CONNECT_TIMEOUT_SECONDS
     assert timeout - 0.5 < elapsed < timeout * 2, elapsed
     record("hung database", seconds=round(elapsed, 2))
+
+
+@contextlib.contextmanager
+def cut_off(port: int) -> Iterator[None]:
+    """Drop every loopback packet to and from ``port``, as a network partition would: nothing is
+    refused or reset, the other side just stops answering (iptables, as root)."""
+    rules = [["OUTPUT", "-o", "lo", "-p", "tcp", flag, str(port), "-j", "DROP"]
+             for flag in ("--dport", "--sport")]  # fmt: skip
+    for rule in rules:
+        subprocess.run(["iptables", "-I", *rule], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        for rule in rules:
+            subprocess.run(["iptables", "-D", *rule], check=True, capture_output=True)
+
+
+def require_iptables() -> None:
+    """Skip where packets cannot be dropped (not root, no iptables), except in CI."""
+    usable = os.geteuid() == 0 and shutil.which("iptables") is not None
+    if not usable and not os.environ.get("CI"):
+        pytest.skip("cutting a connection off needs iptables and root (apt install iptables)")
+    assert usable, "CI must run as root with iptables installed"
+
+
+def test_a_database_cut_off_mid_connection_is_503_then_back_without_restart(
+    private_postgres: PrivatePostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An open connection whose server stops answering (a partition, a dead host): the request
+    fails with 503 once the unacknowledged data times out, not after the kernel's quarter of an
+    hour of retransmissions, and the service is whole again when the path is."""
+    require_iptables()
+    monkeypatch.setattr(db, "POSTGRESQL_TCP_USER_TIMEOUT_MS", 1_000)
+    app = create_app(settings_for_tests(database_url=private_postgres.url))
+    engine = app.extensions["moderation.engine"]
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    schema.upgrade(engine)
+    with Session(engine) as session:
+        make_site(session, SLUG, ORIGIN)
+    client = app.test_client()
+    path = f"/api/v1/sites/{SLUG}/comments?post=/post/0/"
+    assert client.get(path, headers={"Origin": ORIGIN}).status_code == 200  # a pooled connection
+
+    answers: list[TestResponse] = []
+    with cut_off(private_postgres.port):
+        started = time.monotonic()
+        asking = threading.Thread(
+            target=lambda: answers.append(client.get(path, headers={"Origin": ORIGIN})),
+            daemon=True,
+        )
+        asking.start()
+        asking.join(timeout=REQUEST_BOUND_SECONDS)
+        elapsed = time.monotonic() - started
+        assert answers, f"the request was still waiting after {elapsed:.0f} s"
+    (response,) = answers
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    assert_unavailable(response.status_code, headers, response.get_data(), "/api/v1/")
+    # The ping on the pooled connection gives up after the TCP user timeout (1 s here), and so
+    # does the handshake of the new connection the pool then tries (before the connect timeout).
+    assert elapsed < 2 * 1 + 3, elapsed
+    assert client.get(path, headers={"Origin": ORIGIN}).status_code == 200
+    engine.dispose()
+    record("database cut off mid-connection", seconds=round(elapsed, 2))
 
 
 @pytest.fixture
