@@ -1,5 +1,6 @@
 """The submission floor: the least a comment submission can cost with the packages the product is
-fixed to, for the harness to measure beside the real one (gunicorn bench.floor:app).
+fixed to and the service's own spam pipeline, for the harness to measure beside the real one
+(gunicorn bench.floor:app).
 
 It does only what the target names (validation, sanitising, spam checks, insert, outbox row), with
 the service's own code for each: Flask parses the JSON; the service's validation (email-validator,
