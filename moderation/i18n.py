@@ -135,9 +135,13 @@ ERROR_MESSAGES: dict[str, dict[str, str]] = {
         "malformed": "Nid oedd modd darllen y cais.",
         "not_found": "Heb ei ganfod.",
         "origin_not_allowed": "Nid yw'r wefan hon yn derbyn sylwadau o'r cyfeiriad hwnnw.",
-        "thread_closed": "Mae'r sylwadau ar gau ar y blogbost hwn.",
+        "thread_closed": CATALOGUE["cy"]["closed"],
         "too_large": "Mae'r cais yn rhy fawr.",
-        "rate_limited": "Gormod o ymdrechion. Arhoswch am ychydig a rhowch gynnig arall arni.",
+        # The embed's limit on comments (screening.RATE_LIMITED), not the login's on attempts.
+        "rate_limited": (
+            "Rydych wedi anfon sawl sylw mewn amser byr. Arhoswch ychydig, yna rhowch gynnig arall "
+            "arni."
+        ),
         "internal_error": (
             "Aeth rhywbeth o'i le ar ein hochr ni. Rhowch gynnig arall arni yn nes ymlaen."
         ),
