@@ -11,8 +11,11 @@ event's INSERT and the COMMIT, into the service's real tables and indexes (WAL,
 synchronous=NORMAL, as the service runs SQLite; a process's threads take turns to write, and wait
 for SQLite's write lock by polling it as the service does). No ORM objects per request, no rate
 limits, metrics, logging, CORS or origin check. Whatever ratio to the trivial app this reaches,
-the real submission cannot beat on the same machine. BENCH_FLOOR_DATABASE names the SQLite file,
-made by ``prepare``; MODERATION_SECRET_KEY keys the time-trap's form tokens.
+the real submission cannot beat on the same machine.
+
+``/submit/no-duplicate-check`` is the same without the duplicate check, the one check that reads
+the database: what a submission could reach if that check cost nothing at all. BENCH_FLOOR_DATABASE
+names the SQLite file, made by ``prepare``; MODERATION_SECRET_KEY keys the time-trap's form tokens.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from moderation.sites import create_site
 from moderation.spam import (
     FORM_TOKEN_FIELD,
     Candidate,
+    DuplicateCheck,
     Evidence,
     Outcome,
     Pipeline,
@@ -79,11 +83,13 @@ def _connection() -> sqlite3.Connection:
 
 
 @functools.cache
-def _screening() -> tuple[Engine, Pipeline, Site, Post]:
-    """The engine for the duplicate check's query, the pipeline, and the site and post, loaded
-    once and detached (the floor never changes them)."""
+def _screening(duplicates: bool) -> tuple[Engine, Pipeline, Site, Post]:
+    """The engine for the duplicate check's query, the pipeline (with its duplicate check or
+    without), and the site and post, loaded once and detached (the floor never changes them)."""
     engine = make_engine(f"sqlite:///{os.environ['BENCH_FLOOR_DATABASE']}")
     pipeline = default_pipeline(secret=os.environ["MODERATION_SECRET_KEY"])
+    if not duplicates:
+        pipeline = Pipeline([c for c in pipeline.checks if not isinstance(c, DuplicateCheck)])
     with Session(engine) as session:
         post = session.scalars(select(Post).options(joinedload(Post.site))).one()
         return engine, pipeline, post.site, post
@@ -91,10 +97,19 @@ def _screening() -> tuple[Engine, Pipeline, Site, Post]:
 
 @app.post("/submit")
 def submit() -> tuple[dict[str, Any], int]:
+    return _submit(duplicates=True)
+
+
+@app.post("/submit/no-duplicate-check")
+def submit_without_duplicate_check() -> tuple[dict[str, Any], int]:
+    return _submit(duplicates=False)
+
+
+def _submit(*, duplicates: bool) -> tuple[dict[str, Any], int]:
     fields = request.get_json()
     submission = parse_submission(fields)
     body_html = render_comment(submission.body)
-    engine, pipeline, site, post = _screening()
+    engine, pipeline, site, post = _screening(duplicates)
     with Session(engine) as session:
         outcome = pipeline.run(
             session,

@@ -9,11 +9,16 @@ COLUMNS = [
     "ratio to trivial", "target", "errors",
 ]  # fmt: skip
 FLOOR = "submission floor (bench/floor.py)"
+FLOOR_WITHOUT_DUPLICATES = "submission floor, no duplicate check"
 
 
 def test_harness_measures_a_scenario_against_the_trivial_app() -> None:
     section = harness.run(
-        seconds=1, only=["submission", FLOOR], concurrency=(1,), rounds=1, warmup=0
+        seconds=1,
+        only=["submission", FLOOR, FLOOR_WITHOUT_DUPLICATES],
+        concurrency=(1,),
+        rounds=1,
+        warmup=0,
     )
 
     lines = section.splitlines()
@@ -24,10 +29,11 @@ def test_harness_measures_a_scenario_against_the_trivial_app() -> None:
         if line.startswith("| submission"):
             cells = dict(zip(COLUMNS, (c.strip() for c in line.strip("|").split("|")), strict=True))
             rows[cells["scenario"]] = cells
-    assert list(rows) == ["submission", FLOOR]
-    # The floor's submissions were all answered 202 as well.
-    assert rows[FLOOR]["errors"] == "0"
-    assert float(rows[FLOOR]["requests/s"].replace(",", "")) > 0
+    assert list(rows) == ["submission", FLOOR, FLOOR_WITHOUT_DUPLICATES]
+    # The floors' submissions were all answered 202 as well.
+    for floor in (FLOOR, FLOOR_WITHOUT_DUPLICATES):
+        assert rows[floor]["errors"] == "0"
+        assert float(rows[floor]["requests/s"].replace(",", "")) > 0
     cells = rows["submission"]
     assert cells["connections"] == "1"
     # Every submission was accepted (202); run() raises if the time-trap held any of them.
