@@ -248,6 +248,7 @@ def submit_comment(
         import_ref=None,
         notify_decision=submission.notify,
         notify_replies=submission.notify_replies,
+        lang=submission.lang,
     )
     if status is CommentStatus.UNCONFIRMED:
         # Nothing is announced until the author confirms (verification.confirm_comment).

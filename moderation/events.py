@@ -43,6 +43,7 @@ def comment_data(comment: Comment) -> dict[str, Any]:
         "body_text": comment.body_text,
         "body_html": comment.body_html,
         "official": comment.official,
+        "lang": comment.lang,
         "signals": list(comment.signals),
         "submitted_at": rfc3339(comment.submitted_at),
         "moderated_at": rfc3339(comment.moderated_at) if comment.moderated_at else None,

@@ -1,8 +1,10 @@
-"""The embed's user-facing strings in English and Welsh: a small message catalogue.
+"""What commenters read, in English and Welsh: a small message catalogue for the embed, the
+mail commenters get and the pages its links open.
 
 A language is chosen by the host page (its ``lang`` or a ``data-lang``), passed to the fragment as
-``?lang=``. Unknown languages fall back to English. Field error messages from validation are in
-English; Welsh pages show the catalogue's message for the field instead.
+``?lang=``; a comment keeps the language of the form it was sent from, for its mail. Unknown
+languages fall back to English. Field error messages from validation are in English; Welsh pages
+show the catalogue's message for the field instead.
 """
 
 from __future__ import annotations
@@ -64,6 +66,50 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "send_again": "Send your comment again",
         "problem_continues": "If the problem continues, contact the blog team.",
         "go_back": "Go back and try again. If the problem continues, contact the blog team.",
+        "skip_link": "Skip to main content",
+        # Mail to commenters (confirm, approved, rejected, reply) and the pages of its links.
+        "mail_why": "You are receiving this because you asked to be told about your comment.",
+        "mail_stop": "Stop these emails",
+        "mail_on": "on",
+        "mail_confirm_subject": "Confirm your email address to send your comment to {site}",
+        "mail_confirm_title": "Confirm your email address",
+        "mail_confirm_thanks": "Thank you for your comment on {site}.",
+        "mail_confirm_ask": "To send it to the moderators, confirm that this is your email address:",
+        "mail_confirm_button": "Confirm my email address",
+        "mail_confirm_once": (
+            "The link works once, for {hours} hours. If you did not write this comment, ignore "
+            "this email: the comment will be deleted."
+        ),
+        "mail_approved_subject": "Your comment on {title} is published",
+        "mail_approved_title": "Your comment is published",
+        "mail_approved_text": "Your comment on {site} has been approved and published.",
+        "mail_see_it": "See it on the post",
+        "mail_rejected_subject": "Your comment on {title} was not published",
+        "mail_rejected_title": "Your comment was not published",
+        "mail_rejected_text": "Your comment on {site} was not published.",
+        "mail_reason": "The reason, from our comment policy: {reason}",
+        "mail_read_policy": "Read our comment policy",
+        "mail_reply_subject": "A reply to your comment on {title}",
+        "mail_reply_title": "A reply to your comment",
+        "mail_reply_official": "The blog team replied to your comment on {site}.",
+        "mail_reply_someone": "Someone replied to your comment on {site}.",
+        "mail_read_reply": "Read the reply on the post",
+        "confirmed_heading": "Thank you: your email address is confirmed",
+        "confirmed_published": "Your comment is published.",
+        "confirmed_queued": (
+            "Your comment has gone to the moderators. It will be published once one of them has "
+            "approved it."
+        ),
+        "back_to_post": "Back to the post",
+        "confirm_wrote": "Confirm that you wrote this comment on {site}:",
+        "unsubscribe_title": "Stop emails about your comments",
+        "unsubscribe_heading": "Stop emails about your comments?",
+        "unsubscribe_explain": (
+            "You will no longer be told when your comments on this blog are approved, rejected or "
+            "replied to."
+        ),
+        "unsubscribed_heading": "You will get no more emails about your comments",
+        "unsubscribed_again": "You can ask for them again when you next comment.",
     },
     "cy": {
         "comments_count_0": "Dim sylwadau",
@@ -125,6 +171,51 @@ CATALOGUE: dict[str, dict[str, str]] = {
             "Ewch yn ôl a rhowch gynnig arall arni. Os bydd y broblem yn parhau, cysylltwch â "
             "thîm y blog."
         ),
+        "skip_link": "Neidio i'r prif gynnwys",
+        "mail_why": "Rydych yn cael yr e-bost hwn am i chi ofyn am gael gwybod am eich sylw.",
+        "mail_stop": "Atal y negeseuon e-bost hyn",
+        "mail_on": "ar",
+        "mail_confirm_subject": "Cadarnhewch eich cyfeiriad e-bost i anfon eich sylw at {site}",
+        "mail_confirm_title": "Cadarnhewch eich cyfeiriad e-bost",
+        "mail_confirm_thanks": "Diolch am eich sylw ar {site}.",
+        "mail_confirm_ask": (
+            "I'w anfon at y cymedrolwyr, cadarnhewch mai dyma eich cyfeiriad e-bost:"
+        ),
+        "mail_confirm_button": "Cadarnhau fy nghyfeiriad e-bost",
+        "mail_confirm_once": (
+            "Mae'r ddolen yn gweithio unwaith, am {hours} awr. Os nad chi ysgrifennodd y sylw hwn, "
+            "anwybyddwch yr e-bost hwn: bydd y sylw yn cael ei ddileu."
+        ),
+        "mail_approved_subject": "Mae eich sylw ar {title} wedi'i gyhoeddi",
+        "mail_approved_title": "Mae eich sylw wedi'i gyhoeddi",
+        "mail_approved_text": "Mae eich sylw ar {site} wedi'i gymeradwyo a'i gyhoeddi.",
+        "mail_see_it": "Ei weld ar y blogbost",
+        "mail_rejected_subject": "Ni chafodd eich sylw ar {title} ei gyhoeddi",
+        "mail_rejected_title": "Ni chafodd eich sylw ei gyhoeddi",
+        "mail_rejected_text": "Ni chafodd eich sylw ar {site} ei gyhoeddi.",
+        "mail_reason": "Y rheswm, o'n polisi sylwadau: {reason}",
+        "mail_read_policy": "Darllenwch ein polisi sylwadau",
+        "mail_reply_subject": "Ateb i'ch sylw ar {title}",
+        "mail_reply_title": "Ateb i'ch sylw",
+        "mail_reply_official": "Mae tîm y blog wedi ateb eich sylw ar {site}.",
+        "mail_reply_someone": "Mae rhywun wedi ateb eich sylw ar {site}.",
+        "mail_read_reply": "Darllen yr ateb ar y blogbost",
+        "confirmed_heading": "Diolch: mae eich cyfeiriad e-bost wedi'i gadarnhau",
+        "confirmed_published": "Mae eich sylw wedi'i gyhoeddi.",
+        "confirmed_queued": (
+            "Mae eich sylw wedi mynd at y cymedrolwyr. Bydd yn cael ei gyhoeddi unwaith y bydd un "
+            "ohonynt wedi'i gymeradwyo."
+        ),
+        "back_to_post": "Yn ôl i'r blogbost",
+        "confirm_wrote": "Cadarnhewch mai chi ysgrifennodd y sylw hwn ar {site}:",
+        "unsubscribe_title": "Atal negeseuon e-bost am eich sylwadau",
+        "unsubscribe_heading": "Atal negeseuon e-bost am eich sylwadau?",
+        "unsubscribe_explain": (
+            "Ni fyddwch yn cael gwybod mwyach pan fydd eich sylwadau ar y blog hwn yn cael eu "
+            "cymeradwyo, eu gwrthod neu eu hateb."
+        ),
+        "unsubscribed_heading": "Ni fyddwch yn cael rhagor o negeseuon e-bost am eich sylwadau",
+        "unsubscribed_again": "Gallwch ofyn amdanynt eto y tro nesaf y byddwch yn gadael sylw.",
     },
 }
 

@@ -239,6 +239,8 @@ class Comment(Base):
     # The commenter's opt-ins: a mail when the comment is approved or rejected, and on replies.
     notify_decision: Mapped[bool] = mapped_column(default=False, server_default=false())
     notify_replies: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # The language of the form it was sent from ("en", "cy"): its author's mail is in it.
+    lang: Mapped[str] = mapped_column(String(8), default="en", server_default="en")
 
     post: Mapped[Post] = relationship(lazy="joined", innerjoin=True)
     parent: Mapped[Comment | None] = relationship(remote_side=[id], lazy="select")

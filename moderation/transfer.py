@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from moderation import i18n
 from moderation.errors import ValidationFailed
 from moderation.events import rfc3339
 from moderation.models import (
@@ -104,6 +105,7 @@ def export_records(session: Session, *, now: dt.datetime) -> Iterator[tuple[str,
                 "moderated_at": _time(c.moderated_at),
                 "moderated_by": logins.get(c.moderated_by_id) if c.moderated_by_id else None,
                 "import_ref": c.import_ref,
+                "lang": c.lang,
             },
         )
     audits = select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=BATCH)
@@ -212,6 +214,7 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
             moderated_at=_parse_time(record["moderated_at"]),
             moderated_by=moderated_by,
             import_ref=record.get("import_ref"),
+            lang=i18n.language(record.get("lang")),
         )
         session.add(comment)
         session.flush()

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
+from moderation import i18n
 from moderation.errors import ValidationFailed
 from moderation.sanitising import normalise_text
 
@@ -22,6 +23,10 @@ MAX_BODY = 10_000
 MAX_POST_KEY = 500
 MAX_TITLE = 300
 MAX_URL = 2000
+MAX_LANG = 35
+
+# A language tag (BCP 47's shape): "cy", "cy-GB", "en".
+LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
 
 # C0 controls other than tab and newline, DEL, and C1 controls never belong in a comment.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -41,6 +46,8 @@ class CommentSubmission:
     # Opt-ins: mail me when my comment is approved or rejected; mail me replies to it.
     notify: bool = False
     notify_replies: bool = False
+    # The language of the form ("en", "cy"; others are English), for the mail the author gets.
+    lang: str = i18n.DEFAULT_LANGUAGE
 
 
 class _Fields:
@@ -108,11 +115,15 @@ def parse_submission(data: Mapping[str, object]) -> CommentSubmission:
     parent = fields.text("parent_id", label="the comment you reply to", limit=64, required=False)
     notify = fields.flag("notify")
     notify_replies = fields.flag("notify_replies")
+    lang = data.get("lang", i18n.DEFAULT_LANGUAGE)
 
     if post is not None and not post.startswith("/"):
         fields.errors["post"] = "The post must be given by its path, starting with /"
     if url is not None and urlsplit(url).scheme not in ("http", "https"):
         fields.errors["post_url"] = "The post address must start with http:// or https://"
+    if not (isinstance(lang, str) and len(lang) <= MAX_LANG and LANGUAGE_TAG.fullmatch(lang)):
+        fields.errors["lang"] = "Give the language as a code, like cy or en"
+        lang = None
     if email is not None:
         try:
             email = validate_email(email, check_deliverability=False).normalized
@@ -134,4 +145,5 @@ def parse_submission(data: Mapping[str, object]) -> CommentSubmission:
         parent_id=parent,
         notify=notify,
         notify_replies=notify_replies,
+        lang=i18n.language(lang),
     )

@@ -375,3 +375,19 @@ def test_with_the_script_a_commenter_who_must_confirm_is_told_to_check_their_ema
         context.close()
     finally:
         verify(False)
+
+
+def test_a_comment_from_a_welsh_page_keeps_its_language_for_its_mail(
+    server: LiveServer, browser: Any, blog: Blog
+) -> None:
+    key = "/script-welsh/"
+    context, page = open_post(browser, blog, key, "script", lang="cy")
+    page.wait_for_selector("#cm-form")
+    page.fill("#cm-author_name", "Bryn")
+    page.fill("#cm-author_email", "bryn@example.com")
+    page.fill("#cm-body", "Diolch am y blogbost hwn.")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#comment-submitted.cm-notice--shown")
+    [stored] = comments_of(server, key)
+    assert stored.lang == "cy"
+    context.close()

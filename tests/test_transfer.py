@@ -32,8 +32,8 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
     auth = {"Authorization": f"Bearer {token}"}
     ids = [
         json_of(client.post("/api/v1/sites/luac/comments", json=comment_json(body=f"Comment {n} ✓",
-                                                                              post="/p/")))["id"]
-        for n in range(3)
+                                                                              post="/p/", lang=lang)))["id"]
+        for n, lang in enumerate(("en", "cy", "en"))
     ]  # fmt: skip
     client.post(f"/api/v1/moderation/comments/{ids[0]}/approve", headers=auth)
     client.post(f"/api/v1/moderation/comments/{ids[1]}/edit", json={"body": "Edited"}, headers=auth)
@@ -47,6 +47,7 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
     document = json.loads(exported.stdout)
     assert "password" not in exported.stdout and "argon2" not in exported.stdout
     assert len(document["comments"]) == 4 and len(document["audit_events"]) >= 5
+    assert sorted(c["lang"] for c in document["comments"]) == ["cy", "en", "en", "en"]
 
     (tmp_path / "export.json").write_text(exported.stdout)
     run(second, "db", "upgrade")

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation import schema, verification
-from moderation.actions import moderate_comment
+from moderation.actions import moderate_comment, reply_as_blog
 from moderation.cli import main
 from moderation.db import make_engine
 from moderation.events import Actor
@@ -28,6 +28,7 @@ from moderation.models import (
     ModerationPolicy,
     OutgoingMail,
     Role,
+    Site,
     VerifiedAddress,
 )
 from moderation.personal_data import Retention, erase_personal_data, purge_expired
@@ -40,7 +41,7 @@ from tests.conftest import (
     make_site,
     make_token,
 )
-from tests.mailserver import SMTPServer, comment, link, send, submit
+from tests.mailserver import SMTPServer, comment, link, parts, send, submit
 
 ADDRESS = "ada@example.com"
 
@@ -305,3 +306,111 @@ def test_the_check_command_names_sites_that_verify_while_mail_is_off(tmp_path: P
     assert (
         "site luac asks commenters to confirm their email address, but mail is off" in result.output
     )
+
+
+def test_a_welsh_commenter_gets_mail_and_link_pages_in_welsh(
+    mail_client: FlaskClient,
+    mail_session: Session,
+    mail_sessions: sessionmaker[Session],
+    smtp: SMTPServer,
+) -> None:
+    verifying_site(mail_session)
+    admin = make_moderator(mail_session, "admin")
+    # From the Welsh embed: the script sends lang; the no-JS form's address carries it.
+    sent = submit(mail_client, lang="cy-GB", notify="true")
+    form: dict[str, Any] = {
+        k: v for k, v in comment_json().items() if k not in ("post", "post_title")
+    }
+    posted = mail_client.post(
+        f"/embed/luac/thread?post={POST_KEY}&page=1&lang=cy",
+        data={**form, "author_email": "bryn@example.com", "body": "Diolch am y blogbost hwn."},
+    )
+    assert posted.status_code == 303
+    english = submit(mail_client, author_email="eve@example.com", body="In English, please.")
+    stored = {c.author_email: c.lang for c in mail_session.scalars(select(Comment))}
+    assert stored == {ADDRESS: "cy", "bryn@example.com": "cy", "eve@example.com": "en"}
+
+    send(mail_sessions, smtp.port)
+    [welsh] = smtp.inbox.to(ADDRESS)
+    assert welsh["Subject"] == ("Cadarnhewch eich cyfeiriad e-bost i anfon eich sylw at Blog luac")
+    text, html = parts(welsh)
+    assert text.startswith("Diolch am eich sylw ar Blog luac.")
+    assert "Ada Lovelace ar From industrial decline to growth:" in text
+    assert "Mae'r ddolen yn gweithio unwaith, am 48 awr." in text
+    assert '<html lang="cy">' in html and "Confirm" not in html
+    assert smtp.inbox.to("bryn@example.com")[0]["Subject"] == welsh["Subject"]
+    [in_english] = smtp.inbox.to("eve@example.com")
+    assert in_english["Subject"] == "Confirm your email address to send your comment to Blog luac"
+    assert '<html lang="en">' in parts(in_english)[1]
+
+    confirm = link(welsh, "Cadarnhau fy nghyfeiriad e-bost")
+    page = mail_client.get(confirm).get_data(as_text=True)
+    assert '<html lang="cy">' in page and "Neidio i&#39;r prif gynnwys" in page
+    assert "<h1>Cadarnhewch eich cyfeiriad e-bost</h1>" in page
+    assert "Cadarnhewch mai chi ysgrifennodd y sylw hwn ar Blog luac:" in page
+    done = mail_client.post(confirm).get_data(as_text=True)
+    assert "Diolch: mae eich cyfeiriad e-bost wedi&#39;i gadarnhau" in done
+    assert "Mae eich sylw wedi mynd at y cymedrolwyr." in done
+    [submitted] = mail_session.scalars(select(Event)).all()
+    assert submitted.payload["data"]["lang"] == "cy"  # for webhook consumers that write to them
+    send(mail_sessions, smtp.port)
+    [held] = smtp.inbox.to("admin@example.gov.uk")  # moderators read English
+    assert held["Subject"] == "Comment waiting for moderation on From industrial decline to growth"
+    assert '<html lang="en">' in parts(held)[1]
+
+    moderate_comment(
+        mail_session, admin, sent["id"], "approve", actor=Actor("admin", admin.id),
+        now=dt.datetime.now(dt.UTC),
+    )  # fmt: skip
+    mail_session.commit()
+    send(mail_sessions, smtp.port)
+    approved = smtp.inbox.to(ADDRESS)[-1]
+    assert (
+        approved["Subject"] == "Mae eich sylw ar From industrial decline to growth wedi'i gyhoeddi"
+    )
+    text, html = parts(approved)
+    assert "Mae eich sylw ar Blog luac wedi'i gymeradwyo a'i gyhoeddi." in text
+    assert "Ei weld ar y blogbost:" in text
+    assert "Rydych yn cael yr e-bost hwn am i chi ofyn am gael gwybod am eich sylw." in text
+    unsubscribe = link(approved, "Atal y negeseuon e-bost hyn")
+    page = mail_client.get(unsubscribe).get_data(as_text=True)
+    assert '<html lang="cy">' in page and "Atal negeseuon e-bost am eich sylwadau?" in page
+    stopped = mail_client.post(unsubscribe).get_data(as_text=True)
+    assert "Ni fyddwch yn cael rhagor o negeseuon e-bost am eich sylwadau" in stopped
+    assert comment(mail_session, sent["id"]).notify_decision is False
+    assert english["status"] == "unconfirmed"
+
+    # Asked again with the next comments: a rejection with its reason, and a reply.
+    now = dt.datetime.now(dt.UTC)
+    actor = Actor("admin", admin.id)
+    mail_session.scalars(select(Site)).one().reject_reasons = ["Oddi ar y pwnc"]
+    refused = submit(mail_client, lang="cy", notify="true", body="Sylw arall.")
+    moderate_comment(
+        mail_session, admin, refused["id"], "reject", actor=actor, now=now, reason="Oddi ar y pwnc"
+    )
+    asked = submit(mail_client, lang="cy", notify_replies="true", body="Cwestiwn i'r tîm.")
+    reply_as_blog(
+        mail_session, admin, asked["id"], "Diolch am ofyn.", actor=actor, now=now,
+        approve_first=True,
+    )  # fmt: skip
+    mail_session.commit()
+    send(mail_sessions, smtp.port)
+    rejected, replied = smtp.inbox.to(ADDRESS)[-2:]
+    assert rejected["Subject"] == (
+        "Ni chafodd eich sylw ar From industrial decline to growth ei gyhoeddi"
+    )
+    assert "Y rheswm, o'n polisi sylwadau: Oddi ar y pwnc" in parts(rejected)[0]
+    assert replied["Subject"] == "Ateb i'ch sylw ar From industrial decline to growth"
+    text = parts(replied)[0]
+    assert "Mae tîm y blog wedi ateb eich sylw ar Blog luac." in text
+    assert "Darllen yr ateb ar y blogbost:" in text
+
+
+@pytest.mark.parametrize("lang", ["c y", "cy_GB", " cy", "", "x" * 36, "<b>cy</b>", None, 7])
+def test_a_language_that_is_not_a_language_tag_is_refused(
+    client: FlaskClient, session: Session, lang: object
+) -> None:
+    make_site(session)
+    response = client.post("/api/v1/sites/luac/comments", json={**comment_json(), "lang": lang})
+    assert response.status_code == 422
+    assert set(response.get_json()["error"]["fields"]) == {"lang"}

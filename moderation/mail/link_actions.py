@@ -71,15 +71,18 @@ def act(
     )
 
 
-def check_unsubscribe(token: str, *, secret: str, now: dt.datetime) -> None:
-    links.verify(secret, links.UNSUBSCRIBE, token, now=now)
+def check_unsubscribe(
+    session: Session, token: str, *, secret: str, now: dt.datetime
+) -> Comment | None:
+    """The comment an unsubscribe link is for (None if it is gone), or :class:`BadLink`."""
+    payload = links.verify(secret, links.UNSUBSCRIBE, token, now=now)
+    return session.scalar(select(Comment).where(Comment.public_id == str(payload.get("c"))))
 
 
 def unsubscribe(session: Session, token: str, *, secret: str, now: dt.datetime) -> Comment:
     """Stop every mail to this comment's author about their comments on the site: the opt-ins
     are cleared and mail already queued for them is dropped. Safe to repeat."""
-    payload = links.verify(secret, links.UNSUBSCRIBE, token, now=now)
-    comment = session.scalar(select(Comment).where(Comment.public_id == str(payload.get("c"))))
+    comment = check_unsubscribe(session, token, secret=secret, now=now)
     if comment is None:
         raise BadLink("There is nothing to unsubscribe from any more.", 410)
     if not comment.author_email:

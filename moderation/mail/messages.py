@@ -20,6 +20,7 @@ import jinja2
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from moderation import i18n
 from moderation.mail import links, outbox
 from moderation.models import Comment, CommentStatus, Moderator, OutgoingMail, WebhookEndpoint
 
@@ -98,9 +99,17 @@ class Renderer:
         now: dt.datetime,
         message_id: str,
         unsubscribe: str | None,
+        lang: str = i18n.DEFAULT_LANGUAGE,
         **context: Any,
     ) -> EmailMessage:
-        context = {**context, "unsubscribe_url": unsubscribe}
+        """The two parts of ``template`` in ``lang`` (the commenter's; moderators read English)."""
+        lang = i18n.language(lang)
+        context = {
+            **context,
+            "unsubscribe_url": unsubscribe,
+            "lang": lang,
+            "t": i18n.translator(lang),
+        }
         msg = EmailMessage()
         msg["From"] = self.config.mail_from
         msg["To"] = to
@@ -260,11 +269,12 @@ def _to_commenter(
         return None  # erased
     site = comment.post.site
     context: dict[str, Any] = {"comment": comment, "site": site, "post": comment.post}
+    t = i18n.translator(comment.lang)
     kind = row.kind
     if kind == outbox.CONFIRM:
         if comment.status is not CommentStatus.UNCONFIRMED:
             return None
-        subject = f"Confirm your email address to send your comment to {site.name}"
+        subject = t("mail_confirm_subject", site=site.name)
         context["confirm_url"] = renderer.link(
             links.CONFIRM, {"c": comment.public_id}, now=now, valid_for=links.CONFIRM_FOR
         )
@@ -272,12 +282,12 @@ def _to_commenter(
     elif kind == outbox.APPROVED:
         if comment.status is not CommentStatus.APPROVED or not comment.notify_decision:
             return None
-        subject = f"Your comment on {_post_title(comment)} is published"
+        subject = t("mail_approved_subject", title=_post_title(comment))
         context["comment_url"] = f"{comment.post.url}#comment-{comment.public_id}"
     elif kind == outbox.REJECTED:
         if comment.status is not CommentStatus.REJECTED or not comment.notify_decision:
             return None
-        subject = f"Your comment on {_post_title(comment)} was not published"
+        subject = t("mail_rejected_subject", title=_post_title(comment))
     elif kind == outbox.REPLY:
         reply = session.get(Comment, int(row.data.get("reply_id", 0)))
         if (
@@ -286,7 +296,7 @@ def _to_commenter(
             or not comment.notify_replies
         ):
             return None
-        subject = f"A reply to your comment on {_post_title(comment)}"
+        subject = t("mail_reply_subject", title=_post_title(comment))
         context["reply"] = reply
         context["reply_url"] = f"{comment.post.url}#comment-{reply.public_id}"
     else:
@@ -301,5 +311,6 @@ def _to_commenter(
         now=now,
         message_id=message_id,
         unsubscribe=unsubscribe,
+        lang=comment.lang,
         **context,
     )

@@ -155,6 +155,7 @@
       announce(messages.sending);
       var data = {
         post: form.getAttribute("data-cm-post"),
+        lang: form.getAttribute("data-cm-lang") || "en",
         author_name: form.elements.author_name.value,
         author_email: form.elements.author_email.value,
         body: textarea.value

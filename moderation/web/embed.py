@@ -273,7 +273,7 @@ def submit(site: str) -> ResponseReturnValue:
     values = {name: request.form.get(name, "") for name in FORM_FIELDS}
     session = get_session()
     try:
-        submission = parse_submission({**values, "post": key})
+        submission = parse_submission({**values, "post": key, "lang": _lang()})
         comment = screen_and_submit(site, submission, request.form)
     except (ValidationFailed, ThreadClosed) as error:
         session.rollback()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 
-from moderation import verification
+from moderation import i18n, verification
 from moderation.db import get_session
 from moderation.mail import link_actions
 from moderation.models import CommentStatus
@@ -24,8 +24,13 @@ def _secret() -> str:
     return secret
 
 
-def _page(**context: object) -> ResponseReturnValue:
-    response = current_app.make_response(render_template("mail_pages/link.html", **context))
+def _page(lang: str = i18n.DEFAULT_LANGUAGE, **context: object) -> ResponseReturnValue:
+    """The page, in the commenter's language for their own links (moderators' are English)."""
+    lang = i18n.language(lang)
+    page = render_template(
+        "mail_pages/link.html", page_lang=lang, t=i18n.translator(lang), **context
+    )
+    response = current_app.make_response(page)
     response.headers["Cache-Control"] = "no-store"
     # The token is a credential: keep it out of Referer headers.
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -35,7 +40,7 @@ def _page(**context: object) -> ResponseReturnValue:
 @bp.get("/confirm/<token>")
 def confirm_page(token: str) -> ResponseReturnValue:
     comment = verification.peek_confirmation(get_session(), token, secret=_secret(), now=now())
-    return _page(kind="confirm", comment=comment, done=False)
+    return _page(comment.lang, kind="confirm", comment=comment, done=False)
 
 
 @bp.post("/confirm/<token>")
@@ -44,7 +49,7 @@ def confirm(token: str) -> ResponseReturnValue:
     comment = verification.confirm_comment(session, token, secret=_secret(), now=now())
     session.commit()
     published = comment.status is CommentStatus.APPROVED
-    return _page(kind="confirm", comment=comment, done=True, published=published)
+    return _page(comment.lang, kind="confirm", comment=comment, done=True, published=published)
 
 
 @bp.get("/act/<token>")
@@ -64,14 +69,14 @@ def act(token: str) -> ResponseReturnValue:
 
 @bp.get("/unsubscribe/<token>")
 def unsubscribe_page(token: str) -> ResponseReturnValue:
-    link_actions.check_unsubscribe(token, secret=_secret(), now=now())
-    return _page(kind="unsubscribe", done=False)
+    comment = link_actions.check_unsubscribe(get_session(), token, secret=_secret(), now=now())
+    return _page(comment.lang if comment else i18n.DEFAULT_LANGUAGE, kind="unsubscribe", done=False)
 
 
 @bp.post("/unsubscribe/<token>")
 def unsubscribe(token: str) -> ResponseReturnValue:
     """One click (RFC 8058): a mail program POSTs ``List-Unsubscribe=One-Click`` here."""
     session = get_session()
-    link_actions.unsubscribe(session, token, secret=_secret(), now=now())
+    comment = link_actions.unsubscribe(session, token, secret=_secret(), now=now())
     session.commit()
-    return _page(kind="unsubscribe", done=True)
+    return _page(comment.lang, kind="unsubscribe", done=True)
