@@ -169,6 +169,25 @@ def test_the_api_refuses_missing_bad_and_revoked_tokens(
     assert client.get("/api/v1/moderation/comments", headers=auth).status_code == 401
 
 
+def test_a_tokens_use_is_recorded_to_the_minute(client: FlaskClient, session: Session) -> None:
+    # So an integration that reads the queue often does not write (and, on SQLite, wait for
+    # the lock every writer shares) on every request.
+    make_site(session)
+    auth = {"Authorization": f"Bearer {make_token(session, make_moderator(session))}"}
+    assert client.get("/api/v1/moderation/comments", headers=auth).status_code == 200
+    stored = session.scalars(select(ApiToken)).one()
+    first = stored.last_used_at
+    assert first is not None
+    assert client.get("/api/v1/moderation/comments", headers=auth).status_code == 200
+    session.expire_all()
+    assert stored.last_used_at == first
+    stored.last_used_at = first - dt.timedelta(seconds=61)
+    session.commit()
+    assert client.get("/api/v1/moderation/comments", headers=auth).status_code == 200
+    session.expire_all()
+    assert stored.last_used_at is not None and stored.last_used_at >= first
+
+
 def test_moderation_pages_send_security_headers(client: FlaskClient, session: Session) -> None:
     response = client.get("/moderate/login")
     csp = response.headers["Content-Security-Policy"]

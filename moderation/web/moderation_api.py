@@ -10,7 +10,7 @@ from sqlalchemy import select
 from moderation import actions, comments, moderators, sites
 from moderation import queue as queues
 from moderation.comments import page_limit
-from moderation.db import begin_write, get_session
+from moderation.db import get_session
 from moderation.errors import Malformed, Unauthorized, ValidationFailed
 from moderation.events import Actor, comment_data, rfc3339
 from moderation.models import ApiToken, Comment, CommentStatus, Moderator, Site
@@ -47,10 +47,8 @@ def authenticate() -> None:
     scheme, _, plain = header.partition(" ")
     if scheme.lower() != "bearer" or not plain.strip():
         raise Unauthorized("Send an API token as 'Authorization: Bearer TOKEN'.")
-    session = get_session()
-    # Every request records the token's last use, so it is a write transaction.
-    begin_write(session)
-    token = moderators.authenticate_token(session, plain.strip(), now=now())
+    # A read stays a read unless the token's last use is due to be recorded.
+    token = moderators.authenticate_token(get_session(), plain.strip(), now=now())
     g.token = token
     unknown = set(request.args) - QUERY_PARAMETERS.get(request.endpoint or "", set())
     if unknown:
