@@ -133,13 +133,18 @@ def test_moderation_pages_have_no_axe_violations(server: LiveServer, browser: An
     context.close()
 
 
-def test_the_pages_of_mailed_links_have_no_axe_violations(server: LiveServer, browser: Any) -> None:
+@pytest.mark.parametrize("lang", ["en", "cy"])
+def test_the_pages_of_mailed_links_have_no_axe_violations(
+    server: LiveServer, browser: Any, lang: str
+) -> None:
     """What a commenter or a moderator sees on opening a link from an email, before and after
-    pressing its button, and on a link that is not valid."""
+    pressing its button, and on a link that is not valid. A commenter's pages are in the
+    language of their comment; a moderator's are English."""
     (comment_id,) = seed(server, 1)
     with server.session() as session:
         comment = session.scalars(select(Comment).where(Comment.public_id == comment_id)).one()
         comment.status = CommentStatus.UNCONFIRMED
+        comment.lang = lang
         editor = session.scalars(select(Moderator).where(Moderator.login == "editor")).one()
         session.commit()
         editor_id = editor.id
@@ -150,12 +155,26 @@ def test_the_pages_of_mailed_links_have_no_axe_violations(server: LiveServer, br
 
     context = browser.new_context(bypass_csp=True)
     page = context.new_page()
-    for url, done in [
-        (link(links.CONFIRM, c=comment_id), "your email address is confirmed"),
-        (link(links.ACT, c=comment_id, m=editor_id, a="reject"), "the comment is now rejected"),
-        (link(links.UNSUBSCRIBE, c=comment_id), "You will get no more emails"),
+    welsh = lang == "cy"
+    for url, done, page_lang in [
+        (
+            link(links.CONFIRM, c=comment_id),
+            "wedi'i gadarnhau" if welsh else "your email address is confirmed",
+            lang,
+        ),
+        (
+            link(links.ACT, c=comment_id, m=editor_id, a="reject"),
+            "the comment is now rejected",
+            "en",
+        ),
+        (
+            link(links.UNSUBSCRIBE, c=comment_id),
+            "Ni fyddwch yn cael rhagor" if welsh else "You will get no more emails",
+            lang,
+        ),
     ]:
         page.goto(url)
+        assert page.evaluate("document.documentElement.lang") == page_lang, url
         assert axe_violations(page) == [], url
         page.locator("main button[type=submit]").click()
         page.wait_for_load_state()

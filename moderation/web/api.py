@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from moderation import comments, publishing, verification
+from moderation import comments, i18n, publishing, verification
 from moderation.db import get_session, reads_first
 from moderation.errors import Malformed, NotFound
 from moderation.events import rfc3339
@@ -28,11 +28,6 @@ from moderation.web.screening import screen_and_submit, screening
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-RECEIVED = "Thank you. Your comment will be published once a moderator has approved it."
-CHECK_EMAIL = (
-    "Thank you. We have sent you an email: open the link in it to confirm your address, "
-    "and your comment will go to the moderators."
-)
 
 
 def public_comment(comment: Comment) -> dict[str, Any]:
@@ -168,7 +163,9 @@ def submit_comment(site: str) -> tuple[Response, int]:
             if verification.site_verifies(get_session(), comment.post.site)
             else CommentStatus.PENDING
         )
-    message = CHECK_EMAIL if status is CommentStatus.UNCONFIRMED else RECEIVED
+    # What the embed's form says, in the comment's language.
+    t = i18n.translator(comment.lang)
+    message = t("received_check_email" if status is CommentStatus.UNCONFIRMED else "received")
     return jsonify({"id": comment.public_id, "status": status.value, "message": message}), 202
 
 
