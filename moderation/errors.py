@@ -13,6 +13,8 @@ class ServiceError(Exception):
     code = "error"
     status = 400
     default_message = "The request could not be completed."
+    # The i18n catalogue's key for the message, where a commenter may read it in their language.
+    message_key: str | None = None
 
     def __init__(self, message: str | None = None, fields: Mapping[str, str] | None = None):
         self.message = message or self.default_message

@@ -110,6 +110,14 @@ CATALOGUE: dict[str, dict[str, str]] = {
         ),
         "unsubscribed_heading": "You will get no more emails about your comments",
         "unsubscribed_again": "You can ask for them again when you next comment.",
+        # Why a mailed link did not work (links.BadLink).
+        "link_forged": "This link is not valid. Check that you copied all of it.",
+        "link_expired": "This link has expired.",
+        "link_used": "This link has already been used.",
+        "link_not_yours": "You can no longer moderate this comment.",
+        "link_confirm_gone": "This comment is no longer waiting: it was not confirmed in time.",
+        "link_confirm_used": "This link has already been used: your comment is confirmed.",
+        "link_unsubscribe_gone": "There is nothing to unsubscribe from any more.",
     },
     "cy": {
         "comments_count_0": "Dim sylwadau",
@@ -216,6 +224,17 @@ CATALOGUE: dict[str, dict[str, str]] = {
         ),
         "unsubscribed_heading": "Ni fyddwch yn cael rhagor o negeseuon e-bost am eich sylwadau",
         "unsubscribed_again": "Gallwch ofyn amdanynt eto y tro nesaf y byddwch yn gadael sylw.",
+        "link_forged": "Nid yw'r ddolen hon yn ddilys. Gwiriwch eich bod wedi copïo'r cyfan ohoni.",
+        "link_expired": "Mae'r ddolen hon wedi dod i ben.",
+        "link_used": "Mae'r ddolen hon eisoes wedi'i defnyddio.",
+        "link_not_yours": "Ni allwch gymedroli'r sylw hwn mwyach.",
+        "link_confirm_gone": (
+            "Nid yw'r sylw hwn yn aros mwyach: ni chafodd ei gadarnhau mewn pryd."
+        ),
+        "link_confirm_used": (
+            "Mae'r ddolen hon eisoes wedi'i defnyddio: mae eich sylw wedi'i gadarnhau."
+        ),
+        "link_unsubscribe_gone": "Nid oes dim i'w atal mwyach.",
     },
 }
 
@@ -278,8 +297,11 @@ def translator(lang: str) -> Callable[..., str]:
     return t
 
 
-def error_message(lang: str, code: str, english: str) -> str:
-    """An error's message in ``lang``; ``english`` (the service's own) when there is none."""
+def error_message(lang: str, code: str, english: str, key: str | None = None) -> str:
+    """An error's message in ``lang``: the catalogue's ``key`` where the error names one, else
+    by its code; ``english`` (the service's own) when there is none."""
+    if key is not None:
+        return translator(lang)(key)
     return ERROR_MESSAGES.get(language(lang), {}).get(code, english)
 
 

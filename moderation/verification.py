@@ -100,9 +100,9 @@ def _waiting(
     payload = links.verify(secret, links.CONFIRM, token, now=now)
     comment = session.scalar(select(Comment).where(Comment.public_id == str(payload.get("c"))))
     if comment is None:
-        raise BadLink("This comment is no longer waiting: it was not confirmed in time.", 410)
+        raise BadLink("link_confirm_gone", 410)
     if comment.status is not CommentStatus.UNCONFIRMED:
-        raise BadLink("This link has already been used: your comment is confirmed.", 410)
+        raise BadLink("link_confirm_used", 410)
     return payload, comment
 
 

@@ -352,6 +352,14 @@ def test_a_welsh_commenter_gets_mail_and_link_pages_in_welsh(
     done = mail_client.post(confirm).get_data(as_text=True)
     assert "Diolch: mae eich cyfeiriad e-bost wedi&#39;i gadarnhau" in done
     assert "Mae eich sylw wedi mynd at y cymedrolwyr." in done
+    used = mail_client.post(confirm)  # its error page is Welsh too, the link being genuine
+    assert used.status_code == 410 and '<html lang="cy">' in (page := used.get_data(as_text=True))
+    assert (
+        "Mae&#39;r ddolen hon eisoes wedi&#39;i defnyddio: mae eich sylw wedi&#39;i gadarnhau"
+        in page
+    )
+    forged = mail_client.get(confirm[:-2] + ("xx" if not confirm.endswith("xx") else "yy"))
+    assert forged.status_code == 400 and '<html lang="en">' in forged.get_data(as_text=True)
     [submitted] = mail_session.scalars(select(Event)).all()
     assert submitted.payload["data"]["lang"] == "cy"  # for webhook consumers that write to them
     send(mail_sessions, smtp.port)

@@ -39,13 +39,13 @@ def _checked(
 ) -> tuple[dict[str, object], MailAction]:
     payload = links.verify(secret, links.ACT, token, now=now)
     if payload.get("a") not in ("approve", "reject", "spam"):
-        raise BadLink("This link is not valid. Check that you copied all of it.", 400)
+        raise BadLink("link_forged", 400)
     moderator = session.get(Moderator, int(payload.get("m", 0)))
     comment = session.scalar(select(Comment).where(Comment.public_id == str(payload.get("c"))))
     if moderator is None or comment is None or not moderator.may_moderate(comment.post.site_id):
-        raise BadLink("You can no longer moderate this comment.", 403)
+        raise BadLink("link_not_yours", 403)
     if links.was_used(session, payload):
-        raise BadLink("This link has already been used.", 410)
+        raise BadLink("link_used", 410)
     if comment.status is not CommentStatus.PENDING:
         raise AlreadyModerated(
             f"This comment has already been moderated (it is {comment.status.value})."
@@ -71,20 +71,17 @@ def act(
     )
 
 
-def check_unsubscribe(
-    session: Session, token: str, *, secret: str, now: dt.datetime
-) -> Comment | None:
-    """The comment an unsubscribe link is for (None if it is gone), or :class:`BadLink`."""
-    payload = links.verify(secret, links.UNSUBSCRIBE, token, now=now)
-    return session.scalar(select(Comment).where(Comment.public_id == str(payload.get("c"))))
+def check_unsubscribe(token: str, *, secret: str, now: dt.datetime) -> None:
+    links.verify(secret, links.UNSUBSCRIBE, token, now=now)
 
 
 def unsubscribe(session: Session, token: str, *, secret: str, now: dt.datetime) -> Comment:
     """Stop every mail to this comment's author about their comments on the site: the opt-ins
     are cleared and mail already queued for them is dropped. Safe to repeat."""
-    comment = check_unsubscribe(session, token, secret=secret, now=now)
+    payload = links.verify(secret, links.UNSUBSCRIBE, token, now=now)
+    comment = session.scalar(select(Comment).where(Comment.public_id == str(payload.get("c"))))
     if comment is None:
-        raise BadLink("There is nothing to unsubscribe from any more.", 410)
+        raise BadLink("link_unsubscribe_gone", 410)
     if not comment.author_email:
         return comment  # erased: no mail goes to it anyway
     theirs = (

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from moderation import i18n
 from moderation.errors import ServiceError
 from moderation.models import UsedLink
 
@@ -34,13 +35,15 @@ UNSUBSCRIBE_FOR = dt.timedelta(days=365)
 
 class BadLink(ServiceError):
     """A link that is forged, damaged, expired or already used; ``status`` is the HTTP answer
-    (400 forged, 403 no longer allowed, 410 expired or used)."""
+    (400 forged, 403 no longer allowed, 410 expired or used). ``key`` names the message in the
+    i18n catalogue: a commenter's link fails in their language."""
 
     code = "link_not_valid"
 
-    def __init__(self, message: str, status: int):
-        super().__init__(message)
+    def __init__(self, key: str, status: int):
+        super().__init__(i18n.CATALOGUE[i18n.DEFAULT_LANGUAGE][key])
         self.status = status
+        self.message_key = key
 
 
 def _key(secret: str, purpose: str) -> bytes:
@@ -67,18 +70,25 @@ def sign(
 
 def verify(secret: str, purpose: str, token: str, *, now: dt.datetime) -> dict[str, Any]:
     """The payload of a genuine, unexpired token; :class:`BadLink` otherwise."""
-    forged = BadLink("This link is not valid. Check that you copied all of it.", 400)
+    payload = genuine_payload(secret, purpose, token)
+    if payload is None:
+        raise BadLink("link_forged", 400)
+    if now.timestamp() > payload["exp"]:
+        raise BadLink("link_expired", 410)
+    return payload
+
+
+def genuine_payload(secret: str, purpose: str, token: str) -> dict[str, Any] | None:
+    """The payload of a token this service signed, expired or not; None for any other."""
     try:
         raw_text, mac_text = token.split(".", 1)
         raw, mac = _unb64(raw_text), _unb64(mac_text)
     except (ValueError, binascii.Error):
-        raise forged from None
+        return None
     expected = hmac.new(_key(secret, purpose), raw, "sha256").digest()
     if not hmac.compare_digest(mac, expected):
-        raise forged
+        return None
     payload: dict[str, Any] = json.loads(raw)
-    if now.timestamp() > payload["exp"]:
-        raise BadLink("This link has expired.", 410)
     return payload
 
 
@@ -94,7 +104,7 @@ def use_once(session: Session, payload: dict[str, object], *, now: dt.datetime) 
             session.add(UsedLink(nonce=str(payload["n"])[:40], used_at=now))
             session.flush()
     except IntegrityError:
-        raise BadLink("This link has already been used.", 410) from None
+        raise BadLink("link_used", 410) from None
 
 
 def address_hash(secret: str, address: str) -> str:

@@ -29,7 +29,6 @@ from moderation.web.screening import screen_and_submit, screening
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
-
 def public_comment(comment: Comment) -> dict[str, Any]:
     """A comment as anyone may see it: never an email address or client data."""
     return {

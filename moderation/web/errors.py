@@ -65,24 +65,37 @@ def unsent_comment() -> dict[str, str] | None:
     return {name: form.get(name, "") for name in (*FORM_FIELDS, FORM_TOKEN_FIELD)}
 
 
+def commenter_language() -> str | None:
+    """The language of a page a commenter reads: the embed's, or that of the comment a mailed
+    link is for (set by the link's view). None on the moderators' pages, which are English."""
+    if request.blueprint == "embed":
+        return i18n.language(request.args.get("lang"))
+    lang: str | None = g.get("commenter_lang")
+    return lang
+
+
 def error_response(
-    status: int, code: str, message: str, fields: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    fields: dict[str, str] | None = None,
+    message_key: str | None = None,
 ) -> Response:
     if wants_json():
         response = jsonify({"error": {"code": code, "message": message, "fields": fields or {}}})
     else:
         unsent = unsent_comment() if status != 413 else None
-        # A commenter's page is in the embed's language; the moderators' pages are in English.
-        embed = request.blueprint == "embed"
-        lang = i18n.language(request.args.get("lang")) if embed else i18n.DEFAULT_LANGUAGE
+        lang = commenter_language()
+        commenter = lang is not None
+        lang = lang or i18n.DEFAULT_LANGUAGE
         response = Response(
             render_template(
                 "error.html",
                 status=status,
-                message=i18n.error_message(lang, code, message),
+                message=i18n.error_message(lang, code, message, message_key),
                 fields=i18n.field_errors(lang, fields or {}),
                 unsent=unsent,
-                embed=embed,
+                commenter=commenter,
                 page_lang=lang,
                 t=i18n.translator(lang),
             )
@@ -93,7 +106,9 @@ def error_response(
 
 
 def handle_service_error(error: ServiceError) -> Response:
-    response = error_response(error.status, error.code, error.message, error.fields)
+    response = error_response(
+        error.status, error.code, error.message, error.fields, error.message_key
+    )
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="moderation"'
     if isinstance(error, RateLimited):
