@@ -36,7 +36,7 @@ COMMENTER_LINKS = {
 
 
 @bp.before_request
-def commenter_language() -> None:
+def link_language() -> None:
     """The language of the comment a commenter's link is for, for its page and its error page:
     the link need only be genuine (an expired or used one too). A forged link, and a
     moderator's, get English."""
