@@ -133,6 +133,13 @@ def approve_all(server: LiveServer, key: str) -> None:
         session.commit()
 
 
+def fill_form(page: Any, name: str, email: str, body: str) -> None:
+    """Type a comment into the embed's form, field by field, as a person would."""
+    page.fill("#cm-author_name", name)
+    page.fill("#cm-author_email", email)
+    page.fill("#cm-body", body)
+
+
 def announced(page: Any, text: str) -> None:
     """Wait until the form's live region says ``text``."""
     page.wait_for_function(
@@ -159,9 +166,7 @@ def test_with_the_script_errors_are_shown_announced_and_typing_is_kept(
     page.click("#cm-error-summary a[href='#cm-author_email']")
     assert page.evaluate("document.activeElement.id") == "cm-author_email"
 
-    page.fill("#cm-author_name", "Ada")
-    page.fill("#cm-author_email", "not an address")
-    page.fill("#cm-body", "Typed with care")
+    fill_form(page, "Ada", "not an address", "Typed with care")
     assert "9,985" in page.text_content("#cm-body-count")  # live character count
     page.click("button[type=submit]")
     page.wait_for_function("document.querySelectorAll('#cm-error-summary li').length === 1")
@@ -191,9 +196,7 @@ def test_with_the_script_a_reply_moves_the_form_and_an_approval_appears(
     key = "/script-reply/"
     context, page = open_post(browser, blog, key, "script")
     page.wait_for_selector("#cm-form")
-    page.fill("#cm-author_name", "Ada")
-    page.fill("#cm-author_email", "ada@example.com")
-    page.fill("#cm-body", "The first comment")
+    fill_form(page, "Ada", "ada@example.com", "The first comment")
     page.click("button[type=submit]")
     page.wait_for_selector("#comment-submitted.cm-notice--shown")
     approve_all(server, key)
@@ -205,9 +208,7 @@ def test_with_the_script_a_reply_moves_the_form_and_an_approval_appears(
     assert page.evaluate("document.querySelector('.cm-comment #cm-form') !== null")
     assert page.evaluate("document.activeElement.id") == "cm-body"
     assert "Replying to Ada" in page.text_content("#cm-replying")
-    page.fill("#cm-author_name", "Grace")
-    page.fill("#cm-author_email", "grace@example.com")
-    page.fill("#cm-body", "A reply")
+    fill_form(page, "Grace", "grace@example.com", "A reply")
     page.click("button[type=submit]")
     page.wait_for_selector("#comment-submitted.cm-notice--shown")
     first, reply = comments_of(server, key)
@@ -227,9 +228,7 @@ def test_without_javascript_the_included_form_posts_and_redirects_back(
     assert page.is_visible("#cm-error-summary")
     assert page.title().startswith("Error: ")
     assert page.get_attribute("#cm-error-summary", "role") == "alert"
-    page.fill("#cm-author_name", "Tim")
-    page.fill("#cm-author_email", "tim@example.com")
-    page.fill("#cm-body", "No script needed")
+    fill_form(page, "Tim", "tim@example.com", "No script needed")
     page.click("button[type=submit]")
     page.wait_for_url(f"{blog.url}{key}#comment-submitted")
     assert page.url == f"{blog.url}{key}#comment-submitted"
@@ -243,9 +242,7 @@ def test_without_javascript_the_included_form_posts_and_redirects_back(
     page.wait_for_selector("#cm-replying:not([hidden])")
     assert page.url.startswith(f"{server.url}/embed/blog/thread")
     assert "Replying to Tim" in page.text_content("#cm-replying")
-    page.fill("#cm-author_name", "Ann")
-    page.fill("#cm-author_email", "ann@example.com")
-    page.fill("#cm-body", "Reply without script")
+    fill_form(page, "Ann", "ann@example.com", "Reply without script")
     page.click("button[type=submit]")
     page.wait_for_url("**#comment-submitted")
     assert page.url.endswith("#comment-submitted")
@@ -362,9 +359,7 @@ def test_with_the_script_a_commenter_who_must_confirm_is_told_to_check_their_ema
         key = "/script-verify/"
         context, page = open_post(browser, blog, key, "script")
         page.wait_for_selector("#cm-form")
-        page.fill("#cm-author_name", "Ada")
-        page.fill("#cm-author_email", "ada@example.com")
-        page.fill("#cm-body", "Please confirm me")
+        fill_form(page, "Ada", "ada@example.com", "Please confirm me")
         page.check("#cm-notify")
         page.click("button[type=submit]")
         page.wait_for_selector("#comment-submitted.cm-notice--shown")
@@ -383,9 +378,7 @@ def test_a_comment_from_a_welsh_page_keeps_its_language_for_its_mail(
     key = "/script-welsh/"
     context, page = open_post(browser, blog, key, "script", lang="cy")
     page.wait_for_selector("#cm-form")
-    page.fill("#cm-author_name", "Bryn")
-    page.fill("#cm-author_email", "bryn@example.com")
-    page.fill("#cm-body", "Diolch am y blogbost hwn.")
+    fill_form(page, "Bryn", "bryn@example.com", "Diolch am y blogbost hwn.")
     page.click("button[type=submit]")
     page.wait_for_selector("#comment-submitted.cm-notice--shown")
     [stored] = comments_of(server, key)
