@@ -353,7 +353,9 @@ def _disqus_time(value: str | None) -> dt.datetime | None:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
-_PARAGRAPH_BREAK = re.compile(r"\s*</p>\s*<p(?:\s[^>]*)?>\s*", re.IGNORECASE)
+# Tried only where a run of white space starts and read once (possessive); attributes end at the
+# next "<" too: tried at every position, a long run of spaces or of "</p><p x" was quadratic.
+_PARAGRAPH_BREAK = re.compile(r"(?<!\s)\s*+</p>\s*+<p(?:\s[^<>]*+)?>\s*+", re.IGNORECASE)
 _PARAGRAPH_EDGE = re.compile(r"^\s*<p(?:\s[^>]*)?>|</p>\s*$", re.IGNORECASE)
 _LINE_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
