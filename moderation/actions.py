@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from moderation import metrics
+from moderation import duplicates, metrics
 from moderation.errors import AlreadyModerated, NotFound, ValidationFailed
 from moderation.events import Actor, record_audit, record_event
 from moderation.mail import outbox
@@ -243,6 +243,7 @@ def edit_comment(
         body_html=render_comment(value),
         original_text=comment.original_text or comment.body_text,
     )
+    duplicates.record(session, comment)
     _record(session, actor, "edit", "comment.edited", comment, before, {"body_text": value}, now)
     return comment
 
@@ -282,7 +283,7 @@ def reply_as_blog(
         moderated_by_id=actor.moderator_id,
     )
     session.add(reply)
-    session.flush()
+    duplicates.record(session, reply)
     _bump_thread(session, reply)
     after = {"status": "approved", "official": True, "in_reply_to": parent.public_id}
     _record(session, actor, "reply", "comment.approved", reply, {}, after, now)

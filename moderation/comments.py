@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, make_transient_to_detached
 from sqlalchemy.sql.dml import ReturningInsert
 
-from moderation import metrics, verification
+from moderation import duplicates, metrics, verification
 from moderation.db import begin_writing
 from moderation.errors import (
     Malformed,
@@ -194,6 +194,7 @@ def submit_comment(
     parent = _reply_parent(session, post, submission.parent_id) if submission.parent_id else None
     status, signals = CommentStatus.PENDING, []
     verdict = Verdict.ACCEPT
+    text_sketch: duplicates.Sketch | None = None
     if pipeline is not None:
         candidate = Candidate(
             site=site,
@@ -210,6 +211,7 @@ def submit_comment(
             metrics.SUBMISSIONS.labels(Verdict.REJECT.value).inc()  # nothing will be committed
             raise
         verdict, signals = outcome.verdict, outcome.signals_json()
+        text_sketch = candidate.sketch
         if outcome.verdict is Verdict.SPAM:
             status = CommentStatus.SPAM
     if (
@@ -219,6 +221,7 @@ def submit_comment(
     ):
         status = CommentStatus.UNCONFIRMED
     body_html = render_comment(submission.body)
+    text_sketch = text_sketch or duplicates.sketch(submission.body)
     begin_writing(session)
     if post not in session:
         post = _create_post(session, post)
@@ -249,7 +252,10 @@ def submit_comment(
         notify_decision=submission.notify,
         notify_replies=submission.notify_replies,
         lang=submission.lang,
+        text_fingerprint=text_sketch.fingerprint,
+        text_sketch=text_sketch.packed(),
     )
+    duplicates.record_keys(session, [(comment.id, post.id, now, text_sketch)])
     if status is CommentStatus.UNCONFIRMED:
         # Nothing is announced until the author confirms (verification.confirm_comment).
         outbox.queue_confirmation(session, comment, now=now)

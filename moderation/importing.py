@@ -30,6 +30,7 @@ from lxml import etree
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from moderation import duplicates
 from moderation.comments import client_network, origin_allowed, origin_of
 from moderation.errors import ServiceError
 from moderation.events import Actor, record_admin_audit
@@ -476,6 +477,7 @@ class _ImportRun:
         self.touched_posts: set[int] = set()
         self.batch: list[dict[str, Any]] = []
         self.in_batch: set[str] = set()
+        self.sketches: list[duplicates.Sketch] = []
         # Replies whose parent had no id yet when they were written: (reply, parent) refs.
         self.later: list[tuple[str, str]] = []
 
@@ -549,8 +551,12 @@ class _ImportRun:
         parent_id = self.known.get(record.parent_ref) if record.parent_ref else None
         if record.parent_ref and parent_id is None:
             self.later.append((record.ref, record.parent_ref))
+        text_sketch = duplicates.sketch(record.text)
+        self.sketches.append(text_sketch)
         self.batch.append(
             {
+                "text_fingerprint": text_sketch.fingerprint,
+                "text_sketch": text_sketch.packed(),
                 "public_id": new_public_id(),
                 "post_id": post_id,
                 "parent_id": parent_id,
@@ -581,6 +587,14 @@ class _ImportRun:
         ).all()
         for row, comment_id in zip(self.batch, ids, strict=True):
             self.known[row["import_ref"].removeprefix(self.prefix)] = comment_id
+        duplicates.record_keys(
+            self.session,
+            [
+                (comment_id, row["post_id"], row["submitted_at"], text_sketch)
+                for row, comment_id, text_sketch in zip(self.batch, ids, self.sketches, strict=True)
+            ],
+        )
+        self.sketches.clear()
         self.batch.clear()
         self.in_batch.clear()
 

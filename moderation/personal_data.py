@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from moderation import verification
+from moderation import duplicates, verification
 from moderation.config import Settings
 from moderation.db import begin_write
 from moderation.errors import ValidationFailed
@@ -37,6 +37,7 @@ from moderation.models import (
     UsedLink,
     WebhookAttempt,
     WebhookDelivery,
+    address_key,
 )
 from moderation.sanitising import render_comment
 
@@ -59,9 +60,7 @@ def normalise_address(email: str) -> str:
 def _comments_of(session: Session, address: str) -> list[Comment]:
     return list(
         session.scalars(
-            select(Comment)
-            .where(func.lower(Comment.author_email) == address.lower())
-            .order_by(Comment.id)
+            select(Comment).where(Comment.email_key == address_key(address)).order_by(Comment.id)
         )
     )
 
@@ -79,9 +78,12 @@ def export_personal_data(session: Session, email: str, *, now: dt.datetime) -> d
             user_agent=comment.user_agent,
         )
         comments.append(data)
-    accounts = session.scalars(
-        select(Moderator).where(func.lower(Moderator.email) == address.lower())
-    )
+    # Moderators are few: compared in Python, casefolded, as the database cannot on SQLite.
+    accounts = [
+        m
+        for m in session.scalars(select(Moderator).order_by(Moderator.id))
+        if address_key(m.email) == address_key(address)
+    ]
     return {
         "email": address,
         "exported_at": rfc3339(now),
@@ -118,7 +120,7 @@ def erase_personal_data(
     removed = 0
     for comment in comments:
         keep_text = comment.post.site.erasure_keeps_text
-        comment.author_email = ""
+        comment.author_email = comment.email_key = ""
         comment.author_name = ERASED_NAME
         comment.client_network = None
         comment.user_agent = None
@@ -126,6 +128,7 @@ def erase_personal_data(
             comment.body_text = ERASED_TEXT
             comment.body_html = render_comment(ERASED_TEXT)
             comment.original_text = None
+            duplicates.forget(session, comment)
             removed += 1
         session.flush()
         _scrub_copies(session, comment, keep_text)

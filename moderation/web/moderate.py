@@ -249,7 +249,7 @@ def queue() -> str:
         page=page,
         wanted=wanted,
         counts=_count_labels(queues.status_counts(db, g.moderator, wanted)),
-        history=queues.author_history(db, page.comments),
+        history=queues.author_history(db, g.moderator, page.comments),
         sites=_sites_for(g.moderator),
         statuses=list(queues.QUEUE_STATUSES),
         bulk_actions=actions.BULK_ACTIONS,
@@ -269,7 +269,7 @@ def comment(comment_id: str) -> str:
         "moderate/comment.html",
         c=found,
         holds_claim=holds,
-        history=queues.author_history(db, [found]),
+        history=queues.author_history(db, g.moderator, [found]),
         now=now(),
     )
 
