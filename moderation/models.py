@@ -276,7 +276,10 @@ class CommentSketchKey(Base):
     resemble a new one by index, however many comments the post has."""
 
     __tablename__ = "comment_sketch_keys"
-    __table_args__ = (Index("ix_comment_sketch_keys_post_key", "post_id", "key", "submitted_at"),)
+    __table_args__ = (
+        # Covering: the check reads comment ids from the index alone.
+        Index("ix_comment_sketch_keys_post_key", "post_id", "key", "submitted_at", "comment_id"),
+    )
 
     comment_id: Mapped[int] = mapped_column(
         ForeignKey("comments.id", ondelete="CASCADE"), primary_key=True

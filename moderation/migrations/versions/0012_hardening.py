@@ -72,7 +72,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_comment_sketch_keys_post_key",
         "comment_sketch_keys",
-        ["post_id", "key", "submitted_at"],
+        ["post_id", "key", "submitted_at", "comment_id"],
         unique=False,
     )
     op.create_index(op.f("ix_comments_email_key"), "comments", ["email_key"], unique=False)
