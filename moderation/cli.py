@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from moderation import schema
 from moderation.config import ConfigError
-from moderation.db import begin_write
+from moderation.db import write_transaction
 from moderation.errors import ServiceError
 from moderation.events import Actor
 from moderation.models import Moderator, Post, Role, Site, utcnow
@@ -37,17 +37,12 @@ def _app() -> Flask:
 @contextmanager
 def write_session(app: Flask) -> Iterator[Session]:
     """One write transaction, committed if the block succeeds; service errors become messages."""
-    session: Session = app.extensions["moderation.sessionmaker"]()
-    begin_write(session)
     try:
-        yield session
-        session.commit()
+        with write_transaction(app.extensions["moderation.sessionmaker"]) as session:
+            yield session
     except ServiceError as error:
-        session.rollback()
         details = "; ".join(f"{k}: {v}" for k, v in error.fields.items())
         raise click.ClickException(f"{error.message} {details}".strip()) from None
-    finally:
-        session.close()
 
 
 # Who the audit log names for changes made at the command line.
@@ -465,7 +460,7 @@ def serve(host: str, port: int) -> None:
     """
     import threading
 
-    from moderation.webhooks.delivery import run_worker
+    from moderation.outbox.worker import start_thread
 
     app = _app()
     settings = app.extensions["moderation.settings"]
@@ -474,12 +469,7 @@ def serve(host: str, port: int) -> None:
         thread_on = settings.effective_database_url.startswith("sqlite")
     stop = threading.Event()
     if thread_on:
-        threading.Thread(
-            target=run_worker,
-            args=(app.extensions["moderation.sessionmaker"], settings, stop),
-            name="webhook-worker",
-            daemon=True,
-        ).start()
+        start_thread(app.extensions["moderation.sessionmaker"], settings, stop)
     try:
         app.run(host=host, port=port, threaded=True, use_reloader=False)
     finally:
@@ -499,17 +489,13 @@ def worker(interval: float, once: bool) -> None:
     import signal
     import threading
 
-    from moderation.mail.sending import send_due_mail
-    from moderation.webhooks.delivery import deliver_due, run_worker
+    from moderation.outbox.worker import run_once, run_worker
 
     app = _app()
     factory = app.extensions["moderation.sessionmaker"]
     settings = app.extensions["moderation.settings"]
     if once:
-        done = deliver_due(factory, settings, now=utcnow(), limit=1000)
-        sent = send_due_mail(
-            factory, settings, secret=settings.effective_secret_key, now=utcnow(), limit=1000
-        )
+        done, sent = run_once(factory, settings, now=utcnow())
         click.echo(f"Attempted {done} deliveries and {sent} mails.")
         return
     stop = threading.Event()

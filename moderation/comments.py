@@ -30,9 +30,9 @@ from moderation.errors import (
     ThreadClosed,
     ValidationFailed,
 )
-from moderation.events import record_event
 from moderation.mail import outbox
 from moderation.models import Comment, CommentStatus, Post, Site, new_public_id
+from moderation.outbox.events import record_event
 from moderation.sanitising import render_comment
 from moderation.spam import Candidate, Evidence, Pipeline, Verdict
 from moderation.validation import CommentSubmission

@@ -16,7 +16,8 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 from flask import current_app, g, request
@@ -186,6 +187,17 @@ def begin_write(session: Session) -> None:
     """
     if not session.in_transaction():
         session.connection(execution_options={WRITE_OPTION: True})
+
+
+@contextmanager
+def write_transaction(session_factory: Callable[[], Session]) -> Iterator[Session]:
+    """A new session in a write transaction (``BEGIN IMMEDIATE`` on SQLite), committed when the
+    block ends, rolled back if it raises; closed either way. For work outside a request: the
+    workers' short transactions and the CLI's commands."""
+    with session_factory() as session:
+        begin_write(session)
+        yield session
+        session.commit()
 
 
 def begin_writing(session: Session) -> None:

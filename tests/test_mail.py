@@ -25,7 +25,6 @@ from moderation.events import Actor
 from moderation.mail import MAIL_ENABLED, link_actions
 from moderation.mail.links import BadLink
 from moderation.mail.messages import defang, header_text
-from moderation.mail.sending import claim_due, send_due_mail
 from moderation.models import (
     AuditEvent,
     CommentStatus,
@@ -36,8 +35,9 @@ from moderation.models import (
     Role,
 )
 from moderation.moderators import update_moderator
+from moderation.outbox.mail import claim_due, send_due_mail
+from moderation.outbox.webhooks import deliver_due
 from moderation.validation import CommentSubmission
-from moderation.webhooks.delivery import deliver_due
 from moderation.webhooks.endpoints import create_endpoint
 from tests.conftest import (
     ORIGIN,

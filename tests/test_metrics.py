@@ -25,9 +25,9 @@ from moderation.comments import submit_comment
 from moderation.db import make_engine
 from moderation.errors import ValidationFailed
 from moderation.models import Event
+from moderation.outbox import webhooks as wd
 from moderation.spam import DeliverabilityCheck, Evidence, MailDomain, Pipeline
 from moderation.validation import parse_submission
-from moderation.webhooks import delivery as wd
 from moderation.webhooks.endpoints import create_endpoint
 from tests.conftest import (
     TEST_SECRET,

@@ -27,6 +27,8 @@ from moderation.models import (
     Post,
     WebhookAttempt,
 )
+from moderation.outbox import webhooks as wd
+from moderation.outbox.worker import run_worker
 from moderation.personal_data import (
     ERASED_NAME,
     Retention,
@@ -36,8 +38,6 @@ from moderation.personal_data import (
     purge_if_due,
 )
 from moderation.sites import create_site
-from moderation.webhooks import delivery as wd
-from moderation.webhooks.delivery import run_worker
 from moderation.webhooks.endpoints import create_endpoint
 from tests.conftest import (
     POST_KEY,

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation.models import WebhookAttempt
-from moderation.webhooks import delivery as wd
+from moderation.outbox import webhooks as wd
 from moderation.webhooks import network
 from moderation.webhooks.endpoints import create_endpoint, send_test_event
 from tests.conftest import settings_for_tests
@@ -175,7 +175,7 @@ def test_the_worker_logs_each_refusal_with_its_reason(
         send_test_event(session, endpoint, now=T0)
     session.commit()
     settings = settings_for_tests(webhook_allow_http=True)
-    with caplog.at_level(logging.WARNING, logger="moderation.webhooks.delivery"):
+    with caplog.at_level(logging.WARNING, logger="moderation.outbox.webhooks"):
         assert wd.deliver_due(factory, settings, now=T0, limit=100) == len(urls)
     assert canary.connections == 0
     refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]

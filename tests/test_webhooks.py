@@ -31,8 +31,9 @@ from moderation.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from moderation.outbox import webhooks as wd
+from moderation.outbox.worker import run_worker
 from moderation.personal_data import erase_personal_data
-from moderation.webhooks import delivery as wd
 from moderation.webhooks import signing
 from moderation.webhooks.endpoints import create_endpoint, rotate_secret, send_test_event
 from tests.conftest import comment_json, make_moderator, make_site, settings_for_tests
@@ -384,7 +385,7 @@ def test_the_in_process_worker_thread_delivers_on_sqlite(tmp_path: Path) -> None
             session.commit()
             consumer.secrets = [endpoint.secret]
         thread = threading.Thread(
-            target=wd.run_worker,
+            target=run_worker,
             args=(factory, webhook_settings(), stop),
             kwargs={"interval": 0.05},
         )
