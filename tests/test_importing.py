@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from moderation import schema
 from moderation.cli import main
-from moderation.db import begin_write, make_engine
+from moderation.db import begin_as_writer, make_engine
 from moderation.events import Actor
 from moderation.importing import (
     ImportReport,
@@ -434,7 +434,7 @@ def test_two_imports_of_one_file_at_once_import_it_once(engine: Engine, tmp_path
         try:
             start.wait(10)
             with Session(own) as session:
-                begin_write(session)
+                begin_as_writer(session)
                 site = session.get_one(Site, site_id)
                 reports.append(import_export(session, site, plan, now=NOW, actor=ACTOR))
                 session.commit()

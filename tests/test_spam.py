@@ -60,7 +60,7 @@ def submit(client: FlaskClient, **fields: str) -> Comment:
 
 def stored(app: Flask, public_id: str) -> Comment:
     with app.app_context():
-        from moderation.db import get_session
+        from moderation.web.sessions import get_session
 
         comment = get_session().scalars(select(Comment).where(Comment.public_id == public_id)).one()
         comment.signals  # noqa: B018 (load before the session closes)
