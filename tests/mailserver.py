@@ -22,7 +22,7 @@ from moderation.config import Settings
 from moderation.mail import MAIL_ENABLED
 from moderation.models import Comment
 from moderation.outbox.mail import send_due_mail
-from tests.conftest import TEST_SECRET, comment_json, settings_for_tests
+from tests.helpers import TEST_SECRET, comment_json, settings_for_tests
 
 PUBLIC = "https://comments.example.org"
 FROM = "Comments <comments@example.org>"

@@ -25,6 +25,8 @@ from moderation.moderators import create_moderator, password_hasher
 from moderation.sites import create_site
 from moderation.validation import CommentSubmission
 
+pytestmark = pytest.mark.concurrency
+
 WRITERS = 8
 PER_WRITER = 25
 WRITER = textwrap.dedent(

@@ -23,8 +23,8 @@ from moderation.models import WebhookAttempt
 from moderation.outbox import webhooks as wd
 from moderation.webhooks import network
 from moderation.webhooks.endpoints import create_endpoint, send_test_event
-from tests.conftest import settings_for_tests
 from tests.consumer import Consumer, running_consumer
+from tests.helpers import settings_for_tests
 
 STRICT = network.Policy(allow_http=True, timeout=1.0, connect_timeout=1.0)
 T0 = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
