@@ -27,7 +27,7 @@ from moderation.models import (
     Role,
     Site,
 )
-from tests.conftest import (
+from tests.helpers import (
     comment_json,
     csrf_from,
     json_of,

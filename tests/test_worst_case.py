@@ -33,7 +33,7 @@ from moderation.models import Comment, Post, Site, utcnow
 from moderation.sanitising import render_comment
 from moderation.spam import Candidate, Check, Evidence, MailDomain, default_pipeline
 from moderation.validation import MAX_BODY, parse_submission
-from tests.conftest import POST_KEY, TEST_SECRET, make_site
+from tests.helpers import POST_KEY, TEST_SECRET, make_site
 
 BUDGET_SECONDS = 0.050
 
