@@ -184,6 +184,17 @@ def issue_form_token(secret: str, site_slug: str, *, now: dt.datetime) -> str:
     return f"{payload}.{_token_mac(secret, payload)}"
 
 
+# An issued token: the site's slug, the time in seconds, 32 hex digits of signature.
+_FORM_TOKEN_SHAPE = re.compile(r"([a-z0-9][a-z0-9-]{0,63})\.([0-9]{1,12})\.([0-9a-f]{32})")
+
+
+def form_token_shaped(site_slug: str, token: str) -> bool:
+    """Whether ``token`` has exactly the shape of one issued for this site: only such a token is
+    sent back in a form (its signature and age are the time-trap's to judge)."""
+    match = _FORM_TOKEN_SHAPE.fullmatch(token)
+    return match is not None and match[1] == site_slug
+
+
 def form_token_age(secret: str, site_slug: str, token: str, *, now: dt.datetime) -> float | None:
     """Seconds since the token was issued for this site, or None if it is forged or malformed."""
     payload, _, mac = token.rpartition(".")
