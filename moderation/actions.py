@@ -259,7 +259,8 @@ def reply_as_blog(
     now: dt.datetime,
     approve_first: bool = False,
 ) -> Comment:
-    """Publish an official reply from the blog team under a comment (approving it first if asked)."""
+    """Publish an official reply from the blog team under a comment (approving it first if
+    asked)."""
     value = _checked_text(text, "reply")
     parent = get_comment_for(session, moderator, public_id)
     if approve_first and parent.status is S.PENDING:

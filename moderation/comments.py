@@ -346,7 +346,8 @@ class ThreadNode:
 
 
 def nest(flat: Sequence[Comment]) -> list[ThreadNode]:
-    """Arrange comments (oldest first) into a thread; a reply whose parent is absent stays top level."""
+    """Arrange comments (oldest first) into a thread; a reply whose parent is absent stays top
+    level."""
     nodes = {c.id: ThreadNode(c) for c in flat}
     roots: list[ThreadNode] = []
     for comment in flat:

@@ -144,7 +144,8 @@ class ImportReport:
 
 
 def read_export(path: Path, source: Source, progress: Progress | None = None) -> ExportPlan:
-    """The first pass: check the whole file and collect its posts; raise :class:`MalformedExport`."""
+    """The first pass: check the whole file and collect its posts; raise
+    :class:`MalformedExport`."""
     posts: dict[str, SourcePost] = {}
     comments = 0
     for record in _records(path, source, progress):

@@ -274,7 +274,8 @@ TOKEN_USE_RESOLUTION = dt.timedelta(minutes=1)
 
 
 def authenticate_token(session: Session, plain: str, *, now: dt.datetime) -> ApiToken:
-    """The live token ``plain`` is, its use recorded to the minute (:data:`TOKEN_USE_RESOLUTION`)."""
+    """The live token ``plain`` is, its use recorded to the minute
+    (:data:`TOKEN_USE_RESOLUTION`)."""
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(plain)))
     if token is None or token.revoked_at is not None:
         raise Unauthorized("The API token is not valid.")

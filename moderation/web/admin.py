@@ -266,6 +266,7 @@ def personal_data_act() -> ResponseReturnValue:
         return page, 422
     db.commit()
     flash(
-        f"Erased personal data from {erased.comments} comments ({erased.texts_removed} texts removed)."
+        f"Erased personal data from {erased.comments} comments "
+        f"({erased.texts_removed} texts removed)."
     )
     return redirect(url_for("moderate.admin.personal_data"), code=303)
