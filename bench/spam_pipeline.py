@@ -240,7 +240,8 @@ def run() -> str:
         "",
         f"{ROUNDS} submissions of about 45 words on a post with 200 recent comments; every check "
         "on (honeypot, deliverability verdict, time-trap, links, blocklists, personal data, "
-        "disposable domains, duplicates); the DNS lookup itself excluded (bounded, see the module).",
+        "disposable domains, duplicates); the DNS lookup itself excluded (bounded, see the "
+        "module).",
         "",
         "| measure | value |",
         "|---|---|",
