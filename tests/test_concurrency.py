@@ -52,7 +52,6 @@ WRITER = textwrap.dedent(
     from moderation.db import make_engine
     from moderation.models import utcnow
     from moderation.validation import CommentSubmission
-from tests.helpers import csrf_from, settings_for_tests
 
     engine = make_engine(sys.argv[1])
     for n in range(int(sys.argv[2])):
