@@ -59,6 +59,11 @@ def json_object() -> dict[str, Any]:
         raise Malformed("The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise Malformed("The request body must be a JSON object.")
+    try:
+        # A \ud800 escape decodes to a lone surrogate, which no database can store.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise Malformed("The request body holds an unpaired surrogate (\\ud800-\\udfff).") from None
     return data
 
 
