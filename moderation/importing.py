@@ -116,6 +116,8 @@ class ExportPlan:
     path: Path
     posts: dict[str, SourcePost]
     comments: int
+    # What the audit calls the file: its name, or where it came from (an upload has no name).
+    name: str = ""
 
 
 @dataclasses.dataclass
@@ -143,7 +145,9 @@ class ImportReport:
 # Reading ---------------------------------------------------------------------------------------
 
 
-def read_export(path: Path, source: Source, progress: Progress | None = None) -> ExportPlan:
+def read_export(
+    path: Path, source: Source, progress: Progress | None = None, *, name: str | None = None
+) -> ExportPlan:
     """The first pass: check the whole file and collect its posts; raise :class:`MalformedExport`."""
     posts: dict[str, SourcePost] = {}
     comments = 0
@@ -152,7 +156,9 @@ def read_export(path: Path, source: Source, progress: Progress | None = None) ->
             posts[record.ref] = record
         else:
             comments += 1
-    return ExportPlan(source=source, path=path, posts=posts, comments=comments)
+    return ExportPlan(
+        source=source, path=path, posts=posts, comments=comments, name=name or path.name
+    )
 
 
 class _CountingReader:
@@ -445,7 +451,7 @@ def import_export(
         "comments.import",
         site_id=site.id,
         before={},
-        after={"source": plan.source, "file": plan.path.name, **run.report.as_dict()},
+        after={"source": plan.source, "file": plan.name, **run.report.as_dict()},
         now=now,
     )
     return run.report
