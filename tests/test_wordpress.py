@@ -9,6 +9,7 @@ with a message where they are missing.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import subprocess
 import time
@@ -253,6 +254,64 @@ def test_readers_with_and_without_javascript_comment_and_see_approved_comments(
     with urllib.request.urlopen(f"{post['url']}feed/", timeout=30) as response:
         assert response.url == feed
         assert "Without JavaScript" in response.read().decode()
+
+
+def test_the_include_is_revalidated_with_its_etag_and_pages_embed_too(
+    wp: WordPress, server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="moderation.requests")
+    # WordPress opens comments on pages only when asked.
+    page = publish(wp, "About this blog", post_type="page", comment_status="open")
+    first = fetch(page["url"])
+    second = fetch(page["url"])
+    assert first[0] == second[0] == 200 and 'id="cm-form"' in second[1]
+    reads = [
+        r.getMessage().split()[2] for r in caplog.records if "/embed/blog/thread" in r.getMessage()
+    ]
+    assert reads == ["200", "304"]  # the second view sent If-None-Match with the kept ETag
+    kept = wp.php(
+        f"echo wp_json_encode( get_transient( 'cmsvc_f_' . md5( cmsvc_thread_url( {php_string(page['key'])} ) ) ) );"
+    )
+    assert kept["etag"].startswith('"') and 'id="cm-thread"' in kept["body"]
+
+
+def test_hostile_markup_never_passes_the_fragment_filter(wp: WordPress) -> None:
+    """Were the service's fragment ever hostile, wp_kses lets only its own tags through."""
+    hostile = (
+        '<script>alert(1)</script><a href="javascript:alert(2)" onclick="x()">a</a>'
+        '<img src=x onerror=alert(3)><form action="https://evil.example/" onsubmit="y()">'
+        '<input name="a" value="b" onfocus="z()" style="position:fixed"></form>'
+        '<iframe src="https://evil.example/"></iframe><p class="cm-x" data-cm-id="1">kept</p>'
+    )
+    cleaned = wp.php(f"echo wp_kses( {php_string(hostile)}, cmsvc_fragment_tags() );")
+    for bad in ("<script", "javascript:", "onclick", "<img", "onerror", "onsubmit", "onfocus",
+                "style=", "<iframe"):  # fmt: skip
+        assert bad not in cleaned, (bad, cleaned)
+    assert '<p class="cm-x" data-cm-id="1">kept</p>' in cleaned
+    assert '<form action="https://evil.example/">' in cleaned  # the form itself is the service's
+
+
+def test_the_script_and_iframe_modes_embed_the_thread(
+    browser: Any, wp: WordPress, server: LiveServer
+) -> None:
+    post = publish(wp, "Other modes")
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        set_options(wp, server.url, "blog", "script")
+        _, html = fetch(post["url"])
+        assert "Read and leave comments" in html and "page=1" in html  # without JavaScript
+        page.goto(post["url"])
+        page.wait_for_selector("#comments #cm-thread #cm-form")
+        assert page.get_attribute("#comments", "data-title") == "Other modes"
+
+        set_options(wp, server.url, "blog", "iframe")
+        page.goto(post["url"])
+        frame = page.frame_locator("#comments iframe")
+        frame.locator("#cm-form").wait_for()
+    finally:
+        context.close()
+        set_options(wp, server.url, "blog", "include")
 
 
 def test_a_post_renders_with_a_note_when_the_service_is_down(
