@@ -270,7 +270,7 @@ def test_the_include_is_revalidated_with_its_etag_and_pages_embed_too(
     ]
     assert reads == ["200", "304"]  # the second view sent If-None-Match with the kept ETag
     kept = wp.php(
-        f"echo wp_json_encode( get_transient( 'cmsvc_f_' . md5( cmsvc_thread_url( {php_string(page['key'])} ) ) ) );"
+        f"echo wp_json_encode( get_transient( 'cmsvc_f_' . md5( cmsvc_thread_url( cmsvc_post_facts( get_post( {page['id']} ) ) ) ) ) );"
     )
     assert kept["etag"].startswith('"') and 'id="cm-thread"' in kept["body"]
 

@@ -51,13 +51,23 @@ function cmsvc_post_facts( $post ) {
 	);
 }
 
-/** The thread's address on the service, for the include and the iframe. */
-function cmsvc_thread_url( $key, $page = false ) {
-	$query = array( 'post' => $key );
+/**
+ * The thread's address on the service, for the include, the iframe and the no-script link. It
+ * carries the post's publication date, which the service puts in the form of a post's first
+ * comment (automatic closing counts from it).
+ *
+ * @param array $facts cmsvc_post_facts().
+ * @param bool  $page  The standalone page (iframe, link) rather than the fragment.
+ */
+function cmsvc_thread_url( $facts, $page = false ) {
+	$query = array( 'post' => $facts['key'] );
 	if ( $page ) {
 		$query['page'] = '1';
 	}
 	$query['lang'] = cmsvc_language();
+	if ( '' !== $facts['published'] ) {
+		$query['published'] = $facts['published'];
+	}
 	return cmsvc_url( '/embed/' . cmsvc_site_path() . '/thread', $query );
 }
 
@@ -70,7 +80,7 @@ function cmsvc_thread_url( $key, $page = false ) {
  * @return string|null Safe HTML, or null when the service cannot be reached.
  */
 function cmsvc_fragment( $facts ) {
-	$html = cmsvc_cached_get( cmsvc_thread_url( $facts['key'] ) );
+	$html = cmsvc_cached_get( cmsvc_thread_url( $facts ) );
 	if ( null === $html ) {
 		return null;
 	}

@@ -17,7 +17,7 @@ $cmsvc_post     = get_post();
 $cmsvc_settings = cmsvc_settings();
 $cmsvc_facts    = cmsvc_post_facts( $cmsvc_post );
 $cmsvc_loader   = cmsvc_url( '/embed.js' );
-$cmsvc_page_url = cmsvc_thread_url( $cmsvc_facts['key'], true );
+$cmsvc_page_url = cmsvc_thread_url( $cmsvc_facts, true );
 cmsvc_sync_closed( $cmsvc_post ); // A change of the comment setting the service missed.
 ?>
 <?php if ( 'iframe' === $cmsvc_settings['mode'] ) : ?>
