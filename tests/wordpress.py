@@ -80,6 +80,7 @@ def mysql(statement: str) -> None:
 class WordPress:
     root: Path
     url: str
+    database: str
 
     def php(self, code: str) -> Any:
         """Run PHP inside this WordPress (what WP-CLI's ``wp eval`` does); returns what the code
@@ -97,6 +98,15 @@ class WordPress:
             return json.loads(out)
         except ValueError:
             return out
+
+    def dump(self) -> str:
+        """Everything in WordPress's database, as SQL."""
+        done = subprocess.run(
+            ["mysqldump", "--protocol=socket", f"--socket={MARIADB_SOCKET}", "-uroot",
+             "--skip-extended-insert", self.database],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return done.stdout
 
     def log(self) -> str:
         path = self.root / "wp-content" / "debug.log"
@@ -189,7 +199,7 @@ def wordpress(tmp: Path) -> Iterator[WordPress]:
     mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
     server = None
     try:
-        site = WordPress(root, url)
+        site = WordPress(root, url, database)
         installing = subprocess.run(
             ["php", str(root / "test-eval.php")],
             input=INSTALL,

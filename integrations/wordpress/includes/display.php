@@ -171,7 +171,7 @@ function cmsvc_comments_number( $count, $post_id ) {
  * @param WP_Query  $query The query.
  */
 function cmsvc_prefetch_counts( $posts, $query ) {
-	if ( cmsvc_configured() && is_array( $posts ) && count( $posts ) > 1 && ( $query->is_main_query() || is_admin() ) ) {
+	if ( cmsvc_configured() && is_array( $posts ) && count( $posts ) > 1 && $query->is_main_query() ) {
 		$keys = array();
 		foreach ( $posts as $post ) {
 			if ( $post instanceof WP_Post && cmsvc_handles( $post ) ) {
