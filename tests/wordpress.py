@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -214,6 +215,7 @@ def wordpress(tmp: Path) -> Iterator[WordPress]:
             env={**os.environ, "PHP_CLI_SERVER_WORKERS": "3"},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its workers are its children: stopped as one group
         )
         deadline = time.monotonic() + 20
         while True:
@@ -224,6 +226,6 @@ def wordpress(tmp: Path) -> Iterator[WordPress]:
         yield site
     finally:
         if server is not None:
-            server.terminate()
+            os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=10)
         mysql(f"DROP DATABASE IF EXISTS {database}")
