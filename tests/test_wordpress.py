@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from moderation.models import Comment, CommentStatus, Moderator, Post
 from moderation.sites import create_site
 from tests.browser import LiveServer, live_server, require_browser
-from tests.conftest import PASSWORD, make_moderator, make_token
+from tests.helpers import PASSWORD, make_moderator, make_token
 from tests.wordpress import (
     ADMIN,
     ADMIN_PASSWORD,

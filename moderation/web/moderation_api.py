@@ -12,11 +12,13 @@ from sqlalchemy import select
 from moderation import actions, comments, importing, moderators, sites
 from moderation import queue as queues
 from moderation.comments import page_limit
-from moderation.db import begin_write, get_session
+from moderation.db import begin_as_writer
 from moderation.errors import Malformed, Unauthorized, UnsupportedMediaType, ValidationFailed
-from moderation.events import Actor, comment_data, rfc3339
+from moderation.events import Actor, rfc3339
 from moderation.models import ApiToken, Comment, CommentStatus, Moderator, Site
+from moderation.outbox.events import comment_data
 from moderation.web.context import json_object, now, save_body, settings
+from moderation.web.sessions import get_session
 
 bp = Blueprint("moderation_api", __name__, url_prefix="/api/v1/moderation")
 QUERY_PARAMETERS = {
@@ -275,7 +277,7 @@ def import_comments(slug: str) -> Response:
         save_body(path, settings().max_import_bytes)
         plan = importing.read_export(path, source, name="(uploaded)")
         session = get_session()
-        begin_write(session)
+        begin_as_writer(session)
         site = comments.get_site(session, slug)
         report = importing.import_export(session, site, plan, now=now(), actor=actor)
         session.commit()
