@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moderation.models import Comment, CommentStatus, Moderator, Post
+from moderation.models import Comment, CommentStatus, Moderator, Post, Site
 from moderation.sites import create_site
 from tests.browser import LiveServer, live_server, require_browser
 from tests.helpers import PASSWORD, make_moderator, make_token
@@ -169,6 +169,22 @@ def test_settings_keep_the_token_unseen_and_the_test_button_reports(
     page.click("#submit")
     page.click("#cmsvc-test")
     assert "has no site with this slug" in page.text_content(".cmsvc-notice")
+
+    # A blog whose origin the site does not list is told so.
+    with server.session() as session:
+        site = session.scalars(select(Site).where(Site.slug == "blog")).one()
+        site.origins = ["https://elsewhere.example"]
+        session.commit()
+    set_options(wp, server.url, "blog", "include")
+    try:
+        found = wp.php("echo wp_json_encode( cmsvc_check_connection() );")
+    finally:
+        with server.session() as session:
+            site = session.scalars(select(Site).where(Site.slug == "blog")).one()
+            site.origins = [wp.url]
+            session.commit()
+    assert found["ok"] is False
+    assert f"This blog's origin ({wp.url}) is not one of the site's origins" in found["lines"][1]
 
     # The actions check their nonce: a forged form gets WordPress's 403.
     forged = page.request.post(f"{wp.url}/wp-admin/admin-post.php", form={"action": "cmsvc_move"})
