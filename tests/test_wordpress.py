@@ -45,7 +45,8 @@ def wp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WordPress]:
     require_browser()
     with wordpress(tmp_path_factory.mktemp("wp")) as site:
         activated = site.php(
-            f"$r = activate_plugin( '{PLUGIN_FILE}' ); echo is_wp_error( $r ) ? $r->get_error_message() : 'active';"
+            f"$r = activate_plugin( '{PLUGIN_FILE}' );"
+            " echo is_wp_error( $r ) ? $r->get_error_message() : 'active';"
         )
         assert activated == "active"
         yield site
@@ -70,7 +71,11 @@ def server(tmp_path_factory: pytest.TempPathFactory, wp: WordPress) -> Iterator[
 
 def set_options(wp: WordPress, url: str, site: str, mode: str, token: str | None = None) -> None:
     settings = json.dumps({"url": url, "site": site, "mode": mode})
-    code = f"update_option( 'comments_service', array_merge( (array) get_option( 'comments_service', array() ), json_decode( '{settings}', true ) ) );"
+    code = (
+        "update_option( 'comments_service', array_merge("
+        " (array) get_option( 'comments_service', array() ),"
+        f" json_decode( {php_string(settings)}, true ) ) );"
+    )
     if token is not None:
         code += f"update_option( 'comments_service_token', '{token}', false );"
     wp.php(code + "echo 'ok';")
@@ -79,8 +84,10 @@ def set_options(wp: WordPress, url: str, site: str, mode: str, token: str | None
 def publish(wp: WordPress, title: str, **fields: str) -> dict[str, Any]:
     post = json.dumps({"post_title": title, "post_content": "The text of the post.", **fields})
     found: dict[str, Any] = wp.php(
-        f"$id = wp_insert_post( array_merge( array( 'post_status' => 'publish' ), json_decode( {php_string(post)}, true ) ) );"
-        "echo wp_json_encode( array( 'id' => $id, 'url' => get_permalink( $id ), 'key' => wp_parse_url( get_permalink( $id ), PHP_URL_PATH ) ) );"
+        "$id = wp_insert_post( array_merge( array( 'post_status' => 'publish' ),"
+        f" json_decode( {php_string(post)}, true ) ) );"
+        "echo wp_json_encode( array( 'id' => $id, 'url' => get_permalink( $id ),"
+        " 'key' => wp_parse_url( get_permalink( $id ), PHP_URL_PATH ) ) );"
     )
     return found
 
@@ -152,7 +159,8 @@ def test_settings_keep_the_token_unseen_and_the_test_button_reports(
     assert second not in page.content()
     assert page.input_value("#cmsvc-token") == ""
     stored = wp.php(
-        "echo wp_json_encode( array( get_option( 'comments_service' ), get_option( 'comments_service_token' ) ) );"
+        "echo wp_json_encode( array( get_option( 'comments_service' ),"
+        " get_option( 'comments_service_token' ) ) );"
     )
     assert stored == [
         {"url": server.url, "site": "blog", "mode": "script", "native_off": False},
@@ -297,7 +305,8 @@ def test_the_include_is_revalidated_with_its_etag_and_pages_embed_too(
     ]
     assert reads == ["200", "304"]  # the second view sent If-None-Match with the kept ETag
     kept = wp.php(
-        f"echo wp_json_encode( get_transient( 'cmsvc_f_' . md5( cmsvc_thread_url( cmsvc_post_facts( get_post( {page['id']} ) ) ) ) ) );"
+        "echo wp_json_encode( get_transient( 'cmsvc_f_' . md5( cmsvc_thread_url("
+        f" cmsvc_post_facts( get_post( {page['id']} ) ) ) ) ) );"
     )
     assert kept["etag"].startswith('"') and 'id="cm-thread"' in kept["body"]
 

@@ -43,14 +43,15 @@ from moderation.errors import (
     RateLimited,
     ServiceError,
 )
-from moderation.events import Actor
+from moderation.events import COMMENT_ACTIONS, Actor
 from moderation.models import Comment, CommentStatus, MailPreference, Moderator, Site
-from moderation.web import admin
+from moderation.web import admin, moderate_webhooks
 from moderation.web.context import client_address, hasher, now, settings
 from moderation.web.sessions import get_session
 
 bp = Blueprint("moderate", __name__, url_prefix="/moderate")
 bp.register_blueprint(admin.bp)
+bp.register_blueprint(moderate_webhooks.bp)
 
 PUBLIC_ENDPOINTS = frozenset({"moderate.login", "moderate.do_login"})
 
@@ -128,22 +129,14 @@ def do_login() -> ResponseReturnValue:
     login_name = request.form.get("login", "").strip()
     network = client_network(client_address())
     db = get_session()
+    password = request.form.get("password", "")
     try:
-        moderators.check_login_allowed(db, login_name, network, now=now())
-        moderator = moderators.authenticate(
-            db, hasher(), login_name, request.form.get("password", "")
-        )
+        token = moderators.log_in(db, hasher(), login_name, password, network, now=now())
     except (InvalidCredentials, RateLimited) as error:
-        status = error.status
-        if isinstance(error, InvalidCredentials):
-            db.rollback()
-            moderators.record_failed_login(db, login_name, network, now=now())
-            db.commit()
+        db.commit()  # the failed attempt, recorded for the throttle
         page = render_template("moderate/login.html", error=error.message, login_name=login_name)
         headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else {}
-        return page, status, headers
-    moderators.clear_failed_logins(db, login_name)
-    token = moderators.start_login_session(db, moderator, now=now())
+        return page, error.status, headers
     db.commit()
     # A new session on login: nothing from before the login survives, not even the CSRF token.
     session.clear()
@@ -250,7 +243,7 @@ def queue() -> str:
         page=page,
         wanted=wanted,
         counts=_count_labels(queues.status_counts(db, g.moderator, wanted)),
-        history=queues.author_history(db, page.comments),
+        history=queues.author_history(db, g.moderator, page.comments),
         sites=_sites_for(g.moderator),
         statuses=list(queues.QUEUE_STATUSES),
         bulk_actions=actions.BULK_ACTIONS,
@@ -270,7 +263,7 @@ def comment(comment_id: str) -> str:
         "moderate/comment.html",
         c=found,
         holds_claim=holds,
-        history=queues.author_history(db, [found]),
+        history=queues.author_history(db, g.moderator, [found]),
         now=now(),
     )
 
@@ -411,6 +404,6 @@ def audit_log() -> ResponseReturnValue:
         page=page,
         wanted=wanted,
         sites=_sites_for(g.moderator),
-        actions=[*actions.ACTIONS, "undo", "edit", "reply"],
+        actions=COMMENT_ACTIONS,
         now=now(),
     )
