@@ -8,6 +8,7 @@ default. Defaults suit the embedded SQLite mode of ``make run``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
@@ -16,6 +17,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 PREFIX = "MODERATION_"
+# Former settings, now constants in the module that uses them (CHANGELOG.md says where). A
+# deployment that still sets one starts, with a warning that the value is ignored.
+REMOVED = frozenset(
+    {
+        "public_stale_while_revalidate",
+        "webhook_response_cap_bytes",
+        "webhook_rotation_overlap_hours",
+        "webhook_disable_after_hours",
+        "ratelimit_key_prefix",
+        "time_trap_min_seconds",
+        "time_trap_max_age_hours",
+        "mail_digest_minutes",
+    }
+)
+
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):
@@ -50,7 +67,6 @@ class Settings:
     metrics_allow: str = ""
     # HTTP caching of public reads (thread fragment, comments JSON, counts, feeds), in seconds.
     public_max_age: int = 10
-    public_stale_while_revalidate: int = 60
     # Comments per page of the embedded thread ("show more" loads the next page).
     embed_page_size: int = 100
     # Cheap password hashing is only for test suites; never set it in production.
@@ -58,16 +74,11 @@ class Settings:
     # Webhooks (docs/webhooks.md). Timeouts in seconds; both default to 15 s.
     webhook_connect_timeout: float = 15.0
     webhook_timeout: float = 15.0
-    webhook_response_cap_bytes: int = 4096
     # Plain http:// endpoint URLs are refused unless this is on (https only by default).
     webhook_allow_http: bool = False
     # Comma-separated networks (CIDR) that may be delivered to although not globally routable,
     # e.g. "127.0.0.0/8" for a consumer on the same host. Empty: only global addresses.
     webhook_allowed_networks: str = ""
-    # How long an old secret keeps signing after a rotation.
-    webhook_rotation_overlap_hours: int = 24
-    # An endpoint with no successful delivery for this long is disabled.
-    webhook_disable_after_hours: int = 120
     # How long a worker's claim on a delivery lasts before another worker may take it over.
     webhook_lease_seconds: int = 120
     # The in-process delivery thread of `moderation serve`; default: on with SQLite only.
@@ -75,14 +86,10 @@ class Settings:
     # Spam checks (see moderation/spam.py). Rate limits are limits-library strings per key.
     ratelimit_enabled: bool = True
     ratelimit_storage_url: str = "memory://"
-    # Prefix of the limit keys, so deployments may share one Redis.
-    ratelimit_key_prefix: str = "moderation"
     ratelimit_network: str = "10/minute;60/hour"
     ratelimit_email: str = "5/minute;30/hour"
     ratelimit_post: str = "30/minute"
     time_trap: bool = True
-    time_trap_min_seconds: int = 3
-    time_trap_max_age_hours: int = 24
     time_trap_verdict: Literal["hold", "spam"] = "hold"
     # None: on, except in development, where a laptop demo must not depend on the network.
     check_deliverability: bool | None = None
@@ -99,8 +106,6 @@ class Settings:
     smtp_security: Literal["none", "starttls", "tls"] = "starttls"
     smtp_timeout: float = 15.0
     mail_from: str = ""
-    # Moderators who chose a digest get one at most this often.
-    mail_digest_minutes: int = 60
     # How the service is reached from outside, for links in mail: https://comments.example.org
     public_url: str = ""
 
@@ -224,6 +229,12 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read MODERATION_CONFIG_FILE {config_file}: {exc}") from exc
     fields = {f.name: f for f in dataclasses.fields(Settings)}
+    removed = {name for name in REMOVED if name in values or f"{PREFIX}{name.upper()}" in environ}
+    for name in sorted(removed):
+        logger.warning(
+            "%s%s is no longer a setting and is ignored (see CHANGELOG.md)", PREFIX, name.upper()
+        )
+        values.pop(name, None)
     unknown = set(values) - set(fields)
     if unknown:
         raise ConfigError(f"unknown settings in {config_file}: {', '.join(sorted(unknown))}")

@@ -206,13 +206,19 @@ def form_token_age(secret: str, site_slug: str, token: str, *, now: dt.datetime)
     return now.timestamp() - int(issued)
 
 
+# Faster than a person writes a comment, and older than a reader leaves a form open. Fixed, not
+# settings: they are part of the check's design, and the embed shows the minimum to the reader.
+TIME_TRAP_MIN_SECONDS = 3
+TIME_TRAP_MAX_AGE = dt.timedelta(hours=24)
+
+
 @dataclasses.dataclass(frozen=True)
 class TimeTrapCheck:
     """People take more than a few seconds to write a comment; scripts post at once."""
 
     secret: str
-    min_seconds: int = 3
-    max_age: dt.timedelta = dt.timedelta(hours=24)
+    min_seconds: int = TIME_TRAP_MIN_SECONDS
+    max_age: dt.timedelta = TIME_TRAP_MAX_AGE
     verdict: Verdict = Verdict.HOLD
     name: str = "time_trap"
 
@@ -472,8 +478,8 @@ def default_pipeline(
     *,
     secret: str,
     time_trap: bool = True,
-    time_trap_min_seconds: int = 3,
-    time_trap_max_age: dt.timedelta = dt.timedelta(hours=24),
+    time_trap_min_seconds: int = TIME_TRAP_MIN_SECONDS,
+    time_trap_max_age: dt.timedelta = TIME_TRAP_MAX_AGE,
     time_trap_verdict: Verdict = Verdict.HOLD,
     disposable: bool = True,
 ) -> Pipeline:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
 from moderation import create_app, schema
+from moderation.web import caching
 
 CHROMIUM = "/usr/bin/chromium"
 AXE = Path(__file__).resolve().parents[1] / "node_modules" / "axe-core" / "axe.min.js"
@@ -53,17 +54,24 @@ def require_browser() -> None:
     assert not missing, f"CI must install {missing}"
 
 
-def live_server(tmp: Path, **overrides: object) -> Iterator[LiveServer]:
+def live_server(
+    tmp: Path, *, stale_while_revalidate: int | None = None, **overrides: object
+) -> Iterator[LiveServer]:
+    """The app with test settings (and ``overrides``); ``stale_while_revalidate`` replaces the
+    Cache-Control constant while it serves."""
     from tests.helpers import settings_for_tests
 
     settings = settings_for_tests(database_url=f"sqlite:///{tmp / 'live.db'}", **overrides)
     app = create_app(settings)
     schema.upgrade(app.extensions["moderation.engine"])
-    try:
-        with serving(app) as url:
-            yield LiveServer(url, app)
-    finally:
-        app.extensions["moderation.engine"].dispose()
+    with pytest.MonkeyPatch.context() as patch:
+        if stale_while_revalidate is not None:
+            patch.setattr(caching, "STALE_WHILE_REVALIDATE", stale_while_revalidate)
+        try:
+            with serving(app) as url:
+                yield LiveServer(url, app)
+        finally:
+            app.extensions["moderation.engine"].dispose()
 
 
 @contextlib.contextmanager

@@ -65,7 +65,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, blog: Blog) -> Iterator[Liv
         "public_url": "http://127.0.0.1",
     }
     for server in live_server(
-        tmp_path_factory.mktemp("live"), public_max_age=0, public_stale_while_revalidate=0, **mail
+        tmp_path_factory.mktemp("live"), public_max_age=0, stale_while_revalidate=0, **mail
     ):
         with server.session() as session:
             create_site(session, slug="blog", name="Test blog", origins=[blog.url])

@@ -377,7 +377,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, blog: Blog) -> Iterator[Liv
     for server in live_server(
         tmp_path_factory.mktemp("xss"),
         public_max_age=0,
-        public_stale_while_revalidate=0,
+        stale_while_revalidate=0,
         embed_page_size=PER_THREAD,
     ):
         with server.session() as session:

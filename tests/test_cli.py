@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,27 @@ def test_settings_come_from_the_environment_and_a_toml_file(tmp_path: Path) -> N
         load_settings({"MODERATION_CONFIG_FILE": str(toml), "MODERATION_ENV": "development"})
     with pytest.raises(ConfigError, match="only allowed in testing"):
         load_settings({"MODERATION_ENV": "development", "MODERATION_FAST_PASSWORD_HASHING": "true"})
+
+
+def test_a_removed_setting_still_starts_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Former settings, now constants: an operator who still sets one learns it is ignored."""
+    toml = tmp_path / "moderation.toml"
+    toml.write_text("mail_digest_minutes = 5\n")
+    with caplog.at_level(logging.WARNING, logger="moderation.config"):
+        settings = load_settings(
+            {
+                "MODERATION_CONFIG_FILE": str(toml),
+                "MODERATION_ENV": "development",
+                "MODERATION_RATELIMIT_KEY_PREFIX": "blog",
+            }
+        )
+    assert settings.env == "development"
+    assert [record.getMessage() for record in caplog.records] == [
+        "MODERATION_MAIL_DIGEST_MINUTES is no longer a setting and is ignored (see CHANGELOG.md)",
+        "MODERATION_RATELIMIT_KEY_PREFIX is no longer a setting and is ignored (see CHANGELOG.md)",
+    ]
 
 
 def test_personal_data_and_purge_commands(tmp_path: Path) -> None:

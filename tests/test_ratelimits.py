@@ -96,13 +96,14 @@ def test_the_no_js_form_is_limited_too(
 PROCESS = """
 import json, sys
 from moderation import create_app
+from moderation.web import screening
 from tests.helpers import settings_for_tests, comment_json
 from tests.helpers import good_token
 
 db_url, redis_url, email, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+screening.KEY_PREFIX = sys.argv[6]
 app = create_app(settings_for_tests(
     database_url=db_url, ratelimit_enabled=True, ratelimit_storage_url=redis_url,
-    ratelimit_key_prefix=sys.argv[6],
     ratelimit_email="5/minute",
 ))
 client = app.test_client()

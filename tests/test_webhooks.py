@@ -34,7 +34,7 @@ from moderation.models import (
 from moderation.outbox import webhooks as wd
 from moderation.outbox.worker import run_worker
 from moderation.personal_data import erase_personal_data
-from moderation.webhooks import signing
+from moderation.webhooks import network, signing
 from moderation.webhooks.endpoints import create_endpoint, rotate_secret, send_test_event
 from tests.consumer import Consumer, running_consumer
 from tests.helpers import comment_json, make_moderator, make_site, webhook_settings
@@ -102,7 +102,7 @@ def test_a_submission_is_delivered_signed_and_without_the_email(
     assert delivery.status is DeliveryStatus.SUCCEEDED and delivery.attempts == 1
     attempt = session.scalars(select(WebhookAttempt)).one()
     assert attempt.status_code == 200 and attempt.error is None
-    assert len(attempt.response_excerpt) == webhook_settings().webhook_response_cap_bytes
+    assert len(attempt.response_excerpt) == network.RESPONSE_CAP_BYTES
     assert run(factory, T0 + dt.timedelta(hours=1)) == 0
 
 
@@ -326,13 +326,18 @@ def test_a_reset_connection_is_retried(
 
 
 def test_an_endpoint_failing_for_the_configured_period_is_disabled(
-    client: FlaskClient, session: Session, factory: sessionmaker[Session], consumer: Consumer
+    client: FlaskClient,
+    session: Session,
+    factory: sessionmaker[Session],
+    consumer: Consumer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     consumer.default = "500"
     make_site(session)
     endpoint = add_endpoint(session, consumer.url)
     submit(client)
-    settings = webhook_settings(webhook_disable_after_hours=1)
+    monkeypatch.setattr(wd, "DISABLE_AFTER", dt.timedelta(hours=1))
+    settings = webhook_settings()
     run(factory, T0, settings)
     send_test_event(session, endpoint, now=T0 + dt.timedelta(hours=2))
     session.commit()

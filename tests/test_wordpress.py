@@ -59,7 +59,7 @@ def wp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WordPress]:
 def server(tmp_path_factory: pytest.TempPathFactory, wp: WordPress) -> Iterator[LiveServer]:
     # Every read revalidates (max-age 0), so a moderation shows on the next page view.
     for server in live_server(
-        tmp_path_factory.mktemp("service"), public_max_age=0, public_stale_while_revalidate=0
+        tmp_path_factory.mktemp("service"), public_max_age=0, stale_while_revalidate=0
     ):
         with server.session() as session:
             create_site(session, slug="blog", name="A test blog", origins=[wp.url])

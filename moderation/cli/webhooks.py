@@ -84,15 +84,13 @@ def webhook_enable(endpoint_id: str) -> None:
 @click.argument("endpoint_id")
 def webhook_rotate(endpoint_id: str) -> None:
     """Give an endpoint a new secret; the old one also signs for the overlap period."""
-    import datetime as dt
-
-    from moderation.webhooks.endpoints import get_endpoint, rotate_secret
+    from moderation.webhooks.endpoints import ROTATION_OVERLAP, get_endpoint, rotate_secret
 
     app = load_app()
-    hours = app.extensions["moderation.settings"].webhook_rotation_overlap_hours
+    hours = int(ROTATION_OVERLAP.total_seconds() // 3600)
     with write_transaction(sessions(app)) as session:
         endpoint = get_endpoint(session, endpoint_id)
-        secret = rotate_secret(session, endpoint, overlap=dt.timedelta(hours=hours), now=utcnow())
+        secret = rotate_secret(session, endpoint, now=utcnow())
         click.echo(f"New secret (the old one stays valid for {hours} h): {secret}")
 
 

@@ -46,6 +46,9 @@ RETRY_SCHEDULE = RetrySchedule(
     )
 )
 LEASE = dt.timedelta(minutes=5)
+# A moderator who chose a digest gets at most one this often. Each moderator chooses between
+# "each", "digest" and "off" on the account page; an hourly digest is the product's promise there.
+DIGEST_INTERVAL = dt.timedelta(minutes=60)
 
 
 def claim_due(
@@ -196,7 +199,7 @@ def send_due_mail(
         return 0
     owner = owner or worker_name()
     rng = rng or random.Random()  # noqa: S311 (jitter, not a secret)
-    digest_after = dt.timedelta(minutes=settings.mail_digest_minutes)
+    digest_after = DIGEST_INTERVAL
     with write_transaction(session_factory) as session:
         batches = claim_due(session, owner, now=now, digest_after=digest_after, limit=limit)
     if not batches:

@@ -59,6 +59,9 @@ RETRY_SCHEDULE = RetrySchedule(
 )
 MAX_ATTEMPTS = RETRY_SCHEDULE.max_attempts
 MAX_RETRY_AFTER = dt.timedelta(hours=24)
+# An endpoint with no successful delivery for this long is disabled: a consumer down over a long
+# weekend survives, a dead one is shown to the administrators within a working week.
+DISABLE_AFTER = dt.timedelta(hours=120)
 # An attempt's outcome, as the deliveries metric labels it.
 OUTCOMES = {
     DeliveryStatus.SUCCEEDED: "succeeded",
@@ -73,7 +76,6 @@ def policy_from(settings: Settings) -> network.Policy:
         allowed_networks=network.parse_networks(settings.webhook_allowed_networks),
         connect_timeout=settings.webhook_connect_timeout,
         timeout=settings.webhook_timeout,
-        response_cap_bytes=settings.webhook_response_cap_bytes,
     )
 
 
@@ -300,7 +302,7 @@ def deliver_due(
                 result,
                 owner=owner,
                 now=now,
-                disable_after=dt.timedelta(hours=settings.webhook_disable_after_hours),
+                disable_after=DISABLE_AFTER,
                 rng=rng,
             )
         if status is not None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from moderation import comments, i18n, publishing
+from moderation import comments, i18n, publishing, spam
 from moderation.errors import Malformed, NotFound
 from moderation.events import rfc3339
 from moderation.models import Comment, CommentStatus, Post, Site
@@ -165,12 +165,11 @@ def submit_comment(site: str) -> tuple[Response, int]:
 def form_token(site: str) -> Response:
     """A signed token carrying the time the form was shown, for the time-trap check."""
     found = comments.get_site(get_session(), site)
-    settings = screening().settings
     response = jsonify(
         {
             "form_token": screening().form_token(found.slug),
-            "min_seconds": settings.time_trap_min_seconds,
-            "expires_in": settings.time_trap_max_age_hours * 3600,
+            "min_seconds": spam.TIME_TRAP_MIN_SECONDS,
+            "expires_in": int(spam.TIME_TRAP_MAX_AGE.total_seconds()),
         }
     )
     response.headers["Cache-Control"] = "no-store"

@@ -20,6 +20,9 @@ def _build() -> str:
 
 
 BUILD = _build()
+# Seconds a cache may keep serving a stale read while it revalidates in the background. Not a
+# setting: operators choose freshness with MODERATION_PUBLIC_MAX_AGE; this only hides latency.
+STALE_WHILE_REVALIDATE = 60
 
 
 def strong_etag(*parts: object) -> str:
@@ -52,7 +55,7 @@ def cache_control() -> str:
         config = settings()
         value = current_app.extensions["moderation.cache_control"] = (
             f"public, max-age={config.public_max_age}, "
-            f"stale-while-revalidate={config.public_stale_while_revalidate}"
+            f"stale-while-revalidate={STALE_WHILE_REVALIDATE}"
         )
     return value
 

@@ -46,6 +46,7 @@ from moderation.errors import (
 )
 from moderation.events import COMMENT_ACTIONS, Actor
 from moderation.models import Comment, CommentStatus, MailPreference, Moderator, Site
+from moderation.outbox.mail import DIGEST_INTERVAL
 from moderation.web import admin, moderate_webhooks
 from moderation.web.context import client_address, hasher, now, settings
 from moderation.web.sessions import close_session, get_session, reads_first
@@ -174,7 +175,7 @@ def account() -> str:
         "moderate/account.html",
         preferences=list(MailPreference),
         mail_on=settings().mail_enabled,
-        digest_minutes=settings().mail_digest_minutes,
+        digest_minutes=int(DIGEST_INTERVAL.total_seconds() // 60),
     )
 
 

@@ -5,8 +5,6 @@ Nested in the moderate blueprint: its guard checks the login and every form's CS
 
 from __future__ import annotations
 
-import datetime as dt
-
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
@@ -97,16 +95,13 @@ def act(endpoint_id: str, action: str) -> ResponseReturnValue:
         endpoints.send_test_event(session, endpoint, now=now())
         flash("A test event is queued; it appears in the delivery log once sent.")
     elif action == "rotate-secret":
-        hours = settings().webhook_rotation_overlap_hours
-        secret = endpoints.rotate_secret(
-            session, endpoint, overlap=dt.timedelta(hours=hours), now=now()
-        )
+        secret = endpoints.rotate_secret(session, endpoint, now=now())
         session.commit()
         return render_template(
             "moderate/webhook_secret.html",
             endpoint=endpoint,
             secret=secret,
-            overlap_hours=hours,
+            overlap_hours=int(endpoints.ROTATION_OVERLAP.total_seconds() // 3600),
             moderator=g.moderator,
         )
     else:

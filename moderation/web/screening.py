@@ -10,7 +10,6 @@ made before the database is touched, so no transaction waits on the network.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import time
 from collections.abc import Mapping
@@ -30,6 +29,9 @@ from moderation.validation import CommentSubmission
 from moderation.web.context import client_address, foreign_origin, now
 from moderation.web.sessions import get_session
 
+# Limit keys start with this, apart from any other user of the same Redis database (deployments
+# that share a Redis server use a database each, in MODERATION_RATELIMIT_STORAGE_URL).
+KEY_PREFIX = "moderation"
 RATE_LIMITED = "You have sent several comments in a short time. Wait a little, then try again."
 
 
@@ -41,8 +43,6 @@ class Screening:
         self.pipeline = spam.default_pipeline(
             secret=app.config["SECRET_KEY"],
             time_trap=settings.time_trap,
-            time_trap_min_seconds=settings.time_trap_min_seconds,
-            time_trap_max_age=dt.timedelta(hours=settings.time_trap_max_age_hours),
             time_trap_verdict=spam.Verdict(settings.time_trap_verdict),
             disposable=settings.check_disposable_email,
         )
@@ -79,7 +79,7 @@ class Screening:
                     )
 
     def _keys(self, site: str, kind: str, key: str) -> tuple[str, ...]:
-        return (self.settings.ratelimit_key_prefix, "submit", site, kind, key)
+        return (KEY_PREFIX, "submit", site, kind, key)
 
     def _retry_after(self, item: RateLimitItem, *keys: str) -> int:
         reset_at, _ = self.limiter.get_window_stats(item, *self._keys(*keys))

@@ -157,8 +157,7 @@ def switch(endpoint_id: str, action: str) -> Response:
     session = get_session()
     endpoint = endpoints.get_endpoint(session, endpoint_id)
     if action == "rotate-secret":
-        overlap = dt.timedelta(hours=settings().webhook_rotation_overlap_hours)
-        secret = endpoints.rotate_secret(session, endpoint, overlap=overlap, now=now())
+        secret = endpoints.rotate_secret(session, endpoint, now=now())
         body = {**endpoint_json(endpoint), "secret": secret}
     elif action in ("enable", "disable"):
         endpoints.set_enabled(session, endpoint, action == "enable", now=now())

@@ -28,6 +28,9 @@ TEST_EVENT_TYPE = EventType.WEBHOOK_TEST.value
 
 
 ADMINS_ONLY = "Only administrators manage webhooks."
+# After a rotation the old secret keeps signing this long, so a consumer can switch without
+# losing deliveries; a day is the contract docs/webhooks.md gives integrators, not a tunable.
+ROTATION_OVERLAP = dt.timedelta(hours=24)
 
 
 def check_endpoint_url(url: str, *, allow_http: bool) -> str:
@@ -147,7 +150,11 @@ def set_enabled(
 
 
 def rotate_secret(
-    session: Session, endpoint: WebhookEndpoint, *, overlap: dt.timedelta, now: dt.datetime
+    session: Session,
+    endpoint: WebhookEndpoint,
+    *,
+    now: dt.datetime,
+    overlap: dt.timedelta = ROTATION_OVERLAP,
 ) -> str:
     """A new secret; the old one keeps signing too until ``now + overlap``."""
     endpoint.previous_secret = endpoint.secret

@@ -33,6 +33,9 @@ NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 USER_AGENT = "moderation-webhooks/1"
+# How much of a consumer's response is read and kept in the delivery log: enough for an error
+# message, never a consumer's whole page. Not a setting: no operator decision rests on it.
+RESPONSE_CAP_BYTES = 4096
 
 
 class Refused(Exception):
@@ -51,7 +54,7 @@ class Policy:
     allowed_networks: tuple[Network, ...] = ()
     connect_timeout: float = 15.0
     timeout: float = 15.0
-    response_cap_bytes: int = 4096
+    response_cap_bytes: int = RESPONSE_CAP_BYTES
 
 
 def parse_networks(raw: str) -> tuple[Network, ...]:
