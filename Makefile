@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: install run test test-pg lint format bench soak clean
+.PHONY: install run test test-pg lint format bench bench-peer-install soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,8 +55,17 @@ soak: install
 	$(BIN)/python -m bench.soak $(TEST_PG_URL)
 	XSS_CORPUS=full MODERATION_TEST_DATABASE_URL= $(BIN)/python -m pytest -s tests/test_browser_xss.py
 
+# Isso, the peer of bench/peer.py, in a virtual environment of its own (gitignored).
+ISSO_STAMP := bench/.isso-venv/.installed-stamp
+$(ISSO_STAMP): bench/isso-requirements.txt
+	$(PYTHON) -m venv bench/.isso-venv
+	bench/.isso-venv/bin/python -m pip install --quiet -r bench/isso-requirements.txt
+	touch $@
+
+bench-peer-install: $(ISSO_STAMP)
+
 ## bench: the benchmarks (under 10 minutes on 2 cores); the load comes from wrk (apt-get install wrk)
-bench: $(STAMP)
+bench: $(STAMP) $(ISSO_STAMP)
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
 	$(BIN)/python -m bench
 

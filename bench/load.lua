@@ -1,7 +1,8 @@
 -- The wrk script of the benchmark harness (bench/http.py runs it; one wrk thread).
--- Arguments: method, path, body, expected status, first number, then "Name: value" headers.
--- "{n}" in the path or body becomes a number unique to the request (first, first + 1, ...), and
--- "{words}" in the body forty words picked by that number, so no two submissions are alike.
+-- Arguments: method, path, body, expected status, first number, a file of bodies (or ""), then
+-- "Name: value" headers. "{n}" in the path or body becomes a number unique to the request (first,
+-- first + 1, ...), "{words}" in the body forty words picked by that number, so no two submissions
+-- are alike, and "{body}" the file's line picked by that number (lines are JSON string contents).
 -- done() prints one JSON line: requests, duration, p50/p99 latency (microseconds), transport
 -- errors, responses with another status than expected, and how many numbers were handed out.
 
@@ -27,8 +28,14 @@ end
 
 function init(args)
    method, path, body, expected, first = args[1], args[2], args[3], tonumber(args[4]), tonumber(args[5])
+   bodies = {}
+   if args[6] ~= "" then
+      for line in io.lines(args[6]) do
+         table.insert(bodies, line)
+      end
+   end
    headers = {}
-   for i = 6, #args do
+   for i = 7, #args do
       local name, value = args[i]:match("^([^:]+):%s*(.*)$")
       headers[name] = value
    end
@@ -44,7 +51,12 @@ function request()
    end
    local n = first + issued
    issued = issued + 1
-   local text = body:gsub("{words}", words(n)):gsub("{n}", tostring(n))
+   local text = body:gsub("{words}", words(n))
+   if #bodies > 0 then
+      -- a function, so that "%" in a body is not read as a capture reference
+      text = text:gsub("{body}", function() return bodies[n % #bodies + 1] end)
+   end
+   text = text:gsub("{n}", tostring(n))
    return wrk.format(method, (path:gsub("{n}", tostring(n))), headers, text ~= "" and text or nil)
 end
 
