@@ -101,6 +101,8 @@ def app_in_transaction(engine: Engine, connection: Connection, **overrides: Any)
     app = create_app(settings_for_tests(**overrides), engine=engine)
     app.extensions["moderation.sessionmaker"] = _session_factory(connection)
     app.extensions["moderation.heads"] = ThreadHeads(None)
+    # Nor replays on PostgreSQL: their probes' own connections would not see the test's data.
+    app.extensions["moderation.probes"] = None
     app.config["SERVER_NAME"] = "comments.example.org"
     app.config["PREFERRED_URL_SCHEME"] = "https"
     return app
@@ -163,6 +165,7 @@ def mail_client(engine: Engine, mail_sessions: sessionmaker[Session], smtp: Any)
     app = create_app(mail_settings(smtp.port), engine=engine)
     app.extensions["moderation.sessionmaker"] = mail_sessions
     app.extensions["moderation.heads"] = ThreadHeads(None)  # as in app_in_transaction
+    app.extensions["moderation.probes"] = None
     app.config["SERVER_NAME"] = "comments.example.org"
     app.config["PREFERRED_URL_SCHEME"] = "https"
     return app.test_client()

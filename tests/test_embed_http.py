@@ -7,16 +7,18 @@ import dataclasses
 import datetime as dt
 import itertools
 import logging
+import os
 import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask, request
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, select, update
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
@@ -530,6 +532,79 @@ def test_replayed_reads_are_the_apps_own_answers_until_anyone_commits(
         refused = client.get(LISTING, headers={"Origin": "https://evil.example"})
         assert "Access-Control-Allow-Origin" not in refused.headers
     engine.dispose()
+
+
+@pytest.fixture
+def pg_schema_url(engine: Engine) -> Iterator[str]:
+    """A database URL on a schema of its own in the test database, whose commits are real (the
+    ``app`` fixture's never are) and leave no trace in the other tests' schema."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("replays on PostgreSQL: needs MODERATION_TEST_DATABASE_URL")
+    name = f"replay_{os.getpid()}"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}")
+    url = engine.url.update_query_dict({"options": f"-csearch_path={name}"})
+    yield url.render_as_string(hide_password=False)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
+
+
+@pytest.mark.postgres_only
+def test_postgresql_replays_reads_until_a_moderation_action_in_any_worker(
+    pg_schema_url: str,
+) -> None:
+    """Two apps (two workers) on one PostgreSQL database: an unchanged thread or count is replayed
+    after one small query, and never once a moderation action committed anywhere has changed it."""
+    workers = [create_app(settings_for_tests(database_url=pg_schema_url)) for _ in range(2)]
+    engine = workers[0].extensions["moderation.engine"]
+    schema.upgrade(engine)
+    with Session(engine) as session:
+        make_site(session)
+        moderator_id = make_moderator(session).id
+        session.commit()
+    reached: list[str] = []
+    for app in workers:
+        app.before_request(lambda: reached.append(request.path))
+    reader, writer = (app.test_client() for app in workers)
+    counts = f"/api/v1/sites/luac/counts?post={POST_KEY}&post={OTHER_KEY}"
+
+    def moderate(body: str) -> None:  # in the other worker, committed
+        comment_id = submit(writer, body=body)
+        with Session(workers[1].extensions["moderation.engine"]) as session:
+            approve(session, session.get_one(Moderator, moderator_id), comment_id)
+
+    moderate("The first published comment")
+    for url in (THREAD, LISTING, counts):
+        first = reader.get(url)
+        count = len(reached)
+        again = reader.get(url)
+        revalidated = reader.get(url, headers={"If-None-Match": first.headers["ETag"]})
+        assert len(reached) == count, url  # both replayed, after their probe
+        assert again.status_code == 200 and revalidated.status_code == 304
+        assert headers_of(again) == headers_of(first), url
+        if url != THREAD:  # the fragment carries a fresh form token each time
+            assert again.get_data() == first.get_data()
+
+    etags = {url: reader.get(url).headers["ETag"] for url in (THREAD, LISTING, counts)}
+    moderate("A second published comment")
+    for url in (THREAD, LISTING, counts):
+        count = len(reached)
+        response = reader.get(url, headers={"If-None-Match": etags[url]})
+        assert response.status_code == 200, url  # never the stale 304
+        assert len(reached) == count + 1, url
+        if url == counts:
+            assert json_of(response)["counts"] == {POST_KEY: 2, OTHER_KEY: 0}
+        else:
+            assert "A second published comment" in response.get_data(as_text=True)
+    thread_etag = reader.get(THREAD).headers["ETag"]
+    with Session(engine) as session:  # closing the thread by hand changes its head too
+        session.execute(update(Post).values(closed=True))
+        session.commit()
+    response = reader.get(THREAD)
+    assert response.headers["ETag"] != thread_etag
+    for app in workers:
+        app.extensions["moderation.probes"].dispose()
+        app.extensions["moderation.engine"].dispose()
 
 
 def headers_of(response: TestResponse) -> dict[str, str]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from importlib.metadata import PackageNotFoundError, version
 
 from flask import Response, current_app, g, request
+from sqlalchemy import Connection
 
 from moderation.db import get_session
-from moderation.publishing import ThreadHead, ThreadHeads
+from moderation.publishing import Probe, ThreadHead, ThreadHeads, read_thread_head
 from moderation.web.context import now, settings
 
 
@@ -39,6 +41,15 @@ def thread_head(slug: str, key: str) -> ThreadHead | None:
     if head is not None:
         g.site_origins = head.site_state[2]
     return head
+
+
+def thread_probe(slug: str, key: str) -> Probe:
+    """Reads a thread's head again, for the replay layer (see replay.Replayable)."""
+
+    def probe(connection: Connection, at: dt.datetime) -> object:
+        return read_thread_head(connection, slug, key, now=at)
+
+    return probe
 
 
 def variant() -> str:

@@ -33,7 +33,14 @@ from moderation.errors import (
 from moderation.models import Post, Site
 from moderation.spam import FORM_TOKEN_FIELD, HONEYPOT_FIELD
 from moderation.validation import MAX_BODY, parse_submission
-from moderation.web.caching import cacheable, not_modified, strong_etag, thread_head, variant
+from moderation.web.caching import (
+    cacheable,
+    not_modified,
+    strong_etag,
+    thread_head,
+    thread_probe,
+    variant,
+)
 from moderation.web.context import (
     now,
     required_post_key,
@@ -241,7 +248,7 @@ def thread(site: str) -> Response:
         response = cacheable(Response(token.encode().join(pieces), mimetype="text/html"), etag)
     if standalone:
         response.headers["Content-Security-Policy"] = frame_ancestors_for(head.site_state[2])
-    mark_replayable(etag, site, token)
+    mark_replayable(etag, site, token, state=head, probe=thread_probe(site, key))
     return response
 
 
