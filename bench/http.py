@@ -60,6 +60,7 @@ class Result:
     p99_ms: float
     errors: int  # transport errors and responses with an unexpected status
     issued: int  # numbers handed out for {n}
+    sent: int = 0  # requests sent, including those still unanswered when the round ended
 
     @property
     def rps(self) -> float:
@@ -101,6 +102,19 @@ class Server:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             ticks += int(fields[11]) + int(fields[12])
         return ticks / CLOCK_TICKS
+
+    def settled_cpu_seconds(self, timeout: float = 5.0) -> float:
+        """CPU time once the server has gone quiet (it finishes requests a round left unanswered),
+        so that every request sent is paid for."""
+        deadline = time.monotonic() + timeout
+        last = self.cpu_seconds()
+        quiet = 0
+        while quiet < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = self.cpu_seconds()
+            quiet = quiet + 1 if now == last else 0
+            last = now
+        return last
 
     def worker_rss_mb(self) -> list[float]:
         """Resident memory of each worker process, in MB."""
@@ -169,4 +183,5 @@ def measure(
         p99_ms=out["p99_us"] / 1000,
         errors=out["errors"] + out["unexpected"],
         issued=out["issued"],
+        sent=out.get("sent", 0),
     )
