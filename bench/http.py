@@ -103,18 +103,29 @@ class Server:
             ticks += int(fields[11]) + int(fields[12])
         return ticks / CLOCK_TICKS
 
-    def settled_cpu_seconds(self, timeout: float = 5.0) -> float:
-        """CPU time once the server has gone quiet (it finishes requests a round left unanswered),
-        so that every request sent is paid for."""
+    def busy(self) -> bool:
+        """Whether any thread of the master or its workers is running or waiting to run."""
+        for pid in [self.process.pid, *self.workers()]:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                try:
+                    state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                except (OSError, IndexError):
+                    continue  # a thread that has just ended
+                if state == "R":
+                    return True
+        return False
+
+    def settled_cpu_seconds(self, timeout: float = 120.0) -> float:
+        """CPU time once the server has gone quiet (it finishes the requests a round left
+        unanswered: on a slow path, many seconds of work), so that every request sent is paid
+        for and the next round starts on an idle server. Quiet: no thread runnable in three
+        samples in a row (CPU ticks alone would look quiet on a starved, busy server)."""
         deadline = time.monotonic() + timeout
-        last = self.cpu_seconds()
-        quiet = 0
-        while quiet < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-            now = self.cpu_seconds()
-            quiet = quiet + 1 if now == last else 0
-            last = now
-        return last
+        idle = 0
+        while idle < 3 and time.monotonic() < deadline:
+            idle = 0 if self.busy() else idle + 1
+            time.sleep(0.05)
+        return self.cpu_seconds()
 
     def worker_rss_mb(self) -> list[float]:
         """Resident memory of each worker process, in MB."""

@@ -80,15 +80,54 @@ class Counted:
 
 
 def _timed(action: Callable[[int], None], counted: Counted, first: int) -> tuple[float, float]:
-    """Median milliseconds of ``action`` over SAMPLES calls, and statements per call."""
+    """Median CPU milliseconds of the app's thread for ``action`` over SAMPLES calls (CPU time,
+    so other work on the cores changes it little; the database's side is in ``_plans``), and
+    statements per call."""
     action(first)  # warm
     times = []
     before = counted.statements
     for n in range(first + 1, first + 1 + SAMPLES):
-        started = time.perf_counter()
+        started = time.thread_time()
         action(n)
-        times.append((time.perf_counter() - started) * 1000)
+        times.append((time.thread_time() - started) * 1000)
     return statistics.median(times), (counted.statements - before) / SAMPLES
+
+
+# The statements whose cost could grow with the table, as the app runs them, for EXPLAIN: the
+# queue's page and its capped count, the duplicate check's window, the author history.
+PLANS = {
+    "queue page (pending, oldest first)": (
+        "SELECT id FROM comments WHERE status = 'pending' ORDER BY id LIMIT 51"
+    ),
+    "queue count (capped at 1,001)": (
+        "SELECT count(*) FROM (SELECT id FROM comments WHERE status = 'pending' LIMIT 1001) AS c"
+    ),
+    "duplicate check window": (
+        "SELECT body_text FROM comments WHERE post_id = (SELECT id FROM posts WHERE key = "
+        "'/scale/busy/') AND submitted_at >= now() - interval '7 days' AND length(body_text) "
+        "BETWEEN 500 AND 2000 ORDER BY submitted_at DESC LIMIT 100"
+    ),
+    "author history (one address)": (
+        "SELECT status, count(*) FROM comments WHERE author_email = 'reader7@example.com' "
+        "GROUP BY status"
+    ),
+}
+
+
+def _plans(engine: Engine) -> dict[str, tuple[int, float]]:
+    """Shared buffers each statement touched (hit or read) and its execution time in ms."""
+    found = {}
+    with engine.connect() as connection:
+        for name, sql in PLANS.items():
+            plan = connection.exec_driver_sql(
+                f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}"
+            ).scalar_one()
+            top = plan[0]
+            buffers = top["Plan"].get("Shared Hit Blocks", 0) + top["Plan"].get(
+                "Shared Read Blocks", 0
+            )
+            found[name] = (buffers, top["Execution Time"])
+    return found
 
 
 def run(rows: int = ROWS, minutes: float = MINUTES) -> str:
@@ -158,6 +197,7 @@ def _measure(client: FlaskClient, engine: Engine, rows: int, minutes: float) -> 
         assert client.get("/moderate/").status_code == 200
 
     small = {"queue page": _timed(queue, counted, 0), "submission": _timed(submit, counted, 0)}
+    small_plans = _plans(engine)
 
     started = time.monotonic()
     inserted = 0
@@ -178,6 +218,7 @@ def _measure(client: FlaskClient, engine: Engine, rows: int, minutes: float) -> 
         "queue page": _timed(queue, counted, 100),
         "submission": _timed(submit, counted, 100 + SAMPLES + 1),
     }
+    large_plans = _plans(engine)
     with Session(engine) as session:
         total = session.scalar(select(Comment.id).order_by(Comment.id.desc()).limit(1)) or 0
         events = session.scalar(text("SELECT count(*) FROM events")) or 0
@@ -190,7 +231,8 @@ def _measure(client: FlaskClient, engine: Engine, rows: int, minutes: float) -> 
     lines = [
         "## Scale: the queue and a submission as the comments table grows (PostgreSQL)",
         "",
-        f"In-process (Flask test client), medians of {SAMPLES}. {inserted:,} comments bulk-"
+        f"In-process (Flask test client), medians of {SAMPLES}, CPU time of the app's thread. "
+        f"{inserted:,} comments bulk-"
         f"inserted in {insert_minutes:.1f} minutes (bounded at {minutes:g}; asked for "
         f"{rows:,}), {total:,} in all, over {POSTS:,} posts; then VACUUM ANALYZE.",
         "",
@@ -204,6 +246,17 @@ def _measure(client: FlaskClient, engine: Engine, rows: int, minutes: float) -> 
             f"| {big_ms / ms:.2f}x |"
         )
     lines += [
+        "",
+        "The database's side: each statement whose cost could grow with the table, under "
+        "EXPLAIN (ANALYZE, BUFFERS): shared buffers touched and execution time.",
+        "",
+        f"| statement | buffers, 1,100 | ms | buffers, {total:,} | ms |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {name} | {small_plans[name][0]} | {small_plans[name][1]:.2f} | "
+            f"{large_plans[name][0]} | {large_plans[name][1]:.2f} |"
+            for name in PLANS
+        ),
         "",
         f"Sizes at {total:,} comments (table and each index, with TOAST), bytes per comment "
         f"(per event for the events table and its indexes: {events:,} events) and projected "
