@@ -236,7 +236,7 @@ def _measure(client: FlaskClient, engine: Engine, rows: int, minutes: float) -> 
         f"inserted in {insert_minutes:.1f} minutes (bounded at {minutes:g}; asked for "
         f"{rows:,}), {total:,} in all, over {POSTS:,} posts; then VACUUM ANALYZE.",
         "",
-        f"| path | ms, 1,100 comments | statements | ms, at {total:,} | statements | ratio |",
+        f"| path | CPU ms, 1,100 comments | statements | CPU ms, at {total:,} | statements | ratio |",
         "|---|---|---|---|---|---|",
     ]
     for path, (ms, statements) in small.items():
