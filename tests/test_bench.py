@@ -6,6 +6,8 @@ import pytest
 
 from bench import harness, peer
 
+pytestmark = pytest.mark.bench
+
 COLUMNS = [
     "scenario", "connections", "requests/s", "p50 ms", "p99 ms", "trivial app requests/s",
     "ratio to trivial", "target", "errors",

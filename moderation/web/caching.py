@@ -9,9 +9,9 @@ from importlib.metadata import PackageNotFoundError, version
 from flask import Response, current_app, g, request
 from sqlalchemy import Connection
 
-from moderation.db import get_session
 from moderation.publishing import Probe, ThreadHead, ThreadHeads, read_thread_head
 from moderation.web.context import now, settings
+from moderation.web.sessions import get_session
 
 
 def _build() -> str:

@@ -50,6 +50,7 @@ TTL_SECONDS = 1.0
 # Answers kept per process: a thread page is tens of KB, so a full table stays near 10 MB.
 SIZE = 256
 PROBE_REST_SECONDS = 5.0
+PROBE_CONNECT_TIMEOUT_SECONDS = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +113,12 @@ class Probes:
             with self._lock:
                 if self._engine is None or self._pid != os.getpid():
                     self._engine = make_engine(
-                        self.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False
+                        self.url,
+                        isolation_level="AUTOCOMMIT",
+                        pool_pre_ping=False,
+                        # A probe is a one-row read: a server that takes longer than this to
+                        # accept a connection is left to the app (which waits its own timeout).
+                        connect_args={"connect_timeout": PROBE_CONNECT_TIMEOUT_SECONDS},
                     )
                     self._pid = os.getpid()
         return self._engine.connect()
