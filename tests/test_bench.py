@@ -77,7 +77,8 @@ def test_peer_benchmark_compares_the_service_with_isso_side_by_side() -> None:
     assert row["errors"] == "0"
     assert float(row["this service requests/s"].replace(",", "")) > 0
     assert float(row["Isso requests/s"].replace(",", "")) >= 0
-    assert float(row["this service CPU ms/request"]) > 0
+    # CPU time comes in 10 ms ticks: a second of cheap counts may round to none.
+    assert float(row["this service CPU ms/request"]) >= 0
     assert row["ratio"].endswith("x") or row["ratio"] == "-"  # "-": Isso answered nothing
     assert float(row["Isso CPU ms/request"]) > 0
     assert float(row["CPU ratio"].removesuffix("x")) > 0
