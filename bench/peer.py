@@ -393,8 +393,8 @@ def run(
             f"connections. Both seeded through their own APIs with the same generated corpus "
             f"(bench/corpus.py: 200 to 2,000 characters of prose with links and inline markup, "
             f"a fifth with hostile markup, 30% replies): threads of 50, 500 and 120 comments "
-            f"and 17 small ones, {sum(n for _, n, _ in THREADS)} comments. Isso on SQLite (the only "
-            f"database it has), moderation on, its guard (rate limits) off; this service with "
+            f"and 17 small ones, {sum(n for _, n, _ in THREADS)} comments. Isso on SQLite "
+            f"(the only database it has), moderation on, its guard (rate limits) off; this service with "
             f"every check but rate limits and the DNS lookup. Reads: the JSON of the 50-comment "
             f"thread (all of it from both), and of the 500-comment thread's first 50 comments "
             f"(Isso: `limit=50&nested_limit=0`); counts: the same 20 posts (Isso: POST /count); "
@@ -404,7 +404,8 @@ def run(
             f'ratio is the median of the rounds\' ratios ("-": Isso answered nothing within a '
             f"round); CPU is the server's (all its processes, from /proc, read once it is quiet) "
             f"per request sent, and the CPU ratio is Isso's over this service's: the cost "
-            f"comparison, steadier than throughput when other work shares the cores. Load average (1 min) {load_before[0]:.2f} at the start, "
+            f"comparison, steadier than throughput when other work shares the cores. "
+            f"Load average (1 min) {load_before[0]:.2f} at the start, "
             f"{load_after[0]:.2f} at the end.",
             "",
             "| scenario | this service on | Isso requests/s | this service requests/s | ratio "

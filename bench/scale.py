@@ -44,10 +44,12 @@ BULK = text(
     INSERT INTO comments (public_id, post_id, author_name, author_email, body_text, body_html,
                           status, signals, official, submitted_at, notify_decision,
                           notify_replies, lang)
-    SELECT 'b' || g, CAST(:first_post AS bigint) + (g * 7919) % CAST(:posts AS bigint), 'Reader ' || g % 50000,
+    SELECT 'b' || g, CAST(:first_post AS bigint) + (g * 7919) % CAST(:posts AS bigint),
+           'Reader ' || g % 50000,
            'reader' || g % 400000 || '@example.com', t.body, '<p>' || t.body || '</p>',
            CASE g % 100 WHEN 0 THEN 'pending' WHEN 1 THEN 'spam' ELSE 'approved' END,
-           '[]', false, now() - make_interval(secs => (CAST(:last AS bigint) - g) * 3), false, false, 'en'
+           '[]', false, now() - make_interval(secs => (CAST(:last AS bigint) - g) * 3),
+           false, false, 'en'
     FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS g,
          LATERAL (SELECT substr(CAST(:text AS text), CAST(1 + g % 997 AS integer),
                                    CAST(200 + (g * 7919) % 1801 AS integer)) AS body) AS t
@@ -236,7 +238,8 @@ def _measure(client: FlaskClient, engine: Engine, rows: int, minutes: float) -> 
         f"inserted in {insert_minutes:.1f} minutes (bounded at {minutes:g}; asked for "
         f"{rows:,}), {total:,} in all, over {POSTS:,} posts; then VACUUM ANALYZE.",
         "",
-        f"| path | CPU ms, 1,100 comments | statements | CPU ms, at {total:,} | statements | ratio |",
+        "| path | CPU ms, 1,100 comments | statements "
+        f"| CPU ms, at {total:,} | statements | ratio |",
         "|---|---|---|---|---|---|",
     ]
     for path, (ms, statements) in small.items():
