@@ -2,7 +2,8 @@
 already has 200 recent comments and 17 hostile 10 kB ones (so the duplicate check has a full
 window), the worst cost of sanitising and checking a hostile 10 kB body (the shapes that made
 regular expressions and parsers backtrack), and the submission throughput through the JSON API
-with and without the pipeline and rate limits, as a ratio. In-process WSGI on SQLite (or BENCH_DATABASE_URL), one thread.
+with and without the pipeline and rate limits, as a ratio. In-process WSGI on SQLite (or
+BENCH_DATABASE_URL), one thread.
 
 The DNS deliverability lookup is not in these figures: it is made before the transaction and
 bounded (MODERATION_DNS_TIMEOUT_MS, 900 ms by default, answers cached by the resolver); its
@@ -240,7 +241,8 @@ def run() -> str:
         "",
         f"{ROUNDS} submissions of about 45 words on a post with 200 recent comments; every check "
         "on (honeypot, deliverability verdict, time-trap, links, blocklists, personal data, "
-        "disposable domains, duplicates); the DNS lookup itself excluded (bounded, see the module).",
+        "disposable domains, duplicates); the DNS lookup itself excluded (bounded, see the "
+        "module).",
         "",
         "| measure | value |",
         "|---|---|",

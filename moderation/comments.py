@@ -32,12 +32,11 @@ from moderation.errors import (
 )
 from moderation.mail import outbox
 from moderation.models import Comment, CommentStatus, Post, Site, new_public_id
-from moderation.outbox.events import record_event
+from moderation.outbox.events import EventType, record_event
 from moderation.sanitising import render_comment
 from moderation.spam import Candidate, Evidence, Pipeline, Verdict
-from moderation.validation import CommentSubmission
+from moderation.validation import MAX_DEPTH, CommentSubmission
 
-MAX_DEPTH = 3
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
 MAX_ID = 2**63  # ids are 64-bit signed integers in both databases
@@ -283,7 +282,7 @@ def submit_comment(
         # Nothing is announced until the author confirms (verification.confirm_comment).
         outbox.queue_confirmation(session, comment, now=now)
         return comment
-    record_event(session, "comment.submitted", comment, now=now)
+    record_event(session, EventType.SUBMITTED, comment, now=now)
     metrics.count_submission(session, verdict.value)
     if status is CommentStatus.PENDING:
         outbox.queue_held(session, comment, now=now)
@@ -376,10 +375,21 @@ class ThreadNode:
 
 
 def nest(flat: Sequence[Comment]) -> list[ThreadNode]:
-    """Arrange comments (oldest first) into a thread; a reply whose parent is absent stays top level."""
+    """Arrange comments (oldest first) into a thread; a reply whose parent is absent stays top
+    level."""
     nodes = {c.id: ThreadNode(c) for c in flat}
     roots: list[ThreadNode] = []
     for comment in flat:
         parent = nodes.get(comment.parent_id) if comment.parent_id else None
         (parent.replies if parent else roots).append(nodes[comment.id])
     return roots
+
+
+def status_for_sender(session: Session, comment: Comment) -> CommentStatus:
+    """The status a comment's sender is told. One filed as spam looks like any other (waiting
+    for its address to be confirmed where the site asks that, else held): bots learn nothing."""
+    if comment.status is not CommentStatus.SPAM:
+        return comment.status
+    if verification.site_verifies(session, comment.post.site):
+        return CommentStatus.UNCONFIRMED
+    return CommentStatus.PENDING

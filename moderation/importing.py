@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from moderation import duplicates
 from moderation.comments import client_network, origin_allowed, origin_of
 from moderation.errors import ServiceError
-from moderation.events import Actor, record_admin_audit
+from moderation.events import Actor, AuditAction, record_admin_audit
 from moderation.models import Comment, CommentStatus, Post, Site, new_public_id
 from moderation.sanitising import normalise_text, render_comment
 from moderation.validation import CONTROL_CHARACTERS, MAX_NAME, MAX_POST_KEY, MAX_TITLE, MAX_URL
@@ -145,7 +145,8 @@ class ImportReport:
 
 
 def read_export(path: Path, source: Source, progress: Progress | None = None) -> ExportPlan:
-    """The first pass: check the whole file and collect its posts; raise :class:`MalformedExport`."""
+    """The first pass: check the whole file and collect its posts; raise
+    :class:`MalformedExport`."""
     posts: dict[str, SourcePost] = {}
     comments = 0
     for record in _records(path, source, progress):
@@ -454,7 +455,7 @@ def import_export(
     record_admin_audit(
         session,
         actor,
-        "comments.import",
+        AuditAction.COMMENTS_IMPORT,
         site_id=site.id,
         before={},
         after={"source": plan.source, "file": plan.path.name, **run.report.as_dict()},

@@ -11,19 +11,20 @@ from collections.abc import Callable, Container
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from moderation.comments import MAX_ID
 from moderation.db import become_writer, write_transaction
 from moderation.errors import (
+    Forbidden,
     InvalidCredentials,
     NotFound,
     RateLimited,
     Unauthorized,
     ValidationFailed,
 )
-from moderation.events import Actor, record_admin_audit
+from moderation.events import Actor, AuditAction, record_admin_audit
 from moderation.models import (
     ApiToken,
     LoginAttempt,
@@ -85,15 +86,16 @@ def log_in(
     network: str | None,
     *,
     now: dt.datetime,
-) -> int:
-    """The id of the moderator with this login and password; raise :class:`RateLimited` when the
-    account or the client's network has tried too often recently, :class:`InvalidCredentials`
-    for every other failure. Three short transactions, none open while a password is hashed:
+) -> str:
+    """Log in: the token of a new login session. Raise :class:`RateLimited` when the account or
+    the client's network has tried too often recently, :class:`InvalidCredentials` for every
+    other failure. Three short transactions of its own, none open while a password is hashed:
 
     1. the attempt is recorded and committed before anything is checked, so concurrent attempts
        count each other (each sees at least every attempt committed before its own);
     2. the attempts are counted and the stored hash read, in a read transaction ended at once;
-    3. after hashing, a success clears the account's attempts (and stores a rehashed password).
+    3. after hashing, a success clears the account's attempts (and stores a rehashed password)
+       and starts the login session.
     """
     login = login[:64]
     with write_transaction(session_factory) as session:
@@ -124,11 +126,10 @@ def log_in(
     rehashed = hasher.hash(password) if hasher.check_needs_rehash(stored) else None
     with write_transaction(session_factory) as session:
         session.execute(delete(LoginAttempt).where(LoginAttempt.login == login))
+        moderator = session.get_one(Moderator, moderator_id)
         if rehashed is not None:
-            session.execute(
-                update(Moderator).where(Moderator.id == moderator_id).values(password_hash=rehashed)
-            )
-    return int(moderator_id)
+            moderator.password_hash = rehashed
+        return start_login_session(session, moderator, now=now)
 
 
 def _verify_nothing(hasher: PasswordHasher, password: str) -> None:
@@ -178,7 +179,7 @@ def create_moderator(
         record_admin_audit(
             session,
             actor,
-            "moderator.add",
+            AuditAction.MODERATOR_ADD,
             site_id=None,
             before={},
             after={"login": login, **moderator_settings(moderator)},
@@ -251,7 +252,7 @@ def create_api_token(
         record_admin_audit(
             session,
             actor,
-            "token.add",
+            AuditAction.TOKEN_ADD,
             site_id=None,
             before={},
             after={"token": name, "moderator": moderator.login, "prefix": token.prefix},
@@ -266,7 +267,8 @@ TOKEN_USE_RESOLUTION = dt.timedelta(minutes=1)
 
 
 def authenticate_token(session: Session, plain: str, *, now: dt.datetime) -> ApiToken:
-    """The live token ``plain`` is, its use recorded to the minute (:data:`TOKEN_USE_RESOLUTION`)."""
+    """The live token ``plain`` is, its use recorded to the minute
+    (:data:`TOKEN_USE_RESOLUTION`)."""
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(plain)))
     if token is None or token.revoked_at is not None:
         raise Unauthorized("The API token is not valid.")
@@ -292,7 +294,7 @@ def set_password(
     record_admin_audit(
         session,
         actor,
-        "moderator.password",
+        AuditAction.MODERATOR_PASSWORD,
         site_id=None,
         before={"login": moderator.login},
         after={"login": moderator.login, "password": "changed"},
@@ -321,7 +323,7 @@ def set_mail_preference(
         record_admin_audit(
             session,
             actor,
-            "moderator.mail_preference",
+            AuditAction.MODERATOR_MAIL_PREFERENCE,
             site_id=None,
             before={"login": moderator.login, "mail_preference": before},
             after={"login": moderator.login, "mail_preference": value},
@@ -355,7 +357,7 @@ def update_moderator(
         record_admin_audit(
             session,
             actor,
-            "moderator.update",
+            AuditAction.MODERATOR_UPDATE,
             site_id=None,
             before={"login": moderator.login, **before},
             after={"login": moderator.login, **after},
@@ -377,10 +379,16 @@ def revoke_token(session: Session, token_id: int, *, actor: Actor, now: dt.datet
         record_admin_audit(
             session,
             actor,
-            "token.revoke",
+            AuditAction.TOKEN_REVOKE,
             site_id=None,
             before={"token": token.name, "moderator": token.moderator.login},
             after={"revoked_at": now.isoformat()},
             now=now,
         )
     return token
+
+
+def require_admin(moderator: Moderator, message: str = "Only admins can do that.") -> None:
+    """Refuse a moderator who is not an administrator (403)."""
+    if not moderator.is_admin:
+        raise Forbidden(message)

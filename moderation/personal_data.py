@@ -23,7 +23,7 @@ from moderation import duplicates, verification
 from moderation.config import Settings
 from moderation.db import write_transaction
 from moderation.errors import ValidationFailed
-from moderation.events import Actor, record_audit, rfc3339
+from moderation.events import Actor, AuditAction, record_audit, rfc3339
 from moderation.models import (
     AuditEvent,
     Comment,
@@ -39,7 +39,7 @@ from moderation.models import (
     WebhookDelivery,
     address_key,
 )
-from moderation.outbox.events import comment_data, record_event
+from moderation.outbox.events import EventType, comment_data, record_event
 from moderation.sanitising import render_comment
 
 ERASED_NAME = "Name removed"
@@ -139,14 +139,14 @@ def erase_personal_data(
         record_audit(
             session,
             actor,
-            "erase",
+            AuditAction.ERASE,
             comment,
             before={"personal_data": "held"},
             after={"personal_data": "erased", "text": "kept" if keep_text else "removed"},
             now=now,
         )
         if comment.status is not CommentStatus.UNCONFIRMED:  # never announced, so no event
-            record_event(session, "comment.erased", comment, now=now)
+            record_event(session, EventType.ERASED, comment, now=now)
     return Erasure(comments=len(comments), texts_removed=removed)
 
 
@@ -177,7 +177,7 @@ def _scrub_copies(session: Session, comment: Comment, keep_text: bool) -> None:
         event.payload = {**event.payload, "data": data}
     if not keep_text:
         edits = select(AuditEvent).where(
-            AuditEvent.comment_id == comment.id, AuditEvent.action == "edit"
+            AuditEvent.comment_id == comment.id, AuditEvent.action == AuditAction.EDIT
         )
         for audit in session.scalars(edits):
             audit.before = {"body_text": "(removed on erasure)"}

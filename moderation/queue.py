@@ -32,9 +32,6 @@ class QueueFilter:
     signal: str | None = None
 
 
-ORDERS = ("oldest", "newest")
-
-
 def newest_first(order: str | None) -> bool:
     """Read the ``order`` parameter: oldest (the default) or newest first."""
     if order in (None, "oldest"):

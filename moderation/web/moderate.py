@@ -35,7 +35,7 @@ from sqlalchemy import select
 from moderation import actions, audit, moderators
 from moderation import queue as queues
 from moderation.comments import client_network, page_limit
-from moderation.db import become_writer, begin_as_writer
+from moderation.db import begin_as_writer
 from moderation.errors import (
     AlreadyModerated,
     InvalidCredentials,
@@ -44,14 +44,15 @@ from moderation.errors import (
     RateLimited,
     ServiceError,
 )
-from moderation.events import Actor
+from moderation.events import COMMENT_ACTIONS, Actor
 from moderation.models import Comment, CommentStatus, MailPreference, Moderator, Site
-from moderation.web import admin
+from moderation.web import admin, moderate_webhooks
 from moderation.web.context import client_address, hasher, now, settings
 from moderation.web.sessions import close_session, get_session, reads_first
 
 bp = Blueprint("moderate", __name__, url_prefix="/moderate")
 bp.register_blueprint(admin.bp)
+bp.register_blueprint(moderate_webhooks.bp)
 
 PUBLIC_ENDPOINTS = frozenset({"moderate.login", "moderate.do_login"})
 
@@ -131,20 +132,14 @@ def do_login() -> ResponseReturnValue:
     network = client_network(client_address())
     factory = current_app.extensions["moderation.sessionmaker"]
     close_session()  # the guard may have read (an old login): nothing may be held while hashing
+    password = request.form.get("password", "")
     try:
         # Its own short transactions: none is open while the password is hashed.
-        moderator_id = moderators.log_in(
-            factory, hasher(), login_name, request.form.get("password", ""), network, now=now()
-        )
+        token = moderators.log_in(factory, hasher(), login_name, password, network, now=now())
     except (InvalidCredentials, RateLimited) as error:
         page = render_template("moderate/login.html", error=error.message, login_name=login_name)
         headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else {}
         return page, error.status, headers
-    db = get_session()
-    become_writer(db)
-    moderator = db.get_one(Moderator, moderator_id)
-    token = moderators.start_login_session(db, moderator, now=now())
-    db.commit()
     # A new session on login: nothing from before the login survives, not even the CSRF token.
     session.clear()
     session["sid"] = token
@@ -411,6 +406,6 @@ def audit_log() -> ResponseReturnValue:
         page=page,
         wanted=wanted,
         sites=_sites_for(g.moderator),
-        actions=[*actions.ACTIONS, "undo", "edit", "reply"],
+        actions=COMMENT_ACTIONS,
         now=now(),
     )
