@@ -637,7 +637,10 @@ class _Unusable:
 def _split(link: str) -> tuple[str, str] | None:
     """A post's key (its path, with the query if it has one, as WordPress's ?p=123) and URL."""
     parts = re.sub(r"\s", "", link)
-    split = urlsplit(parts)
+    try:
+        split = urlsplit(parts)
+    except ValueError:  # an unclosed IPv6 literal
+        return None
     if split.scheme not in ("http", "https") or not split.netloc or len(parts) > MAX_URL:
         return None
     key = (split.path or "/") + (f"?{split.query}" if split.query else "")
