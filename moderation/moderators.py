@@ -11,7 +11,7 @@ from collections.abc import Callable, Container
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from moderation.comments import MAX_ID
@@ -86,15 +86,16 @@ def log_in(
     network: str | None,
     *,
     now: dt.datetime,
-) -> int:
-    """The id of the moderator with this login and password; raise :class:`RateLimited` when the
-    account or the client's network has tried too often recently, :class:`InvalidCredentials`
-    for every other failure. Three short transactions, none open while a password is hashed:
+) -> str:
+    """Log in: the token of a new login session. Raise :class:`RateLimited` when the account or
+    the client's network has tried too often recently, :class:`InvalidCredentials` for every
+    other failure. Three short transactions of its own, none open while a password is hashed:
 
     1. the attempt is recorded and committed before anything is checked, so concurrent attempts
        count each other (each sees at least every attempt committed before its own);
     2. the attempts are counted and the stored hash read, in a read transaction ended at once;
-    3. after hashing, a success clears the account's attempts (and stores a rehashed password).
+    3. after hashing, a success clears the account's attempts (and stores a rehashed password)
+       and starts the login session.
     """
     login = login[:64]
     with write_transaction(session_factory) as session:
@@ -125,11 +126,10 @@ def log_in(
     rehashed = hasher.hash(password) if hasher.check_needs_rehash(stored) else None
     with write_transaction(session_factory) as session:
         session.execute(delete(LoginAttempt).where(LoginAttempt.login == login))
+        moderator = session.get_one(Moderator, moderator_id)
         if rehashed is not None:
-            session.execute(
-                update(Moderator).where(Moderator.id == moderator_id).values(password_hash=rehashed)
-            )
-    return int(moderator_id)
+            moderator.password_hash = rehashed
+        return start_login_session(session, moderator, now=now)
 
 
 def _verify_nothing(hasher: PasswordHasher, password: str) -> None:

@@ -644,3 +644,18 @@ def test_the_no_js_error_page_never_echoes_markup_or_a_forged_token(
     other_site = shaped.replace("luac.", "other.", 1)
     third = client.post(THREAD, data={"author_email": "x", "form_token": other_site})
     assert TOKEN.findall(third.get_data(as_text=True)) != [other_site]
+
+
+def test_a_query_value_cannot_pose_as_other_parameters_in_the_cache(
+    client: FlaskClient, session: Session
+) -> None:
+    """``?lang=cy%26page%3D1&post=X`` primed an English fragment that the Welsh standalone page
+    ``?post=X&page=1&lang=cy`` was then served from the cache; the scheme is part of the key."""
+    make_site(session)
+    client.get(f"/embed/luac/thread?lang=cy%26page%3D1&post={POST_KEY}")
+    welsh = client.get(f"/embed/luac/thread?post={POST_KEY}&page=1&lang=cy")
+    html = welsh.get_data(as_text=True)
+    assert '<html lang="cy"' in html and "Content-Security-Policy" in welsh.headers
+    plain = client.get(THREAD, base_url="http://comments.example.org")
+    secure = client.get(THREAD, base_url="https://comments.example.org")
+    assert plain.headers["ETag"] != secure.headers["ETag"]

@@ -178,8 +178,8 @@ def test_edit_keeps_the_original_and_save_and_approve(
     session.expire_all()
     comment = session.scalars(select(Comment)).one()
     assert comment.status is S.APPROVED
-    # The original is kept for the record, with the personal data the edit removed forgotten
-    # (issue 15: a moderator's redaction must really forget).
+    # The original is kept for accountability, with the personal data the edit took out replaced
+    # by a placeholder (issue 15: redaction really forgets).
     assert comment.original_text == "Call me on [phone number removed] <b>now</b>"
     assert comment.body_html == "<p>Call me (number removed)</p>"
     detail = client.get(f"/moderate/comments/{a}").get_data(as_text=True)

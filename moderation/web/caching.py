@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from importlib.metadata import PackageNotFoundError, version
 
 from flask import Response, current_app, g, request
@@ -53,8 +54,11 @@ def thread_probe(slug: str, key: str) -> Probe:
 
 
 def variant() -> str:
-    """What else the representation depends on: the query string, sorted."""
-    return "&".join(f"{k}={v}" for k, v in sorted(request.args.items(multi=True)))
+    """What else the representation depends on: the scheme (absolute links are built with it)
+    and the parsed query values, sorted, encoded so that no value can pose as another: joined
+    back as a query string, ``?lang=cy%26page%3D1`` and ``?lang=cy&page=1`` were one key."""
+    pairs = sorted(request.args.items(multi=True))
+    return json.dumps([request.scheme, pairs], ensure_ascii=False, separators=(",", ":"))
 
 
 def cache_control() -> str:

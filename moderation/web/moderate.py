@@ -35,7 +35,7 @@ from sqlalchemy import select
 from moderation import actions, audit, moderators
 from moderation import queue as queues
 from moderation.comments import client_network, page_limit
-from moderation.db import become_writer, begin_as_writer
+from moderation.db import begin_as_writer
 from moderation.errors import (
     AlreadyModerated,
     InvalidCredentials,
@@ -132,20 +132,14 @@ def do_login() -> ResponseReturnValue:
     network = client_network(client_address())
     factory = current_app.extensions["moderation.sessionmaker"]
     close_session()  # the guard may have read (an old login): nothing may be held while hashing
+    password = request.form.get("password", "")
     try:
         # Its own short transactions: none is open while the password is hashed.
-        moderator_id = moderators.log_in(
-            factory, hasher(), login_name, request.form.get("password", ""), network, now=now()
-        )
+        token = moderators.log_in(factory, hasher(), login_name, password, network, now=now())
     except (InvalidCredentials, RateLimited) as error:
         page = render_template("moderate/login.html", error=error.message, login_name=login_name)
         headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else {}
         return page, error.status, headers
-    db = get_session()
-    become_writer(db)
-    moderator = db.get_one(Moderator, moderator_id)
-    token = moderators.start_login_session(db, moderator, now=now())
-    db.commit()
     # A new session on login: nothing from before the login survives, not even the CSRF token.
     session.clear()
     session["sid"] = token
