@@ -625,7 +625,7 @@ def demo(url: str) -> None:
     """Set up the demo site and a demo admin with a fresh password, and print how to use them."""
     from moderation.moderators import create_moderator
     from moderation.sites import create_site
-    from moderation.web.demo import DEMO_POST, DEMO_SITE, DEMO_TITLE
+    from moderation.web.demo import DEMO_POST, DEMO_REJECT_REASONS, DEMO_SITE, DEMO_TITLE
 
     app = _app()
     hasher = app.extensions["moderation.hasher"]
@@ -637,6 +637,8 @@ def demo(url: str) -> None:
             site = create_site(
                 session, slug=DEMO_SITE, name="Demo blog", origins=origins, actor=CLI
             )
+        if not site.reject_reasons:
+            site.reject_reasons = list(DEMO_REJECT_REASONS)
         # The post exists from the start with the include page's address, so the no-JS form
         # returns there whichever of the three pages took the first comment.
         if session.scalar(select(Post).where(Post.site == site, Post.key == DEMO_POST)) is None:

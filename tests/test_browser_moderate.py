@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from moderation.comments import submit_comment
 from moderation.mail import links
-from moderation.models import Comment, CommentStatus, Moderator, utcnow
+from moderation.models import Comment, CommentStatus, Moderator, Site, utcnow
 from moderation.validation import CommentSubmission
 from tests.browser import (
     LiveServer,
@@ -32,7 +32,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     yield from live_server(tmp_path_factory.mktemp("live"))
 
 
-def seed(server: LiveServer, count: int) -> list[str]:
+def seed(server: LiveServer, count: int, post: str = "/2024/keyboard/") -> list[str]:
     with server.session() as session:
         if not session.scalar(select(Comment.id).limit(1)):
             make_site(session)
@@ -42,7 +42,7 @@ def seed(server: LiveServer, count: int) -> list[str]:
                 session,
                 "luac",
                 CommentSubmission(
-                    post="/2024/keyboard/",
+                    post=post,
                     author_name=f"Reader {n}",
                     author_email=f"reader{n}@example.com",
                     body=f"Keyboard comment {n}",
@@ -83,10 +83,18 @@ def test_a_moderator_works_the_queue_with_the_keyboard_alone(
 
     page.keyboard.press("j")
     assert page.evaluate("document.activeElement.id") == f"queue-{ids[0]}"
-    with page.expect_navigation():
-        page.keyboard.press("a")
+    page.keyboard.press("a")
+    page.locator(".undo button").wait_for()
     assert statuses(server, ids)[0] is CommentStatus.APPROVED
-    assert page.locator(".undo button").is_visible()
+    assert page.evaluate("document.activeElement.id") == f"queue-{ids[1]}"
+    page.keyboard.press("z")
+    page.wait_for_function("document.querySelector('.undo').hidden")
+    assert statuses(server, ids)[0] is CommentStatus.PENDING
+    assert page.evaluate("document.activeElement.id") == f"queue-{ids[0]}"
+    assert "is pending again" in page.locator("#queue-status").inner_text()
+    page.keyboard.press("a")
+    page.locator(".undo button").wait_for()
+    assert statuses(server, ids)[0] is CommentStatus.APPROVED
 
     # Shortcuts never fire while typing in a field.
     page.focus("#q")
@@ -99,11 +107,11 @@ def test_a_moderator_works_the_queue_with_the_keyboard_alone(
     assert page.locator("#shortcuts").is_visible()
     page.keyboard.press("Escape")
 
+    # The current comment is the second now; select it and the two after it.
+    page.keyboard.press("x")
     for _ in range(2):
         page.keyboard.press("j")
         page.keyboard.press("x")
-    page.keyboard.press("j")
-    page.keyboard.press("x")
     for _ in range(40):
         if page.evaluate("document.activeElement.textContent.trim()") == "Apply":
             break
@@ -193,4 +201,74 @@ def test_the_queue_is_usable_at_320_px(server: LiveServer, browser: Any, tmp_pat
     keyboard_login(page, server)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the queue scrolls sideways by {overflow}px at 320px"
+    context.close()
+
+
+def test_deciding_ten_comments_takes_ten_keystrokes_plus_one_per_reason(
+    server: LiveServer, browser: Any
+) -> None:
+    """The place is kept after every decision: no page load, no `j` between decisions, and a
+    rejection's reason is one number key."""
+    post = "/2024/ten-keystrokes/"
+    ids = seed(server, 10, post=post)
+    with server.session() as session:
+        session.scalars(select(Site)).one().reject_reasons = ["Off topic", "Abusive"]
+        session.commit()
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    keyboard_login(page, server)
+    page.goto(f"{server.url}/moderate/?status=pending&post={post}")
+    page.evaluate("window.sameDocument = true")
+    keys = ["a", "a", "s", "r", "1", "a", "r", "2", "s", "a", "a", "a"]
+    for key in keys:
+        page.keyboard.press(key)
+    page.wait_for_function(
+        "document.querySelectorAll('.queue-item--done').length === 10", timeout=15000
+    )
+    assert len(keys) == 10 + 2
+    assert statuses(server, ids) == [
+        CommentStatus.APPROVED, CommentStatus.APPROVED, CommentStatus.SPAM,
+        CommentStatus.REJECTED, CommentStatus.APPROVED, CommentStatus.REJECTED,
+        CommentStatus.SPAM, CommentStatus.APPROVED, CommentStatus.APPROVED,
+        CommentStatus.APPROVED,
+    ]  # fmt: skip
+    with server.session() as session:
+        reasons = dict(session.execute(select(Comment.public_id, Comment.reject_reason)).all())
+    assert [reasons[ids[3]], reasons[ids[5]]] == ["Off topic", "Abusive"]
+    assert page.evaluate("window.sameDocument") is True  # never a page load
+    assert page.locator('[data-count="pending"] .count').inner_text() == "(0)"
+    assert page.locator("#queue-status").inner_text() == "Comment by Reader 9 marked approved."
+    assert axe_violations(page) == []
+    context.close()
+
+
+def test_the_reasons_menu_and_the_next_comment_work_without_the_script(
+    server: LiveServer, browser: Any
+) -> None:
+    post = "/2024/no-script/"
+    ids = seed(server, 3, post=post)
+    with server.session() as session:
+        session.scalars(select(Site)).one().reject_reasons = ["Off topic", "Abusive"]
+        session.commit()
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    keyboard_login(page, server)
+    page.goto(f"{server.url}/moderate/?status=pending&post={post}")
+    first = page.locator(f"#queue-{ids[0]}")
+    first.locator("summary").click()
+    with page.expect_navigation():
+        first.get_by_role("button", name="Abusive").click()
+    assert page.url.endswith(f"focus={ids[1]}#queue-{ids[1]}")
+    assert "Comment by Reader 0 rejected (reason: Abusive)." in page.content()
+    # Focus is on the next comment: one Tab reaches its own checkbox.
+    page.keyboard.press("Tab")
+    focused = page.locator(":focus")
+    assert focused.get_attribute("id") == f"select-{ids[1]}"
+    with page.expect_navigation():
+        page.locator(f"#queue-{ids[2]}").get_by_role("button", name="Approve").click()
+    assert statuses(server, ids) == [
+        CommentStatus.REJECTED,
+        CommentStatus.PENDING,
+        CommentStatus.APPROVED,
+    ]
     context.close()

@@ -327,3 +327,77 @@ def test_sql_queries_per_queue_page_do_not_grow_with_the_page(
         counts.append(len(statements))
     assert 0 < counts[0] == counts[1], counts
     assert session.scalar(select(func.count()).select_from(Site)) == 1
+
+
+def test_without_the_script_a_decision_returns_to_the_next_comment_focused(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    make_moderator(session)
+    a, b, _ = submit(client, 3)
+    login(client)
+    page = client.get("/moderate/?status=pending&site=luac").get_data(as_text=True)
+    assert f'name="then" value="{b}"' in page  # the first card's forms name the second
+    response = client.post(
+        f"/moderate/comments/{a}/approve",
+        data={"csrf_token": csrf_from(page), "next": "/moderate/?status=pending&site=luac",
+              "then": b},
+    )  # fmt: skip
+    assert response.status_code == 303
+    assert response.headers["Location"] == (
+        f"/moderate/?status=pending&site=luac&focus={b}#queue-{b}"
+    )
+    landed = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert f'id="queue-{b}" tabindex="-1" data-id="{b}" data-status="pending" autofocus' in landed
+    assert "Comment by Ada Lovelace marked approved." in landed
+    # Another site's address or a made-up id never ends up in the redirect.
+    response = client.post(
+        f"/moderate/comments/{b}/approve",
+        data={"csrf_token": csrf_from(page), "next": "//evil.example/", "then": "<x>"},
+    )
+    assert response.headers["Location"] == f"/moderate/?focus={b}#queue-{b}"
+
+
+def test_the_script_decides_in_place_from_a_json_answer(
+    client: FlaskClient, session: Session
+) -> None:
+    site = make_site(session)
+    site.reject_reasons = ["Off topic", "Abusive"]
+    make_moderator(session)
+    session.commit()
+    a, b, _ = submit(client, 3)
+    login(client)
+    page = client.get("/moderate/").get_data(as_text=True)
+    assert 'value="Off topic"' in page and "Reject with a reason" in page
+    headers = {"Accept": "application/json"}
+    form = {"csrf_token": csrf_from(page), "next": "/moderate/?status=pending", "then": b}
+    answer = client.post(f"/moderate/comments/{a}/reject", data=form | {"reason": "Off topic"},
+                         headers=headers)  # fmt: skip
+    assert answer.status_code == 200
+    body = json_of(answer)
+    assert body["message"] == "Comment by Ada Lovelace rejected (reason: Off topic)."
+    assert body["status"] == "rejected" and body["id"] == a
+    assert body["counts"]["pending"] == "2" and body["counts"]["rejected"] == "1"
+    assert f'id="queue-{a}"' in body["card"] and "queue-item--done" in body["card"]
+    assert body["undo"]["action"] == f"/moderate/comments/{a}/undo"
+    assert status_of(session, a) is S.REJECTED
+
+    # A reason that is not in the policy, and a comment decided already: the error shape,
+    # the card as it is now, and nothing changed.
+    refused = client.post(f"/moderate/comments/{b}/reject", data=form | {"reason": "Made up"},
+                          headers=headers)  # fmt: skip
+    assert refused.status_code == 422
+    assert json_of(refused)["error"]["fields"] == {
+        "reason": "Choose a reason from the site's comment policy"
+    }
+    assert "queue-item--done" not in json_of(refused)["card"]
+    again = client.post(f"/moderate/comments/{a}/approve", data=form, headers=headers)
+    assert again.status_code == 409
+    assert json_of(again)["error"]["code"] == "already_moderated"
+    assert "undo" not in json_of(again)
+
+    undone = client.post(f"/moderate/comments/{a}/undo", data=form, headers=headers)
+    assert json_of(undone)["status"] == "pending"
+    assert json_of(undone)["counts"]["pending"] == "3"
+    assert "queue-item--done" not in json_of(undone)["card"]
+    assert [x[0] for x in audits(session)] == ["reject", "undo"]
