@@ -178,12 +178,19 @@ class Moderator(Base):
         _enum(MailPreference), default=MailPreference.EACH, server_default=MailPreference.EACH.value
     )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Set while the moderator is disabled (offboarded): no login, session, token or mailed link
+    # works, and no mail goes to them; the row stays so that the audit keeps naming them.
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     sites: Mapped[list[Site]] = relationship(secondary=moderator_sites, lazy="selectin")
 
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
 
     def may_moderate(self, site_id: int) -> bool:
         return self.is_admin or any(site.id == site_id for site in self.sites)

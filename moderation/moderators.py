@@ -11,7 +11,7 @@ from collections.abc import Container
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from moderation.comments import MAX_ID
@@ -26,6 +26,7 @@ from moderation.errors import (
 from moderation.events import Actor, record_admin_audit
 from moderation.models import (
     ApiToken,
+    Comment,
     LoginAttempt,
     LoginSession,
     MailPreference,
@@ -170,6 +171,9 @@ def authenticate(session: Session, hasher: PasswordHasher, login: str, password:
         hasher.verify(moderator.password_hash, password)
     except (VerificationError, InvalidHashError):
         raise InvalidCredentials() from None
+    if moderator.disabled:
+        # The same answer as a wrong password: a disabled account is not advertised.
+        raise InvalidCredentials()
     if hasher.check_needs_rehash(moderator.password_hash):
         moderator.password_hash = hasher.hash(password)
     return moderator
@@ -191,7 +195,7 @@ def resolve_login_session(
 ) -> Moderator | None:
     """The moderator logged in by ``token``, or None if it was ended or is too old."""
     login = session.scalar(select(LoginSession).where(LoginSession.token_hash == _digest(token)))
-    if login is None or now - login.created_at > max_age:
+    if login is None or now - login.created_at > max_age or login.moderator.disabled:
         return None
     return login.moderator
 
@@ -252,7 +256,7 @@ TOKEN_USE_RESOLUTION = dt.timedelta(minutes=1)
 def authenticate_token(session: Session, plain: str, *, now: dt.datetime) -> ApiToken:
     """The live token ``plain`` is, its use recorded to the minute (:data:`TOKEN_USE_RESOLUTION`)."""
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(plain)))
-    if token is None or token.revoked_at is not None:
+    if token is None or token.revoked_at is not None or token.moderator.disabled:
         raise Unauthorized("The API token is not valid.")
     if token.last_used_at is None or now - token.last_used_at >= TOKEN_USE_RESOLUTION:
         begin_writing(session)
@@ -368,3 +372,42 @@ def revoke_token(session: Session, token_id: int, *, actor: Actor, now: dt.datet
             now=now,
         )
     return token
+
+
+def set_disabled(
+    session: Session, moderator: Moderator, disabled: bool, *, actor: Actor, now: dt.datetime
+) -> Moderator:
+    """Disable a moderator (offboarding) or enable them again, audited.
+
+    Disabling ends their logins everywhere, revokes their API tokens and releases their claims;
+    mailed links carrying their id stop working (the link checks the flag). The row stays, so
+    every audit event keeps naming them. Nobody can disable themselves.
+    """
+    if disabled == moderator.disabled:
+        return moderator
+    if disabled and moderator.id == actor.moderator_id:
+        raise ValidationFailed(fields={"disabled": "You cannot disable your own account"})
+    before = {"login": moderator.login, "disabled": moderator.disabled}
+    moderator.disabled_at = now if disabled else None
+    if disabled:
+        session.execute(delete(LoginSession).where(LoginSession.moderator_id == moderator.id))
+        session.execute(
+            update(ApiToken)
+            .where(ApiToken.moderator_id == moderator.id, ApiToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        session.execute(
+            update(Comment)
+            .where(Comment.claimed_by_id == moderator.id)
+            .values(claimed_by_id=None, claimed_until=None)
+        )
+    record_admin_audit(
+        session,
+        actor,
+        "moderator.disable" if disabled else "moderator.enable",
+        site_id=None,
+        before=before,
+        after={"login": moderator.login, "disabled": disabled},
+        now=now,
+    )
+    return moderator

@@ -183,3 +183,17 @@ def test_the_demo_sets_up_once_and_its_no_js_form_returns_to_the_include_page(
     )  # fmt: skip
     assert response.status_code == 303, response.get_data(as_text=True)
     assert response.headers["Location"] == "http://127.0.0.1:5000/demo/#comment-submitted"
+
+
+def test_the_command_line_disables_and_enables_a_moderator(tmp_path: Path) -> None:
+    assert run(tmp_path, "db", "upgrade").returncode == 0
+    run(
+        tmp_path, "moderator", "add", "bob", "--email", "bob@example.gov.uk", "--password-stdin",
+        stdin="a long enough passphrase\n",
+    )  # fmt: skip
+    disabled = run(tmp_path, "moderator", "disable", "bob")
+    assert disabled.returncode == 0, disabled.stderr
+    assert disabled.stdout.strip() == "Disabled bob."
+    assert run(tmp_path, "moderator", "enable", "bob").stdout.strip() == "Enabled bob."
+    unknown = run(tmp_path, "moderator", "disable", "nobody")
+    assert unknown.returncode != 0 and "no moderator with that login" in unknown.stderr

@@ -174,6 +174,26 @@ def moderator_save(login: str) -> ResponseReturnValue:
     return redirect(url_for("moderate.admin.moderator_list"), code=303)
 
 
+@bp.post("/moderators/<login>/disabled")
+def moderator_disable(login: str) -> ResponseReturnValue:
+    """Offboarding: disable a moderator (or enable them again)."""
+    db = get_session()
+    disabled = request.form.get("disabled") == "1"
+    try:
+        moderators.set_disabled(
+            db, moderators.get_moderator(db, login), disabled, actor=_actor(), now=now()
+        )
+    except ServiceError as error:
+        db.rollback()
+        return _moderators_page(error.fields, 422)
+    db.commit()
+    if disabled:
+        flash(f"Disabled {login}: their logins ended and their API tokens were revoked.")
+    else:
+        flash(f"Enabled {login}. Give them new API tokens if they need any.")
+    return redirect(url_for("moderate.admin.moderator_list"), code=303)
+
+
 def _tokens_page(created: str | None) -> str:
     db = get_session()
     return render_template(
