@@ -345,6 +345,15 @@ class DeliveryStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class WebhookFormat(enum.StrEnum):
+    """What an endpoint's deliveries look like: signed Standard Webhooks events, or a short line
+    for a team's Slack or Microsoft Teams channel (their incoming-webhook JSON)."""
+
+    STANDARD = "standard"
+    SLACK = "slack"
+    TEAMS = "teams"
+
+
 class WebhookEndpoint(Base):
     """A consumer's URL, what it subscribes to, and the secret(s) its deliveries are signed with."""
 
@@ -361,6 +370,9 @@ class WebhookEndpoint(Base):
     # None: every site.
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
     include_personal_data: Mapped[bool] = mapped_column(default=False)
+    format: Mapped[WebhookFormat] = mapped_column(
+        _enum(WebhookFormat), default=WebhookFormat.STANDARD, server_default="standard"
+    )
     enabled: Mapped[bool] = mapped_column(default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(300), default=None)
     disabled_at: Mapped[dt.datetime | None] = mapped_column(default=None)

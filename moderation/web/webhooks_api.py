@@ -33,6 +33,7 @@ def endpoint_json(endpoint: WebhookEndpoint) -> dict[str, Any]:
         "event_types": list(endpoint.event_types),
         "site": endpoint.site.slug if endpoint.site else None,
         "include_personal_data": endpoint.include_personal_data,
+        "format": endpoint.format.value,
         "enabled": endpoint.enabled,
         "disabled_reason": endpoint.disabled_reason,
         "disabled_at": _time(endpoint.disabled_at),
@@ -118,6 +119,8 @@ def create_endpoint() -> Response:
         include_personal_data=bool(_bool(data, "include_personal_data")),
         description=_str(data, "description") or "",
         allow_http=settings().webhook_allow_http,
+        fmt=_str(data, "format") or "standard",
+        public_url=settings().public_url,
         now=now(),
     )
     body = {**endpoint_json(endpoint), "secret": endpoint.secret}
@@ -140,7 +143,13 @@ def update_endpoint(endpoint_id: str) -> Response:
     endpoint = endpoints.get_endpoint(session, endpoint_id)
     url, types = _str(data, "url"), _types(data)
     description, personal = _str(data, "description"), _bool(data, "include_personal_data")
-    enabled = _bool(data, "enabled")
+    enabled, fmt = _bool(data, "enabled"), _str(data, "format")
+    if fmt is not None or personal:
+        endpoint.format = endpoints.check_format(
+            fmt or endpoint.format.value,
+            public_url=settings().public_url,
+            include_personal_data=bool(personal or endpoint.include_personal_data),
+        )
     if url is not None:
         endpoint.url = endpoints.check_endpoint_url(url, allow_http=settings().webhook_allow_http)
     if types is not None:
