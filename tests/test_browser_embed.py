@@ -384,3 +384,46 @@ def test_a_comment_from_a_welsh_page_keeps_its_language_for_its_mail(
     [stored] = comments_of(server, key)
     assert stored.lang == "cy"
     context.close()
+
+
+def test_an_approval_shows_on_the_next_reload_with_the_default_cache_settings(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The README's promise ("approve it, reload the post: it is there") with the shipped
+    Cache-Control (max-age 10 and stale-while-revalidate 60 once showed the old thread for up to
+    ten seconds): the embed revalidates on every load, in script and iframe modes."""
+    require_browser()
+    fresh = Blog()
+    with serving(fresh.wsgi) as fresh.url:
+        for server in live_server(tmp_path_factory.mktemp("fresh")):
+            with server.session() as session:
+                create_site(session, slug="blog", name="Test blog", origins=[fresh.url])
+                session.commit()
+                make_moderator(session)
+            fresh.server = server
+            for mode in ("script", "iframe"):
+                key = f"/fresh-{mode}/"
+                context, page = open_post(browser, fresh, key, mode)
+
+                def thread(page: Any = page, mode: str = mode) -> Any:
+                    """Where the thread is: the page, or the iframe's document."""
+                    if mode == "script":
+                        return page
+                    page.wait_for_selector("iframe")
+                    return (
+                        page.frame_locator("iframe").locator("body").element_handle().owner_frame()
+                    )
+
+                thread().wait_for_selector("#cm-form")
+                fill_form(thread(), "Ada", "ada@example.com", f"Fresh in {mode} mode")
+                thread().click("button[type=submit]")
+                thread().wait_for_selector("#comment-submitted")
+                # Read once more while it waits: the browser now holds a copy without it.
+                page.reload()
+                thread().wait_for_selector("#cm-form")
+                assert thread().locator(".cm-comment").count() == 0
+                approve_all(server, key)
+                page.reload()
+                thread().wait_for_selector(".cm-comment", timeout=5000)
+                assert f"Fresh in {mode} mode" in thread().text_content(".cm-comments")
+                context.close()

@@ -223,7 +223,7 @@ def thread(site: str) -> Response:
         "thread", request.host, head.site_id, head.site_state, head.stamp.version,
         head.stamp.closed, variant(),
     )  # fmt: skip
-    response = not_modified(etag)
+    response = not_modified(etag, revalidate=True)
     token = None
     if response is None:
         pieces = _rendered().get(etag)
@@ -238,7 +238,8 @@ def thread(site: str) -> Response:
         # The cached body is kept in pieces around the token's slot: a fresh token goes in
         # without decoding or searching the page.
         token = screening().form_token(site)
-        response = cacheable(Response(token.encode().join(pieces), mimetype="text/html"), etag)
+        body = token.encode().join(pieces)
+        response = cacheable(Response(body, mimetype="text/html"), etag, revalidate=True)
     if standalone:
         response.headers["Content-Security-Policy"] = frame_ancestors_for(head.site_state[2])
     mark_replayable(etag, site, token)
