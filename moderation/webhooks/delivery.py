@@ -342,9 +342,11 @@ def run_worker(
     *,
     interval: float = 1.0,
     clock: Callable[[], dt.datetime] | None = None,
+    started: threading.Event | None = None,
 ) -> None:
     """Deliver webhooks and send mail until ``stop`` is set; sleeps ``interval`` when idle.
-    Applies the retention periods once a day (the first worker to claim the day does)."""
+    Applies the retention periods once a day (the first worker to claim the day does).
+    ``started`` is set after the first round (so a caller can print its own lines after)."""
     from moderation.mail.sending import send_due_mail  # mail reuses this module's worker_name
 
     owner = worker_name()
@@ -367,6 +369,8 @@ def run_worker(
             )  # fmt: skip
         except Exception:
             logger.exception("worker %s: a mail round failed; retrying", owner)
+        if started is not None:
+            started.set()
         if not done:
             stop.wait(interval)
     logger.info("webhook worker %s stopped", owner)
