@@ -88,7 +88,7 @@ def test_a_moderator_works_the_queue_with_the_keyboard_alone(
     assert statuses(server, ids)[0] is CommentStatus.APPROVED
     assert page.evaluate("document.activeElement.id") == f"queue-{ids[1]}"
     page.keyboard.press("z")
-    page.wait_for_function("document.querySelector('.undo').hidden")
+    page.locator(".undo").wait_for(state="hidden")
     assert statuses(server, ids)[0] is CommentStatus.PENDING
     assert page.evaluate("document.activeElement.id") == f"queue-{ids[0]}"
     assert "is pending again" in page.locator("#queue-status").inner_text()
@@ -118,7 +118,7 @@ def test_a_moderator_works_the_queue_with_the_keyboard_alone(
         page.keyboard.press("Shift+Tab")
     with page.expect_navigation():
         page.keyboard.press("Enter")
-    assert "3 comments updated." in page.content()
+    assert "3 comments approved." in page.content()
     assert statuses(server, ids) == [CommentStatus.APPROVED] * 4
     context.close()
 
@@ -271,4 +271,36 @@ def test_the_reasons_menu_and_the_next_comment_work_without_the_script(
         CommentStatus.PENDING,
         CommentStatus.APPROVED,
     ]
+    context.close()
+
+
+def test_select_all_the_bar_below_edit_and_reply_links(server: LiveServer, browser: Any) -> None:
+    post = "/2024/bulk-below/"
+    ids = seed(server, 3, post=post)
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    keyboard_login(page, server)
+    page.goto(f"{server.url}/moderate/?status=pending&post={post}")
+    page.check("#select-all")
+    assert page.locator("[data-selected-count]").inner_text() == "3 comments selected"
+    page.uncheck(f"#select-{ids[1]}")
+    assert page.locator("[data-selected-count]").inner_text() == "2 comments selected"
+    assert page.evaluate("document.getElementById('select-all').indeterminate") is True
+    assert axe_violations(page) == []
+    page.select_option("#bulk-action-below", "spam")
+    with page.expect_navigation():
+        page.locator(".bulk--below button").click()
+    assert "2 comments marked as spam." in page.locator(".notice").first.inner_text()
+    assert statuses(server, ids) == [
+        CommentStatus.SPAM, CommentStatus.PENDING, CommentStatus.SPAM
+    ]  # fmt: skip
+    card = page.locator(f"#queue-{ids[1]}")
+    with page.expect_navigation():
+        card.get_by_role("link", name="Edit comment by Reader 1").click()
+    assert page.url.endswith(f"/moderate/comments/{ids[1]}#body")
+    page.go_back()
+    with page.expect_navigation():
+        page.locator(f"#queue-{ids[1]}").get_by_role("link", name="Reply to Reader 1").click()
+    assert page.url.endswith(f"/moderate/comments/{ids[1]}#reply")
+    assert page.is_visible("#reply")
     context.close()

@@ -152,9 +152,15 @@ def test_bulk_actions_moderate_each_once(client: FlaskClient, session: Session) 
 
     login(client)
     page = ui(client, "/moderate/bulk", action="delete", ids=ids[1])
-    assert "1 comment updated." in page
+    assert "1 comment deleted." in page
     assert status_of(session, ids[1]) is S.DELETED
     assert session.scalar(select(func.count()).select_from(AuditEvent)) == 5
+    # The bar below the list sends its own choice; its confirmation says what was done.
+    fresh = [*submit(client, body="Another one"), *submit(client, body="And one more")]
+    page = ui(client, "/moderate/bulk", action="approve", action_below="spam", bar="below",
+              ids=fresh)  # fmt: skip
+    assert "2 comments marked as spam." in page
+    assert [status_of(session, i) for i in fresh] == [S.SPAM, S.SPAM]
 
 
 def test_edit_keeps_the_original_and_save_and_approve(

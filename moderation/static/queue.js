@@ -212,6 +212,36 @@
     if (item) current = item;
   });
 
+  // Select all on this page, and how many are selected (announced politely).
+  var selectAll = document.getElementById("select-all");
+  var selectedCount = document.querySelector("[data-selected-count]");
+  function boxes() {
+    return Array.prototype.slice.call(document.querySelectorAll('.queue-item input[name="ids"]'));
+  }
+  function countSelected() {
+    var all = boxes();
+    var n = all.filter(function (box) { return box.checked; }).length;
+    if (selectedCount) {
+      selectedCount.hidden = false;
+      selectedCount.textContent = n === 1 ? "1 comment selected" : n + " comments selected";
+    }
+    if (selectAll) {
+      selectAll.checked = n > 0 && n === all.length;
+      selectAll.indeterminate = n > 0 && n < all.length;
+    }
+  }
+  if (selectAll && boxes().length) {
+    selectAll.closest("[data-select-all]").hidden = false;
+    selectAll.addEventListener("change", function () {
+      boxes().forEach(function (box) { box.checked = selectAll.checked; });
+      countSelected();
+    });
+    document.addEventListener("change", function (event) {
+      if (event.target.name === "ids") countSelected();
+    });
+    countSelected();
+  }
+
   var focused = document.querySelector(".queue-item[autofocus]");
   if (focused) focusItem(focused);
 

@@ -445,23 +445,34 @@ def reply(comment_id: str) -> ResponseReturnValue:
     )
 
 
+# What a bulk action did, for its confirmation ("2 comments approved").
+BULK_DONE = {
+    "approve": "approved",
+    "reject": "rejected",
+    "spam": "marked as spam",
+    "delete": "deleted",
+}
+
+
 @bp.post("/bulk")
 def bulk() -> ResponseReturnValue:
     db = get_session()
     ids = request.form.getlist("ids")
+    # The bar below the list sends its own choice of action.
+    below = request.form.get("bar") == "below"
+    action = request.form.get("action_below" if below else "action", "")
     if not ids:
         flash("Select at least one comment.", "error")
         return redirect(_back_to(request.form.get("next")), code=303)
     try:
-        result = actions.bulk(
-            db, g.moderator, ids, request.form.get("action", ""), actor=_actor(), now=now()
-        )
+        result = actions.bulk(db, g.moderator, ids, action, actor=_actor(), now=now())
     except ServiceError as error:
         db.rollback()
         flash(" ".join(error.fields.values()) or error.message, "error")
     else:
         db.commit()
-        flash(f"{len(result.done)} comment{'s' if len(result.done) != 1 else ''} updated.")
+        done = len(result.done)
+        flash(f"{done} comment{'s' if done != 1 else ''} {BULK_DONE[action]}.")
         if result.refused:
             flash(f"{len(result.refused)} had already been moderated and were left alone.", "error")
     return redirect(_back_to(request.form.get("next")), code=303)
