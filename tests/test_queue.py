@@ -48,7 +48,7 @@ def audits(session: Session) -> list[tuple[str, dict[str, object], dict[str, obj
     return [(a.action, a.before, a.after) for a in rows]
 
 
-def ui(client: FlaskClient, path: str, **data: str) -> str:
+def ui(client: FlaskClient, path: str, **data: str | list[str]) -> str:
     """Post a queue form as a browser would, following the redirect; returns the page."""
     page = client.get("/moderate/").get_data(as_text=True)
     response = client.post(
