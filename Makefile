@@ -7,7 +7,7 @@ TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 # make run PORT=5055 serves elsewhere.
 PORT ?= 5000
 
-.PHONY: install run test test-pg lint format bench soak clean
+.PHONY: install run test test-fast test-pg lint format bench soak clean
 
 $(STAMP): pyproject.toml
 	@echo "Installing into $(VENV) (the first run takes a minute)..."
@@ -37,6 +37,12 @@ test: install
 		echo "--- again on $$MODERATION_TEST_DATABASE_URL"; \
 		$(BIN)/python -m pytest; \
 	fi
+
+## test-fast: the in-process tiers on SQLite, for day-to-day work (no browser, no separate
+## processes, no races, faults, load, benchmarks or packaging: make test runs those too)
+SLOW_TIERS := browser or subprocess or concurrency or faults or load or bench or packaging
+test-fast: $(STAMP)
+	MODERATION_TEST_DATABASE_URL= $(BIN)/python -m pytest -m "not ($(SLOW_TIERS))"
 
 ## test-pg: the suite on the local PostgreSQL only
 test-pg: install

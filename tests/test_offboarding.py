@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from moderation.mail import links, outbox
 from moderation.models import ApiToken, AuditEvent, Role, utcnow
-from tests.conftest import (
+from tests.helpers import (
     PASSWORD,
     TEST_SECRET,
     comment_json,
