@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from moderation.actions import edit_comment, moderate_comment
 from moderation.comments import submit_comment
+from moderation.events import Actor
 from moderation.mail import links
 from moderation.models import Comment, CommentStatus, Moderator, Site, utcnow
 from moderation.validation import CommentSubmission
@@ -123,22 +125,68 @@ def test_a_moderator_works_the_queue_with_the_keyboard_alone(
     context.close()
 
 
-def test_moderation_pages_have_no_axe_violations(server: LiveServer, browser: Any) -> None:
+OVERFLOW = "document.documentElement.scrollWidth - window.innerWidth"
+
+
+@pytest.mark.parametrize("width", [1024, 320])
+def test_moderation_pages_have_no_axe_violations_and_fit_the_screen(
+    server: LiveServer, browser: Any, width: int
+) -> None:
+    """Every moderation page passes axe at desktop width and at 320 px, and none is wider than
+    its viewport (a page that scrolls sideways at 320 px fails WCAG 1.4.10, reflow)."""
     (comment_id,) = seed(server, 1)
-    context = browser.new_context(bypass_csp=True)
+    context = browser.new_context(bypass_csp=True, viewport={"width": width, "height": 800})
     page = context.new_page()
     page.goto(f"{server.url}/moderate/login")
     assert axe_violations(page) == []
+    assert page.evaluate(OVERFLOW) <= 0, "login"
     keyboard_login(page, server)
-    assert axe_violations(page) == []
-    page.goto(f"{server.url}/moderate/comments/{comment_id}")
-    assert axe_violations(page) == []
-    for path in ("/moderate/audit", "/moderate/admin/sites", "/moderate/admin/moderators",
+    for path in ("/moderate/", f"/moderate/comments/{comment_id}", "/moderate/audit",
+                 "/moderate/admin/sites", "/moderate/admin/moderators",
                  "/moderate/admin/tokens", "/moderate/admin/sites/luac",
-                 "/moderate/admin/personal-data", "/moderate/account"):  # fmt: skip
+                 "/moderate/admin/personal-data", "/moderate/account",
+                 "/moderate/webhooks/"):  # fmt: skip
         page.goto(server.url + path)
         assert axe_violations(page) == [], path
+        assert page.evaluate(OVERFLOW) <= 0, f"{path} scrolls sideways at {width}px"
     context.close()
+
+
+def test_the_audit_log_reads_as_words_and_stacks_at_320_px(
+    server: LiveServer, browser: Any
+) -> None:
+    (comment_id,) = seed(server, 1, post="/2024/audit/")
+    with server.session() as session:
+        session.scalars(select(Site)).one().reject_reasons = ["Off topic"]
+        editor = session.scalars(select(Moderator).where(Moderator.login == "editor")).one()
+        actor = Actor("editor", editor.id, "ui")
+        edit_comment(session, editor, comment_id, "Keyboard comment 0, tidied", actor=actor,
+                     now=utcnow())  # fmt: skip
+        moderate_comment(session, editor, comment_id, "reject", actor=actor, now=utcnow(),
+                         reason="Off topic")  # fmt: skip
+        session.commit()
+    for width in (1024, 320):
+        context = browser.new_context(bypass_csp=True, viewport={"width": width, "height": 800})
+        page = context.new_page()
+        keyboard_login(page, server)
+        page.goto(f"{server.url}/moderate/audit?site=luac")
+        row = page.locator("tbody tr").first
+        assert "pending → rejected, reason: Off topic" in row.inner_text()
+        edited = page.locator("tbody tr").nth(1)
+        edited.locator("summary").click()
+        assert edited.locator("del").inner_text().strip() == "0"
+        assert edited.locator("ins").inner_text() == "0, tidied"
+        assert page.evaluate(OVERFLOW) <= 0, width
+        # No word is broken across lines: each header and each action fits its cell.
+        words_fit = page.evaluate(
+            """[...document.querySelectorAll('.audit th, .audit td')].every(
+                cell => cell.scrollWidth <= cell.clientWidth + 1)"""
+        )
+        assert words_fit, width
+        stacked = page.evaluate("getComputedStyle(document.querySelector('.audit td')).display")
+        assert stacked == ("block" if width == 320 else "table-cell")
+        assert axe_violations(page) == []
+        context.close()
 
 
 @pytest.mark.parametrize("lang", ["en", "cy"])

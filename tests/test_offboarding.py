@@ -76,7 +76,7 @@ def test_a_disabled_moderator_loses_every_way_in_and_stays_in_the_audit(
 
     # The audit log still names them for what they did, and records who disabled them.
     audit_page = client.get("/moderate/audit?moderator=bob").get_data(as_text=True)
-    assert "approve" in audit_page and "bob" in audit_page
+    assert "pending → approved" in audit_page and '<td data-label="Who">bob</td>' in audit_page
     rows = session.execute(select(AuditEvent.actor, AuditEvent.action).order_by(AuditEvent.id))
     assert [tuple(r) for r in rows if r.action != "token.add"][-2:] == [
         ("bob", "approve"),
@@ -133,3 +133,23 @@ def test_the_api_disables_a_moderator_and_refuses_nonsense(
         select(AuditEvent.action).where(AuditEvent.action.like("moderator.%"))
     ).all()
     assert actions.count("moderator.disable") == 1
+
+
+def test_a_refused_password_keeps_what_the_admin_typed(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    make_moderator(session)
+    login(client)
+    page = client.get("/moderate/admin/moderators").get_data(as_text=True)
+    refused = client.post(
+        "/moderate/admin/moderators",
+        data={"csrf_token": csrf_from(page), "login": "carol", "email": "carol@example.gov.uk",
+              "password": "short", "role": "moderator", "sites": "luac"},
+    )  # fmt: skip
+    assert refused.status_code == 422
+    html = refused.get_data(as_text=True)
+    assert 'name="login" autocomplete="off" value="carol"' in html
+    assert 'value="carol@example.gov.uk"' in html
+    assert 'id="new-site-luac" name="sites" value="luac" checked' in html
+    assert "short" not in html.split('id="password"')[1][:200]  # never the password

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -407,3 +409,48 @@ def test_the_script_decides_in_place_from_a_json_answer(
     assert json_of(undone)["counts"]["pending"] == "3"
     assert "queue-item--done" not in json_of(undone)["card"]
     assert [x[0] for x in audits(session)] == ["reject", "undo"]
+
+
+def test_the_audit_log_reads_as_words_and_the_csv_keeps_everything(
+    client: FlaskClient, session: Session
+) -> None:
+    site = make_site(session)
+    site.reject_reasons = ["Off topic"]
+    make_moderator(session)
+    session.commit()
+    a, b = submit(client, 2)
+    login(client)
+    ui(client, f"/moderate/comments/{a}/reject", reason="Off topic")
+    ui(client, f"/moderate/comments/{b}/edit", body="Comment number one, edited")
+    page = client.get("/moderate/audit").get_data(as_text=True)
+    assert "pending → rejected, reason: Off topic" in page
+    assert "Rejected: <a" in page and "Edited the text: <a" in page
+    assert "text edited" in page and "Show the difference" in page
+    assert "Comment number <del>1</del><ins>one, edited</ins>" in page
+    assert "{&#34;status&#34;" not in page and '{"status"' not in page  # no raw JSON
+    rows = list(csv.DictReader(io.StringIO(client.get("/moderate/audit?format=csv").text)))
+    assert json.loads(rows[0]["after"]) == {"status": "rejected", "reason": "Off topic"}
+    assert json.loads(rows[1]["after"]) == {"body_text": "Comment number one, edited"}
+
+
+def test_the_word_difference_is_bounded() -> None:
+    from moderation.audit import DIFF_MAX_WORDS, word_diff
+
+    assert word_diff("a b c", "a x c") == (
+        ("same", "a "), ("removed", "b "), ("added", "x "), ("same", "c"),
+    )  # fmt: skip
+    assert word_diff("w " * (DIFF_MAX_WORDS + 1), "w") is None
+
+
+def test_a_comments_page_shows_the_blogs_reply_and_your_own_claim(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    make_moderator(session)
+    (a,) = submit(client)
+    login(client)
+    ui(client, f"/moderate/comments/{a}/reply", reply="Thanks, we will look into it.", approve="1")
+    page = client.get(f"/moderate/comments/{a}").get_data(as_text=True)
+    assert "Replied as Blog luac" in page and "Thanks, we will look into it." in page
+    assert '<dd class="claim">you</dd>' in page  # opening it claimed it, for me
+    assert re.search(r"\d{1,2} \w+ \d{4} at \d{1,2}:\d\d[ap]m (GMT|BST)", page)

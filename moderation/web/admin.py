@@ -20,6 +20,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 
 from moderation import mail, moderators, sites
 from moderation.comments import get_site
@@ -114,9 +115,11 @@ def site_save(slug: str) -> ResponseReturnValue:
 
 
 def _moderators_page(errors: dict[str, str], status: int = 200) -> ResponseReturnValue:
+    """The moderators; after a refused "add", the form keeps what was typed (not the password)."""
     db = get_session()
     page = render_template(
         "moderate/admin/moderators.html",
+        typed=request.form if request.endpoint == "moderate.admin.moderator_add" else MultiDict(),
         moderators=db.scalars(select(Moderator).order_by(Moderator.login)).all(),
         sites=db.scalars(select(Site).order_by(Site.name)).all(),
         roles=list(Role),

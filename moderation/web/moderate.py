@@ -279,6 +279,7 @@ def comment(comment_id: str) -> str:
     return render_template(
         "moderate/comment.html",
         c=found,
+        blog_replies=queues.blog_replies(db, found),
         holds_claim=holds,
         history=queues.author_history(db, [found]),
         now=now(),
@@ -514,5 +515,7 @@ def audit_log() -> ResponseReturnValue:
         wanted=wanted,
         sites=_sites_for(g.moderator),
         actions=[*actions.ACTIONS, "undo", "edit", "reply"],
+        describe=audit.describe_change,
+        action_label=audit.action_label,
         now=now(),
     )
