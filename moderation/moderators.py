@@ -17,13 +17,14 @@ from sqlalchemy.orm import Session
 from moderation.comments import MAX_ID
 from moderation.db import become_writer
 from moderation.errors import (
+    Forbidden,
     InvalidCredentials,
     NotFound,
     RateLimited,
     Unauthorized,
     ValidationFailed,
 )
-from moderation.events import Actor, record_admin_audit
+from moderation.events import Actor, AuditAction, record_admin_audit
 from moderation.models import (
     ApiToken,
     Comment,
@@ -144,7 +145,7 @@ def create_moderator(
         record_admin_audit(
             session,
             actor,
-            "moderator.add",
+            AuditAction.MODERATOR_ADD,
             site_id=None,
             before={},
             after={"login": login, **moderator_settings(moderator)},
@@ -188,6 +189,29 @@ def start_login_session(session: Session, moderator: Moderator, *, now: dt.datet
     token = secrets.token_urlsafe(32)
     session.add(LoginSession(token_hash=_digest(token), moderator=moderator, created_at=now))
     return token
+
+
+def log_in(
+    session: Session,
+    hasher: PasswordHasher,
+    login: str,
+    password: str,
+    network: str | None,
+    *,
+    now: dt.datetime,
+) -> str:
+    """Log in: the token of a new login session. A refused attempt raises (InvalidCredentials,
+    RateLimited); a wrong password is recorded in its place, for the throttle to count, so the
+    caller commits either way."""
+    check_login_allowed(session, login, network, now=now)
+    try:
+        moderator = authenticate(session, hasher, login, password)
+    except InvalidCredentials:
+        session.rollback()
+        record_failed_login(session, login, network, now=now)
+        raise
+    clear_failed_logins(session, login)
+    return start_login_session(session, moderator, now=now)
 
 
 def resolve_login_session(
@@ -239,7 +263,7 @@ def create_api_token(
         record_admin_audit(
             session,
             actor,
-            "token.add",
+            AuditAction.TOKEN_ADD,
             site_id=None,
             before={},
             after={"token": name, "moderator": moderator.login, "prefix": token.prefix},
@@ -254,7 +278,8 @@ TOKEN_USE_RESOLUTION = dt.timedelta(minutes=1)
 
 
 def authenticate_token(session: Session, plain: str, *, now: dt.datetime) -> ApiToken:
-    """The live token ``plain`` is, its use recorded to the minute (:data:`TOKEN_USE_RESOLUTION`)."""
+    """The live token ``plain`` is, its use recorded to the minute
+    (:data:`TOKEN_USE_RESOLUTION`)."""
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(plain)))
     if token is None or token.revoked_at is not None or token.moderator.disabled:
         raise Unauthorized("The API token is not valid.")
@@ -280,7 +305,7 @@ def set_password(
     record_admin_audit(
         session,
         actor,
-        "moderator.password",
+        AuditAction.MODERATOR_PASSWORD,
         site_id=None,
         before={"login": moderator.login},
         after={"login": moderator.login, "password": "changed"},
@@ -309,7 +334,7 @@ def set_mail_preference(
         record_admin_audit(
             session,
             actor,
-            "moderator.mail_preference",
+            AuditAction.MODERATOR_MAIL_PREFERENCE,
             site_id=None,
             before={"login": moderator.login, "mail_preference": before},
             after={"login": moderator.login, "mail_preference": value},
@@ -343,7 +368,7 @@ def update_moderator(
         record_admin_audit(
             session,
             actor,
-            "moderator.update",
+            AuditAction.MODERATOR_UPDATE,
             site_id=None,
             before={"login": moderator.login, **before},
             after={"login": moderator.login, **after},
@@ -365,7 +390,7 @@ def revoke_token(session: Session, token_id: int, *, actor: Actor, now: dt.datet
         record_admin_audit(
             session,
             actor,
-            "token.revoke",
+            AuditAction.TOKEN_REVOKE,
             site_id=None,
             before={"token": token.name, "moderator": token.moderator.login},
             after={"revoked_at": now.isoformat()},
@@ -404,10 +429,16 @@ def set_disabled(
     record_admin_audit(
         session,
         actor,
-        "moderator.disable" if disabled else "moderator.enable",
+        AuditAction.MODERATOR_DISABLE if disabled else AuditAction.MODERATOR_ENABLE,
         site_id=None,
         before=before,
         after={"login": moderator.login, "disabled": disabled},
         now=now,
     )
     return moderator
+
+
+def require_admin(moderator: Moderator, message: str = "Only admins can do that.") -> None:
+    """Refuse a moderator who is not an administrator (403)."""
+    if not moderator.is_admin:
+        raise Forbidden(message)

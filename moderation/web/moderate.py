@@ -47,14 +47,15 @@ from moderation.errors import (
     RateLimited,
     ServiceError,
 )
-from moderation.events import Actor
+from moderation.events import COMMENT_ACTIONS, Actor
 from moderation.models import Comment, CommentStatus, MailPreference, Moderator, Site
-from moderation.web import admin
+from moderation.web import admin, moderate_webhooks
 from moderation.web.context import client_address, hasher, now, settings
 from moderation.web.sessions import get_session
 
 bp = Blueprint("moderate", __name__, url_prefix="/moderate")
 bp.register_blueprint(admin.bp)
+bp.register_blueprint(moderate_webhooks.bp)
 
 PUBLIC_ENDPOINTS = frozenset({"moderate.login", "moderate.do_login"})
 COMMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -133,22 +134,14 @@ def do_login() -> ResponseReturnValue:
     login_name = request.form.get("login", "").strip()
     network = client_network(client_address())
     db = get_session()
+    password = request.form.get("password", "")
     try:
-        moderators.check_login_allowed(db, login_name, network, now=now())
-        moderator = moderators.authenticate(
-            db, hasher(), login_name, request.form.get("password", "")
-        )
+        token = moderators.log_in(db, hasher(), login_name, password, network, now=now())
     except (InvalidCredentials, RateLimited) as error:
-        status = error.status
-        if isinstance(error, InvalidCredentials):
-            db.rollback()
-            moderators.record_failed_login(db, login_name, network, now=now())
-            db.commit()
+        db.commit()  # the failed attempt, recorded for the throttle
         page = render_template("moderate/login.html", error=error.message, login_name=login_name)
         headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else {}
-        return page, status, headers
-    moderators.clear_failed_logins(db, login_name)
-    token = moderators.start_login_session(db, moderator, now=now())
+        return page, error.status, headers
     db.commit()
     # A new session on login: nothing from before the login survives, not even the CSRF token.
     session.clear()
@@ -258,7 +251,7 @@ def queue() -> str:
         page=page,
         wanted=wanted,
         counts=_count_labels(queues.status_counts(db, g.moderator, wanted)),
-        history=queues.author_history(db, page.comments),
+        history=queues.author_history(db, g.moderator, page.comments),
         sites=_sites_for(g.moderator),
         statuses=list(queues.QUEUE_STATUSES),
         bulk_actions=actions.BULK_ACTIONS,
@@ -281,7 +274,7 @@ def comment(comment_id: str) -> str:
         c=found,
         blog_replies=queues.blog_replies(db, found),
         holds_claim=holds,
-        history=queues.author_history(db, [found]),
+        history=queues.author_history(db, g.moderator, [found]),
         now=now(),
     )
 
@@ -325,7 +318,7 @@ def _in_place(changed: Comment | None, message: str, error: ServiceError | None)
         body["card"] = render_template(
             "moderate/_queue_item.html",
             c=changed,
-            history=queues.author_history(db, [changed]),
+            history=queues.author_history(db, g.moderator, [changed]),
             now=now(),
             back=back,
             then=_then(),
@@ -514,7 +507,7 @@ def audit_log() -> ResponseReturnValue:
         page=page,
         wanted=wanted,
         sites=_sites_for(g.moderator),
-        actions=[*actions.ACTIONS, "undo", "edit", "reply"],
+        actions=COMMENT_ACTIONS,
         describe=audit.describe_change,
         action_label=audit.action_label,
         now=now(),

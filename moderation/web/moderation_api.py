@@ -14,10 +14,12 @@ from moderation.errors import Malformed, Unauthorized, ValidationFailed
 from moderation.events import Actor, rfc3339
 from moderation.models import ApiToken, Comment, CommentStatus, Moderator, Site
 from moderation.outbox.events import comment_data
+from moderation.web import webhooks_api
 from moderation.web.context import json_object, now
 from moderation.web.sessions import get_session
 
 bp = Blueprint("moderation_api", __name__, url_prefix="/api/v1/moderation")
+bp.register_blueprint(webhooks_api.bp)
 QUERY_PARAMETERS = {
     "moderation_api.list_comments": {
         "status",
@@ -187,7 +189,7 @@ def bulk() -> Response:
 
 def _admin() -> Moderator:
     moderator: Moderator = g.token.moderator
-    sites.require_admin(moderator)
+    moderators.require_admin(moderator)
     return moderator
 
 
