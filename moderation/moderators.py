@@ -6,7 +6,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import secrets
-from collections.abc import Container
+from collections.abc import Callable, Container
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from moderation.comments import MAX_ID
-from moderation.db import become_writer
+from moderation.db import become_writer, write_transaction
 from moderation.errors import (
     Forbidden,
     InvalidCredentials,
@@ -79,32 +79,72 @@ def check_password_rules(password: str) -> None:
         )
 
 
-def check_login_allowed(
-    session: Session, login: str, network: str | None, *, now: dt.datetime
-) -> None:
-    """Refuse a login attempt, before any password hashing, when the account or the client's
-    network has failed too often recently."""
-    since = now - LOGIN_WINDOW
-    recent = select(func.count()).select_from(LoginAttempt).where(LoginAttempt.at >= since)
-    per_account = session.scalar(recent.where(LoginAttempt.login == login)) or 0
-    per_network = (
-        session.scalar(recent.where(LoginAttempt.network == network)) or 0 if network else 0
-    )
-    if per_account >= MAX_FAILURES_PER_ACCOUNT or per_network >= MAX_FAILURES_PER_NETWORK:
+def log_in(
+    session_factory: Callable[[], Session],
+    hasher: PasswordHasher,
+    login: str,
+    password: str,
+    network: str | None,
+    *,
+    now: dt.datetime,
+) -> int:
+    """The id of the moderator with this login and password; raise :class:`RateLimited` when the
+    account or the client's network has tried too often recently, :class:`InvalidCredentials`
+    for every other failure. Three short transactions, none open while a password is hashed:
+
+    1. the attempt is recorded and committed before anything is checked, so concurrent attempts
+       count each other (each sees at least every attempt committed before its own);
+    2. the attempts are counted and the stored hash read, in a read transaction ended at once;
+    3. after hashing, a success clears the account's attempts (and stores a rehashed password).
+    """
+    login = login[:64]
+    with write_transaction(session_factory) as session:
+        session.add(LoginAttempt(at=now, login=login, network=network))
+    with session_factory() as session:
+        since = now - LOGIN_WINDOW
+        recent = select(func.count()).select_from(LoginAttempt).where(LoginAttempt.at >= since)
+        per_account = session.scalar(recent.where(LoginAttempt.login == login)) or 0
+        per_network = (
+            session.scalar(recent.where(LoginAttempt.network == network)) if network else 0
+        )
+        found = session.execute(
+            select(Moderator.id, Moderator.password_hash, Moderator.disabled_at).where(
+                Moderator.login == login
+            )
+        ).first()
+    if per_account > MAX_FAILURES_PER_ACCOUNT or (per_network or 0) > MAX_FAILURES_PER_NETWORK:
         raise RateLimited(
             "Too many failed attempts to log in. Wait 15 minutes and try again.",
             retry_after=int(LOGIN_WINDOW.total_seconds()),
         )
+    if found is None:
+        _verify_nothing(hasher, password)
+        raise InvalidCredentials()
+    moderator_id, stored, disabled_at = found
+    try:
+        hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        raise InvalidCredentials() from None
+    if disabled_at is not None:
+        # The same answer as a wrong password: a disabled account is not advertised.
+        raise InvalidCredentials()
+    rehashed = hasher.hash(password) if hasher.check_needs_rehash(stored) else None
+    with write_transaction(session_factory) as session:
+        session.execute(delete(LoginAttempt).where(LoginAttempt.login == login))
+        if rehashed is not None:
+            session.execute(
+                update(Moderator).where(Moderator.id == moderator_id).values(password_hash=rehashed)
+            )
+    return int(moderator_id)
 
 
-def record_failed_login(
-    session: Session, login: str, network: str | None, *, now: dt.datetime
-) -> None:
-    session.add(LoginAttempt(at=now, login=login[:64], network=network))
-
-
-def clear_failed_logins(session: Session, login: str) -> None:
-    session.execute(delete(LoginAttempt).where(LoginAttempt.login == login))
+def _verify_nothing(hasher: PasswordHasher, password: str) -> None:
+    """As long as a real check, so an unknown login takes no less time than a known one."""
+    key = id(hasher)
+    if key not in _DUMMY_HASHES:
+        _DUMMY_HASHES[key] = hasher.hash(secrets.token_urlsafe(16))
+    with contextlib.suppress(VerificationError):
+        hasher.verify(_DUMMY_HASHES[key], password)
 
 
 def create_moderator(
@@ -158,28 +198,6 @@ def create_moderator(
 _DUMMY_HASHES: dict[int, str] = {}
 
 
-def authenticate(session: Session, hasher: PasswordHasher, login: str, password: str) -> Moderator:
-    """The moderator with this login and password; one error for every failure."""
-    moderator = session.scalar(select(Moderator).where(Moderator.login == login))
-    if moderator is None:
-        key = id(hasher)
-        if key not in _DUMMY_HASHES:
-            _DUMMY_HASHES[key] = hasher.hash(secrets.token_urlsafe(16))
-        with contextlib.suppress(VerificationError):
-            hasher.verify(_DUMMY_HASHES[key], password)
-        raise InvalidCredentials()
-    try:
-        hasher.verify(moderator.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        raise InvalidCredentials() from None
-    if moderator.disabled:
-        # The same answer as a wrong password: a disabled account is not advertised.
-        raise InvalidCredentials()
-    if hasher.check_needs_rehash(moderator.password_hash):
-        moderator.password_hash = hasher.hash(password)
-    return moderator
-
-
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -189,29 +207,6 @@ def start_login_session(session: Session, moderator: Moderator, *, now: dt.datet
     token = secrets.token_urlsafe(32)
     session.add(LoginSession(token_hash=_digest(token), moderator=moderator, created_at=now))
     return token
-
-
-def log_in(
-    session: Session,
-    hasher: PasswordHasher,
-    login: str,
-    password: str,
-    network: str | None,
-    *,
-    now: dt.datetime,
-) -> str:
-    """Log in: the token of a new login session. A refused attempt raises (InvalidCredentials,
-    RateLimited); a wrong password is recorded in its place, for the throttle to count, so the
-    caller commits either way."""
-    check_login_allowed(session, login, network, now=now)
-    try:
-        moderator = authenticate(session, hasher, login, password)
-    except InvalidCredentials:
-        session.rollback()
-        record_failed_login(session, login, network, now=now)
-        raise
-    clear_failed_logins(session, login)
-    return start_login_session(session, moderator, now=now)
 
 
 def resolve_login_session(

@@ -20,6 +20,7 @@ from flask import (
     Request,
     Response,
     abort,
+    current_app,
     flash,
     g,
     jsonify,
@@ -38,7 +39,7 @@ from werkzeug.datastructures import MultiDict
 from moderation import actions, audit, moderators
 from moderation import queue as queues
 from moderation.comments import client_network, page_limit
-from moderation.db import begin_as_writer
+from moderation.db import become_writer, begin_as_writer
 from moderation.errors import (
     AlreadyModerated,
     InvalidCredentials,
@@ -51,7 +52,7 @@ from moderation.events import COMMENT_ACTIONS, Actor
 from moderation.models import Comment, CommentStatus, MailPreference, Moderator, Site
 from moderation.web import admin, moderate_webhooks
 from moderation.web.context import client_address, hasher, now, settings
-from moderation.web.sessions import get_session
+from moderation.web.sessions import close_session, get_session, reads_first
 
 bp = Blueprint("moderate", __name__, url_prefix="/moderate")
 bp.register_blueprint(admin.bp)
@@ -130,18 +131,25 @@ def login() -> str:
 
 
 @bp.post("/login")
+@reads_first
 def do_login() -> ResponseReturnValue:
     login_name = request.form.get("login", "").strip()
     network = client_network(client_address())
-    db = get_session()
-    password = request.form.get("password", "")
+    factory = current_app.extensions["moderation.sessionmaker"]
+    close_session()  # the guard may have read (an old login): nothing may be held while hashing
     try:
-        token = moderators.log_in(db, hasher(), login_name, password, network, now=now())
+        # Its own short transactions: none is open while the password is hashed.
+        moderator_id = moderators.log_in(
+            factory, hasher(), login_name, request.form.get("password", ""), network, now=now()
+        )
     except (InvalidCredentials, RateLimited) as error:
-        db.commit()  # the failed attempt, recorded for the throttle
         page = render_template("moderate/login.html", error=error.message, login_name=login_name)
         headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else {}
         return page, error.status, headers
+    db = get_session()
+    become_writer(db)
+    moderator = db.get_one(Moderator, moderator_id)
+    token = moderators.start_login_session(db, moderator, now=now())
     db.commit()
     # A new session on login: nothing from before the login survives, not even the CSRF token.
     session.clear()
