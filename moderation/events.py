@@ -34,6 +34,8 @@ class AuditAction(enum.StrEnum):
     MODERATOR_UPDATE = "moderator.update"
     MODERATOR_PASSWORD = "moderator.password"  # noqa: S105 (an action's name)
     MODERATOR_MAIL_PREFERENCE = "moderator.mail_preference"
+    MODERATOR_DISABLE = "moderator.disable"
+    MODERATOR_ENABLE = "moderator.enable"
     TOKEN_ADD = "token.add"  # noqa: S105 (an action's name)
     TOKEN_REVOKE = "token.revoke"  # noqa: S105 (an action's name)
     COMMENTS_IMPORT = "comments.import"

@@ -190,12 +190,19 @@ class Moderator(Base):
         _enum(MailPreference), default=MailPreference.EACH, server_default=MailPreference.EACH.value
     )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Set while the moderator is disabled (offboarded): no login, session, token or mailed link
+    # works, and no mail goes to them; the row stays so that the audit keeps naming them.
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     sites: Mapped[list[Site]] = relationship(secondary=moderator_sites, lazy="selectin")
 
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
 
     def may_moderate(self, site_id: int) -> bool:
         return self.is_admin or any(site.id == site_id for site in self.sites)
@@ -377,6 +384,15 @@ class DeliveryStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class WebhookFormat(enum.StrEnum):
+    """What an endpoint's deliveries look like: signed Standard Webhooks events, or a short line
+    for a team's Slack or Microsoft Teams channel (their incoming-webhook JSON)."""
+
+    STANDARD = "standard"
+    SLACK = "slack"
+    TEAMS = "teams"
+
+
 class WebhookEndpoint(Base):
     """A consumer's URL, what it subscribes to, and the secret(s) its deliveries are signed with."""
 
@@ -393,6 +409,9 @@ class WebhookEndpoint(Base):
     # None: every site.
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
     include_personal_data: Mapped[bool] = mapped_column(default=False)
+    format: Mapped[WebhookFormat] = mapped_column(
+        _enum(WebhookFormat), default=WebhookFormat.STANDARD, server_default="standard"
+    )
     enabled: Mapped[bool] = mapped_column(default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(300), default=None)
     disabled_at: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -27,6 +27,7 @@ from moderation.errors import (
 from moderation.events import Actor, AuditAction, record_admin_audit
 from moderation.models import (
     ApiToken,
+    Comment,
     LoginAttempt,
     LoginSession,
     MailPreference,
@@ -108,7 +109,9 @@ def log_in(
             session.scalar(recent.where(LoginAttempt.network == network)) if network else 0
         )
         found = session.execute(
-            select(Moderator.id, Moderator.password_hash).where(Moderator.login == login)
+            select(Moderator.id, Moderator.password_hash, Moderator.disabled_at).where(
+                Moderator.login == login
+            )
         ).first()
     if per_account > MAX_FAILURES_PER_ACCOUNT or (per_network or 0) > MAX_FAILURES_PER_NETWORK:
         raise RateLimited(
@@ -118,11 +121,14 @@ def log_in(
     if found is None:
         _verify_nothing(hasher, password)
         raise InvalidCredentials()
-    moderator_id, stored = found
+    moderator_id, stored, disabled_at = found
     try:
         hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
         raise InvalidCredentials() from None
+    if disabled_at is not None:
+        # The same answer as a wrong password: a disabled account is not advertised.
+        raise InvalidCredentials()
     rehashed = hasher.hash(password) if hasher.check_needs_rehash(stored) else None
     with write_transaction(session_factory) as session:
         session.execute(delete(LoginAttempt).where(LoginAttempt.login == login))
@@ -208,7 +214,7 @@ def resolve_login_session(
 ) -> Moderator | None:
     """The moderator logged in by ``token``, or None if it was ended or is too old."""
     login = session.scalar(select(LoginSession).where(LoginSession.token_hash == _digest(token)))
-    if login is None or now - login.created_at > max_age:
+    if login is None or now - login.created_at > max_age or login.moderator.disabled:
         return None
     return login.moderator
 
@@ -270,7 +276,7 @@ def authenticate_token(session: Session, plain: str, *, now: dt.datetime) -> Api
     """The live token ``plain`` is, its use recorded to the minute
     (:data:`TOKEN_USE_RESOLUTION`)."""
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(plain)))
-    if token is None or token.revoked_at is not None:
+    if token is None or token.revoked_at is not None or token.moderator.disabled:
         raise Unauthorized("The API token is not valid.")
     if token.last_used_at is None or now - token.last_used_at >= TOKEN_USE_RESOLUTION:
         become_writer(session)
@@ -386,6 +392,45 @@ def revoke_token(session: Session, token_id: int, *, actor: Actor, now: dt.datet
             now=now,
         )
     return token
+
+
+def set_disabled(
+    session: Session, moderator: Moderator, disabled: bool, *, actor: Actor, now: dt.datetime
+) -> Moderator:
+    """Disable a moderator (offboarding) or enable them again, audited.
+
+    Disabling ends their logins everywhere, revokes their API tokens and releases their claims;
+    mailed links carrying their id stop working (the link checks the flag). The row stays, so
+    every audit event keeps naming them. Nobody can disable themselves.
+    """
+    if disabled == moderator.disabled:
+        return moderator
+    if disabled and moderator.id == actor.moderator_id:
+        raise ValidationFailed(fields={"disabled": "You cannot disable your own account"})
+    before = {"login": moderator.login, "disabled": moderator.disabled}
+    moderator.disabled_at = now if disabled else None
+    if disabled:
+        session.execute(delete(LoginSession).where(LoginSession.moderator_id == moderator.id))
+        session.execute(
+            update(ApiToken)
+            .where(ApiToken.moderator_id == moderator.id, ApiToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        session.execute(
+            update(Comment)
+            .where(Comment.claimed_by_id == moderator.id)
+            .values(claimed_by_id=None, claimed_until=None)
+        )
+    record_admin_audit(
+        session,
+        actor,
+        AuditAction.MODERATOR_DISABLE if disabled else AuditAction.MODERATOR_ENABLE,
+        site_id=None,
+        before=before,
+        after={"login": moderator.login, "disabled": disabled},
+        now=now,
+    )
+    return moderator
 
 
 def require_admin(moderator: Moderator, message: str = "Only admins can do that.") -> None:

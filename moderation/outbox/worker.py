@@ -44,9 +44,11 @@ def run_worker(
     *,
     interval: float = 1.0,
     clock: Callable[[], dt.datetime] | None = None,
+    started: threading.Event | None = None,
 ) -> None:
     """Deliver webhooks and send mail until ``stop`` is set; sleeps ``interval`` when idle.
-    Applies the retention periods once a day (the first worker to claim the day does)."""
+    Applies the retention periods once a day (the first worker to claim the day does).
+    ``started`` is set after the first round (so a caller can print its own lines after)."""
     owner = worker_name()
     now = clock or (lambda: dt.datetime.now(dt.UTC))
     logger.info("webhook worker %s started", owner)
@@ -67,18 +69,24 @@ def run_worker(
             )  # fmt: skip
         except Exception:
             logger.exception("worker %s: a mail round failed; retrying", owner)
+        if started is not None:
+            started.set()
         if not done:
             stop.wait(interval)
     logger.info("webhook worker %s stopped", owner)
 
 
 def start_thread(
-    session_factory: sessionmaker[Session], settings: Settings, stop: threading.Event
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    stop: threading.Event,
+    started: threading.Event | None = None,
 ) -> threading.Thread:
     """Run the worker in a daemon thread of this process (the embedded, one-process setup)."""
     thread = threading.Thread(
         target=run_worker,
         args=(session_factory, settings, stop),
+        kwargs={"started": started},
         name="webhook-worker",
         daemon=True,
     )

@@ -22,6 +22,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 
 from moderation import mail, moderators, sites
 from moderation.comments import get_site
@@ -135,9 +136,11 @@ def site_save(slug: str) -> ResponseReturnValue:
 
 
 def _moderators_page(errors: dict[str, str], status: int = 200) -> ResponseReturnValue:
+    """The moderators; after a refused "add", the form keeps what was typed (not the password)."""
     db = get_session()
     page = render_template(
         "moderate/admin/moderators.html",
+        typed=request.form if request.endpoint == "moderate.admin.moderator_add" else MultiDict(),
         moderators=db.scalars(select(Moderator).order_by(Moderator.login)).all(),
         sites=db.scalars(select(Site).order_by(Site.name)).all(),
         roles=list(Role),
@@ -192,6 +195,26 @@ def moderator_save(login: str) -> ResponseReturnValue:
         return _moderators_page(error.fields, 422)
     db.commit()
     flash(f"Saved {login}.")
+    return redirect(url_for("moderate.admin.moderator_list"), code=303)
+
+
+@bp.post("/moderators/<login>/disabled")
+def moderator_disable(login: str) -> ResponseReturnValue:
+    """Offboarding: disable a moderator (or enable them again)."""
+    db = get_session()
+    disabled = request.form.get("disabled") == "1"
+    try:
+        moderators.set_disabled(
+            db, moderators.get_moderator(db, login), disabled, actor=_actor(), now=now()
+        )
+    except ServiceError as error:
+        db.rollback()
+        return _moderators_page(error.fields, 422)
+    db.commit()
+    if disabled:
+        flash(f"Disabled {login}: their logins ended and their API tokens were revoked.")
+    else:
+        flash(f"Enabled {login}. Give them new API tokens if they need any.")
     return redirect(url_for("moderate.admin.moderator_list"), code=303)
 
 

@@ -72,11 +72,24 @@ def cache_control() -> str:
     return value
 
 
-def not_modified(etag: str) -> Response | None:
+def revalidated_cache_control() -> str:
+    """For the embedded thread: browsers revalidate on every load (``max-age=0``: a 304 while
+    nothing changed), so an approval shows on the next reload of the post; shared caches (a CDN
+    in front) may keep it ``s-maxage`` seconds. No ``stale-while-revalidate``: browsers honour
+    it too, and would show the old thread once more after an approval."""
+    value: str | None = current_app.extensions.get("moderation.revalidated_cache_control")
+    if value is None:
+        value = current_app.extensions["moderation.revalidated_cache_control"] = (
+            f"public, max-age=0, s-maxage={settings().public_max_age}"
+        )
+    return value
+
+
+def not_modified(etag: str, *, revalidate: bool = False) -> Response | None:
     """A bodiless 304 if the client already holds ``etag``; built without touching templates."""
     if not matches(request.environ.get("HTTP_IF_NONE_MATCH"), etag):
         return None
-    return cacheable(Response(status=304), etag)
+    return cacheable(Response(status=304), etag, revalidate=revalidate)
 
 
 def matches(if_none_match: str | None, etag: str) -> bool:
@@ -88,7 +101,10 @@ def matches(if_none_match: str | None, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
 
 
-def cacheable(response: Response, etag: str) -> Response:
+def cacheable(response: Response, etag: str, *, revalidate: bool = False) -> Response:
+    """ETag and Cache-Control; ``revalidate`` for what browsers must check on every load."""
     response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = cache_control()
+    response.headers["Cache-Control"] = (
+        revalidated_cache_control() if revalidate else cache_control()
+    )
     return response

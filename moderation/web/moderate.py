@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import re
 import secrets
 from collections.abc import Callable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import (
     Blueprint,
@@ -21,6 +23,7 @@ from flask import (
     current_app,
     flash,
     g,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -31,6 +34,7 @@ from flask import (
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 
 from moderation import actions, audit, moderators
 from moderation import queue as queues
@@ -55,6 +59,7 @@ bp.register_blueprint(admin.bp)
 bp.register_blueprint(moderate_webhooks.bp)
 
 PUBLIC_ENDPOINTS = frozenset({"moderate.login", "moderate.do_login"})
+COMMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class ModeratorSessions(SecureCookieSessionInterface):
@@ -194,19 +199,22 @@ SIGNAL_CHOICES = (
 )
 
 
-def _queue_filter() -> queues.QueueFilter:
-    raw = request.args.get("status", CommentStatus.PENDING.value)
+def _queue_filter(args: MultiDict[str, str] | None = None) -> queues.QueueFilter:
+    """The queue's filters from a query string (the request's own by default)."""
+    if args is None:
+        args = request.args
+    raw = args.get("status", CommentStatus.PENDING.value)
     try:
         status = None if raw == "all" else CommentStatus(raw)
     except ValueError:
         raise Malformed("Unknown status.") from None
     return queues.QueueFilter(
         status=status,
-        site=request.args.get("site") or None,
-        post=request.args.get("post") or None,
-        search=(request.args.get("q") or "").strip() or None,
-        newest_first=queues.newest_first(request.args.get("order")),
-        signal=queues.signal_filter(request.args.get("signal") or None),
+        site=args.get("site") or None,
+        post=args.get("post") or None,
+        search=(args.get("q") or "").strip() or None,
+        newest_first=queues.newest_first(args.get("order")),
+        signal=queues.signal_filter(args.get("signal") or None),
     )
 
 
@@ -251,6 +259,8 @@ def queue() -> str:
         bulk_actions=actions.BULK_ACTIONS,
         signal_choices=SIGNAL_CHOICES,
         now=now(),
+        back=request.full_path,
+        focus=request.args.get("focus"),
     )
 
 
@@ -264,28 +274,108 @@ def comment(comment_id: str) -> str:
     return render_template(
         "moderate/comment.html",
         c=found,
+        blog_replies=queues.blog_replies(db, found),
         holds_claim=holds,
         history=queues.author_history(db, g.moderator, [found]),
         now=now(),
     )
 
 
+def _wants_json() -> bool:
+    """The queue's script acts in place and asks for JSON; a plain form post gets a redirect."""
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def _then() -> str | None:
+    """The comment to go to after this one (the form names it), if it looks like an id."""
+    then = request.form.get("then") or ""
+    return then if COMMENT_ID.fullmatch(then) else None
+
+
+def _landing(target: str | None, focus: str | None) -> str:
+    """The queue page to return to, on the comment to work on next (focused there)."""
+    url = _back_to(target)
+    parts = urlsplit(url)
+    if focus is None or parts.path != url_for("moderate.queue"):
+        return url
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "focus"]
+    query.append(("focus", focus))
+    return urlunsplit(("", "", parts.path, urlencode(query), f"queue-{focus}"))
+
+
+def _in_place(changed: Comment | None, message: str, error: ServiceError | None) -> Response:
+    """What the queue's script needs after an action: the message to announce, the comment's
+    card as it is now, the tab counts, and the undo form's target."""
+    db = get_session()
+    back = _back_to(request.form.get("next"))
+    wanted = _queue_filter(MultiDict(parse_qsl(urlsplit(back).query)))
+    body: dict[str, object] = {
+        "message": message,
+        "counts": _count_labels(queues.status_counts(db, g.moderator, wanted)),
+    }
+    if changed is not None:
+        body["id"] = changed.public_id
+        body["status"] = changed.status.value
+        body["card"] = render_template(
+            "moderate/_queue_item.html",
+            c=changed,
+            history=queues.author_history(db, g.moderator, [changed]),
+            now=now(),
+            back=back,
+            then=_then(),
+            focus=None,
+            decided=wanted.status is not None and changed.status is not wanted.status,
+        )
+    undo_offer = session.get("undo")
+    if error is None and undo_offer and undo_offer.get("id") == body.get("id"):
+        body["undo"] = {
+            "action": url_for("moderate.undo", comment_id=undo_offer["id"]),
+            "until": int(undo_offer["until"]),
+        }
+    if error is not None:
+        body["error"] = {"code": error.code, "message": message, "fields": error.fields}
+    response = jsonify(body)
+    response.status_code = error.status if error is not None else 200
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _comment_or_none(public_id: str) -> Comment | None:
+    try:
+        return actions.get_comment_for(get_session(), g.moderator, public_id)
+    except NotFound:
+        return None
+
+
 def _act(comment_id: str, do: Callable[[], Comment], done: str) -> ResponseReturnValue:
     db = get_session()
+    changed: Comment | None = None
+    failure: ServiceError | None = None
     try:
         changed = do()
-    except AlreadyModerated as error:
-        db.rollback()
-        flash(error.message, "error")
     except ServiceError as error:
         db.rollback()
-        flash(" ".join([error.message, *error.fields.values()]), "error")
+        failure = error
+        message = error.message
+        if not isinstance(error, AlreadyModerated):
+            message = " ".join([error.message, *error.fields.values()])
     else:
         db.commit()
-        flash(done.format(name=changed.author_name, status=changed.status.value))
+        message = done.format(
+            name=changed.author_name, status=changed.status.value, reason=changed.reject_reason
+        )
         if changed.status is not CommentStatus.PENDING and changed.public_id == comment_id:
             session["undo"] = {"id": comment_id, "until": (now() + actions.UNDO_WINDOW).timestamp()}
-    return redirect(_back_to(request.form.get("next")), code=303)
+    if _wants_json():
+        if changed is None:
+            changed = _comment_or_none(str((request.view_args or {}).get("comment_id", "")))
+        return _in_place(changed, message, failure)
+    flash(message, "error" if failure else "message")
+    focus = _then() if failure is None else None
+    if focus is None and changed is not None:
+        focus = changed.public_id
+    return redirect(_landing(request.form.get("next"), focus), code=303)
 
 
 @bp.post("/comments/<comment_id>/<action>")
@@ -303,7 +393,9 @@ def act(comment_id: str, action: str) -> ResponseReturnValue:
             now=now(),
             reason=request.form.get("reason") or None,
         ),
-        "Comment by {name} marked {status}.",
+        "Comment by {name} rejected (reason: {reason})."
+        if action == "reject" and request.form.get("reason")
+        else "Comment by {name} marked {status}.",
     )
 
 
@@ -350,23 +442,34 @@ def reply(comment_id: str) -> ResponseReturnValue:
     )
 
 
+# What a bulk action did, for its confirmation ("2 comments approved").
+BULK_DONE = {
+    "approve": "approved",
+    "reject": "rejected",
+    "spam": "marked as spam",
+    "delete": "deleted",
+}
+
+
 @bp.post("/bulk")
 def bulk() -> ResponseReturnValue:
     db = get_session()
     ids = request.form.getlist("ids")
+    # The bar below the list sends its own choice of action.
+    below = request.form.get("bar") == "below"
+    action = request.form.get("action_below" if below else "action", "")
     if not ids:
         flash("Select at least one comment.", "error")
         return redirect(_back_to(request.form.get("next")), code=303)
     try:
-        result = actions.bulk(
-            db, g.moderator, ids, request.form.get("action", ""), actor=_actor(), now=now()
-        )
+        result = actions.bulk(db, g.moderator, ids, action, actor=_actor(), now=now())
     except ServiceError as error:
         db.rollback()
         flash(" ".join(error.fields.values()) or error.message, "error")
     else:
         db.commit()
-        flash(f"{len(result.done)} comment{'s' if len(result.done) != 1 else ''} updated.")
+        done = len(result.done)
+        flash(f"{done} comment{'s' if done != 1 else ''} {BULK_DONE[action]}.")
         if result.refused:
             flash(f"{len(result.refused)} had already been moderated and were left alone.", "error")
     return redirect(_back_to(request.form.get("next")), code=303)
@@ -407,5 +510,7 @@ def audit_log() -> ResponseReturnValue:
         wanted=wanted,
         sites=_sites_for(g.moderator),
         actions=COMMENT_ACTIONS,
+        describe=audit.describe_change,
+        action_label=audit.action_label,
         now=now(),
     )

@@ -291,6 +291,7 @@ def moderator_json(moderator: Moderator) -> dict[str, Any]:
         "login": moderator.login,
         "email": moderator.email,
         **moderators.moderator_settings(moderator),
+        "disabled": moderator.disabled,
     }
 
 
@@ -311,6 +312,9 @@ def update_moderator(login: str) -> Response:
     site_slugs = body.get("sites", [s.slug for s in target.sites])
     if not isinstance(site_slugs, list) or not all(isinstance(s, str) for s in site_slugs):
         raise ValidationFailed(fields={"sites": "Give a list of site slugs"})
+    disabled = body.get("disabled", target.disabled)
+    if not isinstance(disabled, bool):
+        raise ValidationFailed(fields={"disabled": "Give true or false"})
     moderators.update_moderator(
         get_session(),
         target,
@@ -319,6 +323,7 @@ def update_moderator(login: str) -> Response:
         actor=_actor(),
         now=now(),
     )
+    moderators.set_disabled(get_session(), target, disabled, actor=_actor(), now=now())
     data = moderator_json(target)
     get_session().commit()
     return jsonify(data)
