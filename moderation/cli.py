@@ -183,6 +183,19 @@ def moderator_set_password(login: str, password_stdin: bool) -> None:
         click.echo(f"Set the password of {login}.")
 
 
+@moderator.command("mfa-reset")
+@click.argument("login")
+def moderator_mfa_reset(login: str) -> None:
+    """Remove a moderator's second factors and end their logins (they lost them); they set
+    up a new one at their next login."""
+    from moderation.moderators import get_moderator
+    from moderation.second_factor import reset
+
+    with write_session(_app()) as session:
+        reset(session, get_moderator(session, login), actor=CLI, now=utcnow())
+        click.echo(f"Reset the second factors of {login} and ended their logins.")
+
+
 @main.group()
 def token() -> None:
     """API tokens for the moderation API."""

@@ -19,6 +19,7 @@ from moderation.web import (
     ops,
     screening,
     security,
+    sso,
     webhooks_api,
 )
 
@@ -51,6 +52,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(embed.bp)
     app.register_blueprint(embed.loader)
+    sso.register(app)
     app.register_blueprint(moderate.bp)
     app.register_blueprint(moderation_api.bp)
     app.register_blueprint(mail_links.bp)

@@ -31,7 +31,7 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from moderation import actions, audit, moderators
+from moderation import actions, audit, moderators, second_factor
 from moderation import queue as queues
 from moderation.comments import client_network, page_limit
 from moderation.db import begin_write, get_session
@@ -44,14 +44,28 @@ from moderation.errors import (
     ServiceError,
 )
 from moderation.events import Actor
-from moderation.models import Comment, CommentStatus, MailPreference, Moderator, Site
-from moderation.web import admin
+from moderation.models import (
+    Comment,
+    CommentStatus,
+    LoginMethod,
+    LoginSession,
+    MailPreference,
+    Moderator,
+    Site,
+)
+from moderation.web import admin, devices, mfa, sso
 from moderation.web.context import client_address, hasher, now, settings
 
 bp = Blueprint("moderate", __name__, url_prefix="/moderate")
 bp.register_blueprint(admin.bp)
+bp.register_blueprint(sso.bp)
+bp.register_blueprint(mfa.bp)
 
-PUBLIC_ENDPOINTS = frozenset({"moderate.login", "moderate.do_login"})
+PUBLIC_ENDPOINTS = frozenset(
+    {"moderate.login", "moderate.do_login", *sso.PUBLIC_ENDPOINTS, *mfa.PUBLIC_ENDPOINTS}
+)
+# What a moderator who must enrol a second factor may reach before they have.
+ENROLMENT_ENDPOINTS = frozenset({"moderate.logout", *mfa.ENROLMENT_ENDPOINTS})
 
 
 class ModeratorSessions(SecureCookieSessionInterface):
@@ -78,7 +92,7 @@ def inject_csrf() -> dict[str, object]:
     return {"csrf_token": csrf_token}
 
 
-def _current_moderator() -> Moderator | None:
+def _current_login() -> LoginSession | None:
     token = session.get("sid")
     seen = session.get("seen")
     if not isinstance(token, str) or not isinstance(seen, int | float):
@@ -87,12 +101,21 @@ def _current_moderator() -> Moderator | None:
     moment = now()
     if moment.timestamp() - seen > config.session_idle_minutes * 60:
         return None
-    moderator = moderators.resolve_login_session(
+    login = moderators.resolve_login_session(
         get_session(), token, now=moment, max_age=dt.timedelta(hours=config.session_max_hours)
     )
-    if moderator is not None:
+    if login is not None:
         session["seen"] = int(moment.timestamp())
-    return moderator
+    return login
+
+
+def must_enrol(login: LoginSession) -> bool:
+    """A password login of a moderator who must have a second factor and has proved none."""
+    return (
+        login.method is LoginMethod.PASSWORD
+        and login.second_factor_at is None
+        and second_factor.required_for(login.moderator, settings().effective_mfa_required)
+    )
 
 
 def _back_to(target: str | None) -> str:
@@ -109,21 +132,61 @@ def guard() -> ResponseReturnValue | None:
         expected = session.get("csrf", "")
         if not (sent and expected and hmac.compare_digest(str(sent), str(expected))):
             abort(400, "The form has expired. Go back, reload the page and try again.")
-    g.moderator = _current_moderator()
+    g.login = _current_login()
+    g.moderator = g.login.moderator if g.login is not None else None
     if g.moderator is None and request.endpoint not in PUBLIC_ENDPOINTS:
         if request.method == "POST":
             abort(401)
         return redirect(url_for("moderate.login", next=request.full_path))
+    free = ENROLMENT_ENDPOINTS | PUBLIC_ENDPOINTS
+    if g.login is not None and request.endpoint not in free and must_enrol(g.login):
+        return redirect(url_for("moderate.mfa.overview"))
     return None
+
+
+def login_page(error: str | None, login_name: str) -> str:
+    return render_template(
+        "moderate/login.html",
+        error=error,
+        login_name=login_name,
+        sso_name=settings().oidc_provider_name if settings().sso_enabled else None,
+        passwords=not settings().oidc_only,
+    )
 
 
 @bp.get("/login")
 def login() -> str:
-    return render_template("moderate/login.html", error=None, login_name="")
+    return login_page(None, "")
+
+
+def begin_login(
+    moderator: Moderator, *, method: LoginMethod = LoginMethod.PASSWORD, second: bool = False
+) -> ResponseReturnValue:
+    """Start a login session for ``moderator`` (the caller's transaction) and go on."""
+    db = get_session()
+    token = moderators.start_login_session(
+        db,
+        moderator,
+        now=now(),
+        method=method,
+        user_agent=request.user_agent.string,
+        network=client_network(client_address()),
+        second_factor=second,
+    )
+    db.commit()
+    target = request.args.get("next") or session.get("pending", {}).get("next")
+    # A new session on login: nothing from before the login survives, not even the CSRF token.
+    session.clear()
+    session["sid"] = token
+    session["seen"] = int(now().timestamp())
+    csrf_token()
+    return redirect(_back_to(target), code=303)
 
 
 @bp.post("/login")
 def do_login() -> ResponseReturnValue:
+    if settings().oidc_only:
+        raise NotFound("Password logins are off: sign in with your organisation's account.")
     login_name = request.form.get("login", "").strip()
     network = client_network(client_address())
     db = get_session()
@@ -138,18 +201,14 @@ def do_login() -> ResponseReturnValue:
             db.rollback()
             moderators.record_failed_login(db, login_name, network, now=now())
             db.commit()
-        page = render_template("moderate/login.html", error=error.message, login_name=login_name)
+        page = login_page(error.message, login_name)
         headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else {}
         return page, status, headers
     moderators.clear_failed_logins(db, login_name)
-    token = moderators.start_login_session(db, moderator, now=now())
-    db.commit()
-    # A new session on login: nothing from before the login survives, not even the CSRF token.
-    session.clear()
-    session["sid"] = token
-    session["seen"] = int(now().timestamp())
-    csrf_token()
-    return redirect(_back_to(request.args.get("next")), code=303)
+    if second_factor.has_second_factor(db, moderator):
+        db.commit()
+        return mfa.ask_second_step(moderator, request.args.get("next"))
+    return begin_login(moderator)
 
 
 @bp.post("/logout")
@@ -185,6 +244,40 @@ def account_save() -> ResponseReturnValue:
     db.commit()
     flash("Saved your email settings.")
     return redirect(url_for("moderate.account"), code=303)
+
+
+@bp.get("/account/sessions")
+def sessions() -> str:
+    logins = moderators.list_login_sessions(get_session(), g.moderator)
+    return render_template(
+        "moderate/sessions.html",
+        owner=g.moderator,
+        logins=logins,
+        current=g.login.id,
+        describe=devices.describe,
+        end_url=lambda login_id: url_for("moderate.end_session", login_id=login_id),
+        end_all_url=url_for("moderate.end_sessions"),
+    )
+
+
+@bp.post("/account/sessions/<int:login_id>/end")
+def end_session(login_id: int) -> ResponseReturnValue:
+    db = get_session()
+    moderators.end_login_sessions(db, g.moderator, actor=_actor(), now=now(), only=login_id)
+    db.commit()
+    flash("Signed that session out.")
+    return redirect(url_for("moderate.sessions"), code=303)
+
+
+@bp.post("/account/sessions/end")
+def end_sessions() -> ResponseReturnValue:
+    """Sign out everywhere, this browser included."""
+    db = get_session()
+    moderators.end_login_sessions(db, g.moderator, actor=_actor(), now=now())
+    db.commit()
+    session.clear()
+    flash("You have signed out everywhere.")
+    return redirect(url_for("moderate.login"), code=303)
 
 
 SIGNAL_CHOICES = (
