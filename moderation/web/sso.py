@@ -142,8 +142,21 @@ def _fetch_checked_token() -> dict[str, Any]:
         raise sso.refused("bad_token") from None
     except requests.RequestException:
         raise sso.refused("unavailable") from None
-    if not token.get("userinfo"):
+    claims = token.get("userinfo")
+    if not claims:
         raise sso.refused("bad_token")
+    if "email" not in claims and _client().load_server_metadata().get("userinfo_endpoint"):
+        # Providers that keep the ID token small (conforming to the spec) give the e-mail
+        # address at the UserInfo endpoint; its answer counts only for the same ``sub``.
+        try:
+            extra = _client().userinfo(token=token)
+        except (OAuthError, requests.RequestException, ValueError):
+            raise sso.refused("unavailable") from None
+        if extra.get("sub") != claims.get("sub"):
+            raise sso.refused("bad_token")
+        for name in ("email", "email_verified"):
+            if name in extra:
+                claims[name] = extra[name]
     return token
 
 
