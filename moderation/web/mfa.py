@@ -154,12 +154,11 @@ def verify_code() -> ResponseReturnValue:
             return _with_retry_after(response, error)
         return response
     second_factor.clear_attempts(db, moderator)
-    if kind == "recovery":
+    response = _proved(moderator, logging_in)
+    if kind == "recovery":  # after _proved: a login starts a new session
         left = second_factor.recovery_codes_left(db, moderator)
-        flash(
-            f"You used a recovery code: {left} left. Make new ones under Security if few are left."
-        )
-    return _proved(moderator, logging_in)
+        flash(f"You used a recovery code: {left} left. Make new ones under Security if few are.")
+    return response
 
 
 def _with_retry_after(response: ResponseReturnValue, error: RateLimited) -> ResponseReturnValue:
