@@ -199,7 +199,29 @@ def enrol_totp(
     return _codes_if_none_left(session, moderator)
 
 
-def remove_totp(session: Session, moderator: Moderator, *, actor: Actor, now: dt.datetime) -> None:
+def _keep_one(session: Session, moderator: Moderator, *, passkeys: int, totp: bool) -> None:
+    """Refuse to remove the last second factor of a moderator who must have one."""
+    left = (
+        len(passkeys_of(session, moderator))
+        - passkeys
+        + (0 if totp else bool(moderator.totp_secret))
+    )
+    if left <= 0:
+        raise ValidationFailed(
+            fields={"factor": "You must keep a second factor: add another one first"}
+        )
+
+
+def remove_totp(
+    session: Session,
+    moderator: Moderator,
+    *,
+    actor: Actor,
+    now: dt.datetime,
+    required: bool = False,
+) -> None:
+    if required:
+        _keep_one(session, moderator, passkeys=0, totp=True)
     moderator.totp_secret = None
     moderator.totp_last_step = None
     _audit_removal(session, moderator, "totp", actor=actor, now=now)
@@ -414,11 +436,19 @@ def verify_passkey(
 
 
 def remove_passkey(
-    session: Session, moderator: Moderator, passkey_id: int, *, actor: Actor, now: dt.datetime
+    session: Session,
+    moderator: Moderator,
+    passkey_id: int,
+    *,
+    actor: Actor,
+    now: dt.datetime,
+    required: bool = False,
 ) -> None:
     passkey = session.get(Passkey, passkey_id)
     if passkey is None or passkey.moderator_id != moderator.id:
         raise NotFound("There is no such passkey.")
+    if required:
+        _keep_one(session, moderator, passkeys=1, totp=False)
     session.delete(passkey)
     _audit_removal(session, moderator, "passkey", actor=actor, now=now)
 

@@ -9,6 +9,7 @@ changing their factors).
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 
 from flask import (
     Blueprint,
@@ -24,11 +25,12 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from sqlalchemy.orm import Session
 
 from moderation import second_factor
 from moderation.comments import client_network
 from moderation.db import begin_write, get_session
-from moderation.errors import InvalidSecondFactor, RateLimited, ServiceError
+from moderation.errors import InvalidSecondFactor, RateLimited, ServiceError, ValidationFailed
 from moderation.events import Actor
 from moderation.models import Moderator
 from moderation.web.context import client_address, now, settings
@@ -300,10 +302,25 @@ def totp_remove() -> ResponseReturnValue:
     refused = _guard_change()
     if refused is not None:
         return refused
+    return _remove(
+        lambda db, required: second_factor.remove_totp(
+            db, g.moderator, actor=_actor(g.moderator), now=now(), required=required
+        ),
+        "Your authenticator app is removed.",
+    )
+
+
+def _remove(do: Callable[[Session, bool], None], done: str) -> ResponseReturnValue:
     db = get_session()
-    second_factor.remove_totp(db, g.moderator, actor=_actor(g.moderator), now=now())
-    db.commit()
-    flash("Your authenticator app is removed.")
+    required = second_factor.required_for(g.moderator, settings().effective_mfa_required)
+    try:
+        do(db, required)
+    except ValidationFailed as error:
+        db.rollback()
+        flash(" ".join(error.fields.values()), "error")
+    else:
+        db.commit()
+        flash(done)
     return redirect(url_for("moderate.mfa.overview"), code=303)
 
 
@@ -355,11 +372,12 @@ def passkey_remove(passkey_id: int) -> ResponseReturnValue:
     refused = _guard_change()
     if refused is not None:
         return refused
-    db = get_session()
-    second_factor.remove_passkey(db, g.moderator, passkey_id, actor=_actor(g.moderator), now=now())
-    db.commit()
-    flash("The passkey is removed.")
-    return redirect(url_for("moderate.mfa.overview"), code=303)
+    return _remove(
+        lambda db, required: second_factor.remove_passkey(
+            db, g.moderator, passkey_id, actor=_actor(g.moderator), now=now(), required=required
+        ),
+        "The passkey is removed.",
+    )
 
 
 @bp.post("/recovery-codes")
