@@ -133,11 +133,11 @@ def sign_in(
 def _first_link(
     session: Session, identity: ProviderIdentity, *, create_moderators: bool, now: dt.datetime
 ) -> SsoIdentity:
-    if not identity.email_verified:
-        raise refused("unverified")
     email = _normalised(identity.email)
     if email is None:
         raise refused("unverified")
+    # An identity an admin linked to this address at this provider: the admin vouched for the
+    # provider's addresses (Entra ID, for one, sends no email_verified claim).
     pending = session.scalar(
         select(SsoIdentity).where(
             SsoIdentity.issuer == identity.issuer,
@@ -148,6 +148,8 @@ def _first_link(
     if pending is not None:
         pending.subject = identity.subject
         return pending
+    if not identity.email_verified:
+        raise refused("unverified")
     matches = list(
         session.scalars(select(Moderator).where(func.lower(Moderator.email) == email).limit(2))
     )

@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import delete, select
 
+from moderation.events import Actor
 from moderation.models import AuditEvent, LoginSession, Moderator, Role, SsoIdentity
 from moderation.moderators import create_moderator, password_hasher
+from moderation.sso import link_identity
 from moderation.webhooks.delivery import refresh_sso_if_due
 from tests.browser import LiveServer, live_server
 from tests.conftest import PASSWORD
@@ -208,6 +210,29 @@ def test_a_rotated_signing_key_is_fetched_from_the_provider(
     provider.rotate_keys()
     page, context, _ = sign_in(browser, server, "alice")
     assert "Logged in as alice" in page.content()
+    context.close()
+
+
+def test_an_address_an_admin_linked_signs_in_without_a_verified_claim(
+    browser: Any, sso: tuple[LiveServer, OpenIDProvider]
+) -> None:
+    server, provider = sso
+    with server.session() as session:
+        editor2 = session.scalars(select(Moderator).where(Moderator.login == "editor2")).one()
+        link_identity(
+            session,
+            editor2,
+            issuer=provider.issuer,
+            email="Editor2@example.gov.uk",
+            actor=Actor("admin"),
+            now=dt.datetime.now(dt.UTC),
+        )
+        session.commit()
+    page, context, _ = sign_in(browser, server, "unverified")  # email_verified: false
+    assert "Logged in as editor2" in page.content()
+    with server.session() as session:
+        linked = session.scalars(select(SsoIdentity).where(SsoIdentity.subject == "unverified"))
+        assert [i.moderator.login for i in linked] == ["editor2"]
     context.close()
 
 
