@@ -9,19 +9,22 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
 
 from moderation import create_app, second_factor
 from moderation.config import Settings
+from moderation.errors import InvalidSecondFactor, RateLimited
 from moderation.models import AuditEvent, LoginSession, Moderator, Role
+from moderation.moderators import create_moderator, password_hasher
 from tests.conftest import (
     PASSWORD,
     TEST_SECRET,
@@ -361,3 +364,55 @@ def test_a_moderator_cannot_reach_the_admins_session_pages(
     make_moderator(session)
     password_step(client, "reader")
     assert client.get("/moderate/admin/moderators/editor/sessions").status_code == 403
+
+
+def test_concurrent_guesses_at_the_second_step_are_all_counted(engine: Engine) -> None:
+    """Twelve guesses at once, on committed data: exactly the limit get their code checked."""
+    committed = sessionmaker(engine, expire_on_commit=False)
+    with committed() as session:
+        racer = create_moderator(
+            session,
+            password_hasher(fast=True),
+            login="mfa-racer",
+            email="mfa-racer@example.org",
+            password=PASSWORD,
+            role=Role.ADMIN,
+        )
+        racer.totp_secret = second_factor.new_totp_secret()
+        session.commit()
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(12)
+
+    def guess(n: int) -> None:
+        with committed() as session:
+            moderator = session.get(Moderator, racer.id)
+            assert moderator is not None
+            barrier.wait()
+            try:
+                second_factor.count_attempt(session, moderator, f"10.0.{n}.0", now=START)
+                session.commit()
+                second_factor.verify_code(session, moderator, "000000", now=START)
+                result = "checked and right"
+            except RateLimited:
+                session.rollback()
+                result = "refused"
+            except InvalidSecondFactor:
+                session.rollback()
+                result = "checked"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(12)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert sorted(outcomes) == ["checked"] * second_factor.MAX_SECOND_STEPS_PER_ACCOUNT + [
+            "refused"
+        ] * (12 - second_factor.MAX_SECOND_STEPS_PER_ACCOUNT)
+    finally:
+        with committed() as session:
+            session.execute(delete(Moderator).where(Moderator.login == "mfa-racer"))
+            session.commit()
