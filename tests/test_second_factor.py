@@ -30,7 +30,9 @@ from tests.conftest import (
     TEST_SECRET,
     app_in_transaction,
     csrf_from,
+    json_of,
     make_moderator,
+    make_token,
     settings_for_tests,
 )
 
@@ -416,3 +418,71 @@ def test_concurrent_guesses_at_the_second_step_are_all_counted(engine: Engine) -
         with committed() as session:
             session.execute(delete(Moderator).where(Moderator.login == "mfa-racer"))
             session.commit()
+
+
+def test_the_api_creates_a_token_only_with_the_creators_second_factor(
+    client: FlaskClient, session: Session, clock: Clock
+) -> None:
+    admin = make_moderator(session)
+    secret = second_factor.new_totp_secret()
+    admin.totp_secret = secret
+    session.commit()
+    bearer = {"Authorization": f"Bearer {make_token(session, admin)}"}
+    wanted = {"moderator": "editor", "name": "second-bot"}
+
+    missing = client.post("/api/v1/moderation/tokens", json=wanted, headers=bearer)
+    assert missing.status_code == 403
+    assert json_of(missing)["error"]["code"] == "second_factor_required"
+    wrong = client.post(
+        "/api/v1/moderation/tokens", json={**wanted, "second_factor": "000000"}, headers=bearer
+    )
+    assert wrong.status_code == 401
+    assert json_of(wrong)["error"]["code"] == "invalid_second_factor"
+    right = client.post(
+        "/api/v1/moderation/tokens",
+        json={**wanted, "second_factor": pyotp.TOTP(secret).at(clock())},
+        headers=bearer,
+    )
+    assert right.status_code == 201, right.get_data(as_text=True)
+    assert json_of(right)["token"].startswith("mod_")
+
+
+def test_the_api_refuses_tokens_from_an_admin_who_must_enrol_first(
+    client: FlaskClient, session: Session
+) -> None:
+    admin = make_moderator(session)  # MODERATION_MFA_REQUIRED=admins, and none set up
+    bearer = {"Authorization": f"Bearer {make_token(session, admin)}"}
+    response = client.post(
+        "/api/v1/moderation/tokens", json={"moderator": "editor", "name": "x"}, headers=bearer
+    )
+    assert response.status_code == 403
+    assert "Set up a second factor" in json_of(response)["error"]["message"]
+
+
+def test_admins_list_and_end_a_moderators_sessions_through_the_api(
+    mfa_app: Flask, session: Session
+) -> None:
+    make_moderator(session, "reader", role=Role.MODERATOR)
+    admin = make_moderator(session, "chief", role=Role.MODERATOR)
+    reader = mfa_app.test_client()
+    reader.environ_base["HTTP_USER_AGENT"] = "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0"
+    password_step(reader, "reader")
+    api = mfa_app.test_client()
+    bearer = {"Authorization": f"Bearer {make_token(session, admin)}"}
+    # Only admins.
+    assert (
+        api.get("/api/v1/moderation/moderators/reader/sessions", headers=bearer).status_code == 403
+    )
+    admin.role = Role.ADMIN
+    session.commit()
+    listed = json_of(api.get("/api/v1/moderation/moderators/reader/sessions", headers=bearer))
+    [only] = listed["sessions"]
+    assert only["device"] == "Firefox on Linux"
+    assert only["method"] == "password"
+    assert only["second_factor"] is False
+    ended = api.post("/api/v1/moderation/moderators/reader/sessions/end", headers=bearer)
+    assert json_of(ended) == {"ended": 1}
+    assert "/moderate/login" in reader.get("/moderate/").headers["Location"]
+    assert json_of(api.get("/api/v1/moderation/moderators/reader/sessions", headers=bearer)) == {
+        "sessions": []
+    }
