@@ -178,6 +178,12 @@ def authenticate(session: Session, hasher: PasswordHasher, login: str, password:
     return moderator
 
 
+def is_disabled(moderator: Moderator) -> bool:
+    """Whether an admin disabled the moderator (the daily-work issue adds disabling; a disabled
+    moderator cannot sign in by any route and their sessions end)."""
+    return bool(getattr(moderator, "disabled", False) or getattr(moderator, "disabled_at", None))
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -228,7 +234,7 @@ def resolve_login_session(
     login = session.scalar(select(LoginSession).where(LoginSession.token_hash == _digest(token)))
     if login is None or now - login.created_at > max_age:
         return None
-    if getattr(login.moderator, "disabled", False):
+    if is_disabled(login.moderator):
         return None
     if login.last_seen_at is None or now - login.last_seen_at >= SEEN_RESOLUTION:
         begin_writing(session)

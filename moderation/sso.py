@@ -28,6 +28,7 @@ from moderation.config import Settings
 from moderation.errors import NotFound, SignInRefused, ValidationFailed
 from moderation.events import Actor, record_admin_audit
 from moderation.models import LoginSession, Moderator, Role, SsoIdentity
+from moderation.moderators import is_disabled
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def sign_in(
     elif identity.email and identity.email_verified:
         linked.email = identity.email  # the provider's current address, for the admins' list
     moderator = linked.moderator
-    if getattr(moderator, "disabled", False):
+    if is_disabled(moderator):
         raise refused("disabled")
     linked.last_login_at = now
     record_admin_audit(

@@ -27,7 +27,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
-from moderation import second_factor
+from moderation import moderators, second_factor
 from moderation.comments import client_network
 from moderation.db import begin_write, get_session
 from moderation.errors import InvalidSecondFactor, RateLimited, ServiceError, ValidationFailed
@@ -74,7 +74,10 @@ def _who() -> tuple[Moderator | None, bool]:
     pending = session.get("pending")
     if not isinstance(pending, dict) or pending.get("until", 0) < now().timestamp():
         return None, True
-    return get_session().get(Moderator, pending.get("id")), True
+    moderator = get_session().get(Moderator, pending.get("id"))
+    if moderator is None or moderators.is_disabled(moderator):
+        return None, True
+    return moderator, True
 
 
 def is_fresh() -> bool:
