@@ -34,6 +34,7 @@ from moderation.errors import InvalidSecondFactor, RateLimited, ServiceError, Va
 from moderation.events import Actor
 from moderation.models import Moderator
 from moderation.web.context import client_address, now, settings
+from moderation.web.logins import back_to, begin_login, csrf_token
 
 bp = Blueprint("mfa", __name__, url_prefix="/security")
 
@@ -58,8 +59,6 @@ def _relying_party() -> tuple[str, str]:
 
 def ask_second_step(moderator: Moderator, target: str | None) -> ResponseReturnValue:
     """After a right password: remember who is half-way in, and ask for the second factor."""
-    from moderation.web.moderate import csrf_token
-
     session.clear()
     until = (now() + second_factor.PENDING_FOR).timestamp()
     session["pending"] = {"id": moderator.id, "until": until, "next": target or ""}
@@ -122,13 +121,11 @@ def verify() -> ResponseReturnValue:
 
 
 def _proved(moderator: Moderator, logging_in: bool) -> ResponseReturnValue:
-    from moderation.web.moderate import _back_to, begin_login
-
     if logging_in:
         return begin_login(moderator, second=True)
     g.login.second_factor_at = now()
     get_session().commit()
-    return redirect(_back_to(request.args.get("next")), code=303)
+    return redirect(back_to(request.args.get("next")), code=303)
 
 
 def _count(moderator: Moderator) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-import secrets
 from collections.abc import Callable
 
 from flask import (
@@ -55,6 +54,7 @@ from moderation.models import (
 )
 from moderation.web import admin, devices, mfa, sso
 from moderation.web.context import client_address, hasher, now, settings
+from moderation.web.logins import back_to, begin_login, csrf_token
 
 bp = Blueprint("moderate", __name__, url_prefix="/moderate")
 bp.register_blueprint(admin.bp)
@@ -78,13 +78,6 @@ class ModeratorSessions(SecureCookieSessionInterface):
         if not request.path.startswith(bp.url_prefix or "/moderate"):
             return None  # Flask then uses its read-only null session
         return super().open_session(app, request)
-
-
-def csrf_token() -> str:
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(32)
-    token: str = session["csrf"]
-    return token
 
 
 @bp.app_context_processor
@@ -116,13 +109,6 @@ def must_enrol(login: LoginSession) -> bool:
         and login.second_factor_at is None
         and second_factor.required_for(login.moderator, settings().effective_mfa_required)
     )
-
-
-def _back_to(target: str | None) -> str:
-    """Where to go after a form: a page of the queue, never another site."""
-    if target and target.startswith("/moderate") and "//" not in target and "\\" not in target:
-        return target
-    return url_for("moderate.queue")
 
 
 @bp.before_request
@@ -157,30 +143,6 @@ def login_page(error: str | None, login_name: str) -> str:
 @bp.get("/login")
 def login() -> str:
     return login_page(None, "")
-
-
-def begin_login(
-    moderator: Moderator, *, method: LoginMethod = LoginMethod.PASSWORD, second: bool = False
-) -> ResponseReturnValue:
-    """Start a login session for ``moderator`` (the caller's transaction) and go on."""
-    db = get_session()
-    token = moderators.start_login_session(
-        db,
-        moderator,
-        now=now(),
-        method=method,
-        user_agent=request.user_agent.string,
-        network=client_network(client_address()),
-        second_factor=second,
-    )
-    db.commit()
-    target = request.args.get("next") or session.get("pending", {}).get("next")
-    # A new session on login: nothing from before the login survives, not even the CSRF token.
-    session.clear()
-    session["sid"] = token
-    session["seen"] = int(now().timestamp())
-    csrf_token()
-    return redirect(_back_to(target), code=303)
 
 
 @bp.post("/login")
@@ -382,7 +344,7 @@ def _act(comment_id: str, do: Callable[[], Comment], done: str) -> ResponseRetur
         flash(done.format(name=changed.author_name, status=changed.status.value))
         if changed.status is not CommentStatus.PENDING and changed.public_id == comment_id:
             session["undo"] = {"id": comment_id, "until": (now() + actions.UNDO_WINDOW).timestamp()}
-    return redirect(_back_to(request.form.get("next")), code=303)
+    return redirect(back_to(request.form.get("next")), code=303)
 
 
 @bp.post("/comments/<comment_id>/<action>")
@@ -453,7 +415,7 @@ def bulk() -> ResponseReturnValue:
     ids = request.form.getlist("ids")
     if not ids:
         flash("Select at least one comment.", "error")
-        return redirect(_back_to(request.form.get("next")), code=303)
+        return redirect(back_to(request.form.get("next")), code=303)
     try:
         result = actions.bulk(
             db, g.moderator, ids, request.form.get("action", ""), actor=_actor(), now=now()
@@ -466,7 +428,7 @@ def bulk() -> ResponseReturnValue:
         flash(f"{len(result.done)} comment{'s' if len(result.done) != 1 else ''} updated.")
         if result.refused:
             flash(f"{len(result.refused)} had already been moderated and were left alone.", "error")
-    return redirect(_back_to(request.form.get("next")), code=303)
+    return redirect(back_to(request.form.get("next")), code=303)
 
 
 def _audit_filter() -> audit.AuditFilter:

@@ -32,6 +32,7 @@ from moderation.db import begin_write, get_session
 from moderation.errors import SignInRefused
 from moderation.models import LoginMethod
 from moderation.web.context import client_address, now, settings
+from moderation.web.logins import enter
 
 bp = Blueprint("sso", __name__, url_prefix="/sso")
 
@@ -118,14 +119,7 @@ def callback() -> ResponseReturnValue:
         refresh_token=sso.seal(refresh, settings().effective_secret_key) if refresh else None,
     )
     db.commit()
-    target = session.get("sso_next") or ""
-    session.clear()
-    session["sid"] = login_token
-    session["seen"] = int(now().timestamp())
-    from moderation.web.moderate import _back_to, csrf_token
-
-    csrf_token()
-    return redirect(_back_to(target), code=303)
+    return enter(login_token, session.get("sso_next"))
 
 
 def _fetch_checked_token() -> dict[str, Any]:
