@@ -173,3 +173,33 @@ def test_a_removed_passkey_is_refused_even_when_the_authenticator_still_has_it(
     page.wait_for_load_state()
     page.wait_for_selector("text=not registered for your account")
     context.close()
+
+
+def test_the_sign_in_pages_pass_axe(browser: Any, server: LiveServer) -> None:
+    """The second-factor and sessions pages meet WCAG 2.2 AA (axe-core), at 320 px too."""
+    import pyotp
+
+    context = browser.new_context(bypass_csp=True, viewport={"width": 320, "height": 800})
+    page = context.new_page()
+    log_in_with_password(page, server)
+    page.goto(f"{server.url}/moderate/security/totp")
+    assert axe_violations(page) == []
+    secret = page.inner_text("#totp-key").replace(" ", "")
+    page.fill("#code", pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Turn it on").click()
+    page.wait_for_selector("text=Your recovery codes")
+    assert axe_violations(page) == []
+    page.goto(f"{server.url}/moderate/account/sessions")
+    assert "(this browser)" in page.content()
+    assert axe_violations(page) == []
+    page.goto(f"{server.url}/moderate/admin/moderators/editor/sessions")
+    assert axe_violations(page) == []
+    log_out(page)
+    log_in_with_password(page, server)
+    assert "/moderate/security/verify" in page.url
+    assert axe_violations(page) == []
+    page.fill("#code", "000000")
+    page.get_by_role("button", name="Confirm").click()
+    page.wait_for_selector("text=There is a problem")
+    assert axe_violations(page) == []
+    context.close()
