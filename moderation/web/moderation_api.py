@@ -10,7 +10,7 @@ from sqlalchemy import select
 from moderation import actions, comments, moderators, second_factor, sites
 from moderation import queue as queues
 from moderation.comments import client_network, page_limit
-from moderation.db import get_session
+from moderation.db import begin_write, get_session
 from moderation.errors import (
     InvalidSecondFactor,
     Malformed,
@@ -387,6 +387,7 @@ def _check_fresh_factor(code: object) -> None:
         )
     second_factor.count_attempt(db, creator, client_network(client_address()), now=now())
     db.commit()
+    begin_write(db)
     try:
         second_factor.verify_code(db, creator, code, now=now())
     except InvalidSecondFactor:
