@@ -15,13 +15,13 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import requests
 from authlib.integrations.base_client import OAuthError
 from cryptography.fernet import Fernet, InvalidToken
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation.config import Settings
@@ -330,11 +330,27 @@ def refresh_sessions(
         due = due_for_refresh(session, now=now, every=every)
     for login_id in due:
         with session_factory() as session:
-            login = session.get(LoginSession, login_id)
-            if login is None or login.refresh_token is None:
+            # Claimed by a conditional update, so two workers never ask with one refresh token
+            # (a provider that rotates them would refuse the second and end the login).
+            claimed = session.execute(
+                update(LoginSession)
+                .where(
+                    LoginSession.id == login_id,
+                    LoginSession.refresh_token.is_not(None),
+                    func.coalesce(LoginSession.refreshed_at, LoginSession.created_at)
+                    <= now - every,
+                )
+                .values(refreshed_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if cast(CursorResult[Any], claimed).rowcount != 1:
+                session.rollback()
                 continue
-            plain = unseal(login.refresh_token, secret)
-            session.rollback()  # no transaction open across the call
+            sealed = session.scalar(
+                select(LoginSession.refresh_token).where(LoginSession.id == login_id)
+            )
+            session.commit()  # no transaction open across the call
+            plain = unseal(sealed, secret) if sealed else None
         try:
             if plain is None:
                 raise RefreshRefused()
