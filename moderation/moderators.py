@@ -16,7 +16,7 @@ from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.orm import Session
 
 from moderation.comments import MAX_ID
-from moderation.db import begin_writing
+from moderation.db import become_writer
 from moderation.errors import (
     InvalidCredentials,
     NotFound,
@@ -237,7 +237,7 @@ def resolve_login_session(
     if is_disabled(login.moderator):
         return None
     if login.last_seen_at is None or now - login.last_seen_at >= SEEN_RESOLUTION:
-        begin_writing(session)
+        become_writer(session)
         login.last_seen_at = now
         session.commit()
     return login
@@ -343,7 +343,7 @@ def authenticate_token(session: Session, plain: str, *, now: dt.datetime) -> Api
     if token is None or token.revoked_at is not None:
         raise Unauthorized("The API token is not valid.")
     if token.last_used_at is None or now - token.last_used_at >= TOKEN_USE_RESOLUTION:
-        begin_writing(session)
+        become_writer(session)
         token.last_used_at = now
     return token
 

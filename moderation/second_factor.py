@@ -35,7 +35,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from moderation.db import begin_writing
+from moderation.db import become_writer
 from moderation.errors import InvalidSecondFactor, NotFound, RateLimited, ValidationFailed
 from moderation.events import Actor, record_admin_audit
 from moderation.models import (
@@ -100,7 +100,7 @@ def count_attempt(
     added and counted, so concurrent guesses are all counted: the caller commits this before
     checking the code, and the code is checked with no transaction open.
     """
-    begin_writing(session)
+    become_writer(session)
     session.execute(
         select(Moderator.id).where(Moderator.id == moderator.id).with_for_update()
     ).scalar()

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from moderation.models import AuditEvent, Passkey, Role
 from moderation.moderators import create_moderator, password_hasher
 from tests.browser import LiveServer, axe_violations, live_server
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 pytestmark = pytest.mark.browser
 

@@ -5,10 +5,7 @@ a fresh factor for API tokens, and "Your sessions"."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -25,18 +22,16 @@ from moderation.config import Settings
 from moderation.errors import InvalidSecondFactor, RateLimited
 from moderation.models import AuditEvent, LoginSession, Moderator, Role
 from moderation.moderators import create_moderator, password_hasher
-from tests.conftest import (
+from tests.helpers import (
     PASSWORD,
-    TEST_SECRET,
     app_in_transaction,
     csrf_from,
     json_of,
     make_moderator,
     make_token,
+    run_command,
     settings_for_tests,
 )
-
-MODERATION = str(Path(sys.executable).with_name("moderation"))
 
 START = dt.datetime(2026, 12, 6, 9, 0, 0, tzinfo=dt.UTC)
 
@@ -264,32 +259,19 @@ def test_an_admin_resets_a_second_factor_and_the_moderator_enrols_again(
 
 
 def test_the_command_line_resets_a_second_factor(tmp_path: Path) -> None:
-    """``moderation moderator mfa-reset LOGIN``, run as an operator would, in a real process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODERATION_")}
-    env.update(
-        MODERATION_ENV="testing",
-        MODERATION_SECRET_KEY=TEST_SECRET,
-        MODERATION_FAST_PASSWORD_HASHING="true",
-        MODERATION_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}",
-    )
-
-    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [MODERATION, *args], input=stdin, capture_output=True, text=True, env=env, timeout=60
-        )
-
-    assert run("db", "upgrade").returncode == 0
-    added = run(
-        "moderator", "add", "editor", "--email", "editor@example.gov.uk", "--role", "admin",
-        "--password-stdin", stdin="a long enough passphrase\n",
+    """``moderation moderator mfa-reset LOGIN``, with the environment an operator's has."""
+    assert run_command(tmp_path, "db", "upgrade").returncode == 0
+    added = run_command(
+        tmp_path, "moderator", "add", "editor", "--email", "editor@example.gov.uk",
+        "--role", "admin", "--password-stdin", stdin="a long enough passphrase\n",
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
-    app = create_app(settings_for_tests(database_url=env["MODERATION_DATABASE_URL"]))
+    app = create_app(settings_for_tests(database_url=f"sqlite:///{tmp_path / 'cli.db'}"))
     with app.extensions["moderation.sessionmaker"]() as session:
         editor = session.scalars(select(Moderator)).one()
         editor.totp_secret = second_factor.new_totp_secret()
         session.commit()
-    result = run("moderator", "mfa-reset", "editor")
+    result = run_command(tmp_path, "moderator", "mfa-reset", "editor")
     assert result.returncode == 0, result.stderr
     assert "Reset the second factors of editor" in result.stdout
     with app.extensions["moderation.sessionmaker"]() as session:
@@ -298,6 +280,7 @@ def test_the_command_line_resets_a_second_factor(tmp_path: Path) -> None:
             select(AuditEvent).where(AuditEvent.action == "moderator.mfa_reset")
         ).one()
         assert audit.actor == "command line"
+    assert run_command(tmp_path, "moderator", "mfa-reset", "nobody").returncode != 0
     app.extensions["moderation.engine"].dispose()
 
 
@@ -368,6 +351,7 @@ def test_a_moderator_cannot_reach_the_admins_session_pages(
     assert client.get("/moderate/admin/moderators/editor/sessions").status_code == 403
 
 
+@pytest.mark.concurrency
 def test_concurrent_guesses_at_the_second_step_are_all_counted(engine: Engine) -> None:
     """Twelve guesses at once, on committed data: exactly the limit get their code checked."""
     committed = sessionmaker(engine, expire_on_commit=False)

@@ -15,10 +15,10 @@ from sqlalchemy import delete, select
 from moderation.events import Actor
 from moderation.models import AuditEvent, LoginSession, Moderator, Role, SsoIdentity
 from moderation.moderators import create_moderator, password_hasher
+from moderation.outbox.worker import refresh_sso_if_due
 from moderation.sso import link_identity
-from moderation.webhooks.delivery import refresh_sso_if_due
 from tests.browser import LiveServer, live_server
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 from tests.mailserver import free_port
 from tests.oidc import CLIENT_ID, CLIENT_SECRET, OpenIDProvider, require_provider
 

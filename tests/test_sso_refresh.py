@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from moderation.models import LoginMethod, LoginSession
 from moderation.moderators import start_login_session
 from moderation.sso import refresh_sessions, seal, unseal
-from tests.conftest import TEST_SECRET, make_moderator
+from tests.helpers import TEST_SECRET, make_moderator
 
 T0 = dt.datetime(2026, 12, 6, 9, 0, tzinfo=dt.UTC)
 EVERY = dt.timedelta(minutes=15)

@@ -10,9 +10,9 @@ from flask.typing import ResponseReturnValue
 
 from moderation import moderators
 from moderation.comments import client_network
-from moderation.db import get_session
 from moderation.models import LoginMethod, Moderator
 from moderation.web.context import client_address, now
+from moderation.web.sessions import get_session
 
 
 def csrf_token() -> str:

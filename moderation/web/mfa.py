@@ -29,12 +29,13 @@ from sqlalchemy.orm import Session
 
 from moderation import moderators, second_factor
 from moderation.comments import client_network
-from moderation.db import begin_write, get_session
+from moderation.db import begin_as_writer
 from moderation.errors import InvalidSecondFactor, RateLimited, ServiceError, ValidationFailed
 from moderation.events import Actor
 from moderation.models import Moderator
 from moderation.web.context import client_address, now, settings
 from moderation.web.logins import back_to, begin_login, csrf_token
+from moderation.web.sessions import get_session
 
 bp = Blueprint("mfa", __name__, url_prefix="/security")
 
@@ -147,7 +148,7 @@ def verify_code() -> ResponseReturnValue:
     db = get_session()
     try:
         _count(moderator)
-        begin_write(db)
+        begin_as_writer(db)
         kind = second_factor.verify_code(db, moderator, request.form.get("code", ""), now=now())
     except (InvalidSecondFactor, RateLimited) as error:
         db.rollback()
@@ -200,7 +201,7 @@ def verify_passkey() -> ResponseReturnValue:
     db = get_session()
     try:
         _count(moderator)
-        begin_write(db)
+        begin_as_writer(db)
         second_factor.verify_passkey(
             db,
             moderator,

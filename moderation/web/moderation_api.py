@@ -10,7 +10,7 @@ from sqlalchemy import select
 from moderation import actions, comments, moderators, second_factor, sites
 from moderation import queue as queues
 from moderation.comments import client_network, page_limit
-from moderation.db import begin_write, get_session
+from moderation.db import begin_as_writer
 from moderation.errors import (
     InvalidSecondFactor,
     Malformed,
@@ -18,10 +18,12 @@ from moderation.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from moderation.events import Actor, comment_data, rfc3339
+from moderation.events import Actor, rfc3339
 from moderation.models import ApiToken, Comment, CommentStatus, LoginSession, Moderator, Site
+from moderation.outbox.events import comment_data
 from moderation.web import devices
 from moderation.web.context import client_address, json_object, now, settings
+from moderation.web.sessions import get_session
 
 bp = Blueprint("moderation_api", __name__, url_prefix="/api/v1/moderation")
 QUERY_PARAMETERS = {
@@ -387,7 +389,7 @@ def _check_fresh_factor(code: object) -> None:
         )
     second_factor.count_attempt(db, creator, client_network(client_address()), now=now())
     db.commit()
-    begin_write(db)
+    begin_as_writer(db)
     try:
         second_factor.verify_code(db, creator, code, now=now())
     except InvalidSecondFactor:

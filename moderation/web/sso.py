@@ -28,11 +28,12 @@ from joserfc.errors import ExpiredTokenError, JoseError
 
 from moderation import moderators, sso
 from moderation.comments import client_network
-from moderation.db import begin_write, get_session
+from moderation.db import begin_as_writer
 from moderation.errors import SignInRefused
 from moderation.models import LoginMethod
 from moderation.web.context import client_address, now, settings
 from moderation.web.logins import enter
+from moderation.web.sessions import get_session
 
 bp = Blueprint("sso", __name__, url_prefix="/sso")
 
@@ -97,7 +98,7 @@ def callback() -> ResponseReturnValue:
         token = _fetch_checked_token()
         identity = sso.ProviderIdentity.from_claims(token["userinfo"])
         db = get_session()
-        begin_write(db)
+        begin_as_writer(db)
         moderator, linked = sso.sign_in(
             db,
             identity,
@@ -157,7 +158,7 @@ def _fetch_checked_token() -> dict[str, Any]:
 def _refused(error: SignInRefused, identity: sso.ProviderIdentity | None) -> ResponseReturnValue:
     db = get_session()
     db.rollback()
-    begin_write(db)
+    begin_as_writer(db)
     sso.record_refusal(db, error.reason, identity, now=now())
     db.commit()
     page = render_template("moderate/sso_refused.html", message=error.message)
