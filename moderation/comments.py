@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, make_transient_to_detached
 from sqlalchemy.sql.dml import ReturningInsert
 
-from moderation import metrics, verification
+from moderation import duplicates, metrics, verification
 from moderation.db import become_writer
 from moderation.errors import (
     Malformed,
@@ -32,12 +32,11 @@ from moderation.errors import (
 )
 from moderation.mail import outbox
 from moderation.models import Comment, CommentStatus, Post, Site, new_public_id
-from moderation.outbox.events import record_event
+from moderation.outbox.events import EventType, record_event
 from moderation.sanitising import render_comment
 from moderation.spam import Candidate, Evidence, Pipeline, Verdict
-from moderation.validation import CommentSubmission
+from moderation.validation import MAX_DEPTH, CommentSubmission
 
-MAX_DEPTH = 3
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
 MAX_ID = 2**63  # ids are 64-bit signed integers in both databases
@@ -194,6 +193,7 @@ def submit_comment(
     parent = _reply_parent(session, post, submission.parent_id) if submission.parent_id else None
     status, signals = CommentStatus.PENDING, []
     verdict = Verdict.ACCEPT
+    text_sketch: duplicates.Sketch | None = None
     if pipeline is not None:
         candidate = Candidate(
             site=site,
@@ -210,6 +210,7 @@ def submit_comment(
             metrics.SUBMISSIONS.labels(Verdict.REJECT.value).inc()  # nothing will be committed
             raise
         verdict, signals = outcome.verdict, outcome.signals_json()
+        text_sketch = candidate.sketch
         if outcome.verdict is Verdict.SPAM:
             status = CommentStatus.SPAM
     if (
@@ -219,6 +220,7 @@ def submit_comment(
     ):
         status = CommentStatus.UNCONFIRMED
     body_html = render_comment(submission.body)
+    text_sketch = text_sketch or duplicates.sketch(submission.body)
     become_writer(session)
     if post not in session:
         post = _create_post(session, post)
@@ -249,12 +251,15 @@ def submit_comment(
         notify_decision=submission.notify,
         notify_replies=submission.notify_replies,
         lang=submission.lang,
+        text_fingerprint=text_sketch.fingerprint,
+        text_sketch=text_sketch.packed(),
     )
+    duplicates.record_keys(session, [(comment.id, post.id, now, text_sketch)])
     if status is CommentStatus.UNCONFIRMED:
         # Nothing is announced until the author confirms (verification.confirm_comment).
         outbox.queue_confirmation(session, comment, now=now)
         return comment
-    record_event(session, "comment.submitted", comment, now=now)
+    record_event(session, EventType.SUBMITTED, comment, now=now)
     metrics.count_submission(session, verdict.value)
     if status is CommentStatus.PENDING:
         outbox.queue_held(session, comment, now=now)
@@ -347,10 +352,21 @@ class ThreadNode:
 
 
 def nest(flat: Sequence[Comment]) -> list[ThreadNode]:
-    """Arrange comments (oldest first) into a thread; a reply whose parent is absent stays top level."""
+    """Arrange comments (oldest first) into a thread; a reply whose parent is absent stays top
+    level."""
     nodes = {c.id: ThreadNode(c) for c in flat}
     roots: list[ThreadNode] = []
     for comment in flat:
         parent = nodes.get(comment.parent_id) if comment.parent_id else None
         (parent.replies if parent else roots).append(nodes[comment.id])
     return roots
+
+
+def status_for_sender(session: Session, comment: Comment) -> CommentStatus:
+    """The status a comment's sender is told. One filed as spam looks like any other (waiting
+    for its address to be confirmed where the site asks that, else held): bots learn nothing."""
+    if comment.status is not CommentStatus.SPAM:
+        return comment.status
+    if verification.site_verifies(session, comment.post.site):
+        return CommentStatus.UNCONFIRMED
+    return CommentStatus.PENDING

@@ -18,13 +18,14 @@ from sqlalchemy.orm import Session
 from moderation.comments import MAX_ID
 from moderation.db import become_writer
 from moderation.errors import (
+    Forbidden,
     InvalidCredentials,
     NotFound,
     RateLimited,
     Unauthorized,
     ValidationFailed,
 )
-from moderation.events import Actor, record_admin_audit
+from moderation.events import Actor, AuditAction, record_admin_audit
 from moderation.models import (
     ApiToken,
     LoginAttempt,
@@ -146,7 +147,7 @@ def create_moderator(
         record_admin_audit(
             session,
             actor,
-            "moderator.add",
+            AuditAction.MODERATOR_ADD,
             site_id=None,
             before={},
             after={"login": login, **moderator_settings(moderator)},
@@ -224,6 +225,44 @@ def start_login_session(
     return token
 
 
+def check_password(
+    session: Session,
+    hasher: PasswordHasher,
+    login: str,
+    password: str,
+    network: str | None,
+    *,
+    now: dt.datetime,
+) -> Moderator:
+    """The password step of a login: the moderator, once throttling allows the attempt and the
+    password is right. A refused attempt raises (InvalidCredentials, RateLimited); a wrong
+    password is recorded in its place, for the throttle to count, so the caller commits either
+    way."""
+    check_login_allowed(session, login, network, now=now)
+    try:
+        moderator = authenticate(session, hasher, login, password)
+    except InvalidCredentials:
+        session.rollback()
+        record_failed_login(session, login, network, now=now)
+        raise
+    clear_failed_logins(session, login)
+    return moderator
+
+
+def log_in(
+    session: Session,
+    hasher: PasswordHasher,
+    login: str,
+    password: str,
+    network: str | None,
+    *,
+    now: dt.datetime,
+) -> str:
+    """Log in with a password alone: the token of a new login session (see check_password)."""
+    moderator = check_password(session, hasher, login, password, network, now=now)
+    return start_login_session(session, moderator, now=now, network=network)
+
+
 def resolve_login_session(
     session: Session, token: str, *, now: dt.datetime, max_age: dt.timedelta
 ) -> LoginSession | None:
@@ -279,7 +318,7 @@ def end_login_sessions(
         record_admin_audit(
             session,
             actor,
-            "moderator.sessions_end",
+            AuditAction.MODERATOR_SESSIONS_END,
             site_id=None,
             before={"login": moderator.login},
             after={"login": moderator.login, "ended": ended},
@@ -323,7 +362,7 @@ def create_api_token(
         record_admin_audit(
             session,
             actor,
-            "token.add",
+            AuditAction.TOKEN_ADD,
             site_id=None,
             before={},
             after={"token": name, "moderator": moderator.login, "prefix": token.prefix},
@@ -338,7 +377,8 @@ TOKEN_USE_RESOLUTION = dt.timedelta(minutes=1)
 
 
 def authenticate_token(session: Session, plain: str, *, now: dt.datetime) -> ApiToken:
-    """The live token ``plain`` is, its use recorded to the minute (:data:`TOKEN_USE_RESOLUTION`)."""
+    """The live token ``plain`` is, its use recorded to the minute
+    (:data:`TOKEN_USE_RESOLUTION`)."""
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(plain)))
     if token is None or token.revoked_at is not None:
         raise Unauthorized("The API token is not valid.")
@@ -364,7 +404,7 @@ def set_password(
     record_admin_audit(
         session,
         actor,
-        "moderator.password",
+        AuditAction.MODERATOR_PASSWORD,
         site_id=None,
         before={"login": moderator.login},
         after={"login": moderator.login, "password": "changed"},
@@ -393,7 +433,7 @@ def set_mail_preference(
         record_admin_audit(
             session,
             actor,
-            "moderator.mail_preference",
+            AuditAction.MODERATOR_MAIL_PREFERENCE,
             site_id=None,
             before={"login": moderator.login, "mail_preference": before},
             after={"login": moderator.login, "mail_preference": value},
@@ -427,7 +467,7 @@ def update_moderator(
         record_admin_audit(
             session,
             actor,
-            "moderator.update",
+            AuditAction.MODERATOR_UPDATE,
             site_id=None,
             before={"login": moderator.login, **before},
             after={"login": moderator.login, **after},
@@ -449,10 +489,16 @@ def revoke_token(session: Session, token_id: int, *, actor: Actor, now: dt.datet
         record_admin_audit(
             session,
             actor,
-            "token.revoke",
+            AuditAction.TOKEN_REVOKE,
             site_id=None,
             before={"token": token.name, "moderator": token.moderator.login},
             after={"revoked_at": now.isoformat()},
             now=now,
         )
     return token
+
+
+def require_admin(moderator: Moderator, message: str = "Only admins can do that.") -> None:
+    """Refuse a moderator who is not an administrator (403)."""
+    if not moderator.is_admin:
+        raise Forbidden(message)

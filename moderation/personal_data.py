@@ -19,11 +19,11 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from moderation import verification
+from moderation import duplicates, verification
 from moderation.config import Settings
 from moderation.db import write_transaction
 from moderation.errors import ValidationFailed
-from moderation.events import Actor, record_audit, rfc3339
+from moderation.events import Actor, AuditAction, record_audit, rfc3339
 from moderation.models import (
     AuditEvent,
     Comment,
@@ -37,8 +37,9 @@ from moderation.models import (
     UsedLink,
     WebhookAttempt,
     WebhookDelivery,
+    address_key,
 )
-from moderation.outbox.events import comment_data, record_event
+from moderation.outbox.events import EventType, comment_data, record_event
 from moderation.sanitising import render_comment
 
 ERASED_NAME = "Name removed"
@@ -60,9 +61,7 @@ def normalise_address(email: str) -> str:
 def _comments_of(session: Session, address: str) -> list[Comment]:
     return list(
         session.scalars(
-            select(Comment)
-            .where(func.lower(Comment.author_email) == address.lower())
-            .order_by(Comment.id)
+            select(Comment).where(Comment.email_key == address_key(address)).order_by(Comment.id)
         )
     )
 
@@ -80,9 +79,12 @@ def export_personal_data(session: Session, email: str, *, now: dt.datetime) -> d
             user_agent=comment.user_agent,
         )
         comments.append(data)
-    accounts = session.scalars(
-        select(Moderator).where(func.lower(Moderator.email) == address.lower())
-    )
+    # Moderators are few: compared in Python, casefolded, as the database cannot on SQLite.
+    accounts = [
+        m
+        for m in session.scalars(select(Moderator).order_by(Moderator.id))
+        if address_key(m.email) == address_key(address)
+    ]
     return {
         "email": address,
         "exported_at": rfc3339(now),
@@ -119,7 +121,7 @@ def erase_personal_data(
     removed = 0
     for comment in comments:
         keep_text = comment.post.site.erasure_keeps_text
-        comment.author_email = ""
+        comment.author_email = comment.email_key = ""
         comment.author_name = ERASED_NAME
         comment.client_network = None
         comment.user_agent = None
@@ -127,6 +129,7 @@ def erase_personal_data(
             comment.body_text = ERASED_TEXT
             comment.body_html = render_comment(ERASED_TEXT)
             comment.original_text = None
+            duplicates.forget(session, comment)
             removed += 1
         session.flush()
         _scrub_copies(session, comment, keep_text)
@@ -136,14 +139,14 @@ def erase_personal_data(
         record_audit(
             session,
             actor,
-            "erase",
+            AuditAction.ERASE,
             comment,
             before={"personal_data": "held"},
             after={"personal_data": "erased", "text": "kept" if keep_text else "removed"},
             now=now,
         )
         if comment.status is not CommentStatus.UNCONFIRMED:  # never announced, so no event
-            record_event(session, "comment.erased", comment, now=now)
+            record_event(session, EventType.ERASED, comment, now=now)
     return Erasure(comments=len(comments), texts_removed=removed)
 
 
@@ -174,7 +177,7 @@ def _scrub_copies(session: Session, comment: Comment, keep_text: bool) -> None:
         event.payload = {**event.payload, "data": data}
     if not keep_text:
         edits = select(AuditEvent).where(
-            AuditEvent.comment_id == comment.id, AuditEvent.action == "edit"
+            AuditEvent.comment_id == comment.id, AuditEvent.action == AuditAction.EDIT
         )
         for audit in session.scalars(edits):
             audit.before = {"body_text": "(removed on erasure)"}

@@ -37,7 +37,7 @@ from webauthn.helpers.structs import (
 
 from moderation.db import become_writer
 from moderation.errors import InvalidSecondFactor, NotFound, RateLimited, ValidationFailed
-from moderation.events import Actor, record_admin_audit
+from moderation.events import Actor, AuditAction, record_admin_audit
 from moderation.models import (
     LoginSession,
     Moderator,
@@ -190,7 +190,7 @@ def enrol_totp(
     record_admin_audit(
         session,
         actor,
-        "moderator.mfa_add",
+        AuditAction.MODERATOR_MFA_ADD,
         site_id=None,
         before={"login": moderator.login},
         after={"login": moderator.login, "factor": "totp"},
@@ -275,7 +275,7 @@ def new_recovery_codes(
     record_admin_audit(
         session,
         actor,
-        "moderator.mfa_codes",
+        AuditAction.MODERATOR_MFA_CODES,
         site_id=None,
         before={"login": moderator.login},
         after={"login": moderator.login, "recovery_codes": RECOVERY_CODE_COUNT},
@@ -376,7 +376,7 @@ def register_passkey(
     record_admin_audit(
         session,
         actor,
-        "moderator.mfa_add",
+        AuditAction.MODERATOR_MFA_ADD,
         site_id=None,
         before={"login": moderator.login},
         after={"login": moderator.login, "factor": "passkey", "name": name},
@@ -480,7 +480,7 @@ def _audit_removal(
     record_admin_audit(
         session,
         actor,
-        "moderator.mfa_remove",
+        AuditAction.MODERATOR_MFA_REMOVE,
         site_id=None,
         before={"login": moderator.login, "factor": factor},
         after={"login": moderator.login},
@@ -500,7 +500,7 @@ def reset(session: Session, moderator: Moderator, *, actor: Actor, now: dt.datet
     record_admin_audit(
         session,
         actor,
-        "moderator.mfa_reset",
+        AuditAction.MODERATOR_MFA_RESET,
         site_id=None,
         before={"login": moderator.login},
         after={"login": moderator.login, "second_factors": "removed"},

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from moderation.config import Settings
 from moderation.errors import NotFound, SignInRefused, ValidationFailed
-from moderation.events import Actor, record_admin_audit
+from moderation.events import Actor, AuditAction, record_admin_audit
 from moderation.models import LoginSession, Moderator, Role, SsoIdentity
 from moderation.moderators import is_disabled
 
@@ -122,7 +122,7 @@ def sign_in(
     record_admin_audit(
         session,
         Actor(moderator.login, moderator.id, "ui"),
-        "moderator.sso_login",
+        AuditAction.MODERATOR_SSO_LOGIN,
         site_id=None,
         before={},
         after={"login": moderator.login, "issuer": identity.issuer, "subject": identity.subject},
@@ -193,7 +193,7 @@ def _create_moderator(session: Session, email: str, *, now: dt.datetime) -> Mode
     record_admin_audit(
         session,
         SSO_ACTOR,
-        "moderator.add",
+        AuditAction.MODERATOR_ADD,
         site_id=None,
         before={},
         after={"login": login, "role": Role.MODERATOR.value, "sites": [], "via": "sso"},
@@ -210,7 +210,13 @@ def record_refusal(
     if identity is not None:
         after |= {"issuer": identity.issuer, "subject": identity.subject, "domain": identity.domain}
     record_admin_audit(
-        session, SSO_ACTOR, "moderator.sso_refused", site_id=None, before={}, after=after, now=now
+        session,
+        SSO_ACTOR,
+        AuditAction.MODERATOR_SSO_REFUSED,
+        site_id=None,
+        before={},
+        after=after,
+        now=now,
     )
 
 
@@ -236,7 +242,7 @@ def link_identity(
     record_admin_audit(
         session,
         actor,
-        "moderator.sso_link",
+        AuditAction.MODERATOR_SSO_LINK,
         site_id=None,
         before={"login": moderator.login},
         after={"login": moderator.login, "issuer": issuer, "domain": normalised.partition("@")[2]},
@@ -255,7 +261,7 @@ def unlink_identity(
     record_admin_audit(
         session,
         actor,
-        "moderator.sso_unlink",
+        AuditAction.MODERATOR_SSO_UNLINK,
         site_id=None,
         before={"login": moderator.login, "issuer": linked.issuer, "subject": linked.subject},
         after={"login": moderator.login},
@@ -362,7 +368,7 @@ def refresh_sessions(
                     record_admin_audit(
                         session,
                         SSO_ACTOR,
-                        "moderator.sso_ended",
+                        AuditAction.MODERATOR_SSO_ENDED,
                         site_id=None,
                         before={"login": login.moderator.login},
                         after={"login": login.moderator.login, "reason": "refresh refused"},

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moderation import i18n
+from moderation import duplicates, i18n
 from moderation.errors import ValidationFailed
 from moderation.events import rfc3339
 from moderation.models import (
@@ -217,7 +217,7 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
             lang=i18n.language(record.get("lang")),
         )
         session.add(comment)
-        session.flush()
+        duplicates.record(session, comment)
         comments[record["id"]] = comment.id
         new_comments.add(record["id"])
         added["comments"] += 1

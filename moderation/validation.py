@@ -20,6 +20,8 @@ from moderation.sanitising import normalise_text
 MAX_NAME = 100
 MAX_EMAIL = 254
 MAX_BODY = 10_000
+# Threads nest this deep; a reply to a comment at the deepest level joins that level.
+MAX_DEPTH = 3
 MAX_POST_KEY = 500
 MAX_TITLE = 300
 MAX_URL = 2000

@@ -548,6 +548,7 @@ PEAK_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.subprocess
 def test_a_large_file_imports_in_bounded_memory(engine: Engine, tmp_path: Path) -> None:
     """Peak memory over a small import's stays well under the file's size: reading the file
     whole, or keeping its parsed elements, would add at least the file's size."""

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from moderation import schema
+from moderation import schema, verification
 from moderation.db import make_engine
 from moderation.events import Actor
 from moderation.models import (
@@ -345,3 +345,24 @@ def test_after_erasure_no_trace_of_the_address_remains_in_tables_outbox_or_logs(
         assert secret not in logged, secret
     assert session.scalar(select(func.count()).select_from(Comment)) == 5
     assert (session.scalar(select(func.count()).select_from(WebhookAttempt)) or 0) > 0
+
+
+def test_addresses_with_non_ascii_capitals_are_found_on_every_database(
+    client: FlaskClient, session: Session
+) -> None:
+    """SQLite's lower() folds ASCII only: matching is on the stored casefolded key instead."""
+    site = make_site(session)
+    response = client.post(
+        "/api/v1/sites/luac/comments",
+        json=comment_json(author_email="Ärger@Example.com", body="Grumble"),
+    )
+    assert response.status_code == 202
+    document = export_personal_data(session, "ärger@example.com", now=NOW)
+    assert [c["body_text"] for c in document["comments"]] == ["Grumble"]
+    comment = session.scalars(select(Comment).where(Comment.body_text == "Grumble")).one()
+    comment.status = CommentStatus.APPROVED
+    session.flush()
+    assert verification.has_approved(session, site, "ÄRGER@example.com")
+    erased = erase_personal_data(session, "ÄRGER@EXAMPLE.COM", actor=Actor("dpo"), now=NOW)
+    assert erased.comments == 1
+    assert not verification.has_approved(session, site, "ärger@example.com")

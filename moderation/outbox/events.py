@@ -7,6 +7,7 @@ nothing here reaches the network.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import functools
 from typing import Any, cast
 
@@ -15,6 +16,25 @@ from sqlalchemy.orm import Session
 
 from moderation.events import rfc3339
 from moderation.models import Comment, Event
+
+
+class EventType(enum.StrEnum):
+    """What an outbox event says happened (the ``type`` of a webhook payload, docs/webhooks.md)."""
+
+    SUBMITTED = "comment.submitted"
+    APPROVED = "comment.approved"
+    REJECTED = "comment.rejected"
+    SPAM = "comment.spam"
+    EDITED = "comment.edited"
+    DELETED = "comment.deleted"
+    RESTORED = "comment.restored"
+    ERASED = "comment.erased"
+    # Sent to one endpoint on request, never fanned out.
+    WEBHOOK_TEST = "webhook.test"
+
+
+# What an endpoint may subscribe to.
+SUBSCRIBABLE = tuple(t for t in EventType if t is not EventType.WEBHOOK_TEST)
 
 
 def comment_data(comment: Comment) -> dict[str, Any]:
@@ -43,16 +63,20 @@ def _insert_event() -> Insert:
     return insert(cast(Table, Event.__table__))
 
 
-def record_event(session: Session, type_: str, comment: Comment, *, now: dt.datetime) -> None:
+def record_event(session: Session, type_: EventType, comment: Comment, *, now: dt.datetime) -> None:
     """Insert an outbox event for ``comment`` in the session's transaction (a Core statement:
     nothing reads the event back, and every submission writes one)."""
     session.execute(
         _insert_event(),
         {
-            "type": type_,
+            "type": type_.value,
             "site_id": comment.post.site_id,
             "comment_id": comment.id,
-            "payload": {"type": type_, "timestamp": rfc3339(now), "data": comment_data(comment)},
+            "payload": {
+                "type": type_.value,
+                "timestamp": rfc3339(now),
+                "data": comment_data(comment),
+            },
             "created_at": now,
             "dispatched_at": None,
         },

@@ -42,7 +42,7 @@ from moderation.errors import (
     RateLimited,
     ServiceError,
 )
-from moderation.events import Actor
+from moderation.events import COMMENT_ACTIONS, Actor
 from moderation.models import (
     Comment,
     CommentStatus,
@@ -52,13 +52,14 @@ from moderation.models import (
     Moderator,
     Site,
 )
-from moderation.web import admin, devices, mfa, sso
+from moderation.web import admin, devices, mfa, moderate_webhooks, sso
 from moderation.web.context import client_address, hasher, now, settings
 from moderation.web.logins import back_to, begin_login, csrf_token
 from moderation.web.sessions import get_session
 
 bp = Blueprint("moderate", __name__, url_prefix="/moderate")
 bp.register_blueprint(admin.bp)
+bp.register_blueprint(moderate_webhooks.bp)
 bp.register_blueprint(sso.bp)
 bp.register_blueprint(mfa.bp)
 
@@ -153,21 +154,16 @@ def do_login() -> ResponseReturnValue:
     login_name = request.form.get("login", "").strip()
     network = client_network(client_address())
     db = get_session()
+    password = request.form.get("password", "")
     try:
-        moderators.check_login_allowed(db, login_name, network, now=now())
-        moderator = moderators.authenticate(
-            db, hasher(), login_name, request.form.get("password", "")
+        moderator = moderators.check_password(
+            db, hasher(), login_name, password, network, now=now()
         )
     except (InvalidCredentials, RateLimited) as error:
-        status = error.status
-        if isinstance(error, InvalidCredentials):
-            db.rollback()
-            moderators.record_failed_login(db, login_name, network, now=now())
-            db.commit()
+        db.commit()  # the failed attempt, recorded for the throttle
         page = login_page(error.message, login_name)
         headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else {}
-        return page, status, headers
-    moderators.clear_failed_logins(db, login_name)
+        return page, error.status, headers
     if second_factor.has_second_factor(db, moderator):
         db.commit()
         return mfa.ask_second_step(moderator, request.args.get("next"))
@@ -305,7 +301,7 @@ def queue() -> str:
         page=page,
         wanted=wanted,
         counts=_count_labels(queues.status_counts(db, g.moderator, wanted)),
-        history=queues.author_history(db, page.comments),
+        history=queues.author_history(db, g.moderator, page.comments),
         sites=_sites_for(g.moderator),
         statuses=list(queues.QUEUE_STATUSES),
         bulk_actions=actions.BULK_ACTIONS,
@@ -325,7 +321,7 @@ def comment(comment_id: str) -> str:
         "moderate/comment.html",
         c=found,
         holds_claim=holds,
-        history=queues.author_history(db, [found]),
+        history=queues.author_history(db, g.moderator, [found]),
         now=now(),
     )
 
@@ -466,6 +462,6 @@ def audit_log() -> ResponseReturnValue:
         page=page,
         wanted=wanted,
         sites=_sites_for(g.moderator),
-        actions=[*actions.ACTIONS, "undo", "edit", "reply"],
+        actions=COMMENT_ACTIONS,
         now=now(),
     )

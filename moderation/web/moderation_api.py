@@ -21,11 +21,12 @@ from moderation.errors import (
 from moderation.events import Actor, rfc3339
 from moderation.models import ApiToken, Comment, CommentStatus, LoginSession, Moderator, Site
 from moderation.outbox.events import comment_data
-from moderation.web import devices
+from moderation.web import devices, webhooks_api
 from moderation.web.context import client_address, json_object, now, settings
 from moderation.web.sessions import get_session
 
 bp = Blueprint("moderation_api", __name__, url_prefix="/api/v1/moderation")
+bp.register_blueprint(webhooks_api.bp)
 QUERY_PARAMETERS = {
     "moderation_api.list_comments": {
         "status",
@@ -195,7 +196,7 @@ def bulk() -> Response:
 
 def _admin() -> Moderator:
     moderator: Moderator = g.token.moderator
-    sites.require_admin(moderator)
+    moderators.require_admin(moderator)
     return moderator
 
 

@@ -1,7 +1,7 @@
 """moderator identity: single sign-on identities, second factors, sessions a moderator can see
 
 Revision ID: 0016
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-06 05:26:15
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
