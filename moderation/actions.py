@@ -19,9 +19,10 @@ from moderation import duplicates, metrics
 from moderation.errors import AlreadyModerated, NotFound, ValidationFailed
 from moderation.events import Actor, AuditAction, record_audit
 from moderation.mail import outbox
-from moderation.models import Comment, CommentStatus, Moderator, Post
+from moderation.models import AuditEvent, Comment, CommentStatus, Event, Moderator, Post
 from moderation.outbox.events import EventType, record_event
 from moderation.sanitising import normalise_text, render_comment
+from moderation.spam import redact_personal_data
 from moderation.validation import MAX_BODY, MAX_DEPTH
 
 # Who the audit log names for what happens without a moderator.
@@ -231,23 +232,48 @@ def edit_comment(
     actor: Actor,
     now: dt.datetime,
 ) -> Comment:
-    """Change a comment's text; the commenter's original is kept and the edit audited."""
+    """Change a comment's text; the commenter's original is kept and the edit audited.
+
+    Redaction really forgets: the original, the audit's before and the copies in earlier
+    outbox payloads keep a placeholder wherever personal data was (a phone number, an address).
+    """
     comment = get_comment_for(session, moderator, public_id)
     value = _checked_text(text)
     if value == comment.body_text:
         return comment
-    before = {"body_text": comment.body_text}
+    before = {"body_text": redact_personal_data(comment.body_text)}
     _transition(
         session,
         comment,
         [S.PENDING, S.APPROVED],
         body_text=value,
         body_html=render_comment(value),
-        original_text=comment.original_text or comment.body_text,
+        original_text=redact_personal_data(comment.original_text or comment.body_text),
     )
+    _redact_earlier_copies(session, comment)
     duplicates.record(session, comment)
     _record(session, actor, A.EDIT, EventType.EDITED, comment, before, {"body_text": value}, now)
     return comment
+
+
+def _redact_earlier_copies(session: Session, comment: Comment) -> None:
+    """Earlier events' payloads (not yet delivered, or delivered again on request) and earlier
+    edit audits hold the text as it was: personal data in them is replaced too."""
+    for event in session.scalars(select(Event).where(Event.comment_id == comment.id)):
+        data = dict(event.payload.get("data", {}))
+        if isinstance(data.get("body_text"), str):
+            data["body_text"] = redact_personal_data(data["body_text"])
+            data["body_html"] = render_comment(data["body_text"])
+            event.payload = {**event.payload, "data": data}
+    edits = select(AuditEvent).where(
+        AuditEvent.comment_id == comment.id, AuditEvent.action == "edit"
+    )
+    for audit in session.scalars(edits):
+        for side in ("before", "after"):
+            recorded = getattr(audit, side)
+            if isinstance(recorded, dict) and isinstance(recorded.get("body_text"), str):
+                redacted = redact_personal_data(recorded["body_text"])
+                setattr(audit, side, {**recorded, "body_text": redacted})
 
 
 def reply_as_blog(

@@ -91,13 +91,36 @@ def origin_listed(origins: Iterable[str], origin: str) -> bool:
     return origin.lower().rstrip("/") in {o.lower().rstrip("/") for o in origins}
 
 
-def client_network(address: str | None) -> str | None:
-    """Reduce a client address to its network (/24 or /48) before it is stored."""
+# NAT64's well-known prefix (RFC 6052): an IPv4 address in the last 32 bits.
+NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
+
+
+def client_ip(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The client's address, with an IPv4 address carried in IPv6 unwrapped: IPv4-mapped
+    (``::ffff:1.2.3.4``, from a dual-stack listener or a proxy), 6to4, Teredo (the client's
+    public address) and NAT64. Otherwise every IPv4 client would share one IPv6 /48."""
     if not address:
         return None
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip.sixtofour is not None:
+            return ip.sixtofour
+        if ip.teredo is not None:
+            return ip.teredo[1]
+        if ip in NAT64_PREFIX:
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip
+
+
+def client_network(address: str | None) -> str | None:
+    """Reduce a client address to its network (/24 or /48) before it is stored."""
+    ip = client_ip(address)
+    if ip is None:
         return None
     prefix = 24 if ip.version == 4 else 48
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))

@@ -6,17 +6,17 @@ import contextlib
 import datetime as dt
 import hashlib
 import secrets
-from collections.abc import Container
+from collections.abc import Callable, Container
 from typing import Any, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import CursorResult, delete, func, select
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from moderation.comments import MAX_ID
-from moderation.db import become_writer
+from moderation.db import become_writer, write_transaction
 from moderation.errors import (
     Forbidden,
     InvalidCredentials,
@@ -81,32 +81,67 @@ def check_password_rules(password: str) -> None:
         )
 
 
-def check_login_allowed(
-    session: Session, login: str, network: str | None, *, now: dt.datetime
-) -> None:
-    """Refuse a login attempt, before any password hashing, when the account or the client's
-    network has failed too often recently."""
-    since = now - LOGIN_WINDOW
-    recent = select(func.count()).select_from(LoginAttempt).where(LoginAttempt.at >= since)
-    per_account = session.scalar(recent.where(LoginAttempt.login == login)) or 0
-    per_network = (
-        session.scalar(recent.where(LoginAttempt.network == network)) or 0 if network else 0
-    )
-    if per_account >= MAX_FAILURES_PER_ACCOUNT or per_network >= MAX_FAILURES_PER_NETWORK:
+def log_in(
+    session_factory: Callable[[], Session],
+    hasher: PasswordHasher,
+    login: str,
+    password: str,
+    network: str | None,
+    *,
+    now: dt.datetime,
+) -> int:
+    """The id of the moderator with this login and password; raise :class:`RateLimited` when the
+    account or the client's network has tried too often recently, :class:`InvalidCredentials`
+    for every other failure. Three short transactions, none open while a password is hashed:
+
+    1. the attempt is recorded and committed before anything is checked, so concurrent attempts
+       count each other (each sees at least every attempt committed before its own);
+    2. the attempts are counted and the stored hash read, in a read transaction ended at once;
+    3. after hashing, a success clears the account's attempts (and stores a rehashed password).
+    """
+    login = login[:64]
+    with write_transaction(session_factory) as session:
+        session.add(LoginAttempt(at=now, login=login, network=network))
+    with session_factory() as session:
+        since = now - LOGIN_WINDOW
+        recent = select(func.count()).select_from(LoginAttempt).where(LoginAttempt.at >= since)
+        per_account = session.scalar(recent.where(LoginAttempt.login == login)) or 0
+        per_network = (
+            session.scalar(recent.where(LoginAttempt.network == network)) if network else 0
+        )
+        found = session.execute(
+            select(Moderator.id, Moderator.password_hash).where(Moderator.login == login)
+        ).first()
+    if per_account > MAX_FAILURES_PER_ACCOUNT or (per_network or 0) > MAX_FAILURES_PER_NETWORK:
         raise RateLimited(
             "Too many failed attempts to log in. Wait 15 minutes and try again.",
             retry_after=int(LOGIN_WINDOW.total_seconds()),
         )
+    if found is None:
+        _verify_nothing(hasher, password)
+        raise InvalidCredentials()
+    moderator_id, stored = found
+    try:
+        hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        raise InvalidCredentials() from None
+    rehashed = hasher.hash(password) if hasher.check_needs_rehash(stored) else None
+    with write_transaction(session_factory) as session:
+        session.execute(delete(LoginAttempt).where(LoginAttempt.login == login))
+        if rehashed is not None:
+            session.execute(
+                update(Moderator).where(Moderator.id == moderator_id).values(password_hash=rehashed)
+            )
+    return int(moderator_id)
 
 
-def record_failed_login(
-    session: Session, login: str, network: str | None, *, now: dt.datetime
-) -> None:
-    session.add(LoginAttempt(at=now, login=login[:64], network=network))
-
-
-def clear_failed_logins(session: Session, login: str) -> None:
-    session.execute(delete(LoginAttempt).where(LoginAttempt.login == login))
+def _verify_nothing(hasher: PasswordHasher, password: str) -> None:
+    """As long as a real check, so an unknown login takes no less time than a known one."""
+    key = id(hasher)
+    if key not in _DUMMY_HASHES:
+        _DUMMY_HASHES[key] = hasher.hash(secrets.token_urlsafe(16))
+    with contextlib.suppress(VerificationError):
+        hasher.verify(_DUMMY_HASHES[key], password)
 
 
 def create_moderator(
@@ -160,25 +195,6 @@ def create_moderator(
 _DUMMY_HASHES: dict[int, str] = {}
 
 
-def authenticate(session: Session, hasher: PasswordHasher, login: str, password: str) -> Moderator:
-    """The moderator with this login and password; one error for every failure."""
-    moderator = session.scalar(select(Moderator).where(Moderator.login == login))
-    if moderator is None:
-        key = id(hasher)
-        if key not in _DUMMY_HASHES:
-            _DUMMY_HASHES[key] = hasher.hash(secrets.token_urlsafe(16))
-        with contextlib.suppress(VerificationError):
-            hasher.verify(_DUMMY_HASHES[key], password)
-        raise InvalidCredentials()
-    try:
-        hasher.verify(moderator.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        raise InvalidCredentials() from None
-    if hasher.check_needs_rehash(moderator.password_hash):
-        moderator.password_hash = hasher.hash(password)
-    return moderator
-
-
 def is_disabled(moderator: Moderator) -> bool:
     """Whether an admin disabled the moderator (the daily-work issue adds disabling; a disabled
     moderator cannot sign in by any route and their sessions end)."""
@@ -223,44 +239,6 @@ def start_login_session(
         )
     )
     return token
-
-
-def check_password(
-    session: Session,
-    hasher: PasswordHasher,
-    login: str,
-    password: str,
-    network: str | None,
-    *,
-    now: dt.datetime,
-) -> Moderator:
-    """The password step of a login: the moderator, once throttling allows the attempt and the
-    password is right. A refused attempt raises (InvalidCredentials, RateLimited); a wrong
-    password is recorded in its place, for the throttle to count, so the caller commits either
-    way."""
-    check_login_allowed(session, login, network, now=now)
-    try:
-        moderator = authenticate(session, hasher, login, password)
-    except InvalidCredentials:
-        session.rollback()
-        record_failed_login(session, login, network, now=now)
-        raise
-    clear_failed_logins(session, login)
-    return moderator
-
-
-def log_in(
-    session: Session,
-    hasher: PasswordHasher,
-    login: str,
-    password: str,
-    network: str | None,
-    *,
-    now: dt.datetime,
-) -> str:
-    """Log in with a password alone: the token of a new login session (see check_password)."""
-    moderator = check_password(session, hasher, login, password, network, now=now)
-    return start_login_session(session, moderator, now=now, network=network)
 
 
 def resolve_login_session(

@@ -207,6 +207,7 @@ class PurgeReport:
     comments_deleted: int
     dry_run: bool
     unconfirmed_deleted: int = 0
+    originals_cleared: int = 0
 
 
 def purge_expired(
@@ -225,8 +226,14 @@ def purge_expired(
     unconfirmed = (Comment.status == CommentStatus.UNCONFIRMED) & (
         Comment.submitted_at < now - dt.timedelta(days=retention.unconfirmed_days)
     )
+    # A moderator's edit keeps the text as typed (for accountability), for as long as client
+    # data: it may hold what the edit took out.
+    has_original = Comment.original_text.is_not(None) & (
+        func.coalesce(Comment.moderated_at, Comment.submitted_at) < client_cutoff
+    )
     count = select(func.count()).select_from(Comment)
     cleared = session.scalar(count.where(has_client_data)) or 0
+    originals = session.scalar(count.where(has_original)) or 0
     deleted = session.scalar(count.where(expired)) or 0
     never_confirmed = session.scalar(count.where(unconfirmed)) or 0
     if not dry_run:
@@ -247,8 +254,14 @@ def purge_expired(
             .values(client_network=None, user_agent=None)
             .execution_options(synchronize_session=False)
         )
+        session.execute(
+            update(Comment)
+            .where(has_original)
+            .values(original_text=None)
+            .execution_options(synchronize_session=False)
+        )
         session.execute(delete(Comment).where(expired).execution_options(synchronize_session=False))
-    return PurgeReport(cleared, deleted, dry_run, never_confirmed)
+    return PurgeReport(cleared, deleted, dry_run, never_confirmed, originals)
 
 
 def purge_if_due(

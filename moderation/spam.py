@@ -379,6 +379,19 @@ _PERSONAL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
+def redact_personal_data(text: str) -> str:
+    """The text with every piece of personal data the check finds replaced by a placeholder
+    naming its kind ("[phone number removed]"): what a moderator's redaction leaves behind."""
+    for kind, pattern in _PERSONAL_PATTERNS:
+        text = pattern.sub(f"[{kind} removed]", text)
+    return text
+
+
+def held_for_personal_data(signals: Sequence[Any]) -> bool:
+    """Whether the personal-data check fired on a comment (its stored signals)."""
+    return any(isinstance(s, dict) and s.get("check") == "personal_data" for s in signals)
+
+
 def personal_data_kinds(text: str) -> list[str]:
     """Which kinds of UK personal data the text seems to contain (never the data itself)."""
     return [kind for kind, pattern in _PERSONAL_PATTERNS if pattern.search(text)]

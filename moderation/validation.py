@@ -32,6 +32,9 @@ LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
 
 # C0 controls other than tab and newline, DEL, and C1 controls never belong in a comment.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Nor any control or line separator in a one-line field (a name, a title, a post's address): a CR
+# in a post's URL broke the redirect of every later no-JS comment on the post.
+SINGLE_LINE_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,10 +88,11 @@ class _Fields:
             self.errors[name] = f"{label[0].upper()}{label[1:]} must be text"
             return None
         value = normalise_text(raw) if multiline else raw.strip()
-        if not multiline and "\n" in value:
+        if not multiline and ("\n" in value or "\r" in value):
             self.errors[name] = f"{label[0].upper()}{label[1:]} must be on one line"
             return None
-        if CONTROL_CHARACTERS.search(value):
+        forbidden = CONTROL_CHARACTERS if multiline else SINGLE_LINE_FORBIDDEN
+        if forbidden.search(value):
             self.errors[name] = (
                 f"{label[0].upper()}{label[1:]} contains characters that are not allowed"
             )

@@ -26,6 +26,7 @@ from moderation.models import (
     Moderator,
     Post,
     WebhookAttempt,
+    utcnow,
 )
 from moderation.outbox import webhooks as wd
 from moderation.outbox.worker import run_worker
@@ -366,3 +367,45 @@ def test_addresses_with_non_ascii_capitals_are_found_on_every_database(
     erased = erase_personal_data(session, "ÄRGER@EXAMPLE.COM", actor=Actor("dpo"), now=NOW)
     assert erased.comments == 1
     assert not verification.has_approved(session, site, "ärger@example.com")
+
+
+def test_a_moderators_redaction_really_forgets(client: FlaskClient, session: Session) -> None:
+    """A comment held for a phone number, edited to remove it and approved: the number is in
+    no original, audit or outbox payload; the payloads of the held comment carry no text; the
+    retention run clears the original."""
+    make_site(session)
+    auth = {"Authorization": f"Bearer {make_token(session, make_moderator(session))}"}
+    number = "07700 900123"
+    sent = client.post(
+        "/api/v1/sites/luac/comments",
+        json=comment_json(body=f"Ring me on {number} about the bus station plans."),
+    )
+    comment_id = json_of(sent)["id"]
+    submitted = session.scalars(select(Event).where(Event.type == "comment.submitted")).one()
+    assert submitted.payload["data"]["body_text"] is None
+    assert submitted.payload["data"]["text_withheld"] is True
+    edit = client.post(
+        f"/api/v1/moderation/comments/{comment_id}/edit",
+        json={"body": "Ring me about the bus station plans."},
+        headers=auth,
+    )
+    assert edit.status_code == 200
+    approved = client.post(f"/api/v1/moderation/comments/{comment_id}/approve", headers=auth)
+    assert approved.status_code == 200
+    shown = json_of(client.get(f"/api/v1/moderation/comments/{comment_id}", headers=auth))
+    assert (
+        shown["original_text"] == "Ring me on [phone number removed] about the bus station plans."
+    )
+    stored = "\n".join(
+        json.dumps([str(value) for value in row])
+        for table in (Comment, Event, AuditEvent)
+        for row in session.execute(select(table.__table__))
+    )
+    assert number not in stored and "900123" not in stored
+    last = session.scalars(select(Event).where(Event.type == "comment.approved")).one()
+    assert last.payload["data"]["body_text"] == "Ring me about the bus station plans."
+    report = purge_expired(session, Retention(), now=utcnow() + dt.timedelta(days=31))
+    assert report.originals_cleared == 1
+    comment = session.scalars(select(Comment).where(Comment.public_id == comment_id)).one()
+    session.refresh(comment)
+    assert comment.original_text is None

@@ -15,7 +15,8 @@ from sqlalchemy import Insert, Table, insert
 from sqlalchemy.orm import Session
 
 from moderation.events import rfc3339
-from moderation.models import Comment, Event
+from moderation.models import Comment, CommentStatus, Event
+from moderation.spam import held_for_personal_data
 
 
 class EventType(enum.StrEnum):
@@ -38,16 +39,22 @@ SUBSCRIBABLE = tuple(t for t in EventType if t is not EventType.WEBHOOK_TEST)
 
 
 def comment_data(comment: Comment) -> dict[str, Any]:
-    """The comment as integrations see it: no email, no client data, no capability."""
+    """The comment as integrations see it: no email, no client data, no capability. The text of
+    a comment held for personal data is withheld (null, ``text_withheld``) until it is approved:
+    every endpoint gets the payload, whatever it opted into."""
     post = comment.post
     site = post.site
+    withheld = comment.status is not CommentStatus.APPROVED and held_for_personal_data(
+        comment.signals or []
+    )
     return {
         "id": comment.public_id,
         "status": comment.status.value,
         "parent_id": comment.parent.public_id if comment.parent else None,
         "author_name": comment.author_name,
-        "body_text": comment.body_text,
-        "body_html": comment.body_html,
+        "body_text": None if withheld else comment.body_text,
+        "body_html": None if withheld else comment.body_html,
+        "text_withheld": withheld,
         "official": comment.official,
         "lang": comment.lang,
         "signals": list(comment.signals),

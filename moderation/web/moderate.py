@@ -17,6 +17,7 @@ from flask import (
     Request,
     Response,
     abort,
+    current_app,
     flash,
     g,
     redirect,
@@ -33,7 +34,7 @@ from sqlalchemy import select
 from moderation import actions, audit, moderators, second_factor
 from moderation import queue as queues
 from moderation.comments import client_network, page_limit
-from moderation.db import begin_as_writer
+from moderation.db import become_writer, begin_as_writer
 from moderation.errors import (
     AlreadyModerated,
     InvalidCredentials,
@@ -55,7 +56,7 @@ from moderation.models import (
 from moderation.web import admin, devices, mfa, moderate_webhooks, sso
 from moderation.web.context import client_address, hasher, now, settings
 from moderation.web.logins import back_to, begin_login, csrf_token
-from moderation.web.sessions import get_session
+from moderation.web.sessions import close_session, get_session, reads_first
 
 bp = Blueprint("moderate", __name__, url_prefix="/moderate")
 bp.register_blueprint(admin.bp)
@@ -148,22 +149,26 @@ def login() -> str:
 
 
 @bp.post("/login")
+@reads_first
 def do_login() -> ResponseReturnValue:
     if settings().oidc_only:
         raise NotFound("Password logins are off: sign in with your organisation's account.")
     login_name = request.form.get("login", "").strip()
     network = client_network(client_address())
-    db = get_session()
-    password = request.form.get("password", "")
+    factory = current_app.extensions["moderation.sessionmaker"]
+    close_session()  # the guard may have read (an old login): nothing may be held while hashing
     try:
-        moderator = moderators.check_password(
-            db, hasher(), login_name, password, network, now=now()
+        # Its own short transactions: none is open while the password is hashed.
+        moderator_id = moderators.log_in(
+            factory, hasher(), login_name, request.form.get("password", ""), network, now=now()
         )
     except (InvalidCredentials, RateLimited) as error:
-        db.commit()  # the failed attempt, recorded for the throttle
         page = login_page(error.message, login_name)
         headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else {}
         return page, error.status, headers
+    db = get_session()
+    become_writer(db)
+    moderator = db.get_one(Moderator, moderator_id)
     if second_factor.has_second_factor(db, moderator):
         db.commit()
         return mfa.ask_second_step(moderator, request.args.get("next"))
