@@ -31,6 +31,8 @@ class Settings:
     instance_path: str = "instance"
     database_url: str = ""
     max_request_bytes: int = 64 * 1024
+    # An export sent to the import endpoint (POST /api/v1/moderation/sites/<site>/imports).
+    max_import_bytes: int = 64 * 1024 * 1024
     session_cookie_secure: bool | None = None
     session_idle_minutes: int = 30
     session_max_hours: int = 12

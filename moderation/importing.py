@@ -117,6 +117,8 @@ class ExportPlan:
     path: Path
     posts: dict[str, SourcePost]
     comments: int
+    # What the audit calls the file: its name, or where it came from (an upload has no name).
+    name: str = ""
 
 
 @dataclasses.dataclass
@@ -144,7 +146,9 @@ class ImportReport:
 # Reading ---------------------------------------------------------------------------------------
 
 
-def read_export(path: Path, source: Source, progress: Progress | None = None) -> ExportPlan:
+def read_export(
+    path: Path, source: Source, progress: Progress | None = None, *, name: str | None = None
+) -> ExportPlan:
     """The first pass: check the whole file and collect its posts; raise
     :class:`MalformedExport`."""
     posts: dict[str, SourcePost] = {}
@@ -154,7 +158,9 @@ def read_export(path: Path, source: Source, progress: Progress | None = None) ->
             posts[record.ref] = record
         else:
             comments += 1
-    return ExportPlan(source=source, path=path, posts=posts, comments=comments)
+    return ExportPlan(
+        source=source, path=path, posts=posts, comments=comments, name=name or path.name
+    )
 
 
 class _CountingReader:
@@ -449,7 +455,7 @@ def import_export(
         AuditAction.COMMENTS_IMPORT,
         site_id=site.id,
         before={},
-        after={"source": plan.source, "file": plan.path.name, **run.report.as_dict()},
+        after={"source": plan.source, "file": plan.name, **run.report.as_dict()},
         now=now,
     )
     return run.report

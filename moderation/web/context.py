@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -77,3 +79,11 @@ def required_post_key() -> str:
     if not key:
         raise Malformed("Say which post with ?post=KEY.", fields={"post": "Required"})
     return key
+
+
+def save_body(path: Path, limit: int) -> None:
+    """Write the request body to ``path`` as it arrives, never all of it in memory: for uploads
+    larger than the usual request cap. Past ``limit`` bytes the request fails with 413."""
+    request.max_content_length = limit
+    with path.open("wb") as out:
+        shutil.copyfileobj(request.stream, out, 64 * 1024)
