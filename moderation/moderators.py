@@ -7,11 +7,12 @@ import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Callable, Container
+from typing import Any, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, select
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from moderation.comments import MAX_ID
@@ -29,11 +30,13 @@ from moderation.models import (
     ApiToken,
     Comment,
     LoginAttempt,
+    LoginMethod,
     LoginSession,
     MailPreference,
     Moderator,
     Role,
     Site,
+    SsoIdentity,
     utcnow,
 )
 
@@ -87,16 +90,16 @@ def log_in(
     network: str | None,
     *,
     now: dt.datetime,
-) -> str:
-    """Log in: the token of a new login session. Raise :class:`RateLimited` when the account or
+) -> int:
+    """The id of the moderator with this login and password (the caller starts the login
+    session, or asks for a second factor first). Raise :class:`RateLimited` when the account or
     the client's network has tried too often recently, :class:`InvalidCredentials` for every
     other failure. Three short transactions of its own, none open while a password is hashed:
 
     1. the attempt is recorded and committed before anything is checked, so concurrent attempts
        count each other (each sees at least every attempt committed before its own);
     2. the attempts are counted and the stored hash read, in a read transaction ended at once;
-    3. after hashing, a success clears the account's attempts (and stores a rehashed password)
-       and starts the login session.
+    3. after hashing, a success clears the account's attempts (and stores a rehashed password).
     """
     login = login[:64]
     with write_transaction(session_factory) as session:
@@ -132,10 +135,11 @@ def log_in(
     rehashed = hasher.hash(password) if hasher.check_needs_rehash(stored) else None
     with write_transaction(session_factory) as session:
         session.execute(delete(LoginAttempt).where(LoginAttempt.login == login))
-        moderator = session.get_one(Moderator, moderator_id)
         if rehashed is not None:
-            moderator.password_hash = rehashed
-        return start_login_session(session, moderator, now=now)
+            session.execute(
+                update(Moderator).where(Moderator.id == moderator_id).values(password_hash=rehashed)
+            )
+    return int(moderator_id)
 
 
 def _verify_nothing(hasher: PasswordHasher, password: str) -> None:
@@ -198,29 +202,112 @@ def create_moderator(
 _DUMMY_HASHES: dict[int, str] = {}
 
 
+def is_disabled(moderator: Moderator) -> bool:
+    """Whether an admin disabled the moderator: they cannot sign in by any route and their
+    sessions end."""
+    return moderator.disabled
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def start_login_session(session: Session, moderator: Moderator, *, now: dt.datetime) -> str:
+# "Last seen" is recorded to the minute, so browsing the queue writes at most once a minute.
+SEEN_RESOLUTION = dt.timedelta(minutes=1)
+
+
+def start_login_session(
+    session: Session,
+    moderator: Moderator,
+    *,
+    now: dt.datetime,
+    method: LoginMethod = LoginMethod.PASSWORD,
+    user_agent: str | None = None,
+    network: str | None = None,
+    second_factor: bool = False,
+    sso_identity: SsoIdentity | None = None,
+    refresh_token: str | None = None,
+) -> str:
     """Record a new login; the returned token goes in the browser's session cookie."""
     token = secrets.token_urlsafe(32)
-    session.add(LoginSession(token_hash=_digest(token), moderator=moderator, created_at=now))
+    session.add(
+        LoginSession(
+            token_hash=_digest(token),
+            moderator=moderator,
+            created_at=now,
+            last_seen_at=now,
+            user_agent=(user_agent or "")[:200] or None,
+            network=network,
+            method=method,
+            second_factor_at=now if second_factor else None,
+            sso_identity_id=sso_identity.id if sso_identity is not None else None,
+            refresh_token=refresh_token,
+            refreshed_at=now if refresh_token else None,
+        )
+    )
     return token
 
 
 def resolve_login_session(
     session: Session, token: str, *, now: dt.datetime, max_age: dt.timedelta
-) -> Moderator | None:
-    """The moderator logged in by ``token``, or None if it was ended or is too old."""
+) -> LoginSession | None:
+    """The login ``token`` stands for, or None if it was ended or is too old.
+
+    Its "last seen" time is brought up to date (to the minute), and committed.
+    """
     login = session.scalar(select(LoginSession).where(LoginSession.token_hash == _digest(token)))
-    if login is None or now - login.created_at > max_age or login.moderator.disabled:
+    if login is None or now - login.created_at > max_age or is_disabled(login.moderator):
         return None
-    return login.moderator
+    if login.last_seen_at is None or now - login.last_seen_at >= SEEN_RESOLUTION:
+        become_writer(session)
+        login.last_seen_at = now
+        session.commit()
+    return login
 
 
 def end_login_session(session: Session, token: str) -> None:
     session.execute(delete(LoginSession).where(LoginSession.token_hash == _digest(token)))
+
+
+def list_login_sessions(session: Session, moderator: Moderator) -> list[LoginSession]:
+    """A moderator's logins, the most recently seen first."""
+    return list(
+        session.scalars(
+            select(LoginSession)
+            .where(LoginSession.moderator_id == moderator.id)
+            .order_by(LoginSession.last_seen_at.desc(), LoginSession.id.desc())
+        )
+    )
+
+
+def end_login_sessions(
+    session: Session,
+    moderator: Moderator,
+    *,
+    actor: Actor,
+    now: dt.datetime,
+    only: int | None = None,
+    keep: str | None = None,
+) -> int:
+    """End a moderator's logins (one of them with ``only``; all but the ``keep`` token's
+    otherwise); audited. Returns how many were ended."""
+    query = delete(LoginSession).where(LoginSession.moderator_id == moderator.id)
+    if only is not None:
+        query = query.where(LoginSession.id == only)
+    if keep is not None:
+        query = query.where(LoginSession.token_hash != _digest(keep))
+    ended: int = cast(CursorResult[Any], session.execute(query)).rowcount
+    if ended:
+        record_admin_audit(
+            session,
+            actor,
+            AuditAction.MODERATOR_SESSIONS_END,
+            site_id=None,
+            before={"login": moderator.login},
+            after={"login": moderator.login, "ended": ended},
+            now=now,
+        )
+    return ended
 
 
 def get_moderator(session: Session, login: str) -> Moderator:

@@ -69,6 +69,8 @@ def settings_for_tests(**overrides: object) -> Settings:
         "check_deliverability": False,
         # Tests submit many comments from one address; the rate-limit tests turn it back on.
         "ratelimit_enabled": False,
+        # Password logins as before; the second-factor tests turn it on.
+        "mfa_required": "off",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -88,6 +88,19 @@ def moderator_enable(login: str) -> None:
     click.echo(f"Enabled {login}.")
 
 
+@moderator.command("mfa-reset")
+@click.argument("login")
+def moderator_mfa_reset(login: str) -> None:
+    """Remove a moderator's second factors and end their logins (they lost them); they set
+    up a new one at their next login."""
+    from moderation.moderators import get_moderator
+    from moderation.second_factor import reset
+
+    with write_transaction(sessions(load_app())) as session:
+        reset(session, get_moderator(session, login), actor=CLI, now=utcnow())
+        click.echo(f"Reset the second factors of {login} and ended their logins.")
+
+
 @click.group()
 def token() -> None:
     """API tokens for the moderation API."""

@@ -58,6 +58,10 @@ def run_worker(
         except Exception:
             logger.exception("worker %s: the daily retention purge failed; retrying", owner)
         try:
+            refresh_sso_if_due(session_factory, settings, now())
+        except Exception:
+            logger.exception("worker %s: asking the sign-in provider failed; retrying", owner)
+        try:
             done = deliver_due(session_factory, settings, now=now(), owner=owner)
         except Exception:
             logger.exception("webhook worker %s: a round failed; retrying", owner)
@@ -74,6 +78,25 @@ def run_worker(
         if not done:
             stop.wait(interval)
     logger.info("webhook worker %s stopped", owner)
+
+
+def refresh_sso_if_due(
+    session_factory: sessionmaker[Session], settings: Settings, now: dt.datetime
+) -> None:
+    """Ask the OpenID provider about single sign-on logins: a refused refresh ends the login, so
+    a person the organisation disabled loses access within half the session idle time."""
+    if not settings.sso_enabled:
+        return
+    from moderation import sso  # Authlib is loaded only where single sign-on is on
+
+    for _ in sso.refresh_sessions(
+        session_factory,
+        sso.cached_refresher(settings),
+        secret=settings.effective_secret_key,
+        now=now,
+        every=dt.timedelta(minutes=settings.session_idle_minutes) / 2,
+    ):
+        pass
 
 
 def start_thread(

@@ -20,6 +20,7 @@ from moderation.web import (
     ops,
     screening,
     security,
+    sso,
 )
 
 # Times are shown in UK time, with its name (GMT or BST), for the service's UK readers.
@@ -58,6 +59,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(embed.bp)
     app.register_blueprint(embed.loader)
+    sso.register(app)
     app.register_blueprint(moderate.bp)
     app.register_blueprint(moderation_api.bp)
     app.register_blueprint(mail_links.bp)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import re
-import secrets
 from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -36,10 +35,10 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
-from moderation import actions, audit, moderators
+from moderation import actions, audit, moderators, second_factor
 from moderation import queue as queues
 from moderation.comments import client_network, page_limit
-from moderation.db import begin_as_writer
+from moderation.db import become_writer, begin_as_writer
 from moderation.errors import (
     AlreadyModerated,
     InvalidCredentials,
@@ -49,16 +48,31 @@ from moderation.errors import (
     ServiceError,
 )
 from moderation.events import COMMENT_ACTIONS, Actor
-from moderation.models import Comment, CommentStatus, MailPreference, Moderator, Site
-from moderation.web import admin, moderate_webhooks
+from moderation.models import (
+    Comment,
+    CommentStatus,
+    LoginMethod,
+    LoginSession,
+    MailPreference,
+    Moderator,
+    Site,
+)
+from moderation.web import admin, devices, mfa, moderate_webhooks, sso
 from moderation.web.context import client_address, hasher, now, settings
+from moderation.web.logins import back_to, begin_login, csrf_token
 from moderation.web.sessions import close_session, get_session, reads_first
 
 bp = Blueprint("moderate", __name__, url_prefix="/moderate")
 bp.register_blueprint(admin.bp)
 bp.register_blueprint(moderate_webhooks.bp)
+bp.register_blueprint(sso.bp)
+bp.register_blueprint(mfa.bp)
 
-PUBLIC_ENDPOINTS = frozenset({"moderate.login", "moderate.do_login"})
+PUBLIC_ENDPOINTS = frozenset(
+    {"moderate.login", "moderate.do_login", *sso.PUBLIC_ENDPOINTS, *mfa.PUBLIC_ENDPOINTS}
+)
+# What a moderator who must enrol a second factor may reach before they have.
+ENROLMENT_ENDPOINTS = frozenset({"moderate.logout", *mfa.ENROLMENT_ENDPOINTS})
 COMMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -74,19 +88,12 @@ class ModeratorSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
-def csrf_token() -> str:
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(32)
-    token: str = session["csrf"]
-    return token
-
-
 @bp.app_context_processor
 def inject_csrf() -> dict[str, object]:
     return {"csrf_token": csrf_token}
 
 
-def _current_moderator() -> Moderator | None:
+def _current_login() -> LoginSession | None:
     token = session.get("sid")
     seen = session.get("seen")
     if not isinstance(token, str) or not isinstance(seen, int | float):
@@ -95,19 +102,21 @@ def _current_moderator() -> Moderator | None:
     moment = now()
     if moment.timestamp() - seen > config.session_idle_minutes * 60:
         return None
-    moderator = moderators.resolve_login_session(
+    login = moderators.resolve_login_session(
         get_session(), token, now=moment, max_age=dt.timedelta(hours=config.session_max_hours)
     )
-    if moderator is not None:
+    if login is not None:
         session["seen"] = int(moment.timestamp())
-    return moderator
+    return login
 
 
-def _back_to(target: str | None) -> str:
-    """Where to go after a form: a page of the queue, never another site."""
-    if target and target.startswith("/moderate") and "//" not in target and "\\" not in target:
-        return target
-    return url_for("moderate.queue")
+def must_enrol(login: LoginSession) -> bool:
+    """A password login of a moderator who must have a second factor and has proved none."""
+    return (
+        login.method is LoginMethod.PASSWORD
+        and login.second_factor_at is None
+        and second_factor.required_for(login.moderator, settings().effective_mfa_required)
+    )
 
 
 @bp.before_request
@@ -117,22 +126,38 @@ def guard() -> ResponseReturnValue | None:
         expected = session.get("csrf", "")
         if not (sent and expected and hmac.compare_digest(str(sent), str(expected))):
             abort(400, "The form has expired. Go back, reload the page and try again.")
-    g.moderator = _current_moderator()
+    g.login = _current_login()
+    g.moderator = g.login.moderator if g.login is not None else None
     if g.moderator is None and request.endpoint not in PUBLIC_ENDPOINTS:
         if request.method == "POST":
             abort(401)
         return redirect(url_for("moderate.login", next=request.full_path))
+    free = ENROLMENT_ENDPOINTS | PUBLIC_ENDPOINTS
+    if g.login is not None and request.endpoint not in free and must_enrol(g.login):
+        return redirect(url_for("moderate.mfa.overview"))
     return None
+
+
+def login_page(error: str | None, login_name: str) -> str:
+    return render_template(
+        "moderate/login.html",
+        error=error,
+        login_name=login_name,
+        sso_name=settings().oidc_provider_name if settings().sso_enabled else None,
+        passwords=not settings().oidc_only,
+    )
 
 
 @bp.get("/login")
 def login() -> str:
-    return render_template("moderate/login.html", error=None, login_name="")
+    return login_page(None, "")
 
 
 @bp.post("/login")
 @reads_first
 def do_login() -> ResponseReturnValue:
+    if settings().oidc_only:
+        raise NotFound("Password logins are off: sign in with your organisation's account.")
     login_name = request.form.get("login", "").strip()
     network = client_network(client_address())
     factory = current_app.extensions["moderation.sessionmaker"]
@@ -140,17 +165,20 @@ def do_login() -> ResponseReturnValue:
     password = request.form.get("password", "")
     try:
         # Its own short transactions: none is open while the password is hashed.
-        token = moderators.log_in(factory, hasher(), login_name, password, network, now=now())
+        moderator_id = moderators.log_in(
+            factory, hasher(), login_name, password, network, now=now()
+        )
     except (InvalidCredentials, RateLimited) as error:
-        page = render_template("moderate/login.html", error=error.message, login_name=login_name)
+        page = login_page(error.message, login_name)
         headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else {}
         return page, error.status, headers
-    # A new session on login: nothing from before the login survives, not even the CSRF token.
-    session.clear()
-    session["sid"] = token
-    session["seen"] = int(now().timestamp())
-    csrf_token()
-    return redirect(_back_to(request.args.get("next")), code=303)
+    db = get_session()
+    become_writer(db)
+    moderator = db.get_one(Moderator, moderator_id)
+    if second_factor.has_second_factor(db, moderator):
+        db.commit()
+        return mfa.ask_second_step(moderator, request.args.get("next"))
+    return begin_login(moderator)
 
 
 @bp.post("/logout")
@@ -186,6 +214,40 @@ def account_save() -> ResponseReturnValue:
     db.commit()
     flash("Saved your email settings.")
     return redirect(url_for("moderate.account"), code=303)
+
+
+@bp.get("/account/sessions")
+def sessions() -> str:
+    logins = moderators.list_login_sessions(get_session(), g.moderator)
+    return render_template(
+        "moderate/sessions.html",
+        owner=g.moderator,
+        logins=logins,
+        current=g.login.id,
+        describe=devices.describe,
+        end_url=lambda login_id: url_for("moderate.end_session", login_id=login_id),
+        end_all_url=url_for("moderate.end_sessions"),
+    )
+
+
+@bp.post("/account/sessions/<int:login_id>/end")
+def end_session(login_id: int) -> ResponseReturnValue:
+    db = get_session()
+    moderators.end_login_sessions(db, g.moderator, actor=_actor(), now=now(), only=login_id)
+    db.commit()
+    flash("Signed that session out.")
+    return redirect(url_for("moderate.sessions"), code=303)
+
+
+@bp.post("/account/sessions/end")
+def end_sessions() -> ResponseReturnValue:
+    """Sign out everywhere, this browser included."""
+    db = get_session()
+    moderators.end_login_sessions(db, g.moderator, actor=_actor(), now=now())
+    db.commit()
+    session.clear()
+    flash("You have signed out everywhere.")
+    return redirect(url_for("moderate.login"), code=303)
 
 
 SIGNAL_CHOICES = (
@@ -295,7 +357,7 @@ def _then() -> str | None:
 
 def _landing(target: str | None, focus: str | None) -> str:
     """The queue page to return to, on the comment to work on next (focused there)."""
-    url = _back_to(target)
+    url = back_to(target)
     parts = urlsplit(url)
     if focus is None or parts.path != url_for("moderate.queue"):
         return url
@@ -308,7 +370,7 @@ def _in_place(changed: Comment | None, message: str, error: ServiceError | None)
     """What the queue's script needs after an action: the message to announce, the comment's
     card as it is now, the tab counts, and the undo form's target."""
     db = get_session()
-    back = _back_to(request.form.get("next"))
+    back = back_to(request.form.get("next"))
     wanted = _queue_filter(MultiDict(parse_qsl(urlsplit(back).query)))
     body: dict[str, object] = {
         "message": message,
@@ -460,7 +522,7 @@ def bulk() -> ResponseReturnValue:
     action = request.form.get("action_below" if below else "action", "")
     if not ids:
         flash("Select at least one comment.", "error")
-        return redirect(_back_to(request.form.get("next")), code=303)
+        return redirect(back_to(request.form.get("next")), code=303)
     try:
         result = actions.bulk(db, g.moderator, ids, action, actor=_actor(), now=now())
     except ServiceError as error:
@@ -472,7 +534,7 @@ def bulk() -> ResponseReturnValue:
         flash(f"{done} comment{'s' if done != 1 else ''} {BULK_DONE[action]}.")
         if result.refused:
             flash(f"{len(result.refused)} had already been moderated and were left alone.", "error")
-    return redirect(_back_to(request.form.get("next")), code=303)
+    return redirect(back_to(request.form.get("next")), code=303)
 
 
 def _audit_filter() -> audit.AuditFilter:
