@@ -4,14 +4,17 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
+# make run PORT=5055 serves elsewhere.
+PORT ?= 5000
 
-.PHONY: install run test test-fast test-pg lint format bench soak clean
+.PHONY: install run test test-fast test-pg lint format bench bench-peer-install soak clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@echo "Installing into $(VENV) (the first run takes a minute)..."
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
 
 # axe-core, injected into pages by the browser tests (accessibility checks).
 node_modules/.installed-stamp: package.json package-lock.json
@@ -20,12 +23,12 @@ node_modules/.installed-stamp: package.json package-lock.json
 
 install: $(STAMP) node_modules/.installed-stamp
 
-## run: migrate the embedded SQLite database, set up the demo, serve on http://127.0.0.1:5000
+## run: migrate the embedded SQLite database, set up the demo, serve on http://127.0.0.1:$(PORT)
+## and print, last, the demo post page, the queue and a login
 run: export MODERATION_ENV ?= development
 run: $(STAMP)
-	$(BIN)/moderation db upgrade
-	$(BIN)/moderation demo
-	$(BIN)/moderation serve --host 127.0.0.1 --port 5000
+	@$(BIN)/moderation db upgrade --quiet
+	@$(BIN)/moderation serve --host 127.0.0.1 --port $(PORT) --demo
 
 ## test: the suite on SQLite, and again on PostgreSQL when MODERATION_TEST_DATABASE_URL is set
 test: install
@@ -61,8 +64,17 @@ soak: install
 	$(BIN)/python -m bench.soak $(TEST_PG_URL)
 	XSS_CORPUS=full MODERATION_TEST_DATABASE_URL= $(BIN)/python -m pytest -s tests/test_browser_xss.py
 
+# Isso, the peer of bench/peer.py, in a virtual environment of its own (gitignored).
+ISSO_STAMP := bench/.isso-venv/.installed-stamp
+$(ISSO_STAMP): bench/isso-requirements.txt
+	$(PYTHON) -m venv bench/.isso-venv
+	bench/.isso-venv/bin/python -m pip install --quiet -r bench/isso-requirements.txt
+	touch $@
+
+bench-peer-install: $(ISSO_STAMP)
+
 ## bench: the benchmarks (under 10 minutes on 2 cores); the load comes from wrk (apt-get install wrk)
-bench: $(STAMP)
+bench: $(STAMP) $(ISSO_STAMP)
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
 	$(BIN)/python -m bench
 

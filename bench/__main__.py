@@ -15,7 +15,13 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-SECTIONS = ["bench.harness", "bench.spam_pipeline", "bench.webhooks"]
+SECTIONS = [
+    "bench.harness",
+    "bench.peer",
+    "bench.submission_cost",
+    "bench.spam_pipeline",
+    "bench.webhooks",
+]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

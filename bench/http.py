@@ -33,6 +33,7 @@ SCRIPT = Path(__file__).with_name("load.lua")
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 THREADS = int(os.environ.get("BENCH_THREADS", "4"))
 MAX_CONNECTIONS = 16  # the most wrk opens
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SERVER = (
     f"--workers {WORKERS} --threads {THREADS} --worker-class gthread --keep-alive 5 "
     f"--worker-connections {-(-MAX_CONNECTIONS // WORKERS)} --log-level warning"
@@ -48,6 +49,7 @@ class Request:
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
     body: str = ""
     status: int = 200
+    bodies: str = ""  # a file of JSON string contents, one a line, for "{body}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Result:
     p99_ms: float
     errors: int  # transport errors and responses with an unexpected status
     issued: int  # numbers handed out for {n}
+    sent: int = 0  # requests sent, including those still unanswered when the round ended
 
     @property
     def rps(self) -> float:
@@ -85,12 +88,49 @@ class Server:
             finally:
                 connection.close()
 
+    def workers(self) -> list[int]:
+        pid = self.process.pid
+        return [
+            int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        ]
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user and system) the master and its workers have used so far, from /proc."""
+        ticks = 0
+        for pid in [self.process.pid, *self.workers()]:
+            # Fields after the command name (which may hold spaces): utime and stime are 14, 15.
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / CLOCK_TICKS
+
+    def busy(self) -> bool:
+        """Whether any thread of the master or its workers is running or waiting to run."""
+        for pid in [self.process.pid, *self.workers()]:
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                try:
+                    state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                except (OSError, IndexError):
+                    continue  # a thread that has just ended
+                if state == "R":
+                    return True
+        return False
+
+    def settled_cpu_seconds(self, timeout: float = 120.0) -> float:
+        """CPU time once the server has gone quiet (it finishes the requests a round left
+        unanswered: on a slow path, many seconds of work), so that every request sent is paid
+        for and the next round starts on an idle server. Quiet: no thread runnable in three
+        samples in a row (CPU ticks alone would look quiet on a starved, busy server)."""
+        deadline = time.monotonic() + timeout
+        idle = 0
+        while idle < 3 and time.monotonic() < deadline:
+            idle = 0 if self.busy() else idle + 1
+            time.sleep(0.05)
+        return self.cpu_seconds()
+
     def worker_rss_mb(self) -> list[float]:
         """Resident memory of each worker process, in MB."""
-        pid = self.process.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         sizes = []
-        for child in children:
+        for child in self.workers():
             status = Path(f"/proc/{child}/status").read_text()
             kilobytes = next(line for line in status.splitlines() if line.startswith("VmRSS:"))
             sizes.append(int(kilobytes.split()[1]) / 1024)
@@ -105,10 +145,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(app: str, env: Mapping[str, str] | None = None) -> Iterator[Server]:
-    """Start the WSGI ``app`` ("module:callable") with :data:`SERVER`; ``wait`` for it."""
+def gunicorn(
+    app: str, env: Mapping[str, str] | None = None, *, python: str = sys.executable
+) -> Iterator[Server]:
+    """Start the WSGI ``app`` ("module:callable") with :data:`SERVER` under the interpreter
+    ``python`` (a peer's own virtual environment); ``wait`` for it."""
     port = free_port()
-    command = [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}"]
+    command = [python, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}"]
     process = subprocess.Popen(
         [*command, *SERVER.split()],
         cwd=ROOT,
@@ -139,7 +182,8 @@ def measure(
     command = [
         "wrk", "--threads", "1", "--connections", str(connections), "--duration", f"{seconds}s",
         "--timeout", "10s", "--script", str(SCRIPT), base, "--",
-        request.method, request.path, request.body, str(request.status), str(first), *headers,
+        request.method, request.path, request.body, str(request.status), str(first),
+        request.bodies, *headers,
     ]  # fmt: skip
     run = subprocess.run(command, capture_output=True, text=True, check=True)
     out = json.loads(run.stdout.strip().splitlines()[-1])
@@ -150,4 +194,5 @@ def measure(
         p99_ms=out["p99_us"] / 1000,
         errors=out["errors"] + out["unexpected"],
         issued=out["issued"],
+        sent=out.get("sent", 0),
     )

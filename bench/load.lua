@@ -1,9 +1,11 @@
 -- The wrk script of the benchmark harness (bench/http.py runs it; one wrk thread).
--- Arguments: method, path, body, expected status, first number, then "Name: value" headers.
--- "{n}" in the path or body becomes a number unique to the request (first, first + 1, ...), and
--- "{words}" in the body forty words picked by that number, so no two submissions are alike.
+-- Arguments: method, path, body, expected status, first number, a file of bodies (or ""), then
+-- "Name: value" headers. "{n}" in the path or body becomes a number unique to the request (first,
+-- first + 1, ...), "{words}" in the body forty words picked by that number, so no two submissions
+-- are alike, and "{body}" the file's line picked by that number (lines are JSON string contents).
 -- done() prints one JSON line: requests, duration, p50/p99 latency (microseconds), transport
--- errors, responses with another status than expected, and how many numbers were handed out.
+-- errors, responses with another status than expected, how many numbers were handed out, and how
+-- many requests were sent (completed or not: what the server worked on).
 
 local threads = {}
 
@@ -27,24 +29,36 @@ end
 
 function init(args)
    method, path, body, expected, first = args[1], args[2], args[3], tonumber(args[4]), tonumber(args[5])
+   bodies = {}
+   if args[6] ~= "" then
+      for line in io.lines(args[6]) do
+         table.insert(bodies, line)
+      end
+   end
    headers = {}
-   for i = 6, #args do
+   for i = 7, #args do
       local name, value = args[i]:match("^([^:]+):%s*(.*)$")
       headers[name] = value
    end
-   issued, unexpected = 0, 0
+   issued, unexpected, sent = 0, 0, 0
    if not (path:find("{n}", 1, true) or body:find("{", 1, true)) then
       fixed = wrk.format(method, path, headers, body ~= "" and body or nil)
    end
 end
 
 function request()
+   sent = sent + 1
    if fixed then
       return fixed
    end
    local n = first + issued
    issued = issued + 1
-   local text = body:gsub("{words}", words(n)):gsub("{n}", tostring(n))
+   local text = body:gsub("{words}", words(n))
+   if #bodies > 0 then
+      -- a function, so that "%" in a body is not read as a capture reference
+      text = text:gsub("{body}", function() return bodies[n % #bodies + 1] end)
+   end
+   text = text:gsub("{n}", tostring(n))
    return wrk.format(method, (path:gsub("{n}", tostring(n))), headers, text ~= "" and text or nil)
 end
 
@@ -55,15 +69,16 @@ function response(status, _, _)
 end
 
 function done(summary, latency, _)
-   local bad, handed = 0, 0
+   local bad, handed, all = 0, 0, 0
    for _, thread in ipairs(threads) do
       bad = bad + thread:get("unexpected")
       handed = handed + thread:get("issued")
+      all = all + thread:get("sent")
    end
    local e = summary.errors
    io.write(string.format(
       '{"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "errors": %d, '
-         .. '"unexpected": %d, "issued": %d}\n',
+         .. '"unexpected": %d, "issued": %d, "sent": %d}\n',
       summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-      e.connect + e.read + e.write + e.timeout, bad, handed))
+      e.connect + e.read + e.write + e.timeout, bad, handed, all))
 end

@@ -266,7 +266,7 @@ def _redact_earlier_copies(session: Session, comment: Comment) -> None:
             data["body_html"] = render_comment(data["body_text"])
             event.payload = {**event.payload, "data": data}
     edits = select(AuditEvent).where(
-        AuditEvent.comment_id == comment.id, AuditEvent.action == "edit"
+        AuditEvent.comment_id == comment.id, AuditEvent.action == A.EDIT
     )
     for audit in session.scalars(edits):
         for side in ("before", "after"):

@@ -63,8 +63,9 @@ def create_app(
     app.teardown_appcontext(close_session)
 
     from moderation.web import register
-    from moderation.web.replay import Replay
+    from moderation.web.replay import Replay, probes_for
 
+    app.extensions["moderation.probes"] = probes_for(engine)
     # Inside ProxyFix: replays are keyed on the host and scheme it has settled.
     app.wsgi_app = Replay(app.wsgi_app, app)  # type: ignore[method-assign]
     if settings.trusted_proxy_hops:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import difflib
 import io
 import json
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -117,3 +119,102 @@ def _drain(buffer: io.StringIO) -> str:
 def _safe_cell(value: str) -> str:
     """Defuse spreadsheet formulas (CSV injection): a leading = + - @ is quoted as text."""
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+# What each action is, in words, for the audit page (the CSV keeps the names of record).
+ACTION_LABELS = {
+    "approve": "Approved",
+    "reject": "Rejected",
+    "spam": "Marked as spam",
+    "delete": "Deleted",
+    "restore": "Restored to the queue",
+    "undo": "Undid a decision",
+    "edit": "Edited the text",
+    "reply": "Replied as the blog",
+    "confirm": "Confirmed their address",
+    "erase": "Erased personal data",
+    "site.add": "Added a site",
+    "site.update": "Changed a site's settings",
+    "moderator.add": "Added a moderator",
+    "moderator.update": "Changed a moderator",
+    "moderator.password": "Set a moderator's password",
+    "moderator.mail_preference": "Changed their email settings",
+    "moderator.disable": "Disabled a moderator",
+    "moderator.enable": "Enabled a moderator",
+    "token.add": "Created an API token",
+    "token.revoke": "Revoked an API token",
+}
+# Texts longer than this many words are not compared on the page (the CSV has both whole).
+DIFF_MAX_WORDS = 3000
+_WORDS = re.compile(r"\S+\s*|\s+")
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """An audit event's before and after, for people: "pending → approved, reason: Off topic",
+    and for a text edit the words removed and added."""
+
+    summary: str
+    text_edited: bool = False
+    # (kind, words) with kind "same", "removed" or "added"; None when too long to compare.
+    diff: tuple[tuple[str, str], ...] | None = None
+
+
+def action_label(action: str) -> str:
+    return ACTION_LABELS.get(action, action.replace(".", " ").replace("_", " ").capitalize())
+
+
+def _shown(value: object) -> str:
+    if value is None or value == "" or value == []:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(_shown(v) for v in value)
+    text = str(value)
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def word_diff(before: str, after: str) -> tuple[tuple[str, str], ...] | None:
+    """The words removed and added between two texts (difflib on word tokens)."""
+    old, new = _WORDS.findall(before), _WORDS.findall(after)
+    if len(old) > DIFF_MAX_WORDS or len(new) > DIFF_MAX_WORDS:
+        return None
+    parts: list[tuple[str, str]] = []
+    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    for op, a1, a2, b1, b2 in matcher.get_opcodes():
+        if op == "equal":
+            parts.append(("same", "".join(old[a1:a2])))
+            continue
+        if a2 > a1:
+            parts.append(("removed", "".join(old[a1:a2])))
+        if b2 > b1:
+            parts.append(("added", "".join(new[b1:b2])))
+    return tuple(parts)
+
+
+def describe_change(before: dict[str, Any], after: dict[str, Any]) -> Change:
+    """Before and after in words; the keys of record stay in the CSV."""
+    parts: list[str] = []
+    if "status" in before or "status" in after:
+        parts.append(f"{before.get('status', 'new')} → {after.get('status', 'unchanged')}")
+    text_edited = "body_text" in before and "body_text" in after
+    skip = {"status", "body_text", "reason", "login"}
+    for key in sorted((set(before) | set(after)) - skip):
+        name = key.replace("_", " ")
+        if key in before and key in after:
+            if before[key] != after[key]:
+                parts.append(f"{name}: {_shown(before[key])} → {_shown(after[key])}")
+        elif key in after:
+            parts.append(f"{name}: {_shown(after[key])}")
+        else:
+            parts.append(f"{name}: {_shown(before[key])} removed")
+    login = after.get("login") or before.get("login")
+    if login:
+        parts.insert(0, f"moderator {login}")
+    if after.get("reason"):
+        parts.append(f"reason: {_shown(after['reason'])}")
+    if text_edited:
+        parts.append("text edited")
+    diff = word_diff(str(before["body_text"]), str(after["body_text"])) if text_edited else None
+    return Change(", ".join(parts) or "—", text_edited, diff)

@@ -79,7 +79,10 @@ def get_site(session: Session, slug: str) -> Site:
 
 
 def origin_of(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed IPv6 literal: an origin no site lists
+        return ""
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 

@@ -108,6 +108,20 @@ class Settings:
     mail_from: str = ""
     # How the service is reached from outside, for links in mail: https://comments.example.org
     public_url: str = ""
+    # Single sign-on through the organisation's OpenID Connect provider (docs/sso/): off while
+    # the issuer is empty. Allowed domains: comma-separated e-mail domains, empty for any.
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_allowed_domains: str = ""
+    # Turn password logins off (the login page offers only the provider).
+    oidc_only: bool = False
+    # The name on the login page's button: "Sign in with <name>".
+    oidc_provider_name: str = "your organisation's account"
+    # An unknown identity (allowed domain, verified e-mail) becomes a moderator with no sites.
+    oidc_create_moderators: bool = False
+    # Who must have a second factor: off, admins or all. Empty: admins, except in development.
+    mfa_required: str = ""
 
     @property
     def development(self) -> bool:
@@ -143,6 +157,22 @@ class Settings:
     @property
     def effective_smtp_port(self) -> int:
         return self.smtp_port or {"none": 25, "starttls": 587, "tls": 465}[self.smtp_security]
+
+    @property
+    def sso_enabled(self) -> bool:
+        return bool(self.oidc_issuer)
+
+    @property
+    def sso_allowed_domains(self) -> frozenset[str]:
+        return frozenset(
+            d.strip().lower().lstrip("@") for d in self.oidc_allowed_domains.split(",") if d.strip()
+        )
+
+    @property
+    def effective_mfa_required(self) -> str:
+        if self.mfa_required:
+            return self.mfa_required
+        return "off" if self.development else "admins"
 
     @property
     def demo_enabled(self) -> bool:
@@ -189,6 +219,17 @@ class Settings:
                 "address) and MODERATION_PUBLIC_URL (https://... where this service is reached, "
                 "for the links in mail) too"
             )
+        if self.mfa_required not in ("", "off", "admins", "all"):
+            raise ConfigError(
+                f"MODERATION_MFA_REQUIRED must be off, admins or all, not {self.mfa_required!r}"
+            )
+        if self.oidc_issuer and not (self.oidc_client_id and self.oidc_client_secret):
+            raise ConfigError(
+                "MODERATION_OIDC_ISSUER is set, so single sign-on is on: set "
+                "MODERATION_OIDC_CLIENT_ID and MODERATION_OIDC_CLIENT_SECRET too"
+            )
+        if self.oidc_only and not self.oidc_issuer:
+            raise ConfigError("MODERATION_OIDC_ONLY needs MODERATION_OIDC_ISSUER")
         if self.fast_password_hashing and self.env != "testing":
             raise ConfigError("MODERATION_FAST_PASSWORD_HASHING is only allowed in testing")
 

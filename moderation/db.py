@@ -65,7 +65,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                 connect_args.setdefault(name, value)
     # pre_ping: a connection the server dropped (a restart, a failover) is replaced on checkout
     # instead of failing the request that drew it.
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
 
 
 def database_unavailable(error: DBAPIError) -> bool:

@@ -90,3 +90,30 @@ class RateLimited(ServiceError):
     def __init__(self, message: str | None = None, *, retry_after: int = 60):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class SignInRefused(ServiceError):
+    """Single sign-on refused: the provider's answer failed a check, or nobody may enter with it.
+
+    ``reason`` is a stable word for the audit log (``bad_token``, ``domain``, ...).
+    """
+
+    code = "sign_in_refused"
+    status = 403
+    default_message = "You could not be signed in."
+
+    def __init__(self, message: str | None = None, *, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class SecondFactorRequired(ServiceError):
+    code = "second_factor_required"
+    status = 403
+    default_message = "Confirm it is you with your second factor first."
+
+
+class InvalidSecondFactor(ServiceError):
+    code = "invalid_second_factor"
+    status = 401
+    default_message = "The code is not correct, or has been used already."

@@ -34,9 +34,22 @@ class AuditAction(enum.StrEnum):
     MODERATOR_UPDATE = "moderator.update"
     MODERATOR_PASSWORD = "moderator.password"  # noqa: S105 (an action's name)
     MODERATOR_MAIL_PREFERENCE = "moderator.mail_preference"
+    MODERATOR_DISABLE = "moderator.disable"
+    MODERATOR_ENABLE = "moderator.enable"
     TOKEN_ADD = "token.add"  # noqa: S105 (an action's name)
     TOKEN_REVOKE = "token.revoke"  # noqa: S105 (an action's name)
     COMMENTS_IMPORT = "comments.import"
+    # Sign-in (docs/sign-in.md): single sign-on, second factors, sessions.
+    MODERATOR_SSO_LOGIN = "moderator.sso_login"
+    MODERATOR_SSO_REFUSED = "moderator.sso_refused"
+    MODERATOR_SSO_LINK = "moderator.sso_link"
+    MODERATOR_SSO_UNLINK = "moderator.sso_unlink"
+    MODERATOR_SSO_ENDED = "moderator.sso_ended"
+    MODERATOR_MFA_ADD = "moderator.mfa_add"
+    MODERATOR_MFA_REMOVE = "moderator.mfa_remove"
+    MODERATOR_MFA_CODES = "moderator.mfa_codes"
+    MODERATOR_MFA_RESET = "moderator.mfa_reset"
+    MODERATOR_SESSIONS_END = "moderator.sessions_end"
 
 
 # The actions on comments, which the audit page filters by.

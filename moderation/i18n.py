@@ -15,7 +15,7 @@ DEFAULT_LANGUAGE = "en"
 
 CATALOGUE: dict[str, dict[str, str]] = {
     "en": {
-        "comments_count_0": "No comments",
+        "comments_count_0": "No comments yet",
         "comments_count_1": "1 comment",
         "comments_count_n": "{n} comments",
         "no_comments": "There are no comments yet.",
@@ -67,6 +67,14 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "problem_continues": "If the problem continues, contact the blog team.",
         "go_back": "Go back and try again. If the problem continues, contact the blog team.",
         "skip_link": "Skip to main content",
+        "skip_to_form": "Skip to the comment form",
+        "error_count_1": "1 error",
+        "error_count_n": "{n} errors",
+        "wait_seconds": "You can send another comment in {n} seconds.",
+        "wait_minutes": "You can send another comment in {n} minutes.",
+        "reply_received": (
+            "Thank you. Your reply will be published once a moderator has approved it."
+        ),
         # Mail to commenters (confirm, approved, rejected, reply) and the pages of its links.
         "mail_why": "You are receiving this because you asked to be told about your comment.",
         "mail_stop": "Stop these emails",
@@ -122,7 +130,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "link_unsubscribe_gone": "There is nothing to unsubscribe from any more.",
     },
     "cy": {
-        "comments_count_0": "Dim sylwadau",
+        "comments_count_0": "Dim sylwadau eto",
         "comments_count_1": "1 sylw",
         "comments_count_n": "{n} sylw",
         "no_comments": "Does dim sylwadau eto.",
@@ -185,6 +193,15 @@ CATALOGUE: dict[str, dict[str, str]] = {
             "thîm y blog."
         ),
         "skip_link": "Neidio i'r prif gynnwys",
+        "skip_to_form": "Neidio i'r ffurflen sylwadau",
+        "error_count_1": "1 gwall",
+        "error_count_n": "{n} gwall",
+        "wait_seconds": "Gallwch anfon sylw arall ymhen {n} eiliad.",
+        "wait_minutes": "Gallwch anfon sylw arall ymhen {n} munud.",
+        "reply_received": (
+            "Diolch. Bydd eich ateb yn cael ei gyhoeddi unwaith y bydd cymedrolwr "
+            "wedi'i gymeradwyo."
+        ),
         "mail_why": "Rydych yn cael yr e-bost hwn am i chi ofyn am gael gwybod am eich sylw.",
         "mail_stop": "Atal y negeseuon e-bost hyn",
         "mail_on": "ar",

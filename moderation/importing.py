@@ -179,6 +179,7 @@ class _CountingReader:
 def _records(path: Path, source: Source, progress: Progress | None) -> Iterator[Record]:
     with path.open("rb") as raw:
         stream: Any = _CountingReader(raw, progress) if progress else raw
+        etree.clear_error_log()  # this thread's log: only this file's errors are read below
         try:
             if source == "wordpress":
                 yield from _wordpress_records(stream)
@@ -186,6 +187,14 @@ def _records(path: Path, source: Source, progress: Progress | None) -> Iterator[
                 yield from _disqus_records(stream)
         except etree.XMLSyntaxError as error:
             line, column = error.position
+            # Some errors (an undeclared entity such as &nbsp; with entities unresolved) come
+            # with no position; the parser's log has the first real one.
+            logged = [e for e in error.error_log if e.line > 0]
+            if line == 0 and logged:
+                first = logged[0]
+                raise MalformedExport(
+                    f"not well-formed XML ({first.message})", line=first.line, column=first.column
+                ) from None
             if line == 0:
                 raise MalformedExport("the file is empty") from None
             message = re.sub(r",? line \d+, column \d+$", "", error.msg or "")
@@ -634,7 +643,10 @@ class _Unusable:
 def _split(link: str) -> tuple[str, str] | None:
     """A post's key (its path, with the query if it has one, as WordPress's ?p=123) and URL."""
     parts = re.sub(r"\s", "", link)
-    split = urlsplit(parts)
+    try:
+        split = urlsplit(parts)
+    except ValueError:  # an unclosed IPv6 literal
+        return None
     if split.scheme not in ("http", "https") or not split.netloc or len(parts) > MAX_URL:
         return None
     key = (split.path or "/") + (f"?{split.query}" if split.query else "")

@@ -190,12 +190,23 @@ class Moderator(Base):
         _enum(MailPreference), default=MailPreference.EACH, server_default=MailPreference.EACH.value
     )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Set while the moderator is disabled (offboarded): no login, session, token or mailed link
+    # works, and no mail goes to them; the row stays so that the audit keeps naming them.
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # The second factors (moderation/second_factor.py): a TOTP shared secret (base32) and the
+    # last time step a code was accepted for, so that a code is never accepted twice.
+    totp_secret: Mapped[str | None] = mapped_column(String(64), default=None)
+    totp_last_step: Mapped[int | None] = mapped_column(default=None)
 
     sites: Mapped[list[Site]] = relationship(secondary=moderator_sites, lazy="selectin")
 
     @property
     def is_admin(self) -> bool:
         return self.role is Role.ADMIN
+
+    @property
+    def disabled(self) -> bool:
+        return self.disabled_at is not None
 
     def may_moderate(self, site_id: int) -> bool:
         return self.is_admin or any(site.id == site_id for site in self.sites)
@@ -305,6 +316,11 @@ class ApiToken(Base):
     moderator: Mapped[Moderator] = relationship(lazy="joined", innerjoin=True)
 
 
+class LoginMethod(enum.StrEnum):
+    PASSWORD = "password"  # noqa: S105 (a login method, not a secret)
+    SSO = "sso"
+
+
 class LoginSession(Base):
     """A moderator's login; deleting the row logs the browser out on the server."""
 
@@ -312,10 +328,95 @@ class LoginSession(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    moderator_id: Mapped[int] = mapped_column(ForeignKey("moderators.id", ondelete="CASCADE"))
+    moderator_id: Mapped[int] = mapped_column(
+        ForeignKey("moderators.id", ondelete="CASCADE"), index=True
+    )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # What "Your sessions" shows: recorded at login, last_seen_at to the minute.
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    user_agent: Mapped[str | None] = mapped_column(String(200), default=None)
+    network: Mapped[str | None] = mapped_column(String(64), default=None)
+    method: Mapped[LoginMethod] = mapped_column(
+        _enum(LoginMethod), default=LoginMethod.PASSWORD, server_default=LoginMethod.PASSWORD.value
+    )
+    # When this login last proved a second factor (None: not in this session).
+    second_factor_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # Single sign-on: the identity, and the provider's refresh token (encrypted with a key derived
+    # from the secret key) that the workers use to ask whether the provider still lets them in.
+    sso_identity_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sso_identities.id", ondelete="CASCADE"), default=None
+    )
+    refresh_token: Mapped[str | None] = mapped_column(Text, default=None)
+    refreshed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     moderator: Mapped[Moderator] = relationship(lazy="joined", innerjoin=True)
+
+
+class SsoIdentity(Base):
+    """A moderator's identity at the OpenID provider: issuer and ``sub``, never the e-mail alone.
+
+    An admin may link one before its first login (``subject`` None, matched by ``email`` once).
+    """
+
+    __tablename__ = "sso_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    moderator_id: Mapped[int] = mapped_column(
+        ForeignKey("moderators.id", ondelete="CASCADE"), index=True
+    )
+    issuer: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str | None] = mapped_column(String(255), default=None)
+    email: Mapped[str] = mapped_column(String(254))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+    moderator: Mapped[Moderator] = relationship(lazy="joined", innerjoin=True)
+
+
+class RecoveryCode(Base):
+    """One of a moderator's ten single-use recovery codes, stored hashed."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    moderator_id: Mapped[int] = mapped_column(
+        ForeignKey("moderators.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class Passkey(Base):
+    """A WebAuthn credential (passkey) registered by a moderator as a second factor."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    moderator_id: Mapped[int] = mapped_column(
+        ForeignKey("moderators.id", ondelete="CASCADE"), index=True
+    )
+    # base64url of the credential id the authenticator chose (at most 1023 bytes by the spec).
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(default=0)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class SecondFactorAttempt(Base):
+    """A second-step attempt (TOTP, recovery code or passkey), counted per account and network
+    to throttle guessing; recorded before the code is checked, removed when it was right."""
+
+    __tablename__ = "second_factor_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    moderator_id: Mapped[int] = mapped_column(
+        ForeignKey("moderators.id", ondelete="CASCADE"), index=True
+    )
+    network: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class LoginAttempt(Base):
@@ -377,6 +478,15 @@ class DeliveryStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class WebhookFormat(enum.StrEnum):
+    """What an endpoint's deliveries look like: signed Standard Webhooks events, or a short line
+    for a team's Slack or Microsoft Teams channel (their incoming-webhook JSON)."""
+
+    STANDARD = "standard"
+    SLACK = "slack"
+    TEAMS = "teams"
+
+
 class WebhookEndpoint(Base):
     """A consumer's URL, what it subscribes to, and the secret(s) its deliveries are signed with."""
 
@@ -393,6 +503,9 @@ class WebhookEndpoint(Base):
     # None: every site.
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
     include_personal_data: Mapped[bool] = mapped_column(default=False)
+    format: Mapped[WebhookFormat] = mapped_column(
+        _enum(WebhookFormat), default=WebhookFormat.STANDARD, server_default="standard"
+    )
     enabled: Mapped[bool] = mapped_column(default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(300), default=None)
     disabled_at: Mapped[dt.datetime | None] = mapped_column(default=None)

@@ -7,11 +7,12 @@ import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Callable, Container
+from typing import Any, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from moderation.comments import MAX_ID
@@ -27,12 +28,15 @@ from moderation.errors import (
 from moderation.events import Actor, AuditAction, record_admin_audit
 from moderation.models import (
     ApiToken,
+    Comment,
     LoginAttempt,
+    LoginMethod,
     LoginSession,
     MailPreference,
     Moderator,
     Role,
     Site,
+    SsoIdentity,
     utcnow,
 )
 
@@ -87,9 +91,10 @@ def log_in(
     *,
     now: dt.datetime,
 ) -> int:
-    """The id of the moderator with this login and password; raise :class:`RateLimited` when the
-    account or the client's network has tried too often recently, :class:`InvalidCredentials`
-    for every other failure. Three short transactions, none open while a password is hashed:
+    """The id of the moderator with this login and password (the caller starts the login
+    session, or asks for a second factor first). Raise :class:`RateLimited` when the account or
+    the client's network has tried too often recently, :class:`InvalidCredentials` for every
+    other failure. Three short transactions of its own, none open while a password is hashed:
 
     1. the attempt is recorded and committed before anything is checked, so concurrent attempts
        count each other (each sees at least every attempt committed before its own);
@@ -107,7 +112,9 @@ def log_in(
             session.scalar(recent.where(LoginAttempt.network == network)) if network else 0
         )
         found = session.execute(
-            select(Moderator.id, Moderator.password_hash).where(Moderator.login == login)
+            select(Moderator.id, Moderator.password_hash, Moderator.disabled_at).where(
+                Moderator.login == login
+            )
         ).first()
     if per_account > MAX_FAILURES_PER_ACCOUNT or (per_network or 0) > MAX_FAILURES_PER_NETWORK:
         raise RateLimited(
@@ -117,11 +124,14 @@ def log_in(
     if found is None:
         _verify_nothing(hasher, password)
         raise InvalidCredentials()
-    moderator_id, stored = found
+    moderator_id, stored, disabled_at = found
     try:
         hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
         raise InvalidCredentials() from None
+    if disabled_at is not None:
+        # The same answer as a wrong password: a disabled account is not advertised.
+        raise InvalidCredentials()
     rehashed = hasher.hash(password) if hasher.check_needs_rehash(stored) else None
     with write_transaction(session_factory) as session:
         session.execute(delete(LoginAttempt).where(LoginAttempt.login == login))
@@ -192,29 +202,112 @@ def create_moderator(
 _DUMMY_HASHES: dict[int, str] = {}
 
 
+def is_disabled(moderator: Moderator) -> bool:
+    """Whether an admin disabled the moderator: they cannot sign in by any route and their
+    sessions end."""
+    return moderator.disabled
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def start_login_session(session: Session, moderator: Moderator, *, now: dt.datetime) -> str:
+# "Last seen" is recorded to the minute, so browsing the queue writes at most once a minute.
+SEEN_RESOLUTION = dt.timedelta(minutes=1)
+
+
+def start_login_session(
+    session: Session,
+    moderator: Moderator,
+    *,
+    now: dt.datetime,
+    method: LoginMethod = LoginMethod.PASSWORD,
+    user_agent: str | None = None,
+    network: str | None = None,
+    second_factor: bool = False,
+    sso_identity: SsoIdentity | None = None,
+    refresh_token: str | None = None,
+) -> str:
     """Record a new login; the returned token goes in the browser's session cookie."""
     token = secrets.token_urlsafe(32)
-    session.add(LoginSession(token_hash=_digest(token), moderator=moderator, created_at=now))
+    session.add(
+        LoginSession(
+            token_hash=_digest(token),
+            moderator=moderator,
+            created_at=now,
+            last_seen_at=now,
+            user_agent=(user_agent or "")[:200] or None,
+            network=network,
+            method=method,
+            second_factor_at=now if second_factor else None,
+            sso_identity_id=sso_identity.id if sso_identity is not None else None,
+            refresh_token=refresh_token,
+            refreshed_at=now if refresh_token else None,
+        )
+    )
     return token
 
 
 def resolve_login_session(
     session: Session, token: str, *, now: dt.datetime, max_age: dt.timedelta
-) -> Moderator | None:
-    """The moderator logged in by ``token``, or None if it was ended or is too old."""
+) -> LoginSession | None:
+    """The login ``token`` stands for, or None if it was ended or is too old.
+
+    Its "last seen" time is brought up to date (to the minute), and committed.
+    """
     login = session.scalar(select(LoginSession).where(LoginSession.token_hash == _digest(token)))
-    if login is None or now - login.created_at > max_age:
+    if login is None or now - login.created_at > max_age or is_disabled(login.moderator):
         return None
-    return login.moderator
+    if login.last_seen_at is None or now - login.last_seen_at >= SEEN_RESOLUTION:
+        become_writer(session)
+        login.last_seen_at = now
+        session.commit()
+    return login
 
 
 def end_login_session(session: Session, token: str) -> None:
     session.execute(delete(LoginSession).where(LoginSession.token_hash == _digest(token)))
+
+
+def list_login_sessions(session: Session, moderator: Moderator) -> list[LoginSession]:
+    """A moderator's logins, the most recently seen first."""
+    return list(
+        session.scalars(
+            select(LoginSession)
+            .where(LoginSession.moderator_id == moderator.id)
+            .order_by(LoginSession.last_seen_at.desc(), LoginSession.id.desc())
+        )
+    )
+
+
+def end_login_sessions(
+    session: Session,
+    moderator: Moderator,
+    *,
+    actor: Actor,
+    now: dt.datetime,
+    only: int | None = None,
+    keep: str | None = None,
+) -> int:
+    """End a moderator's logins (one of them with ``only``; all but the ``keep`` token's
+    otherwise); audited. Returns how many were ended."""
+    query = delete(LoginSession).where(LoginSession.moderator_id == moderator.id)
+    if only is not None:
+        query = query.where(LoginSession.id == only)
+    if keep is not None:
+        query = query.where(LoginSession.token_hash != _digest(keep))
+    ended: int = cast(CursorResult[Any], session.execute(query)).rowcount
+    if ended:
+        record_admin_audit(
+            session,
+            actor,
+            AuditAction.MODERATOR_SESSIONS_END,
+            site_id=None,
+            before={"login": moderator.login},
+            after={"login": moderator.login, "ended": ended},
+            now=now,
+        )
+    return ended
 
 
 def get_moderator(session: Session, login: str) -> Moderator:
@@ -270,7 +363,7 @@ def authenticate_token(session: Session, plain: str, *, now: dt.datetime) -> Api
     """The live token ``plain`` is, its use recorded to the minute
     (:data:`TOKEN_USE_RESOLUTION`)."""
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(plain)))
-    if token is None or token.revoked_at is not None:
+    if token is None or token.revoked_at is not None or token.moderator.disabled:
         raise Unauthorized("The API token is not valid.")
     if token.last_used_at is None or now - token.last_used_at >= TOKEN_USE_RESOLUTION:
         become_writer(session)
@@ -386,6 +479,45 @@ def revoke_token(session: Session, token_id: int, *, actor: Actor, now: dt.datet
             now=now,
         )
     return token
+
+
+def set_disabled(
+    session: Session, moderator: Moderator, disabled: bool, *, actor: Actor, now: dt.datetime
+) -> Moderator:
+    """Disable a moderator (offboarding) or enable them again, audited.
+
+    Disabling ends their logins everywhere, revokes their API tokens and releases their claims;
+    mailed links carrying their id stop working (the link checks the flag). The row stays, so
+    every audit event keeps naming them. Nobody can disable themselves.
+    """
+    if disabled == moderator.disabled:
+        return moderator
+    if disabled and moderator.id == actor.moderator_id:
+        raise ValidationFailed(fields={"disabled": "You cannot disable your own account"})
+    before = {"login": moderator.login, "disabled": moderator.disabled}
+    moderator.disabled_at = now if disabled else None
+    if disabled:
+        session.execute(delete(LoginSession).where(LoginSession.moderator_id == moderator.id))
+        session.execute(
+            update(ApiToken)
+            .where(ApiToken.moderator_id == moderator.id, ApiToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        session.execute(
+            update(Comment)
+            .where(Comment.claimed_by_id == moderator.id)
+            .values(claimed_by_id=None, claimed_until=None)
+        )
+    record_admin_audit(
+        session,
+        actor,
+        AuditAction.MODERATOR_DISABLE if disabled else AuditAction.MODERATOR_ENABLE,
+        site_id=None,
+        before=before,
+        after={"login": moderator.login, "disabled": disabled},
+        now=now,
+    )
+    return moderator
 
 
 def require_admin(moderator: Moderator, message: str = "Only admins can do that.") -> None:

@@ -21,6 +21,9 @@ from moderation.db import CommitCounter
 from moderation.models import Comment, CommentStatus, Post, Site
 
 MAX_COUNT_POSTS = 100
+
+# Reads again what a public answer was made of, on a connection at a time (web.replay uses it).
+Probe = Callable[[Connection, dt.datetime], object]
 FEED_SIZE = 50
 
 
@@ -96,6 +99,13 @@ def _head_of(row: tuple[Any, ...] | None, now: dt.datetime) -> ThreadHead | None
     return ThreadHead(site_id, (name, privacy, tuple(origins or ()), privacy_text, verify), stamp)
 
 
+def read_thread_head(
+    connection: Connection, slug: str, key: str, *, now: dt.datetime
+) -> ThreadHead | None:
+    """A thread's head read from the database in one indexed query; None: no such site."""
+    return _head_of(_read_head(connection, slug, key), now)
+
+
 class ThreadHeads:
     """Thread heads kept in memory for as long as nobody has committed to the database since they
     were read (checked with the commit counter on every use), so a revalidation of an unchanged
@@ -116,7 +126,7 @@ class ThreadHeads:
     ) -> ThreadHead | None:
         seen = self.commits.value() if self.commits else None
         if seen is None:
-            return _head_of(_read_head(connect(), slug, key), now)
+            return read_thread_head(connect(), slug, key, now=now)
         with self._lock:
             if seen != self._seen:
                 self._rows.clear()
@@ -143,15 +153,59 @@ def site_stamp(session: Session, site: Site) -> str:
     return f"{posts}.{versions}"
 
 
-def approved_counts(session: Session, site: Site, keys: Sequence[str]) -> dict[str, int]:
-    """Approved comments per post key, for listing pages; unknown posts count 0."""
-    wanted = list(dict.fromkeys(keys))
-    rows = session.execute(
+@dataclasses.dataclass(frozen=True)
+class CountsStamp:
+    """What a counts answer is made of: the site (and its origins, for CORS) and the version of
+    each named post that exists. Every change to a post's approved comments bumps its version."""
+
+    site_id: int
+    origins: tuple[str, ...]
+    versions: tuple[tuple[str, int], ...]
+
+
+def _counts_stamp_query() -> Select[tuple[Any, ...]]:
+    return (
+        select(Site.id, Site.origins, Post.key, Post.version)
+        .outerjoin(
+            Post,
+            (Post.site_id == Site.id) & Post.key.in_(bindparam("keys", expanding=True)),
+        )
+        .where(Site.slug == bindparam("slug"))
+    )
+
+
+COUNTS_STAMP = _counts_stamp_query()
+
+
+def counts_stamp(connection: Connection, slug: str, keys: Sequence[str]) -> CountsStamp | None:
+    """The stamp of the counts of ``keys``, in one indexed query; None: no such site."""
+    rows = connection.execute(COUNTS_STAMP, {"slug": slug, "keys": list(keys)}).all()
+    if not rows:
+        return None
+    versions = sorted((key, version) for _, _, key, version in rows if key is not None)
+    return CountsStamp(rows[0][0], tuple(rows[0][1] or ()), tuple(versions))
+
+
+def _approved_counts_query() -> Select[str, int]:
+    return (
         select(Post.key, func.count(Comment.id))
         .join(Comment, (Comment.post_id == Post.id) & (Comment.status == CommentStatus.APPROVED))
-        .where(Post.site_id == site.id, Post.key.in_(wanted))
+        .where(
+            Post.site_id == bindparam("site_id"), Post.key.in_(bindparam("keys", expanding=True))
+        )
         .group_by(Post.key)
     )
+
+
+APPROVED_COUNTS = _approved_counts_query()
+
+
+def approved_counts(session: Session, site: Site | int, keys: Sequence[str]) -> dict[str, int]:
+    """Approved comments per post key, for listing pages; unknown posts count 0. One query,
+    through the comments' (post, status) index."""
+    wanted = list(dict.fromkeys(keys))
+    site_id = site if isinstance(site, int) else site.id
+    rows = session.execute(APPROVED_COUNTS, {"site_id": site_id, "keys": wanted})
     found: dict[str, int] = {key: count for key, count in rows}
     return {key: found.get(key, 0) for key in wanted}
 

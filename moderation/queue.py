@@ -168,3 +168,14 @@ def author_history(
             counts[comment.status] -= 1  # not the comment itself
         history[comment.id] = {status: n for status, n in counts.items() if n}
     return history
+
+
+def blog_replies(session: Session, comment: Comment) -> list[Comment]:
+    """The blog's official replies to ``comment``, oldest first (shown on its page)."""
+    return list(
+        session.scalars(
+            select(Comment)
+            .where(Comment.parent_id == comment.id, Comment.official)
+            .order_by(Comment.id)
+        )
+    )

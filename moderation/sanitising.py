@@ -70,7 +70,12 @@ def _allowed_attribute(tag: str, name: str, value: str) -> bool:
     would resolve against the host page's own origin."""
     if name not in ALLOWED_ATTRIBUTES.get(tag, []):
         return False
-    return name != "href" or urlsplit(value.strip()).scheme.lower() in ALLOWED_PROTOCOLS
+    if name != "href":
+        return True
+    try:
+        return urlsplit(value.strip()).scheme.lower() in ALLOWED_PROTOCOLS
+    except ValueError:  # "http://[x": not a URL a browser would follow either
+        return False
 
 
 def _set_rel(attrs: dict[Any, str], new: bool = False) -> dict[Any, str]:

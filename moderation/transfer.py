@@ -65,6 +65,7 @@ def export_records(session: Session, *, now: dt.datetime) -> Iterator[tuple[str,
                 "sites": sorted(site.slug for site in moderator.sites),
                 "mail_preference": moderator.mail_preference.value,
                 "created_at": _time(moderator.created_at),
+                "disabled_at": _time(moderator.disabled_at),
             },
         )
     posts = select(Post).order_by(Post.id).execution_options(yield_per=BATCH)
@@ -168,6 +169,7 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
             sites=[sites[slug] for slug in record["sites"]],
             mail_preference=MailPreference(record.get("mail_preference", "each")),
             created_at=_parse_time(record["created_at"]),
+            disabled_at=_parse_time(record.get("disabled_at")),
         )
         session.add(moderator)
         moderators[moderator.login] = moderator

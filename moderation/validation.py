@@ -109,6 +109,13 @@ class _Fields:
         return value
 
 
+def _scheme(url: str) -> str:
+    try:
+        return urlsplit(url).scheme
+    except ValueError:  # "http://[x" (an unclosed IPv6 literal) is no address at all
+        return ""
+
+
 def parse_submission(data: Mapping[str, object]) -> CommentSubmission:
     """Validate a submission's fields; raise :class:`ValidationFailed` naming each bad field."""
     fields = _Fields(data)
@@ -125,7 +132,7 @@ def parse_submission(data: Mapping[str, object]) -> CommentSubmission:
 
     if post is not None and not post.startswith("/"):
         fields.errors["post"] = "The post must be given by its path, starting with /"
-    if url is not None and urlsplit(url).scheme not in ("http", "https"):
+    if url is not None and _scheme(url) not in ("http", "https"):
         fields.errors["post_url"] = "The post address must start with http:// or https://"
     if not (isinstance(lang, str) and len(lang) <= MAX_LANG and LANGUAGE_TAG.fullmatch(lang)):
         fields.errors["lang"] = "Give the language as a code, like cy or en"

@@ -100,6 +100,7 @@ def mail_client(engine: Engine, mail_sessions: sessionmaker[Session], smtp: Any)
     app = create_app(mail_settings(smtp.port), engine=engine)
     app.extensions["moderation.sessionmaker"] = mail_sessions
     app.extensions["moderation.heads"] = ThreadHeads(None)  # as in app_in_transaction
+    app.extensions["moderation.probes"] = None
     app.config["SERVER_NAME"] = "comments.example.org"
     app.config["PREFERRED_URL_SCHEME"] = "https"
     return app.test_client()

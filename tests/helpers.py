@@ -69,6 +69,8 @@ def settings_for_tests(**overrides: object) -> Settings:
         "check_deliverability": False,
         # Tests submit many comments from one address; the rate-limit tests turn it back on.
         "ratelimit_enabled": False,
+        # Password logins as before; the second-factor tests turn it on.
+        "mfa_required": "off",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -83,6 +85,8 @@ def app_in_transaction(engine: Engine, connection: Connection, **overrides: Any)
     app = create_app(settings_for_tests(**overrides), engine=engine)
     app.extensions["moderation.sessionmaker"] = session_factory(connection)
     app.extensions["moderation.heads"] = ThreadHeads(None)
+    # Nor replays on PostgreSQL: their probes' own connections would not see the test's data.
+    app.extensions["moderation.probes"] = None
     app.config["SERVER_NAME"] = "comments.example.org"
     app.config["PREFERRED_URL_SCHEME"] = "https"
     return app

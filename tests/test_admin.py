@@ -181,6 +181,7 @@ def test_the_admin_api(client: FlaskClient, session: Session) -> None:
             "role": "admin",
             "sites": [],
             "mail_preference": "each",
+            "disabled": False,
         }
     ]
     token = json_of(

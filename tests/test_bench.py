@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import harness
+from bench import harness, peer
 
 pytestmark = pytest.mark.bench
 
@@ -48,3 +48,38 @@ def test_harness_measures_a_scenario_against_the_trivial_app() -> None:
     assert cells["target"].startswith(">= 0.25: ")
     assert cells["target"].endswith(("MET", "MISSED"))
     assert "Resident memory of each app worker after the run: " in section
+
+
+PEER_COLUMNS = [
+    "scenario", "this service on", "Isso requests/s", "this service requests/s", "ratio",
+    "Isso CPU ms/request", "this service CPU ms/request", "CPU ratio", "target", "errors",
+]  # fmt: skip
+
+
+@pytest.mark.skipif(
+    not peer.ISSO_PYTHON.exists(), reason="Isso is not installed: make bench-peer-install"
+)
+def test_peer_benchmark_compares_the_service_with_isso_side_by_side() -> None:
+    scenario = "counts, 20 posts"
+    section = peer.run(seconds=1, rounds=1, warmup=0, scenarios=[scenario], scale=0.1)
+
+    lines = section.splitlines()
+    header = next(line for line in lines if line.startswith("| scenario"))
+    assert [cell.strip() for cell in header.strip("|").split("|")] == PEER_COLUMNS
+    rows = [
+        dict(zip(PEER_COLUMNS, (c.strip() for c in line.strip("|").split("|")), strict=True))
+        for line in lines
+        if line.startswith(f"| {scenario}")
+    ]
+    assert [row["this service on"] for row in rows] == ["SQLite"]
+    (row,) = rows
+    # Both answered every request with the expected status, and both were measured.
+    assert row["errors"] == "0"
+    assert float(row["this service requests/s"].replace(",", "")) > 0
+    assert float(row["Isso requests/s"].replace(",", "")) >= 0
+    # CPU time comes in 10 ms ticks: a second of cheap counts may round to none.
+    assert float(row["this service CPU ms/request"]) >= 0
+    assert row["ratio"].endswith("x") or row["ratio"] == "-"  # "-": Isso answered nothing
+    assert float(row["Isso CPU ms/request"]) > 0
+    assert float(row["CPU ratio"].removesuffix("x")) > 0
+    assert row["target"].startswith((">= 2x: MET", ">= 2x: MISSED"))

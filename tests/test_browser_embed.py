@@ -5,6 +5,7 @@ server-side include), and in an iframe; errors, replies, moderation, Welsh, axe-
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -243,12 +244,17 @@ def test_without_javascript_the_included_form_posts_and_redirects_back(
     page.wait_for_selector("#cm-replying:not([hidden])")
     assert page.url.startswith(f"{server.url}/embed/blog/thread")
     assert "Replying to Tim" in page.text_content("#cm-replying")
+    # A full page styled like the embed, with its way back to the post.
+    assert page.is_visible("h1.cm-page-title")
+    assert page.get_attribute(".cm-back a", "href") == f"{blog.url}{key}"
     fill_form(page, "Ann", "ann@example.com", "Reply without script")
     page.click("button[type=submit]")
-    page.wait_for_url("**#comment-submitted")
-    assert page.url.endswith("#comment-submitted")
+    # Back on the blog, at the comment replied to, whose notice shows there.
     first, reply = comments_of(server, key)
+    page.wait_for_url(f"{blog.url}{key}#comment-{first.public_id}-submitted")
     assert reply.parent_id == first.id
+    assert page.is_visible(f"#comment-{first.public_id}-submitted")
+    assert not page.is_visible("#comment-submitted")
     context.close()
 
 
@@ -385,3 +391,140 @@ def test_a_comment_from_a_welsh_page_keeps_its_language_for_its_mail(
     [stored] = comments_of(server, key)
     assert stored.lang == "cy"
     context.close()
+
+
+def test_an_approval_shows_on_the_next_reload_with_the_default_cache_settings(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The README's promise ("approve it, reload the post: it is there") with the shipped
+    Cache-Control (max-age 10 and stale-while-revalidate 60 once showed the old thread for up to
+    ten seconds): the embed revalidates on every load, in script and iframe modes."""
+    require_browser()
+    fresh = Blog()
+    with serving(fresh.wsgi) as fresh.url:
+        for server in live_server(tmp_path_factory.mktemp("fresh")):
+            with server.session() as session:
+                create_site(session, slug="blog", name="Test blog", origins=[fresh.url])
+                session.commit()
+                make_moderator(session)
+            fresh.server = server
+            for mode in ("script", "iframe"):
+                key = f"/fresh-{mode}/"
+                context, page = open_post(browser, fresh, key, mode)
+
+                def thread(page: Any = page, mode: str = mode) -> Any:
+                    """Where the thread is: the page, or the iframe's document."""
+                    if mode == "script":
+                        return page
+                    page.wait_for_selector("iframe")
+                    return (
+                        page.frame_locator("iframe").locator("body").element_handle().owner_frame()
+                    )
+
+                thread().wait_for_selector("#cm-form")
+                fill_form(thread(), "Ada", "ada@example.com", f"Fresh in {mode} mode")
+                thread().click("button[type=submit]")
+                thread().wait_for_selector("#comment-submitted")
+                # Read once more while it waits: the browser now holds a copy without it.
+                page.reload()
+                thread().wait_for_selector("#cm-form")
+                assert thread().locator(".cm-comment").count() == 0
+                approve_all(server, key)
+                page.reload()
+                thread().wait_for_selector(".cm-comment", timeout=5000)
+                assert f"Fresh in {mode} mode" in thread().text_content(".cm-comments")
+                context.close()
+
+
+def test_without_javascript_errors_come_in_the_forms_order_on_a_full_page(
+    server: LiveServer, browser: Any, blog: Blog
+) -> None:
+    key = "/no-js-order/"
+    context, page = open_post(browser, blog, key, "include", java_script_enabled=False)
+    page.fill("#cm-author_email", "not an address")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#cm-error-summary")
+    links = page.locator("#cm-error-summary a")
+    assert [links.nth(i).get_attribute("href") for i in range(links.count())] == [
+        "#cm-author_name",
+        "#cm-author_email",
+        "#cm-body",
+    ]  # Name, Email, Comment: as the form asks
+    assert page.is_visible("h1.cm-page-title")
+    assert page.evaluate("getComputedStyle(document.querySelector('.cm-button')).backgroundColor")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    context.close()
+
+
+def test_with_the_script_a_reply_keeps_the_place_and_errors_are_counted_in_words(
+    server: LiveServer, browser: Any, blog: Blog
+) -> None:
+    key = "/script-place/"
+    context, page = open_post(browser, blog, key, "script", viewport={"width": 800, "height": 500})
+    page.wait_for_selector("#cm-form")
+    for n in range(6):  # a long thread: the skip link appears
+        fill_form(page, f"Reader {n}", f"reader{n}@example.com", f"Comment number {n}")
+        page.click("button[type=submit]")
+        page.wait_for_selector("#comment-submitted.cm-notice--shown")
+        page.evaluate(
+            "document.querySelector('#comment-submitted').classList.remove('cm-notice--shown')"
+        )
+    approve_all(server, key)
+    page.reload()
+    page.wait_for_selector(".cm-comment")
+    assert page.get_attribute(".cm-skip-link", "href") == "#cm-form"
+
+    # Two errors: the live region says how many in words; the summary is wholly in view.
+    page.fill("#cm-author_name", "")
+    page.fill("#cm-body", "")
+    page.fill("#cm-author_email", "ada@example.com")
+    page.click("button[type=submit]")
+    page.wait_for_function(
+        "document.querySelector('#cm-status').textContent === 'There is a problem: 2 errors'"
+    )
+    box = page.evaluate(
+        "(() => { const r = document.querySelector('#cm-error-summary').getBoundingClientRect();"
+        " return [r.top, r.bottom, window.innerHeight]; })()"
+    )
+    assert box[0] >= -1 and box[1] <= box[2] + 1, box  # (sub-pixel rounding)
+    assert page.evaluate("document.activeElement.id") == "cm-error-summary"
+
+    # A reply: the notice appears under the comment replied to, and focus goes there.
+    third = comments_of(server, key)[2].public_id
+    page.click(f"#comment-{third} .cm-reply-link")
+    fill_form(page, "Grace", "grace@example.com", "A reply in place")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#comment-submitted.cm-notice--shown")
+    assert page.evaluate("document.activeElement.id") == "comment-submitted"
+    assert page.evaluate("document.activeElement.closest('.cm-comment').id") == f"comment-{third}"
+    assert "Your reply will be published" in page.text_content("#comment-submitted")
+    context.close()
+
+
+def test_with_the_script_a_rate_limited_commenter_is_told_how_long_to_wait(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    require_browser()
+    limited = Blog()
+    with serving(limited.wsgi) as limited.url:
+        for server in live_server(
+            tmp_path_factory.mktemp("limited"), ratelimit_enabled=True, ratelimit_email="1/minute"
+        ):
+            with server.session() as session:
+                create_site(session, slug="blog", name="Test blog", origins=[limited.url])
+                session.commit()
+            limited.server = server
+            context, page = open_post(browser, limited, "/limited/", "script")
+            page.wait_for_selector("#cm-form")
+            for attempt in range(2):
+                fill_form(page, "Ada", "ada@example.com", f"Comment {attempt}")
+                page.click("button[type=submit]")
+            page.wait_for_selector("#cm-error-summary:not([hidden])")
+            summary = page.text_content("#cm-error-summary")
+            assert "You can send another comment in" in summary
+            assert re.search(r"in \d+ seconds\.", summary)
+            # Said at form level: no field is marked wrong, the text is kept.
+            assert page.locator("[aria-invalid]").count() == 0
+            assert page.locator(".cm-error-summary a").count() == 0
+            assert page.input_value("#cm-body") == "Comment 1"
+            context.close()

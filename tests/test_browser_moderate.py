@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from moderation.actions import edit_comment, moderate_comment
 from moderation.comments import submit_comment
+from moderation.events import Actor
 from moderation.mail import links
-from moderation.models import Comment, CommentStatus, Moderator, utcnow
+from moderation.models import Comment, CommentStatus, Moderator, Site, utcnow
 from moderation.validation import CommentSubmission
 from tests.browser import (
     LiveServer,
@@ -32,7 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     yield from live_server(tmp_path_factory.mktemp("live"))
 
 
-def seed(server: LiveServer, count: int) -> list[str]:
+def seed(server: LiveServer, count: int, post: str = "/2024/keyboard/") -> list[str]:
     with server.session() as session:
         if not session.scalar(select(Comment.id).limit(1)):
             make_site(session)
@@ -42,7 +44,7 @@ def seed(server: LiveServer, count: int) -> list[str]:
                 session,
                 "luac",
                 CommentSubmission(
-                    post="/2024/keyboard/",
+                    post=post,
                     author_name=f"Reader {n}",
                     author_email=f"reader{n}@example.com",
                     body=f"Keyboard comment {n}",
@@ -83,10 +85,18 @@ def test_a_moderator_works_the_queue_with_the_keyboard_alone(
 
     page.keyboard.press("j")
     assert page.evaluate("document.activeElement.id") == f"queue-{ids[0]}"
-    with page.expect_navigation():
-        page.keyboard.press("a")
+    page.keyboard.press("a")
+    page.locator(".undo button").wait_for()
     assert statuses(server, ids)[0] is CommentStatus.APPROVED
-    assert page.locator(".undo button").is_visible()
+    assert page.evaluate("document.activeElement.id") == f"queue-{ids[1]}"
+    page.keyboard.press("z")
+    page.locator(".undo").wait_for(state="hidden")
+    assert statuses(server, ids)[0] is CommentStatus.PENDING
+    assert page.evaluate("document.activeElement.id") == f"queue-{ids[0]}"
+    assert "is pending again" in page.locator("#queue-status").inner_text()
+    page.keyboard.press("a")
+    page.locator(".undo button").wait_for()
+    assert statuses(server, ids)[0] is CommentStatus.APPROVED
 
     # Shortcuts never fire while typing in a field.
     page.focus("#q")
@@ -99,38 +109,84 @@ def test_a_moderator_works_the_queue_with_the_keyboard_alone(
     assert page.locator("#shortcuts").is_visible()
     page.keyboard.press("Escape")
 
+    # The current comment is the second now; select it and the two after it.
+    page.keyboard.press("x")
     for _ in range(2):
         page.keyboard.press("j")
         page.keyboard.press("x")
-    page.keyboard.press("j")
-    page.keyboard.press("x")
     for _ in range(40):
         if page.evaluate("document.activeElement.textContent.trim()") == "Apply":
             break
         page.keyboard.press("Shift+Tab")
     with page.expect_navigation():
         page.keyboard.press("Enter")
-    assert "3 comments updated." in page.content()
+    assert "3 comments approved." in page.content()
     assert statuses(server, ids) == [CommentStatus.APPROVED] * 4
     context.close()
 
 
-def test_moderation_pages_have_no_axe_violations(server: LiveServer, browser: Any) -> None:
+OVERFLOW = "document.documentElement.scrollWidth - window.innerWidth"
+
+
+@pytest.mark.parametrize("width", [1024, 320])
+def test_moderation_pages_have_no_axe_violations_and_fit_the_screen(
+    server: LiveServer, browser: Any, width: int
+) -> None:
+    """Every moderation page passes axe at desktop width and at 320 px, and none is wider than
+    its viewport (a page that scrolls sideways at 320 px fails WCAG 1.4.10, reflow)."""
     (comment_id,) = seed(server, 1)
-    context = browser.new_context(bypass_csp=True)
+    context = browser.new_context(bypass_csp=True, viewport={"width": width, "height": 800})
     page = context.new_page()
     page.goto(f"{server.url}/moderate/login")
     assert axe_violations(page) == []
+    assert page.evaluate(OVERFLOW) <= 0, "login"
     keyboard_login(page, server)
-    assert axe_violations(page) == []
-    page.goto(f"{server.url}/moderate/comments/{comment_id}")
-    assert axe_violations(page) == []
-    for path in ("/moderate/audit", "/moderate/admin/sites", "/moderate/admin/moderators",
+    for path in ("/moderate/", f"/moderate/comments/{comment_id}", "/moderate/audit",
+                 "/moderate/admin/sites", "/moderate/admin/moderators",
                  "/moderate/admin/tokens", "/moderate/admin/sites/luac",
-                 "/moderate/admin/personal-data", "/moderate/account"):  # fmt: skip
+                 "/moderate/admin/personal-data", "/moderate/account",
+                 "/moderate/webhooks/"):  # fmt: skip
         page.goto(server.url + path)
         assert axe_violations(page) == [], path
+        assert page.evaluate(OVERFLOW) <= 0, f"{path} scrolls sideways at {width}px"
     context.close()
+
+
+def test_the_audit_log_reads_as_words_and_stacks_at_320_px(
+    server: LiveServer, browser: Any
+) -> None:
+    (comment_id,) = seed(server, 1, post="/2024/audit/")
+    with server.session() as session:
+        session.scalars(select(Site)).one().reject_reasons = ["Off topic"]
+        editor = session.scalars(select(Moderator).where(Moderator.login == "editor")).one()
+        actor = Actor("editor", editor.id, "ui")
+        edit_comment(session, editor, comment_id, "Keyboard comment 0, tidied", actor=actor,
+                     now=utcnow())  # fmt: skip
+        moderate_comment(session, editor, comment_id, "reject", actor=actor, now=utcnow(),
+                         reason="Off topic")  # fmt: skip
+        session.commit()
+    for width in (1024, 320):
+        context = browser.new_context(bypass_csp=True, viewport={"width": width, "height": 800})
+        page = context.new_page()
+        keyboard_login(page, server)
+        page.goto(f"{server.url}/moderate/audit?site=luac")
+        row = page.locator("tbody tr").first
+        assert "pending → rejected, reason: Off topic" in row.inner_text()
+        edited = page.locator("tbody tr").nth(1)
+        edited.locator("summary").click()
+        assert edited.locator("del").inner_text().strip() == "0"
+        assert edited.locator("ins").inner_text() == "0, tidied"
+        assert page.evaluate(OVERFLOW) <= 0, width
+        # No word is broken across lines: each header and each action fits its cell.
+        words_fit = page.evaluate(
+            """[...document.querySelectorAll('.audit th, .audit td')].every(
+                cell => cell.scrollWidth <= cell.clientWidth + 1)"""
+        )
+        assert words_fit, width
+        stacked = page.evaluate("getComputedStyle(document.querySelector('.audit td')).display")
+        assert stacked == ("block" if width == 320 else "table-cell")
+        assert axe_violations(page) == []
+        context.close()
 
 
 @pytest.mark.parametrize("lang", ["en", "cy"])
@@ -193,4 +249,106 @@ def test_the_queue_is_usable_at_320_px(server: LiveServer, browser: Any, tmp_pat
     keyboard_login(page, server)
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the queue scrolls sideways by {overflow}px at 320px"
+    context.close()
+
+
+def test_deciding_ten_comments_takes_ten_keystrokes_plus_one_per_reason(
+    server: LiveServer, browser: Any
+) -> None:
+    """The place is kept after every decision: no page load, no `j` between decisions, and a
+    rejection's reason is one number key."""
+    post = "/2024/ten-keystrokes/"
+    ids = seed(server, 10, post=post)
+    with server.session() as session:
+        session.scalars(select(Site)).one().reject_reasons = ["Off topic", "Abusive"]
+        session.commit()
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    keyboard_login(page, server)
+    page.goto(f"{server.url}/moderate/?status=pending&post={post}")
+    page.evaluate("window.sameDocument = true")
+    keys = ["a", "a", "s", "r", "1", "a", "r", "2", "s", "a", "a", "a"]
+    for key in keys:
+        page.keyboard.press(key)
+    page.wait_for_function(
+        "document.querySelectorAll('.queue-item--done').length === 10", timeout=15000
+    )
+    assert len(keys) == 10 + 2
+    assert statuses(server, ids) == [
+        CommentStatus.APPROVED, CommentStatus.APPROVED, CommentStatus.SPAM,
+        CommentStatus.REJECTED, CommentStatus.APPROVED, CommentStatus.REJECTED,
+        CommentStatus.SPAM, CommentStatus.APPROVED, CommentStatus.APPROVED,
+        CommentStatus.APPROVED,
+    ]  # fmt: skip
+    with server.session() as session:
+        reasons = dict(session.execute(select(Comment.public_id, Comment.reject_reason)).all())
+    assert [reasons[ids[3]], reasons[ids[5]]] == ["Off topic", "Abusive"]
+    assert page.evaluate("window.sameDocument") is True  # never a page load
+    assert page.locator('[data-count="pending"] .count').inner_text() == "(0)"
+    assert page.locator("#queue-status").inner_text() == "Comment by Reader 9 marked approved."
+    assert axe_violations(page) == []
+    context.close()
+
+
+def test_the_reasons_menu_and_the_next_comment_work_without_the_script(
+    server: LiveServer, browser: Any
+) -> None:
+    post = "/2024/no-script/"
+    ids = seed(server, 3, post=post)
+    with server.session() as session:
+        session.scalars(select(Site)).one().reject_reasons = ["Off topic", "Abusive"]
+        session.commit()
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    keyboard_login(page, server)
+    page.goto(f"{server.url}/moderate/?status=pending&post={post}")
+    first = page.locator(f"#queue-{ids[0]}")
+    first.locator("summary").click()
+    with page.expect_navigation():
+        first.get_by_role("button", name="Abusive").click()
+    assert page.url.endswith(f"focus={ids[1]}#queue-{ids[1]}")
+    assert "Comment by Reader 0 rejected (reason: Abusive)." in page.content()
+    # Focus is on the next comment: one Tab reaches its own checkbox.
+    page.keyboard.press("Tab")
+    focused = page.locator(":focus")
+    assert focused.get_attribute("id") == f"select-{ids[1]}"
+    with page.expect_navigation():
+        page.locator(f"#queue-{ids[2]}").get_by_role("button", name="Approve").click()
+    assert statuses(server, ids) == [
+        CommentStatus.REJECTED,
+        CommentStatus.PENDING,
+        CommentStatus.APPROVED,
+    ]
+    context.close()
+
+
+def test_select_all_the_bar_below_edit_and_reply_links(server: LiveServer, browser: Any) -> None:
+    post = "/2024/bulk-below/"
+    ids = seed(server, 3, post=post)
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    keyboard_login(page, server)
+    page.goto(f"{server.url}/moderate/?status=pending&post={post}")
+    page.check("#select-all")
+    assert page.locator("[data-selected-count]").inner_text() == "3 comments selected"
+    page.uncheck(f"#select-{ids[1]}")
+    assert page.locator("[data-selected-count]").inner_text() == "2 comments selected"
+    assert page.evaluate("document.getElementById('select-all').indeterminate") is True
+    assert axe_violations(page) == []
+    page.select_option("#bulk-action-below", "spam")
+    with page.expect_navigation():
+        page.locator(".bulk--below button").click()
+    assert "2 comments marked as spam." in page.locator(".notice").first.inner_text()
+    assert statuses(server, ids) == [
+        CommentStatus.SPAM, CommentStatus.PENDING, CommentStatus.SPAM
+    ]  # fmt: skip
+    card = page.locator(f"#queue-{ids[1]}")
+    with page.expect_navigation():
+        card.get_by_role("link", name="Edit comment by Reader 1").click()
+    assert page.url.endswith(f"/moderate/comments/{ids[1]}#body")
+    page.go_back()
+    with page.expect_navigation():
+        page.locator(f"#queue-{ids[1]}").get_by_role("link", name="Reply to Reader 1").click()
+    assert page.url.endswith(f"/moderate/comments/{ids[1]}#reply")
+    assert page.is_visible("#reply")
     context.close()

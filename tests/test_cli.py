@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import socket
+import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -11,7 +16,7 @@ from sqlalchemy import select
 from moderation import create_app
 from moderation.config import ConfigError, load_settings
 from moderation.models import AuditEvent
-from tests.helpers import TEST_SECRET, run_process
+from tests.helpers import MODERATION, TEST_SECRET, run_command, run_process
 
 pytestmark = pytest.mark.subprocess
 
@@ -190,3 +195,61 @@ def test_the_demo_sets_up_once_and_its_no_js_form_returns_to_the_include_page(
     )  # fmt: skip
     assert response.status_code == 303, response.get_data(as_text=True)
     assert response.headers["Location"] == "http://127.0.0.1:5000/demo/#comment-submitted"
+
+
+def test_the_command_line_disables_and_enables_a_moderator(tmp_path: Path) -> None:
+    assert run_command(tmp_path, "db", "upgrade").returncode == 0
+    run_command(
+        tmp_path, "moderator", "add", "bob", "--email", "bob@example.gov.uk", "--password-stdin",
+        stdin="a long enough passphrase\n",
+    )  # fmt: skip
+    disabled = run_command(tmp_path, "moderator", "disable", "bob")
+    assert disabled.returncode == 0, disabled.stderr
+    assert disabled.stdout.strip() == "Disabled bob."
+    assert run_command(tmp_path, "moderator", "enable", "bob").stdout.strip() == "Enabled bob."
+    unknown = run_command(tmp_path, "moderator", "disable", "nobody")
+    assert unknown.returncode != 0 and "no moderator with that login" in unknown.stderr
+
+
+def test_serve_with_the_demo_prints_its_summary_last_on_the_port_asked(tmp_path: Path) -> None:
+    """What make run shows: a quiet migration, then the demo's addresses and login as the last
+    lines once the server answers, on any port (make run PORT=...)."""
+    upgraded = run_process(tmp_path, "db", "upgrade", "--quiet")
+    assert upgraded.returncode == 0 and upgraded.stdout == "" and upgraded.stderr == ""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODERATION_")}
+    env.update(
+        MODERATION_ENV="testing", MODERATION_SECRET_KEY=TEST_SECRET, MODERATION_DEMO="true",
+        MODERATION_FAST_PASSWORD_HASHING="true",
+        MODERATION_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}",
+    )  # fmt: skip
+    server = subprocess.Popen(
+        [MODERATION, "serve", "--port", str(port), "--demo"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None
+        lines: list[str] = []
+        while not any(line.startswith("  Log in as:") for line in lines):
+            line = server.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        lines.append(server.stdout.readline())  # the blank line that closes the summary
+        url = f"http://127.0.0.1:{port}"
+        assert [line.strip() for line in lines[-5:]] == [
+            "",
+            f"Demo post page:   {url}/demo/",
+            f"Moderation queue: {url}/moderate/",
+            lines[-2].strip(),
+            "",
+        ]
+        assert re.fullmatch(r"Log in as:\s+demo / \S{16}", lines[-2].strip())
+        with urllib.request.urlopen(f"{url}/demo/", timeout=10) as page:
+            assert page.status == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        if server.stdout is not None:
+            server.stdout.close()

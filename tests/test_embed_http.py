@@ -7,16 +7,18 @@ import dataclasses
 import datetime as dt
 import itertools
 import logging
+import os
 import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask, request
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, select, update
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
@@ -86,10 +88,18 @@ def test_reads_carry_a_strong_etag_and_cache_control_and_revalidate_with_304(
         assert first.status_code == 200, url
         etag = first.headers["ETag"]
         assert etag.startswith('"') and not etag.startswith("W/"), url
-        assert first.headers["Cache-Control"] == "public, max-age=10, stale-while-revalidate=60"
+        # The embedded thread: browsers revalidate on every load, so an approval shows on the
+        # next reload; a CDN may keep it 10 s. Integrations' reads may be reused 10 s.
+        expected = (
+            "public, max-age=0, s-maxage=10"
+            if url.startswith(THREAD)
+            else "public, max-age=10, stale-while-revalidate=60"
+        )
+        assert first.headers["Cache-Control"] == expected, url
         assert "Set-Cookie" not in first.headers, url
         again = client.get(url, headers={"If-None-Match": etag})
         assert again.status_code == 304, url
+        assert again.headers["Cache-Control"] == expected, url
         assert again.get_data() == b""
         assert again.headers["ETag"] == etag
         assert "Set-Cookie" not in again.headers
@@ -533,6 +543,79 @@ def test_replayed_reads_are_the_apps_own_answers_until_anyone_commits(
     engine.dispose()
 
 
+@pytest.fixture
+def pg_schema_url(engine: Engine) -> Iterator[str]:
+    """A database URL on a schema of its own in the test database, whose commits are real (the
+    ``app`` fixture's never are) and leave no trace in the other tests' schema."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("replays on PostgreSQL: needs MODERATION_TEST_DATABASE_URL")
+    name = f"replay_{os.getpid()}"
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}")
+    url = engine.url.update_query_dict({"options": f"-csearch_path={name}"})
+    yield url.render_as_string(hide_password=False)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")
+
+
+@pytest.mark.postgres_only
+def test_postgresql_replays_reads_until_a_moderation_action_in_any_worker(
+    pg_schema_url: str,
+) -> None:
+    """Two apps (two workers) on one PostgreSQL database: an unchanged thread or count is replayed
+    after one small query, and never once a moderation action committed anywhere has changed it."""
+    workers = [create_app(settings_for_tests(database_url=pg_schema_url)) for _ in range(2)]
+    engine = workers[0].extensions["moderation.engine"]
+    schema.upgrade(engine)
+    with Session(engine) as session:
+        make_site(session)
+        moderator_id = make_moderator(session).id
+        session.commit()
+    reached: list[str] = []
+    for app in workers:
+        app.before_request(lambda: reached.append(request.path))
+    reader, writer = (app.test_client() for app in workers)
+    counts = f"/api/v1/sites/luac/counts?post={POST_KEY}&post={OTHER_KEY}"
+
+    def moderate(body: str) -> None:  # in the other worker, committed
+        comment_id = submit(writer, body=body)
+        with Session(workers[1].extensions["moderation.engine"]) as session:
+            approve(session, session.get_one(Moderator, moderator_id), comment_id)
+
+    moderate("The first published comment")
+    for url in (THREAD, LISTING, counts):
+        first = reader.get(url)
+        count = len(reached)
+        again = reader.get(url)
+        revalidated = reader.get(url, headers={"If-None-Match": first.headers["ETag"]})
+        assert len(reached) == count, url  # both replayed, after their probe
+        assert again.status_code == 200 and revalidated.status_code == 304
+        assert headers_of(again) == headers_of(first), url
+        if url != THREAD:  # the fragment carries a fresh form token each time
+            assert again.get_data() == first.get_data()
+
+    etags = {url: reader.get(url).headers["ETag"] for url in (THREAD, LISTING, counts)}
+    moderate("A second published comment")
+    for url in (THREAD, LISTING, counts):
+        count = len(reached)
+        response = reader.get(url, headers={"If-None-Match": etags[url]})
+        assert response.status_code == 200, url  # never the stale 304
+        assert len(reached) == count + 1, url
+        if url == counts:
+            assert json_of(response)["counts"] == {POST_KEY: 2, OTHER_KEY: 0}
+        else:
+            assert "A second published comment" in response.get_data(as_text=True)
+    thread_etag = reader.get(THREAD).headers["ETag"]
+    with Session(engine) as session:  # closing the thread by hand changes its head too
+        session.execute(update(Post).values(closed=True))
+        session.commit()
+    response = reader.get(THREAD)
+    assert response.headers["ETag"] != thread_etag
+    for app in workers:
+        app.extensions["moderation.probes"].dispose()
+        app.extensions["moderation.engine"].dispose()
+
+
 def headers_of(response: TestResponse) -> dict[str, str]:
     return {
         k: v for k, v in response.headers.items() if k not in ("X-Request-ID", "Content-Length")
@@ -569,3 +652,18 @@ def test_the_no_js_error_page_never_echoes_markup_or_a_forged_token(
     other_site = shaped.replace("luac.", "other.", 1)
     third = client.post(THREAD, data={"author_email": "x", "form_token": other_site})
     assert TOKEN.findall(third.get_data(as_text=True)) != [other_site]
+
+
+def test_a_query_value_cannot_pose_as_other_parameters_in_the_cache(
+    client: FlaskClient, session: Session
+) -> None:
+    """``?lang=cy%26page%3D1&post=X`` primed an English fragment that the Welsh standalone page
+    ``?post=X&page=1&lang=cy`` was then served from the cache; the scheme is part of the key."""
+    make_site(session)
+    client.get(f"/embed/luac/thread?lang=cy%26page%3D1&post={POST_KEY}")
+    welsh = client.get(f"/embed/luac/thread?post={POST_KEY}&page=1&lang=cy")
+    html = welsh.get_data(as_text=True)
+    assert '<html lang="cy"' in html and "Content-Security-Policy" in welsh.headers
+    plain = client.get(THREAD, base_url="http://comments.example.org")
+    secure = client.get(THREAD, base_url="https://comments.example.org")
+    assert plain.headers["ETag"] != secure.headers["ETag"]

@@ -310,6 +310,11 @@ MALFORMED: dict[str, tuple[Source, str, str]] = {
         r"^line 1, column 1: not well-formed XML",
     ),
     "empty": ("wordpress", "", r"^the file is empty"),
+    "undeclared entity": (
+        "wordpress",
+        SAMPLE.replace("<title>", "<title>Caf&eacute; &nbsp;", 1),
+        r"^line \d+, column \d+: not well-formed XML \(Entity 'eacute' not defined\)",
+    ),
     "RSS feed, not an export": (
         "wordpress",
         SAMPLE.replace("<wp:wxr_version>1.2</wp:wxr_version>", ""),

@@ -58,6 +58,19 @@ def test_every_response_has_a_request_id_and_one_log_line_without_personal_data(
     assert "secret.person" not in everything and "Private words" not in everything
 
 
+def test_log_lines_cannot_be_forged_and_hold_no_mail_link_token(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="moderation.requests")
+    client.get("/embed/x%0a2026-12-06 GET /moderate/admin 200 0.1ms id=forged")
+    client.get("/mail/act/eyJzZWNyZXQiOiJjYXBhYmlsaXR5In0.sig")
+    lines = [r.getMessage() for r in caplog.records if r.name == "moderation.requests"]
+    assert len(lines) == 2 and all("\n" not in line for line in lines)
+    assert lines[0].startswith("GET /embed/x\\x0a2026-12-06 GET /moderate/admin 200 ")
+    assert lines[1].startswith("GET /mail/act/[redacted] ")
+    assert "eyJzZWNyZXQ" not in "\n".join(lines)
+
+
 def test_json_log_lines(session: Session, caplog: pytest.LogCaptureFixture) -> None:
     app = create_app(settings_for_tests(log_format="json"))
     caplog.set_level(logging.INFO, logger="moderation.requests")

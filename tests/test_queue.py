@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,7 +60,7 @@ def audits(session: Session) -> list[tuple[str, dict[str, object], dict[str, obj
     return [(a.action, a.before, a.after) for a in rows]
 
 
-def ui(client: FlaskClient, path: str, **data: str) -> str:
+def ui(client: FlaskClient, path: str, **data: str | list[str]) -> str:
     """Post a queue form as a browser would, following the redirect; returns the page."""
     page = client.get("/moderate/").get_data(as_text=True)
     response = client.post(
@@ -162,9 +164,15 @@ def test_bulk_actions_moderate_each_once(client: FlaskClient, session: Session) 
 
     login(client)
     page = ui(client, "/moderate/bulk", action="delete", ids=ids[1])
-    assert "1 comment updated." in page
+    assert "1 comment deleted." in page
     assert status_of(session, ids[1]) is S.DELETED
     assert session.scalar(select(func.count()).select_from(AuditEvent)) == 5
+    # The bar below the list sends its own choice; its confirmation says what was done.
+    fresh = [*submit(client, body="Another one"), *submit(client, body="And one more")]
+    page = ui(client, "/moderate/bulk", action="approve", action_below="spam", bar="below",
+              ids=fresh)  # fmt: skip
+    assert "2 comments marked as spam." in page
+    assert [status_of(session, i) for i in fresh] == [S.SPAM, S.SPAM]
 
 
 def test_edit_keeps_the_original_and_save_and_approve(
@@ -178,8 +186,8 @@ def test_edit_keeps_the_original_and_save_and_approve(
     session.expire_all()
     comment = session.scalars(select(Comment)).one()
     assert comment.status is S.APPROVED
-    # The original is kept for the record, with the personal data the edit removed forgotten
-    # (issue 15: a moderator's redaction must really forget).
+    # The original is kept for accountability, with the personal data the edit took out replaced
+    # by a placeholder (issue 15: redaction really forgets).
     assert comment.original_text == "Call me on [phone number removed] <b>now</b>"
     assert comment.body_html == "<p>Call me (number removed)</p>"
     detail = client.get(f"/moderate/comments/{a}").get_data(as_text=True)
@@ -340,6 +348,125 @@ def test_sql_queries_per_queue_page_do_not_grow_with_the_page(
         counts.append(len(statements))
     assert 0 < counts[0] == counts[1], counts
     assert session.scalar(select(func.count()).select_from(Site)) == 1
+
+
+def test_without_the_script_a_decision_returns_to_the_next_comment_focused(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    make_moderator(session)
+    a, b, _ = submit(client, 3)
+    login(client)
+    page = client.get("/moderate/?status=pending&site=luac").get_data(as_text=True)
+    assert f'name="then" value="{b}"' in page  # the first card's forms name the second
+    response = client.post(
+        f"/moderate/comments/{a}/approve",
+        data={"csrf_token": csrf_from(page), "next": "/moderate/?status=pending&site=luac",
+              "then": b},
+    )  # fmt: skip
+    assert response.status_code == 303
+    assert response.headers["Location"] == (
+        f"/moderate/?status=pending&site=luac&focus={b}#queue-{b}"
+    )
+    landed = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert f'id="queue-{b}" tabindex="-1" data-id="{b}" data-status="pending" autofocus' in landed
+    assert "Comment by Ada Lovelace marked approved." in landed
+    # Another site's address or a made-up id never ends up in the redirect.
+    response = client.post(
+        f"/moderate/comments/{b}/approve",
+        data={"csrf_token": csrf_from(page), "next": "//evil.example/", "then": "<x>"},
+    )
+    assert response.headers["Location"] == f"/moderate/?focus={b}#queue-{b}"
+
+
+def test_the_script_decides_in_place_from_a_json_answer(
+    client: FlaskClient, session: Session
+) -> None:
+    site = make_site(session)
+    site.reject_reasons = ["Off topic", "Abusive"]
+    make_moderator(session)
+    session.commit()
+    a, b, _ = submit(client, 3)
+    login(client)
+    page = client.get("/moderate/").get_data(as_text=True)
+    assert 'value="Off topic"' in page and "Reject with a reason" in page
+    headers = {"Accept": "application/json"}
+    form = {"csrf_token": csrf_from(page), "next": "/moderate/?status=pending", "then": b}
+    answer = client.post(f"/moderate/comments/{a}/reject", data=form | {"reason": "Off topic"},
+                         headers=headers)  # fmt: skip
+    assert answer.status_code == 200
+    body = json_of(answer)
+    assert body["message"] == "Comment by Ada Lovelace rejected (reason: Off topic)."
+    assert body["status"] == "rejected" and body["id"] == a
+    assert body["counts"]["pending"] == "2" and body["counts"]["rejected"] == "1"
+    assert f'id="queue-{a}"' in body["card"] and "queue-item--done" in body["card"]
+    assert body["undo"]["action"] == f"/moderate/comments/{a}/undo"
+    assert status_of(session, a) is S.REJECTED
+
+    # A reason that is not in the policy, and a comment decided already: the error shape,
+    # the card as it is now, and nothing changed.
+    refused = client.post(f"/moderate/comments/{b}/reject", data=form | {"reason": "Made up"},
+                          headers=headers)  # fmt: skip
+    assert refused.status_code == 422
+    assert json_of(refused)["error"]["fields"] == {
+        "reason": "Choose a reason from the site's comment policy"
+    }
+    assert "queue-item--done" not in json_of(refused)["card"]
+    again = client.post(f"/moderate/comments/{a}/approve", data=form, headers=headers)
+    assert again.status_code == 409
+    assert json_of(again)["error"]["code"] == "already_moderated"
+    assert "undo" not in json_of(again)
+
+    undone = client.post(f"/moderate/comments/{a}/undo", data=form, headers=headers)
+    assert json_of(undone)["status"] == "pending"
+    assert json_of(undone)["counts"]["pending"] == "3"
+    assert "queue-item--done" not in json_of(undone)["card"]
+    assert [x[0] for x in audits(session)] == ["reject", "undo"]
+
+
+def test_the_audit_log_reads_as_words_and_the_csv_keeps_everything(
+    client: FlaskClient, session: Session
+) -> None:
+    site = make_site(session)
+    site.reject_reasons = ["Off topic"]
+    make_moderator(session)
+    session.commit()
+    a, b = submit(client, 2)
+    login(client)
+    ui(client, f"/moderate/comments/{a}/reject", reason="Off topic")
+    ui(client, f"/moderate/comments/{b}/edit", body="Comment number one, edited")
+    page = client.get("/moderate/audit").get_data(as_text=True)
+    assert "pending → rejected, reason: Off topic" in page
+    assert "Rejected: <a" in page and "Edited the text: <a" in page
+    assert "text edited" in page and "Show the difference" in page
+    assert "Comment number <del>1</del><ins>one, edited</ins>" in page
+    assert "{&#34;status&#34;" not in page and '{"status"' not in page  # no raw JSON
+    rows = list(csv.DictReader(io.StringIO(client.get("/moderate/audit?format=csv").text)))
+    assert json.loads(rows[0]["after"]) == {"status": "rejected", "reason": "Off topic"}
+    assert json.loads(rows[1]["after"]) == {"body_text": "Comment number one, edited"}
+
+
+def test_the_word_difference_is_bounded() -> None:
+    from moderation.audit import DIFF_MAX_WORDS, word_diff
+
+    assert word_diff("a b c", "a x c") == (
+        ("same", "a "), ("removed", "b "), ("added", "x "), ("same", "c"),
+    )  # fmt: skip
+    assert word_diff("w " * (DIFF_MAX_WORDS + 1), "w") is None
+
+
+def test_a_comments_page_shows_the_blogs_reply_and_your_own_claim(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    make_moderator(session)
+    (a,) = submit(client)
+    login(client)
+    ui(client, f"/moderate/comments/{a}/reply", reply="Thanks, we will look into it.", approve="1")
+    page = client.get(f"/moderate/comments/{a}").get_data(as_text=True)
+    assert "Replied as Blog luac" in page and "Thanks, we will look into it." in page
+    assert '<dd class="claim">you</dd>' in page  # opening it claimed it, for me
+    assert re.search(r"\d{1,2} \w+ \d{4} at \d{1,2}:\d\d[ap]m (GMT|BST)", page)
 
 
 def test_earlier_comments_count_only_what_the_moderator_may_see(session: Session) -> None:

@@ -240,3 +240,9 @@ def test_private_use_characters_typed_by_a_commenter_cannot_pose_as_markup() -> 
     assert render_comment("a\ue000b\ue001c\ue002d\ue003e\ue004f") == (
         "<p>a\ufffdb\ufffdc\ufffdd\ufffde\ufffdf</p>"
     )
+
+
+def test_an_unparseable_link_is_dropped_not_a_crash() -> None:
+    """urlsplit raises on an unclosed IPv6 literal: found by tests/test_worst_case.py."""
+    html = render_comment("<a href='http://[x'>y</a> and http://[::1/x")
+    assert "href" not in html and ">y<" in html

@@ -299,3 +299,16 @@ def test_a_lone_surrogate_in_json_is_a_client_error(client: FlaskClient, session
         )
         assert response.status_code == 400, field
         assert json_of(response)["error"]["code"] == "malformed"
+
+
+def test_an_unparseable_post_url_is_a_field_error(client: FlaskClient, session: Session) -> None:
+    make_site(session)
+    response = client.post(
+        "/api/v1/sites/luac/comments", json=comment_json(post_url="http://[x/post/")
+    )
+    assert response.status_code == 422
+    assert "post_url" in json_of(response)["error"]["fields"]
+    linked = client.post(
+        "/api/v1/sites/luac/comments", json=comment_json(body="<a href='http://[x'>y</a>")
+    )
+    assert linked.status_code == 202

@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
 from moderation.cli import main
 from moderation.models import DeliveryStatus, Role, WebhookAttempt, WebhookDelivery
 from tests.helpers import (
     TEST_SECRET,
+    app_in_transaction,
     csrf_from,
     json_of,
     login,
@@ -195,3 +196,29 @@ def test_the_cli_manages_endpoints(cli_env: dict[str, str]) -> None:
     assert "\tenabled" in run("webhook", "list")
     assert "whsec_" in run("webhook", "rotate-secret", endpoint_id)
     assert "Queued test delivery" in run("webhook", "test", endpoint_id)
+
+
+def test_the_api_adds_a_slack_endpoint_and_refuses_personal_data_for_it(
+    engine: Engine, connection: Connection, session: Session
+) -> None:
+    client = app_in_transaction(engine, connection, public_url="https://c.example").test_client()
+    make_site(session)
+    admin = bearer(make_token(session, make_moderator(session, "boss", role=Role.ADMIN)))
+    base = "/api/v1/moderation/webhooks"
+    created = client.post(
+        base, json={"url": "https://hooks.slack.com/services/T0/B0/x", "format": "slack"},
+        headers=admin,
+    )  # fmt: skip
+    assert created.status_code == 201 and json_of(created)["format"] == "slack"
+    endpoint_id = json_of(created)["id"]
+    personal = client.patch(
+        f"{base}/{endpoint_id}", json={"include_personal_data": True}, headers=admin
+    )
+    assert personal.status_code == 422
+    assert "include_personal_data" in json_of(personal)["error"]["fields"]
+    bad = client.patch(f"{base}/{endpoint_id}", json={"format": "irc"}, headers=admin)
+    assert bad.status_code == 422
+    back = client.patch(f"{base}/{endpoint_id}", json={"format": "standard"}, headers=admin)
+    assert json_of(back)["format"] == "standard"
+    standard = json_of(client.post(base, json={"url": "https://x.example/"}, headers=admin))
+    assert standard["format"] == "standard"

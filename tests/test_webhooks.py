@@ -431,3 +431,82 @@ def test_every_event_type_matches_the_published_payload_schema(
         errors = [m.message for e in validator.iter_errors(got.payload) for m in e.context or [e]]
         assert errors == [], (got.payload["type"], errors)
     assert any("author_email" in got.payload["data"] for got in personal.received)
+
+
+def test_slack_and_teams_endpoints_get_one_line_and_a_link_to_the_queue(
+    client: FlaskClient, session: Session, factory: sessionmaker[Session]
+) -> None:
+    """Their incoming-webhook JSON, through the same outbox and retries; never the comment's
+    text, its author or an email; a hostile post title makes no mention, link or markup."""
+    make_site(session)
+    settings = webhook_settings(public_url="https://comments.example.org/")
+    with running_consumer() as slack, running_consumer() as teams:
+        slack.script = ["500"]  # the first attempt fails and is retried like any delivery
+        add_endpoint(session, slack.url, fmt="slack", public_url=settings.public_url)
+        add_endpoint(session, teams.url, fmt="teams", public_url=settings.public_url)
+        comment_id = submit(
+            client,
+            post_title="<!channel> [Win](https://evil.example) & more",
+            body="See https://a.example and https://b.example and https://c.example today",
+        )
+        assert run(factory, T0, settings) == 2
+        assert run(factory, T0 + dt.timedelta(seconds=10), settings) == 1
+        link = f"https://comments.example.org/moderate/comments/{comment_id}"
+        assert [r.payload for r in slack.received][-1] == {
+            "text": "Blog luac: new comment held on “&lt;!channel&gt;"
+            " [Win](https://evil.example) &amp; more” (sent without a form token; 3 links;"
+            " this site allows 2)"
+            f" <{link}|Open it in the queue>"
+        }
+        [card] = teams.received[0].payload["attachments"]
+        assert teams.received[0].payload["type"] == "message"
+        assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+        assert card["content"]["body"] == [
+            {
+                "type": "TextBlock",
+                "text": "Blog luac: new comment held on “<!channel>"
+                " (Win)(https://evil.example) & more” (sent without a form token; 3 links;"
+                " this site allows 2)",
+                "wrap": True,
+            }
+        ]
+        assert card["content"]["actions"] == [
+            {"type": "Action.OpenUrl", "title": "Open it in the queue", "url": link}
+        ]
+        for received in [*slack.received, *teams.received]:
+            raw = received.body.decode()
+            assert "Lovelace" not in raw and "ada@example.com" not in raw and "today" not in raw
+
+        # A decision is one line too.
+        moderate_comment(
+            session, make_moderator(session), comment_id, "approve",
+            actor=Actor("editor"), now=T0,
+        )  # fmt: skip
+        session.commit()
+        run(factory, T0 + dt.timedelta(minutes=1), settings)
+        assert (
+            slack.received[-1]
+            .payload["text"]
+            .startswith("Blog luac: comment approved on “&lt;!channel&gt;")
+        )
+    statuses = {d.status for d in session.scalars(select(WebhookDelivery))}
+    assert statuses == {DeliveryStatus.SUCCEEDED}
+
+
+def test_a_chat_endpoint_needs_the_public_address_and_refuses_personal_data(
+    session: Session,
+) -> None:
+    from moderation.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed) as no_address:
+        create_endpoint(session, url="https://hooks.slack.com/services/x", fmt="slack", now=T0)
+    assert "public address is not set up" in no_address.value.fields["format"]
+    with pytest.raises(ValidationFailed) as personal:
+        create_endpoint(
+            session, url="https://hooks.slack.com/services/x", fmt="teams",
+            public_url="https://c.example", include_personal_data=True, now=T0,
+        )  # fmt: skip
+    assert "include_personal_data" in personal.value.fields
+    with pytest.raises(ValidationFailed) as unknown:
+        create_endpoint(session, url="https://x.example/", fmt="discord", now=T0)
+    assert unknown.value.fields == {"format": "Choose standard, slack or teams."}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from moderation import schema
@@ -15,13 +17,17 @@ def db() -> None:
 
 @db.command("upgrade")
 @click.option("--revision", default="head", show_default=True)
-def db_upgrade(revision: str) -> None:
+@click.option("--quiet", is_flag=True, help="Say nothing unless something goes wrong.")
+def db_upgrade(revision: str, quiet: bool) -> None:
     """Apply the migrations (creates the database on first run)."""
     app = load_app()
+    if quiet:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     schema.upgrade(app.extensions["moderation.engine"], revision)
-    click.echo(
-        f"Database is at revision {schema.head_revision() if revision == 'head' else revision}."
-    )
+    if not quiet:
+        click.echo(
+            f"Database is at revision {schema.head_revision() if revision == 'head' else revision}."
+        )
 
 
 @db.command("check")

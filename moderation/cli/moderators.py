@@ -64,6 +64,43 @@ def moderator_set_password(login: str, password_stdin: bool) -> None:
         click.echo(f"Set the password of {login}.")
 
 
+def _set_disabled(login: str, disabled: bool) -> None:
+    from moderation.moderators import get_moderator, set_disabled
+
+    with write_transaction(sessions(load_app())) as session:
+        set_disabled(session, get_moderator(session, login), disabled, actor=CLI, now=utcnow())
+
+
+@moderator.command("disable")
+@click.argument("login")
+def moderator_disable(login: str) -> None:
+    """Disable a moderator (offboarding): logins end, API tokens are revoked, mailed links stop
+    working; the audit log keeps naming them."""
+    _set_disabled(login, True)
+    click.echo(f"Disabled {login}.")
+
+
+@moderator.command("enable")
+@click.argument("login")
+def moderator_enable(login: str) -> None:
+    """Enable a disabled moderator again (their old API tokens stay revoked)."""
+    _set_disabled(login, False)
+    click.echo(f"Enabled {login}.")
+
+
+@moderator.command("mfa-reset")
+@click.argument("login")
+def moderator_mfa_reset(login: str) -> None:
+    """Remove a moderator's second factors and end their logins (they lost them); they set
+    up a new one at their next login."""
+    from moderation.moderators import get_moderator
+    from moderation.second_factor import reset
+
+    with write_transaction(sessions(load_app())) as session:
+        reset(session, get_moderator(session, login), actor=CLI, now=utcnow())
+        click.echo(f"Reset the second factors of {login} and ended their logins.")
+
+
 @click.group()
 def token() -> None:
     """API tokens for the moderation API."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 import click
+from flask import Flask
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -68,27 +69,52 @@ def check() -> None:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-def serve(host: str, port: int) -> None:
+@click.option(
+    "--demo",
+    "with_demo",
+    is_flag=True,
+    help="Set up the demo first and print its addresses and login once serving (make run).",
+)
+def serve(host: str, port: int, with_demo: bool) -> None:
     """Serve with the development server (use gunicorn in production).
 
     With the embedded SQLite database a webhook delivery thread runs in the same process.
     """
     import threading
 
+    from werkzeug.serving import make_server
+
     from moderation.outbox.worker import start_thread
 
     app = load_app()
     settings = app.extensions["moderation.settings"]
+    url = f"http://{host}:{port}"
+    password = _set_up_demo(app, url) if with_demo else None
     thread_on = settings.webhook_worker_thread
     if thread_on is None:
         thread_on = settings.effective_database_url.startswith("sqlite")
-    stop = threading.Event()
+    stop, started = threading.Event(), threading.Event()
     if thread_on:
-        start_thread(app.extensions["moderation.sessionmaker"], settings, stop)
+        start_thread(app.extensions["moderation.sessionmaker"], settings, stop, started)
+        # The worker's first round logs (its start, the daily retention run): the summary
+        # comes after them, last.
+        started.wait(timeout=10)
     try:
-        app.run(host=host, port=port, threaded=True, use_reloader=False)
+        server = make_server(host, port, app, threaded=True)
+    except OSError as error:
+        stop.set()
+        raise click.ClickException(f"Cannot serve on {url}: {error.strerror}.") from None
+    if password is not None:
+        _demo_summary(url, password)
+    else:
+        click.echo(f"Serving on {url} (press Ctrl+C to stop).")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
     finally:
         stop.set()
+        server.server_close()
 
 
 @click.command()
@@ -121,28 +147,34 @@ def worker(interval: float, once: bool) -> None:
         stop.set()
 
 
-@click.command()
-@click.option("--url", default="http://127.0.0.1:5000", show_default=True)
-def demo(url: str) -> None:
-    """Set up the demo site and a demo admin with a fresh password, and print how to use them."""
+def _set_up_demo(app: Flask, url: str) -> str:
+    """The demo site (its origins and post at ``url``) and a demo admin with a fresh password,
+    which is returned."""
     from moderation.moderators import create_moderator
     from moderation.sites import create_site
-    from moderation.web.demo import DEMO_POST, DEMO_SITE, DEMO_TITLE
+    from moderation.web.demo import DEMO_POST, DEMO_REJECT_REASONS, DEMO_SITE, DEMO_TITLE
 
-    app = load_app()
     hasher = app.extensions["moderation.hasher"]
     password = secrets.token_urlsafe(12)
+    origins = [url, url.replace("127.0.0.1", "localhost")]
     with write_transaction(sessions(app)) as session:
         site = session.scalar(select(Site).where(Site.slug == DEMO_SITE))
         if site is None:
-            origins = [url, url.replace("127.0.0.1", "localhost")]
             site = create_site(
                 session, slug=DEMO_SITE, name="Demo blog", origins=origins, actor=CLI
             )
+        elif not set(origins) <= set(site.origins):
+            # Served on another port than last time (make run PORT=...): embed from there too.
+            site.origins = list(dict.fromkeys([*origins, *site.origins]))
+        if not site.reject_reasons:
+            site.reject_reasons = list(DEMO_REJECT_REASONS)
         # The post exists from the start with the include page's address, so the no-JS form
         # returns there whichever of the three pages took the first comment.
-        if session.scalar(select(Post).where(Post.site == site, Post.key == DEMO_POST)) is None:
+        post = session.scalar(select(Post).where(Post.site == site, Post.key == DEMO_POST))
+        if post is None:
             session.add(Post(site=site, key=DEMO_POST, title=DEMO_TITLE, url=f"{url}{DEMO_POST}"))
+        else:
+            post.url = f"{url}{DEMO_POST}"
         existing = session.scalar(select(Moderator).where(Moderator.login == "demo"))
         if existing is None:
             create_moderator(
@@ -156,8 +188,19 @@ def demo(url: str) -> None:
             )
         else:
             existing.password_hash = hasher.hash(password)
+    return password
+
+
+def _demo_summary(url: str, password: str) -> None:
     click.echo("")
     click.echo(f"  Demo post page:   {url}/demo/")
     click.echo(f"  Moderation queue: {url}/moderate/")
     click.echo(f"  Log in as:        demo / {password}")
     click.echo("")
+
+
+@click.command()
+@click.option("--url", default="http://127.0.0.1:5000", show_default=True)
+def demo(url: str) -> None:
+    """Set up the demo site and a demo admin with a fresh password, and print how to use them."""
+    _demo_summary(url, _set_up_demo(load_app(), url))

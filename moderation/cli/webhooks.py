@@ -22,8 +22,20 @@ def webhook() -> None:
 @click.option("--site", "site_slug", default=None, help="Only this site's events (default: all).")
 @click.option("--personal-data", is_flag=True, help="Include the author's email address.")
 @click.option("--description", default="")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["standard", "slack", "teams"]),
+    default="standard",
+    help="slack or teams: their incoming-webhook JSON (a line and a link to the queue).",
+)
 def webhook_add(
-    url: str, events: tuple[str, ...], site_slug: str | None, personal_data: bool, description: str
+    url: str,
+    events: tuple[str, ...],
+    site_slug: str | None,
+    personal_data: bool,
+    description: str,
+    fmt: str,
 ) -> None:
     """Add an endpoint at URL and print its secret."""
     from moderation.webhooks.endpoints import create_endpoint
@@ -38,6 +50,8 @@ def webhook_add(
             include_personal_data=personal_data,
             description=description,
             allow_http=app.extensions["moderation.settings"].webhook_allow_http,
+            fmt=fmt,
+            public_url=app.extensions["moderation.settings"].public_url,
             now=utcnow(),
         )
         click.echo(f"Added webhook endpoint {endpoint.public_id} for {endpoint.url}.")

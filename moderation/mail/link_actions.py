@@ -50,7 +50,12 @@ def _checked(
         raise BadLink("link_forged", 400)
     moderator = session.get(Moderator, int(payload.get("m", 0)))
     comment = session.scalar(select(Comment).where(Comment.public_id == str(payload.get("c"))))
-    if moderator is None or comment is None or not moderator.may_moderate(comment.post.site_id):
+    if (
+        moderator is None
+        or moderator.disabled
+        or comment is None
+        or not moderator.may_moderate(comment.post.site_id)
+    ):
         raise BadLink("link_not_yours", 403)
     if links.was_used(session, payload):
         raise BadLink("link_used", 410)

@@ -46,7 +46,8 @@ def site_moderators(session: Session, site_id: int) -> list[Moderator]:
                 or_(
                     Moderator.id.in_(assigned.where(moderator_sites.c.site_id == site_id)),
                     and_(Moderator.role == Role.ADMIN, Moderator.id.not_in(assigned)),
-                )
+                ),
+                Moderator.disabled_at.is_(None),
             )
             .order_by(Moderator.id)
         )
@@ -135,7 +136,9 @@ def queue_endpoint_disabled(
     if not enabled(session):
         return
     admins = session.scalars(
-        select(Moderator).where(Moderator.role == Role.ADMIN).order_by(Moderator.id)
+        select(Moderator)
+        .where(Moderator.role == Role.ADMIN, Moderator.disabled_at.is_(None))
+        .order_by(Moderator.id)
     )
     for admin in admins:
         session.add(

@@ -31,6 +31,7 @@ from moderation.models import (
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
+    WebhookFormat,
 )
 from moderation.outbox.leasing import (
     RetrySchedule,
@@ -40,7 +41,7 @@ from moderation.outbox.leasing import (
     take_leases,
     worker_name,
 )
-from moderation.webhooks import network, signing
+from moderation.webhooks import chat, network, signing
 from moderation.webhooks.endpoints import set_enabled
 
 logger = logging.getLogger(__name__)
@@ -143,8 +144,11 @@ class Prepared:
     secrets: tuple[str, ...]
 
 
-def prepare(session: Session, delivery_id: int, *, now: dt.datetime) -> Prepared | None:
-    """What to send, or None when the endpoint was disabled since the claim."""
+def prepare(
+    session: Session, delivery_id: int, *, now: dt.datetime, public_url: str = ""
+) -> Prepared | None:
+    """What to send, or None when the endpoint was disabled since the claim. A chat endpoint
+    (Slack, Teams) gets the event as one line with a link to the queue (``public_url``)."""
     delivery = session.get_one(WebhookDelivery, delivery_id)
     endpoint = delivery.endpoint
     if not endpoint.enabled:
@@ -153,7 +157,9 @@ def prepare(session: Session, delivery_id: int, *, now: dt.datetime) -> Prepared
     payload = json.loads(json.dumps(delivery.event.payload))
     data = payload.get("data")
     comment_id = delivery.event.comment_id
-    if endpoint.include_personal_data and isinstance(data, dict) and comment_id is not None:
+    if endpoint.format is not WebhookFormat.STANDARD:
+        payload = chat.message(endpoint.format, payload, public_url)
+    elif endpoint.include_personal_data and isinstance(data, dict) and comment_id is not None:
         # The outbox holds no email; an opted-in endpoint gets it joined in at delivery time,
         # so an address erased since the event is not sent.
         email = session.scalar(select(Comment.author_email).where(Comment.id == comment_id))
@@ -289,7 +295,7 @@ def deliver_due(
     attempted = 0
     for delivery_id in claimed:
         with write_transaction(session_factory) as session:
-            prepared = prepare(session, delivery_id, now=now)
+            prepared = prepare(session, delivery_id, now=now, public_url=settings.public_url)
         if prepared is None:
             continue
         attempted += 1

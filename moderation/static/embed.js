@@ -113,13 +113,36 @@
       });
     }
 
+    function errorCount(n) {
+      return n === 1 ? messages.error_count_1 : format(messages.error_count_n, { n: n });
+    }
+
+    function showSummary(count) {
+      summary.hidden = false;
+      // The whole summary in view (its title too), then focus without scrolling again.
+      summary.scrollIntoView({ block: "start" });
+      summary.focus({ preventScroll: true });
+      announce(messages.error_summary_title + ": " + errorCount(count));
+      reportHeight();
+    }
+
+    /* A problem with the form as a whole (too many comments, no connection): said once, above
+       the fields, and no field is marked as wrong. */
+    function showFormError(text) {
+      var item = document.createElement("li");
+      item.className = "cm-error-plain";
+      item.textContent = text;
+      $(summary, "ul").appendChild(item);
+      showSummary(1);
+    }
+
     function showErrors(fields, fallback) {
       var list = $(summary, "ul");
       var order = ["author_name", "author_email", "body"];
       var names = Object.keys(fields).sort(function (a, b) {
         return (order.indexOf(a) + 1 || 9) - (order.indexOf(b) + 1 || 9);
       });
-      if (!names.length) { fields = { body: fallback }; names = ["body"]; }
+      if (!names.length) { showFormError(fallback); return; }
       names.forEach(function (name) {
         var text = messages["field_" + name] || fields[name];
         var input = form.elements[name];
@@ -141,11 +164,20 @@
         item.appendChild(link);
         list.appendChild(item);
       });
-      summary.hidden = false;
-      summary.focus();
-      announce(messages.error_summary_title + ": " + names.length);
-      reportHeight();
+      showSummary(names.length);
     }
+
+    /* How long a rate-limited commenter waits, from Retry-After (seconds). */
+    function waitText(retryAfter) {
+      var seconds = Math.max(1, Math.ceil(Number(retryAfter) || 0));
+      if (!retryAfter) { return ""; }
+      return seconds < 120 ? format(messages.wait_seconds, { n: seconds })
+        : format(messages.wait_minutes, { n: Math.ceil(seconds / 60) });
+    }
+
+    var notice = $(root, "#comment-submitted");
+    var noticeHome = document.createComment("cm-notice-home");
+    if (notice) { notice.parentNode.insertBefore(noticeHome, notice); }
 
     form.addEventListener("submit", function (event) {
       event.preventDefault();
@@ -173,20 +205,35 @@
         body: JSON.stringify(data),
         credentials: "omit"
       }).then(function (response) {
-        return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+        return response.json().then(function (body) {
+          return {
+            ok: response.ok, status: response.status, body: body,
+            retryAfter: response.headers.get("Retry-After")
+          };
+        });
       }).then(function (result) {
         button.disabled = false;
         if (result.ok) {
+          var repliedTo = form.elements.parent_id.value &&
+            document.getElementById("comment-" + form.elements.parent_id.value);
           textarea.value = "";
           updateCount(false);
           cancelReply(false);
-          var notice = $(root, "#comment-submitted");
-          var said = result.body.status === "unconfirmed" ? messages.received_check_email : messages.received;
+          var said = result.body.status === "unconfirmed" ? messages.received_check_email
+            : repliedTo ? messages.reply_received : messages.received;
+          // The notice goes where the reader was: under the comment replied to, or at the top.
+          var article = repliedTo && $(repliedTo, ".cm-article");
+          if (article) { article.parentNode.insertBefore(notice, article.nextSibling); }
+          else { noticeHome.parentNode.insertBefore(notice, noticeHome.nextSibling); }
           notice.textContent = said;
           notice.classList.add("cm-notice--shown");
           notice.focus();
           announce(said);
           reportHeight();
+        } else if (result.status === 429) {
+          var error429 = result.body.error || {};
+          showFormError(((error429.message || messages.failed) + " " +
+            waitText(result.retryAfter)).trim());
         } else {
           var error = result.body.error || {};
           showErrors(error.fields || {}, error.message || messages.failed);
@@ -232,6 +279,7 @@
 
   function start() {
     if (document.body.classList.contains("cm-page")) {
+      if (window.parent !== window) { document.documentElement.classList.add("cm-framed"); }
       enhance(document.body);
       reportHeight();
       if (window.ResizeObserver) { new ResizeObserver(reportHeight).observe(document.body); }

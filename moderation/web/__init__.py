@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import zoneinfo
 
 from flask import Flask
 
@@ -18,14 +20,27 @@ from moderation.web import (
     ops,
     screening,
     security,
+    sso,
 )
+
+# Times are shown in UK time, with its name (GMT or BST), for the service's UK readers.
+DISPLAY_ZONE = "Europe/London"
+
+
+@functools.cache
+def _display_zone() -> dt.tzinfo:
+    try:
+        return zoneinfo.ZoneInfo(DISPLAY_ZONE)
+    except zoneinfo.ZoneInfoNotFoundError:  # pragma: no cover - a system without tz data
+        return dt.UTC
 
 
 def long_date(moment: dt.datetime) -> str:
-    """GOV.UK style: 29 November 2026 at 3:41pm (UTC)."""
-    hour = moment.hour % 12 or 12
-    suffix = "am" if moment.hour < 12 else "pm"
-    return f"{moment.day} {moment:%B %Y} at {hour}:{moment:%M}{suffix}"
+    """GOV.UK style, in UK time with its zone: 29 November 2026 at 3:41pm GMT."""
+    local = moment.astimezone(_display_zone())
+    hour = local.hour % 12 or 12
+    suffix = "am" if local.hour < 12 else "pm"
+    return f"{local.day} {local:%B %Y} at {hour}:{local:%M}{suffix} {local:%Z}"
 
 
 def waited(since: dt.datetime, until: dt.datetime) -> str:
@@ -44,6 +59,7 @@ def register(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(embed.bp)
     app.register_blueprint(embed.loader)
+    sso.register(app)
     app.register_blueprint(moderate.bp)
     app.register_blueprint(moderation_api.bp)
     app.register_blueprint(mail_links.bp)

@@ -22,14 +22,16 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 
-from moderation import mail, moderators, sites
+from moderation import mail, moderators, second_factor, sites, sso
 from moderation.comments import get_site
 from moderation.errors import ServiceError, ValidationFailed
 from moderation.events import Actor
 from moderation.models import ModerationPolicy, Moderator, Role, Site
 from moderation.personal_data import erase_personal_data, export_personal_data
-from moderation.web.context import hasher, now
+from moderation.web import devices, mfa
+from moderation.web.context import hasher, now, settings
 from moderation.web.sessions import get_session
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -135,9 +137,11 @@ def site_save(slug: str) -> ResponseReturnValue:
 
 
 def _moderators_page(errors: dict[str, str], status: int = 200) -> ResponseReturnValue:
+    """The moderators; after a refused "add", the form keeps what was typed (not the password)."""
     db = get_session()
     page = render_template(
         "moderate/admin/moderators.html",
+        typed=request.form if request.endpoint == "moderate.admin.moderator_add" else MultiDict(),
         moderators=db.scalars(select(Moderator).order_by(Moderator.login)).all(),
         sites=db.scalars(select(Site).order_by(Site.name)).all(),
         roles=list(Role),
@@ -195,6 +199,110 @@ def moderator_save(login: str) -> ResponseReturnValue:
     return redirect(url_for("moderate.admin.moderator_list"), code=303)
 
 
+@bp.post("/moderators/<login>/disabled")
+def moderator_disable(login: str) -> ResponseReturnValue:
+    """Offboarding: disable a moderator (or enable them again)."""
+    db = get_session()
+    disabled = request.form.get("disabled") == "1"
+    try:
+        moderators.set_disabled(
+            db, moderators.get_moderator(db, login), disabled, actor=_actor(), now=now()
+        )
+    except ServiceError as error:
+        db.rollback()
+        return _moderators_page(error.fields, 422)
+    db.commit()
+    if disabled:
+        flash(f"Disabled {login}: their logins ended and their API tokens were revoked.")
+    else:
+        flash(f"Enabled {login}. Give them new API tokens if they need any.")
+    return redirect(url_for("moderate.admin.moderator_list"), code=303)
+
+
+@bp.get("/moderators/<login>/sessions")
+def moderator_sessions(login: str) -> str:
+    db = get_session()
+    owner = moderators.get_moderator(db, login)
+    return render_template(
+        "moderate/admin/moderator_sessions.html",
+        owner=owner,
+        logins=moderators.list_login_sessions(db, owner),
+        current=g.login.id,
+        describe=devices.describe,
+        end_url=lambda login_id: url_for(
+            "moderate.admin.moderator_end_session", login=login, login_id=login_id
+        ),
+        end_all_url=url_for("moderate.admin.moderator_end_sessions", login=login),
+        identities=sso.identities_of(db, owner),
+        sso_on=settings().sso_enabled,
+        has_second_factor=second_factor.has_second_factor(db, owner),
+    )
+
+
+@bp.post("/moderators/<login>/sessions/<int:login_id>/end")
+def moderator_end_session(login: str, login_id: int) -> ResponseReturnValue:
+    db = get_session()
+    owner = moderators.get_moderator(db, login)
+    moderators.end_login_sessions(db, owner, actor=_actor(), now=now(), only=login_id)
+    db.commit()
+    flash(f"Signed out one session of {login}.")
+    return redirect(url_for("moderate.admin.moderator_sessions", login=login), code=303)
+
+
+@bp.post("/moderators/<login>/sessions/end")
+def moderator_end_sessions(login: str) -> ResponseReturnValue:
+    db = get_session()
+    owner = moderators.get_moderator(db, login)
+    ended = moderators.end_login_sessions(db, owner, actor=_actor(), now=now())
+    db.commit()
+    flash(f"Signed {login} out everywhere ({ended} session{'s' if ended != 1 else ''}).")
+    return redirect(url_for("moderate.admin.moderator_sessions", login=login), code=303)
+
+
+@bp.post("/moderators/<login>/mfa-reset")
+def moderator_mfa_reset(login: str) -> ResponseReturnValue:
+    """Remove a moderator's second factors (they lost them); they enrol again at next login."""
+    db = get_session()
+    owner = moderators.get_moderator(db, login)
+    second_factor.reset(db, owner, actor=_actor(), now=now())
+    db.commit()
+    flash(f"Reset the second factors of {login} and signed them out.")
+    return redirect(url_for("moderate.admin.moderator_sessions", login=login), code=303)
+
+
+@bp.post("/moderators/<login>/identities")
+def moderator_link_identity(login: str) -> ResponseReturnValue:
+    """Let the provider's identity with this e-mail sign in as ``login`` (its first login)."""
+    db = get_session()
+    owner = moderators.get_moderator(db, login)
+    try:
+        sso.link_identity(
+            db,
+            owner,
+            issuer=settings().oidc_issuer,
+            email=request.form.get("email", ""),
+            actor=_actor(),
+            now=now(),
+        )
+    except ServiceError as error:
+        db.rollback()
+        flash(" ".join(error.fields.values()) or error.message, "error")
+    else:
+        db.commit()
+        flash(f"Linked the identity to {login}.")
+    return redirect(url_for("moderate.admin.moderator_sessions", login=login), code=303)
+
+
+@bp.post("/moderators/<login>/identities/<int:identity_id>/remove")
+def moderator_unlink_identity(login: str, identity_id: int) -> ResponseReturnValue:
+    db = get_session()
+    owner = moderators.get_moderator(db, login)
+    sso.unlink_identity(db, owner, identity_id, actor=_actor(), now=now())
+    db.commit()
+    flash(f"Removed the identity from {login}.")
+    return redirect(url_for("moderate.admin.moderator_sessions", login=login), code=303)
+
+
 def _tokens_page(created: str | None) -> str:
     db = get_session()
     return render_template(
@@ -212,6 +320,8 @@ def token_list() -> str:
 
 @bp.post("/tokens")
 def token_add() -> ResponseReturnValue:
+    if mfa.needs_fresh_factor(g.moderator):
+        return mfa.confirm_first(url_for("moderate.admin.token_list"))
     db = get_session()
     try:
         owner = moderators.get_moderator(db, request.form.get("moderator", ""))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 from importlib.metadata import PackageNotFoundError, version
 
 from flask import Response, current_app, g, request
+from sqlalchemy import Connection
 
-from moderation.publishing import ThreadHead, ThreadHeads
+from moderation.publishing import Probe, ThreadHead, ThreadHeads, read_thread_head
 from moderation.web.context import now, settings
 from moderation.web.sessions import get_session
 
@@ -44,9 +47,21 @@ def thread_head(slug: str, key: str) -> ThreadHead | None:
     return head
 
 
+def thread_probe(slug: str, key: str) -> Probe:
+    """Reads a thread's head again, for the replay layer (see replay.Replayable)."""
+
+    def probe(connection: Connection, at: dt.datetime) -> object:
+        return read_thread_head(connection, slug, key, now=at)
+
+    return probe
+
+
 def variant() -> str:
-    """What else the representation depends on: the query string, sorted."""
-    return "&".join(f"{k}={v}" for k, v in sorted(request.args.items(multi=True)))
+    """What else the representation depends on: the scheme (absolute links are built with it)
+    and the parsed query values, sorted, encoded so that no value can pose as another: joined
+    back as a query string, ``?lang=cy%26page%3D1`` and ``?lang=cy&page=1`` were one key."""
+    pairs = sorted(request.args.items(multi=True))
+    return json.dumps([request.scheme, pairs], ensure_ascii=False, separators=(",", ":"))
 
 
 def cache_control() -> str:
@@ -60,11 +75,24 @@ def cache_control() -> str:
     return value
 
 
-def not_modified(etag: str) -> Response | None:
+def revalidated_cache_control() -> str:
+    """For the embedded thread: browsers revalidate on every load (``max-age=0``: a 304 while
+    nothing changed), so an approval shows on the next reload of the post; shared caches (a CDN
+    in front) may keep it ``s-maxage`` seconds. No ``stale-while-revalidate``: browsers honour
+    it too, and would show the old thread once more after an approval."""
+    value: str | None = current_app.extensions.get("moderation.revalidated_cache_control")
+    if value is None:
+        value = current_app.extensions["moderation.revalidated_cache_control"] = (
+            f"public, max-age=0, s-maxage={settings().public_max_age}"
+        )
+    return value
+
+
+def not_modified(etag: str, *, revalidate: bool = False) -> Response | None:
     """A bodiless 304 if the client already holds ``etag``; built without touching templates."""
     if not matches(request.environ.get("HTTP_IF_NONE_MATCH"), etag):
         return None
-    return cacheable(Response(status=304), etag)
+    return cacheable(Response(status=304), etag, revalidate=revalidate)
 
 
 def matches(if_none_match: str | None, etag: str) -> bool:
@@ -76,7 +104,10 @@ def matches(if_none_match: str | None, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
 
 
-def cacheable(response: Response, etag: str) -> Response:
+def cacheable(response: Response, etag: str, *, revalidate: bool = False) -> Response:
+    """ETag and Cache-Control; ``revalidate`` for what browsers must check on every load."""
     response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = cache_control()
+    response.headers["Cache-Control"] = (
+        revalidated_cache_control() if revalidate else cache_control()
+    )
     return response

@@ -28,7 +28,11 @@ def hasher() -> PasswordHasher:
 
 
 def now() -> dt.datetime:
-    return utcnow()
+    """The current time; tests may set ``app.extensions["moderation.clock"]`` (second factors
+    are checked against it)."""
+    clock = current_app.extensions.get("moderation.clock", utcnow)
+    moment: dt.datetime = clock()
+    return moment
 
 
 def client_address() -> str | None:

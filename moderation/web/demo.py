@@ -16,6 +16,16 @@ bp = Blueprint("demo", __name__, url_prefix="/demo")
 DEMO_SITE = "demo"
 DEMO_POST = "/demo/"
 DEMO_TITLE = "Welcome to the demo blog"
+# Sample reasons from a typical published comment policy (the GOV.UK blogs' moderation rules),
+# so the demo queue's Reject asks for one.
+DEMO_REJECT_REASONS = (
+    "Off topic",
+    "Abusive, offensive or discriminatory",
+    "Contains personal information",
+    "Advertising or spam",
+    "Party political",
+    "Duplicate of an earlier comment",
+)
 MODES = (
     ("include", "Server-side include (works without JavaScript)"),
     ("script", "Script (embed.js)"),

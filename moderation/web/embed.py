@@ -33,7 +33,14 @@ from moderation.errors import (
 from moderation.models import Post, Site
 from moderation.spam import FORM_TOKEN_FIELD, HONEYPOT_FIELD, form_token_shaped
 from moderation.validation import MAX_BODY, parse_submission
-from moderation.web.caching import cacheable, not_modified, strong_etag, thread_head, variant
+from moderation.web.caching import (
+    cacheable,
+    not_modified,
+    strong_etag,
+    thread_head,
+    thread_probe,
+    variant,
+)
 from moderation.web.context import (
     now,
     required_post_key,
@@ -72,7 +79,16 @@ SCRIPT_MESSAGES = (
     "replying_to",
     "cancel_reply",
     "load_failed",
+    "error_count_1",
+    "error_count_n",
+    "wait_seconds",
+    "wait_minutes",
+    "reply_received",
 )
+# The form's fields in the order a reader meets them: the error summary lists them so.
+FIELD_ORDER = ("author_name", "author_email", "body")
+# From this many comments on the page, a link at the top skips to the form.
+SKIP_LINK_FROM = 5
 RENDERED_CACHE_SIZE = 256
 # Where a rendered form's time-trap token goes; random per process, so no comment can contain it.
 FORM_TOKEN_SLOT = f"__form_token_{secrets.token_hex(16)}__"
@@ -132,6 +148,12 @@ def frame_ancestors_for(site_origins: object) -> str:
     ).replace("  ", " ")
 
 
+def _in_form_order(errors: dict[str, str]) -> dict[str, str]:
+    """Field errors as the form orders its fields (Name, Email, Comment), others after."""
+    rank = {name: i for i, name in enumerate(FIELD_ORDER)}
+    return dict(sorted(errors.items(), key=lambda item: rank.get(item[0], len(rank))))
+
+
 def render_thread(
     site: Site,
     key: str,
@@ -176,7 +198,8 @@ def render_thread(
         "count": count,
         "closed": post is not None and comments.is_closed(post, now()),
         "values": values,
-        "errors": i18n.field_errors(lang, errors or {}),
+        "errors": _in_form_order(i18n.field_errors(lang, errors or {})),
+        "skip_to_form": len(shown) >= SKIP_LINK_FROM,
         "reply_name": reply_name,
         "t": t,
         "lang": lang,
@@ -227,7 +250,7 @@ def thread(site: str) -> Response:
         "thread", request.host, head.site_id, head.site_state, head.stamp.version,
         head.stamp.closed, variant(),
     )  # fmt: skip
-    response = not_modified(etag)
+    response = not_modified(etag, revalidate=True)
     token = None
     if response is None:
         pieces = _rendered().get(etag)
@@ -242,10 +265,11 @@ def thread(site: str) -> Response:
         # The cached body is kept in pieces around the token's slot: a fresh token goes in
         # without decoding or searching the page.
         token = screening().form_token(site)
-        response = cacheable(Response(token.encode().join(pieces), mimetype="text/html"), etag)
+        body = token.encode().join(pieces)
+        response = cacheable(Response(body, mimetype="text/html"), etag, revalidate=True)
     if standalone:
         response.headers["Content-Security-Policy"] = frame_ancestors_for(head.site_state[2])
-    mark_replayable(etag, site, token)
+    mark_replayable(etag, site, token, state=head, probe=thread_probe(site, key))
     return response
 
 
@@ -292,11 +316,18 @@ def submit(site: str) -> ResponseReturnValue:
         response.headers["Content-Security-Policy"] = frame_ancestors(found)
         return response
     post: Post = comment.post
+    parent = comment.parent.public_id if comment.parent else None
     session.commit()
-    if standalone:
+    # A reply returns to the comment replied to, where its own notice shows (:target).
+    anchor = f"#comment-{parent}-submitted" if parent else "#comment-submitted"
+    # The iframe's page posts back to itself; a reader who reached the full page from the blog
+    # (a Reply link, the error page, the snippet's link) goes back to the post. Browsers say
+    # which with Sec-Fetch-Dest; without it, the page=1 form keeps returning to itself.
+    top_level = request.headers.get("Sec-Fetch-Dest") == "document"
+    if standalone and not top_level:
         back = url_for("embed.thread", site=site, post=key, page="1", lang=request.args.get("lang"))
-        return redirect(f"{back}#comment-submitted", code=303)
-    return redirect(f"{post.url}#comment-submitted", code=303)
+        return redirect(f"{back}{anchor}", code=303)
+    return redirect(f"{post.url}{anchor}", code=303)
 
 
 @bp.after_request
@@ -326,7 +357,8 @@ def cors_for_site(response: Response) -> Response:
             return response
     if comments.origin_listed(origins, origin):
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = "ETag"
+        # Retry-After: the embed tells a rate-limited commenter how long to wait.
+        response.headers["Access-Control-Expose-Headers"] = "ETag, Retry-After"
         if request.method == "OPTIONS":
             response.headers["Access-Control-Allow-Methods"] = "GET, POST"
             response.headers["Access-Control-Allow-Headers"] = "Content-Type"

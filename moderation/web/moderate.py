@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
-import secrets
+import re
 from collections.abc import Callable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import (
     Blueprint,
@@ -21,6 +22,7 @@ from flask import (
     current_app,
     flash,
     g,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -31,8 +33,9 @@ from flask import (
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 
-from moderation import actions, audit, moderators
+from moderation import actions, audit, moderators, second_factor
 from moderation import queue as queues
 from moderation.comments import client_network, page_limit
 from moderation.db import become_writer, begin_as_writer
@@ -45,17 +48,33 @@ from moderation.errors import (
     ServiceError,
 )
 from moderation.events import COMMENT_ACTIONS, Actor
-from moderation.models import Comment, CommentStatus, MailPreference, Moderator, Site
+from moderation.models import (
+    Comment,
+    CommentStatus,
+    LoginMethod,
+    LoginSession,
+    MailPreference,
+    Moderator,
+    Site,
+)
 from moderation.outbox.mail import DIGEST_INTERVAL
-from moderation.web import admin, moderate_webhooks
+from moderation.web import admin, devices, mfa, moderate_webhooks, sso
 from moderation.web.context import client_address, hasher, now, settings
+from moderation.web.logins import back_to, begin_login, csrf_token
 from moderation.web.sessions import close_session, get_session, reads_first
 
 bp = Blueprint("moderate", __name__, url_prefix="/moderate")
 bp.register_blueprint(admin.bp)
 bp.register_blueprint(moderate_webhooks.bp)
+bp.register_blueprint(sso.bp)
+bp.register_blueprint(mfa.bp)
 
-PUBLIC_ENDPOINTS = frozenset({"moderate.login", "moderate.do_login"})
+PUBLIC_ENDPOINTS = frozenset(
+    {"moderate.login", "moderate.do_login", *sso.PUBLIC_ENDPOINTS, *mfa.PUBLIC_ENDPOINTS}
+)
+# What a moderator who must enrol a second factor may reach before they have.
+ENROLMENT_ENDPOINTS = frozenset({"moderate.logout", *mfa.ENROLMENT_ENDPOINTS})
+COMMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class ModeratorSessions(SecureCookieSessionInterface):
@@ -70,19 +89,12 @@ class ModeratorSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
-def csrf_token() -> str:
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(32)
-    token: str = session["csrf"]
-    return token
-
-
 @bp.app_context_processor
 def inject_csrf() -> dict[str, object]:
     return {"csrf_token": csrf_token}
 
 
-def _current_moderator() -> Moderator | None:
+def _current_login() -> LoginSession | None:
     token = session.get("sid")
     seen = session.get("seen")
     if not isinstance(token, str) or not isinstance(seen, int | float):
@@ -91,19 +103,21 @@ def _current_moderator() -> Moderator | None:
     moment = now()
     if moment.timestamp() - seen > config.session_idle_minutes * 60:
         return None
-    moderator = moderators.resolve_login_session(
+    login = moderators.resolve_login_session(
         get_session(), token, now=moment, max_age=dt.timedelta(hours=config.session_max_hours)
     )
-    if moderator is not None:
+    if login is not None:
         session["seen"] = int(moment.timestamp())
-    return moderator
+    return login
 
 
-def _back_to(target: str | None) -> str:
-    """Where to go after a form: a page of the queue, never another site."""
-    if target and target.startswith("/moderate") and "//" not in target and "\\" not in target:
-        return target
-    return url_for("moderate.queue")
+def must_enrol(login: LoginSession) -> bool:
+    """A password login of a moderator who must have a second factor and has proved none."""
+    return (
+        login.method is LoginMethod.PASSWORD
+        and login.second_factor_at is None
+        and second_factor.required_for(login.moderator, settings().effective_mfa_required)
+    )
 
 
 @bp.before_request
@@ -113,46 +127,59 @@ def guard() -> ResponseReturnValue | None:
         expected = session.get("csrf", "")
         if not (sent and expected and hmac.compare_digest(str(sent), str(expected))):
             abort(400, "The form has expired. Go back, reload the page and try again.")
-    g.moderator = _current_moderator()
+    g.login = _current_login()
+    g.moderator = g.login.moderator if g.login is not None else None
     if g.moderator is None and request.endpoint not in PUBLIC_ENDPOINTS:
         if request.method == "POST":
             abort(401)
         return redirect(url_for("moderate.login", next=request.full_path))
+    free = ENROLMENT_ENDPOINTS | PUBLIC_ENDPOINTS
+    if g.login is not None and request.endpoint not in free and must_enrol(g.login):
+        return redirect(url_for("moderate.mfa.overview"))
     return None
+
+
+def login_page(error: str | None, login_name: str) -> str:
+    return render_template(
+        "moderate/login.html",
+        error=error,
+        login_name=login_name,
+        sso_name=settings().oidc_provider_name if settings().sso_enabled else None,
+        passwords=not settings().oidc_only,
+    )
 
 
 @bp.get("/login")
 def login() -> str:
-    return render_template("moderate/login.html", error=None, login_name="")
+    return login_page(None, "")
 
 
 @bp.post("/login")
 @reads_first
 def do_login() -> ResponseReturnValue:
+    if settings().oidc_only:
+        raise NotFound("Password logins are off: sign in with your organisation's account.")
     login_name = request.form.get("login", "").strip()
     network = client_network(client_address())
     factory = current_app.extensions["moderation.sessionmaker"]
     close_session()  # the guard may have read (an old login): nothing may be held while hashing
+    password = request.form.get("password", "")
     try:
         # Its own short transactions: none is open while the password is hashed.
         moderator_id = moderators.log_in(
-            factory, hasher(), login_name, request.form.get("password", ""), network, now=now()
+            factory, hasher(), login_name, password, network, now=now()
         )
     except (InvalidCredentials, RateLimited) as error:
-        page = render_template("moderate/login.html", error=error.message, login_name=login_name)
+        page = login_page(error.message, login_name)
         headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else {}
         return page, error.status, headers
     db = get_session()
     become_writer(db)
     moderator = db.get_one(Moderator, moderator_id)
-    token = moderators.start_login_session(db, moderator, now=now())
-    db.commit()
-    # A new session on login: nothing from before the login survives, not even the CSRF token.
-    session.clear()
-    session["sid"] = token
-    session["seen"] = int(now().timestamp())
-    csrf_token()
-    return redirect(_back_to(request.args.get("next")), code=303)
+    if second_factor.has_second_factor(db, moderator):
+        db.commit()
+        return mfa.ask_second_step(moderator, request.args.get("next"))
+    return begin_login(moderator)
 
 
 @bp.post("/logout")
@@ -190,6 +217,40 @@ def account_save() -> ResponseReturnValue:
     return redirect(url_for("moderate.account"), code=303)
 
 
+@bp.get("/account/sessions")
+def sessions() -> str:
+    logins = moderators.list_login_sessions(get_session(), g.moderator)
+    return render_template(
+        "moderate/sessions.html",
+        owner=g.moderator,
+        logins=logins,
+        current=g.login.id,
+        describe=devices.describe,
+        end_url=lambda login_id: url_for("moderate.end_session", login_id=login_id),
+        end_all_url=url_for("moderate.end_sessions"),
+    )
+
+
+@bp.post("/account/sessions/<int:login_id>/end")
+def end_session(login_id: int) -> ResponseReturnValue:
+    db = get_session()
+    moderators.end_login_sessions(db, g.moderator, actor=_actor(), now=now(), only=login_id)
+    db.commit()
+    flash("Signed that session out.")
+    return redirect(url_for("moderate.sessions"), code=303)
+
+
+@bp.post("/account/sessions/end")
+def end_sessions() -> ResponseReturnValue:
+    """Sign out everywhere, this browser included."""
+    db = get_session()
+    moderators.end_login_sessions(db, g.moderator, actor=_actor(), now=now())
+    db.commit()
+    session.clear()
+    flash("You have signed out everywhere.")
+    return redirect(url_for("moderate.login"), code=303)
+
+
 SIGNAL_CHOICES = (
     ("honeypot", "Hidden field filled in"),
     ("time_trap", "Sent too fast or without a valid form token"),
@@ -201,19 +262,22 @@ SIGNAL_CHOICES = (
 )
 
 
-def _queue_filter() -> queues.QueueFilter:
-    raw = request.args.get("status", CommentStatus.PENDING.value)
+def _queue_filter(args: MultiDict[str, str] | None = None) -> queues.QueueFilter:
+    """The queue's filters from a query string (the request's own by default)."""
+    if args is None:
+        args = request.args
+    raw = args.get("status", CommentStatus.PENDING.value)
     try:
         status = None if raw == "all" else CommentStatus(raw)
     except ValueError:
         raise Malformed("Unknown status.") from None
     return queues.QueueFilter(
         status=status,
-        site=request.args.get("site") or None,
-        post=request.args.get("post") or None,
-        search=(request.args.get("q") or "").strip() or None,
-        newest_first=queues.newest_first(request.args.get("order")),
-        signal=queues.signal_filter(request.args.get("signal") or None),
+        site=args.get("site") or None,
+        post=args.get("post") or None,
+        search=(args.get("q") or "").strip() or None,
+        newest_first=queues.newest_first(args.get("order")),
+        signal=queues.signal_filter(args.get("signal") or None),
     )
 
 
@@ -258,6 +322,8 @@ def queue() -> str:
         bulk_actions=actions.BULK_ACTIONS,
         signal_choices=SIGNAL_CHOICES,
         now=now(),
+        back=request.full_path,
+        focus=request.args.get("focus"),
     )
 
 
@@ -271,28 +337,108 @@ def comment(comment_id: str) -> str:
     return render_template(
         "moderate/comment.html",
         c=found,
+        blog_replies=queues.blog_replies(db, found),
         holds_claim=holds,
         history=queues.author_history(db, g.moderator, [found]),
         now=now(),
     )
 
 
+def _wants_json() -> bool:
+    """The queue's script acts in place and asks for JSON; a plain form post gets a redirect."""
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def _then() -> str | None:
+    """The comment to go to after this one (the form names it), if it looks like an id."""
+    then = request.form.get("then") or ""
+    return then if COMMENT_ID.fullmatch(then) else None
+
+
+def _landing(target: str | None, focus: str | None) -> str:
+    """The queue page to return to, on the comment to work on next (focused there)."""
+    url = back_to(target)
+    parts = urlsplit(url)
+    if focus is None or parts.path != url_for("moderate.queue"):
+        return url
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "focus"]
+    query.append(("focus", focus))
+    return urlunsplit(("", "", parts.path, urlencode(query), f"queue-{focus}"))
+
+
+def _in_place(changed: Comment | None, message: str, error: ServiceError | None) -> Response:
+    """What the queue's script needs after an action: the message to announce, the comment's
+    card as it is now, the tab counts, and the undo form's target."""
+    db = get_session()
+    back = back_to(request.form.get("next"))
+    wanted = _queue_filter(MultiDict(parse_qsl(urlsplit(back).query)))
+    body: dict[str, object] = {
+        "message": message,
+        "counts": _count_labels(queues.status_counts(db, g.moderator, wanted)),
+    }
+    if changed is not None:
+        body["id"] = changed.public_id
+        body["status"] = changed.status.value
+        body["card"] = render_template(
+            "moderate/_queue_item.html",
+            c=changed,
+            history=queues.author_history(db, g.moderator, [changed]),
+            now=now(),
+            back=back,
+            then=_then(),
+            focus=None,
+            decided=wanted.status is not None and changed.status is not wanted.status,
+        )
+    undo_offer = session.get("undo")
+    if error is None and undo_offer and undo_offer.get("id") == body.get("id"):
+        body["undo"] = {
+            "action": url_for("moderate.undo", comment_id=undo_offer["id"]),
+            "until": int(undo_offer["until"]),
+        }
+    if error is not None:
+        body["error"] = {"code": error.code, "message": message, "fields": error.fields}
+    response = jsonify(body)
+    response.status_code = error.status if error is not None else 200
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _comment_or_none(public_id: str) -> Comment | None:
+    try:
+        return actions.get_comment_for(get_session(), g.moderator, public_id)
+    except NotFound:
+        return None
+
+
 def _act(comment_id: str, do: Callable[[], Comment], done: str) -> ResponseReturnValue:
     db = get_session()
+    changed: Comment | None = None
+    failure: ServiceError | None = None
     try:
         changed = do()
-    except AlreadyModerated as error:
-        db.rollback()
-        flash(error.message, "error")
     except ServiceError as error:
         db.rollback()
-        flash(" ".join([error.message, *error.fields.values()]), "error")
+        failure = error
+        message = error.message
+        if not isinstance(error, AlreadyModerated):
+            message = " ".join([error.message, *error.fields.values()])
     else:
         db.commit()
-        flash(done.format(name=changed.author_name, status=changed.status.value))
+        message = done.format(
+            name=changed.author_name, status=changed.status.value, reason=changed.reject_reason
+        )
         if changed.status is not CommentStatus.PENDING and changed.public_id == comment_id:
             session["undo"] = {"id": comment_id, "until": (now() + actions.UNDO_WINDOW).timestamp()}
-    return redirect(_back_to(request.form.get("next")), code=303)
+    if _wants_json():
+        if changed is None:
+            changed = _comment_or_none(str((request.view_args or {}).get("comment_id", "")))
+        return _in_place(changed, message, failure)
+    flash(message, "error" if failure else "message")
+    focus = _then() if failure is None else None
+    if focus is None and changed is not None:
+        focus = changed.public_id
+    return redirect(_landing(request.form.get("next"), focus), code=303)
 
 
 @bp.post("/comments/<comment_id>/<action>")
@@ -310,7 +456,9 @@ def act(comment_id: str, action: str) -> ResponseReturnValue:
             now=now(),
             reason=request.form.get("reason") or None,
         ),
-        "Comment by {name} marked {status}.",
+        "Comment by {name} rejected (reason: {reason})."
+        if action == "reject" and request.form.get("reason")
+        else "Comment by {name} marked {status}.",
     )
 
 
@@ -357,26 +505,37 @@ def reply(comment_id: str) -> ResponseReturnValue:
     )
 
 
+# What a bulk action did, for its confirmation ("2 comments approved").
+BULK_DONE = {
+    "approve": "approved",
+    "reject": "rejected",
+    "spam": "marked as spam",
+    "delete": "deleted",
+}
+
+
 @bp.post("/bulk")
 def bulk() -> ResponseReturnValue:
     db = get_session()
     ids = request.form.getlist("ids")
+    # The bar below the list sends its own choice of action.
+    below = request.form.get("bar") == "below"
+    action = request.form.get("action_below" if below else "action", "")
     if not ids:
         flash("Select at least one comment.", "error")
-        return redirect(_back_to(request.form.get("next")), code=303)
+        return redirect(back_to(request.form.get("next")), code=303)
     try:
-        result = actions.bulk(
-            db, g.moderator, ids, request.form.get("action", ""), actor=_actor(), now=now()
-        )
+        result = actions.bulk(db, g.moderator, ids, action, actor=_actor(), now=now())
     except ServiceError as error:
         db.rollback()
         flash(" ".join(error.fields.values()) or error.message, "error")
     else:
         db.commit()
-        flash(f"{len(result.done)} comment{'s' if len(result.done) != 1 else ''} updated.")
+        done = len(result.done)
+        flash(f"{done} comment{'s' if done != 1 else ''} {BULK_DONE[action]}.")
         if result.refused:
             flash(f"{len(result.refused)} had already been moderated and were left alone.", "error")
-    return redirect(_back_to(request.form.get("next")), code=303)
+    return redirect(back_to(request.form.get("next")), code=303)
 
 
 def _audit_filter() -> audit.AuditFilter:
@@ -414,5 +573,7 @@ def audit_log() -> ResponseReturnValue:
         wanted=wanted,
         sites=_sites_for(g.moderator),
         actions=COMMENT_ACTIONS,
+        describe=audit.describe_change,
+        action_label=audit.action_label,
         now=now(),
     )

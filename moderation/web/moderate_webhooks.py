@@ -56,6 +56,8 @@ def add() -> ResponseReturnValue:
             include_personal_data=request.form.get("include_personal_data") == "on",
             description=request.form.get("description", ""),
             allow_http=settings().webhook_allow_http,
+            fmt=request.form.get("format", "standard"),
+            public_url=settings().public_url,
             now=now(),
         )
     except ValidationFailed as error:

@@ -9,16 +9,23 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 
-from moderation import actions, comments, importing, moderators, sites
+from moderation import actions, comments, importing, moderators, second_factor, sites
 from moderation import queue as queues
-from moderation.comments import page_limit
+from moderation.comments import client_network, page_limit
 from moderation.db import begin_as_writer
-from moderation.errors import Malformed, Unauthorized, UnsupportedMediaType, ValidationFailed
+from moderation.errors import (
+    InvalidSecondFactor,
+    Malformed,
+    SecondFactorRequired,
+    Unauthorized,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from moderation.events import Actor, rfc3339
-from moderation.models import ApiToken, Comment, CommentStatus, Moderator, Site
+from moderation.models import ApiToken, Comment, CommentStatus, LoginSession, Moderator, Site
 from moderation.outbox.events import comment_data
-from moderation.web import webhooks_api
-from moderation.web.context import json_object, now, save_body, settings
+from moderation.web import devices, webhooks_api
+from moderation.web.context import client_address, json_object, now, save_body, settings
 from moderation.web.sessions import get_session
 
 bp = Blueprint("moderation_api", __name__, url_prefix="/api/v1/moderation")
@@ -291,6 +298,7 @@ def moderator_json(moderator: Moderator) -> dict[str, Any]:
         "login": moderator.login,
         "email": moderator.email,
         **moderators.moderator_settings(moderator),
+        "disabled": moderator.disabled,
     }
 
 
@@ -311,6 +319,9 @@ def update_moderator(login: str) -> Response:
     site_slugs = body.get("sites", [s.slug for s in target.sites])
     if not isinstance(site_slugs, list) or not all(isinstance(s, str) for s in site_slugs):
         raise ValidationFailed(fields={"sites": "Give a list of site slugs"})
+    disabled = body.get("disabled", target.disabled)
+    if not isinstance(disabled, bool):
+        raise ValidationFailed(fields={"disabled": "Give true or false"})
     moderators.update_moderator(
         get_session(),
         target,
@@ -319,9 +330,43 @@ def update_moderator(login: str) -> Response:
         actor=_actor(),
         now=now(),
     )
+    moderators.set_disabled(get_session(), target, disabled, actor=_actor(), now=now())
     data = moderator_json(target)
     get_session().commit()
     return jsonify(data)
+
+
+def session_json(login: LoginSession) -> dict[str, Any]:
+    return {
+        "id": login.id,
+        "device": devices.describe(login.user_agent),
+        "network": login.network,
+        "method": login.method.value,
+        "second_factor": login.second_factor_at is not None,
+        "created_at": rfc3339(login.created_at),
+        "last_seen_at": rfc3339(login.last_seen_at or login.created_at),
+    }
+
+
+@bp.get("/moderators/<login>/sessions")
+def list_moderator_sessions(login: str) -> Response:
+    """A moderator's web logins, the most recently seen first (admins only)."""
+    _admin()
+    target = moderators.get_moderator(get_session(), login)
+    logins = moderators.list_login_sessions(get_session(), target)
+    body = {"sessions": [session_json(s) for s in logins]}
+    get_session().commit()
+    return jsonify(body)
+
+
+@bp.post("/moderators/<login>/sessions/end")
+def end_moderator_sessions(login: str) -> Response:
+    """Sign a moderator out everywhere (admins only); audited. API tokens are not touched."""
+    _admin()
+    target = moderators.get_moderator(get_session(), login)
+    ended = moderators.end_login_sessions(get_session(), target, actor=_actor(), now=now())
+    get_session().commit()
+    return jsonify({"ended": ended})
 
 
 @bp.get("/me")
@@ -366,10 +411,38 @@ def list_tokens() -> Response:
     return jsonify(body)
 
 
+def _check_fresh_factor(code: object) -> None:
+    """Creating a token needs the creator's second factor, here a TOTP or recovery code in
+    ``second_factor`` (passkeys cannot answer through the API: use the web pages)."""
+    creator: Moderator = g.token.moderator
+    db = get_session()
+    if not second_factor.has_second_factor(db, creator):
+        if second_factor.required_for(creator, settings().effective_mfa_required):
+            raise SecondFactorRequired(
+                "Set up a second factor in the web pages before creating tokens."
+            )
+        return
+    if not isinstance(code, str) or not code:
+        raise SecondFactorRequired(
+            "Send a current code of your authenticator app (or a recovery code) as "
+            "second_factor, or create the token in the web pages."
+        )
+    second_factor.count_attempt(db, creator, client_network(client_address()), now=now())
+    db.commit()
+    begin_as_writer(db)
+    try:
+        second_factor.verify_code(db, creator, code, now=now())
+    except InvalidSecondFactor:
+        db.commit()
+        raise
+    second_factor.clear_attempts(db, creator)
+
+
 @bp.post("/tokens")
 def create_token() -> tuple[Response, int]:
     _admin()
     body = json_object()
+    _check_fresh_factor(body.get("second_factor"))
     owner = moderators.get_moderator(get_session(), _text(body, "moderator"))
     token, plain = moderators.create_api_token(
         get_session(), owner, _text(body, "name"), now=now(), actor=_actor()

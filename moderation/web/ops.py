@@ -117,6 +117,18 @@ def finish_request(response: Response) -> Response:
     return response
 
 
+# Signed mail links are capabilities: their tokens never reach a log.
+_TOKEN_PATH = re.compile(r"^(/mail/(?:confirm|act|unsubscribe)/)[^/]*")
+# The path is percent-decoded: a %0a would start a forged line in the text log.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def loggable_path(path: str) -> str:
+    """The path as logged: mail-link tokens redacted, control characters escaped (\\x0a)."""
+    path = _TOKEN_PATH.sub(r"\1[redacted]", path)
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m[0]):02x}", path)
+
+
 def log_request(
     json_lines: bool, method: str, path: str, status: int, seconds: float, request_id: str
 ) -> None:
@@ -126,7 +138,7 @@ def log_request(
     fields = {
         "request_id": request_id,
         "method": method,
-        "path": path,
+        "path": loggable_path(path),
         "status": status,
         "duration_ms": round(seconds * 1000, 1),
     }

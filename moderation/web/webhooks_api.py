@@ -32,6 +32,7 @@ def endpoint_json(endpoint: WebhookEndpoint) -> dict[str, Any]:
         "event_types": list(endpoint.event_types),
         "site": endpoint.site.slug if endpoint.site else None,
         "include_personal_data": endpoint.include_personal_data,
+        "format": endpoint.format.value,
         "enabled": endpoint.enabled,
         "disabled_reason": endpoint.disabled_reason,
         "disabled_at": _time(endpoint.disabled_at),
@@ -117,6 +118,8 @@ def create_endpoint() -> Response:
         include_personal_data=bool(_bool(data, "include_personal_data")),
         description=_str(data, "description") or "",
         allow_http=settings().webhook_allow_http,
+        fmt=_str(data, "format") or "standard",
+        public_url=settings().public_url,
         now=now(),
     )
     body = {**endpoint_json(endpoint), "secret": endpoint.secret}
@@ -143,9 +146,17 @@ def update_endpoint(endpoint_id: str) -> Response:
         description=_str(data, "description"),
         include_personal_data=_bool(data, "include_personal_data"),
         enabled=_bool(data, "enabled"),
+        format=_str(data, "format"),
     )
     allow_http = settings().webhook_allow_http
-    endpoints.update_endpoint(session, endpoint, changes, allow_http=allow_http, now=now())
+    endpoints.update_endpoint(
+        session,
+        endpoint,
+        changes,
+        allow_http=allow_http,
+        now=now(),
+        public_url=settings().public_url,
+    )
     body = endpoint_json(endpoint)
     session.commit()
     return jsonify(body)

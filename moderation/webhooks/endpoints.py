@@ -19,6 +19,7 @@ from moderation.models import (
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
+    WebhookFormat,
 )
 from moderation.outbox.events import SUBSCRIBABLE, EventType
 from moderation.webhooks.signing import generate_secret
@@ -54,6 +55,30 @@ def check_event_types(event_types: Sequence[str]) -> list[str]:
     return sorted(set(event_types))
 
 
+def check_format(value: str, *, public_url: str, include_personal_data: bool) -> WebhookFormat:
+    """A chat format (Slack, Teams) links to the queue, so the service must know its own public
+    address; and a chat channel never gets personal data."""
+    try:
+        fmt = WebhookFormat(value)
+    except ValueError:
+        raise ValidationFailed(fields={"format": "Choose standard, slack or teams."}) from None
+    if fmt is not WebhookFormat.STANDARD:
+        if include_personal_data:
+            raise ValidationFailed(
+                fields={
+                    "include_personal_data": "Slack and Teams messages never carry personal data."
+                }
+            )
+        if not public_url:
+            raise ValidationFailed(
+                fields={
+                    "format": "Slack and Teams messages link to the queue, and this server's public"
+                    " address is not set up yet (see the webhooks documentation)."
+                }
+            )
+    return fmt
+
+
 @dataclasses.dataclass(frozen=True)
 class EndpointChanges:
     """What an administrator changes of an endpoint; None leaves a field as it is."""
@@ -63,6 +88,8 @@ class EndpointChanges:
     description: str | None = None
     include_personal_data: bool | None = None
     enabled: bool | None = None
+    # standard, slack or teams (checked by check_format)
+    format: str | None = None
 
 
 def update_endpoint(
@@ -72,9 +99,18 @@ def update_endpoint(
     *,
     allow_http: bool,
     now: dt.datetime,
+    public_url: str = "",
 ) -> WebhookEndpoint:
     """Apply ``changes``, each checked as on creation; enabling or disabling goes through
     :func:`set_enabled`."""
+    if changes.format is not None or changes.include_personal_data:
+        endpoint.format = check_format(
+            changes.format or endpoint.format.value,
+            public_url=public_url,
+            include_personal_data=bool(
+                changes.include_personal_data or endpoint.include_personal_data
+            ),
+        )
     if changes.url is not None:
         endpoint.url = check_endpoint_url(changes.url, allow_http=allow_http)
     if changes.event_types is not None:
@@ -97,9 +133,13 @@ def create_endpoint(
     include_personal_data: bool = False,
     description: str = "",
     allow_http: bool = False,
+    fmt: str = WebhookFormat.STANDARD.value,
+    public_url: str = "",
     now: dt.datetime,
 ) -> WebhookEndpoint:
-    """Add an enabled endpoint with a new secret; an empty ``event_types`` means every type."""
+    """Add an enabled endpoint with a new secret; an empty ``event_types`` means every type.
+    ``fmt`` is its format (standard, slack, teams); ``public_url`` the service's own address,
+    which chat formats need for their link to the queue."""
     site_id = None
     if site_slug:
         site = session.scalar(select(Site).where(Site.slug == site_slug))
@@ -108,6 +148,9 @@ def create_endpoint(
         site_id = site.id
     endpoint = WebhookEndpoint(
         url=check_endpoint_url(url, allow_http=allow_http),
+        format=check_format(
+            fmt, public_url=public_url, include_personal_data=include_personal_data
+        ),
         event_types=check_event_types(event_types),
         site_id=site_id,
         include_personal_data=include_personal_data,
