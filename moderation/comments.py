@@ -194,6 +194,7 @@ def submit_comment(
     parent = _reply_parent(session, post, submission.parent_id) if submission.parent_id else None
     status, signals = CommentStatus.PENDING, []
     verdict = Verdict.ACCEPT
+    spam_score: float | None = None
     if pipeline is not None:
         candidate = Candidate(
             site=site,
@@ -210,6 +211,7 @@ def submit_comment(
             metrics.SUBMISSIONS.labels(Verdict.REJECT.value).inc()  # nothing will be committed
             raise
         verdict, signals = outcome.verdict, outcome.signals_json()
+        spam_score = outcome.spam_score
         if outcome.verdict is Verdict.SPAM:
             status = CommentStatus.SPAM
     if (
@@ -249,6 +251,10 @@ def submit_comment(
         notify_decision=submission.notify,
         notify_replies=submission.notify_replies,
         lang=submission.lang,
+        verdict=verdict.value if pipeline is not None else None,
+        spam_score=spam_score,
+        learned=None,
+        learned_tokens=None,
     )
     if status is CommentStatus.UNCONFIRMED:
         # Nothing is announced until the author confirms (verification.confirm_comment).
@@ -256,6 +262,7 @@ def submit_comment(
         return comment
     record_event(session, "comment.submitted", comment, now=now)
     metrics.count_submission(session, verdict.value)
+    metrics.count_verdicts(session, site.slug, signals)
     if status is CommentStatus.PENDING:
         outbox.queue_held(session, comment, now=now)
     return comment
