@@ -85,7 +85,7 @@ def _transition(
     route here: approved teaches legitimate, spam teaches spam, back to pending unlearns
     (``teach`` False: an automatic decision, which teaches nothing).
     """
-    before = comment.status
+    before, decided_by = comment.status, comment.moderated_by_id
     changed = session.execute(
         update(Comment)
         .where(Comment.id == comment.id, Comment.status.in_(list(applies_to)))
@@ -100,14 +100,14 @@ def _transition(
     _bump_thread(session, comment)
     session.refresh(comment)
     if "status" in values:
-        _follow_decision(session, comment, before, teach=teach)
+        filed_by_filter = before is S.SPAM and decided_by is None and comment.verdict == "spam"
+        _follow_decision(session, comment, filed_by_filter, teach=teach)
 
 
 def _follow_decision(
-    session: Session, comment: Comment, before: CommentStatus, *, teach: bool
+    session: Session, comment: Comment, filed_by_filter: bool, *, teach: bool
 ) -> None:
     """Teach the spam model and count the moderators' overturns of the filter."""
-    filed_by_filter = before is S.SPAM and not comment.learned and comment.verdict == "spam"
     if filed_by_filter and comment.status in (S.APPROVED, S.PENDING):
         metrics.count_overturn(session, comment.post.site.slug, "rescued")
     if teach and comment.status is S.SPAM and comment.verdict == "accept":

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, make_transient_to_detached
 from sqlalchemy.sql.dml import ReturningInsert
 
-from moderation import metrics, verification
+from moderation import learning, metrics, verification
 from moderation.db import begin_writing
 from moderation.errors import (
     Malformed,
@@ -260,6 +260,9 @@ def submit_comment(
         # Nothing is announced until the author confirms (verification.confirm_comment).
         outbox.queue_confirmation(session, comment, now=now)
         return comment
+    if status is CommentStatus.SPAM:
+        # Filed with no moderator: learned as spam until a moderator rescues it (which unlearns).
+        learning.follow_decision(session, comment)
     record_event(session, "comment.submitted", comment, now=now)
     metrics.count_submission(session, verdict.value)
     metrics.count_verdicts(session, site.slug, signals)

@@ -252,6 +252,24 @@ def follow_decision(session: Session, comment: Comment, *, teach: bool = True) -
     comment.learned_tokens = learned
 
 
+def apply_lesson(session: Session, comment: Comment) -> None:
+    """Add what the comment's recorded lesson taught (an imported decision)."""
+    if comment.learned:
+        _change(
+            session,
+            comment.post.site_id,
+            comment.learned_tokens or [],
+            Lesson(comment.learned),
+            +1,
+        )
+
+
+def add_counts(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Add token counts as they are (an imported model)."""
+    for start in range(0, len(rows), 500):
+        _upsert(session, rows[start : start + 500])
+
+
 def forget_comments(session: Session, comments: Iterable[Comment]) -> int:
     """Unlearn what these comments taught (before their author's data is erased)."""
     forgotten = 0
@@ -343,8 +361,7 @@ def token_probability(spam: float, ham: float, spam_docs: float, ham_docs: float
 
 
 def score(session: Session, site_id: int | None, tokens_: Sequence[str]) -> Score:
-    """Score tokens with the site's model refining the installation's: their counts are added,
-    so the site's own decisions weigh twice and other sites' once."""
+    """Score tokens with the site's model refining the installation's (their counts averaged)."""
     dialect = session.get_bind().dialect.name
     wanted = [DOCUMENTS, *tokens_]
     rows = session.execute(
@@ -366,12 +383,15 @@ def score(session: Session, site_id: int | None, tokens_: Sequence[str]) -> Scor
             continue
         before = counts.get(token, (0, 0))
         counts[token] = (before[0] + spam, before[1] + ham)
-    spam_docs = site_documents[0] + installation_documents[0]
-    ham_docs = site_documents[1] + installation_documents[1]
+    # The mean of the two scopes' counts: the site's own decisions weigh as much as every
+    # site's together (the installation's include the site's, so theirs count 1.5 times).
+    share = 0.5 if site_id else 1.0
+    spam_docs = share * (site_documents[0] + installation_documents[0])
+    ham_docs = share * (site_documents[1] + installation_documents[1])
     evidence: list[Evidence] = []
     if spam_docs and ham_docs:
         for token, (spam, ham) in counts.items():
-            p = token_probability(spam, ham, spam_docs, ham_docs)
+            p = token_probability(share * spam, share * ham, spam_docs, ham_docs)
             if abs(p - 0.5) >= MIN_DEVIATION:
                 evidence.append(Evidence(token, p))
     evidence.sort(key=lambda e: abs(e.probability - 0.5), reverse=True)
@@ -398,3 +418,79 @@ def decisions_learned(session: Session, site_id: int) -> int:
         )
     ).first()
     return (row[0] + row[1]) if row is not None else 0
+
+
+def installation_decisions(session: Session) -> int:
+    return decisions_learned(session, INSTALLATION)
+
+
+def rebuild(session: Session, site_id: int) -> dict[str, int]:
+    """Forget the site's model and learn again from its decided comments (approved: legitimate,
+    spam: spam). The installation's counts lose the site's old lessons and gain the new ones.
+    Returns how many comments taught each lesson."""
+    from moderation.models import Post
+
+    decided = (
+        select(Comment)
+        .join(Post, Comment.post_id == Post.id)
+        .where(
+            Post.site_id == site_id,
+            Comment.status.in_([CommentStatus.APPROVED, CommentStatus.SPAM]),
+            Comment.official.is_(False),
+        )
+        .order_by(Comment.id)
+    )
+    # The installation's counts lose what this site's comments taught before.
+    for comment in session.scalars(
+        select(Comment)
+        .join(Post, Comment.post_id == Post.id)
+        .where(Post.site_id == site_id, Comment.learned.is_not(None))
+    ):
+        _upsert(
+            session,
+            [
+                {"scope": INSTALLATION, "token": token, **_step(Lesson(str(comment.learned)), -1)}
+                for token in [DOCUMENTS, *(comment.learned_tokens or [])]
+            ],
+        )
+    session.execute(delete(SpamToken).where(SpamToken.scope == site_id))
+    session.execute(
+        delete(SpamToken).where(
+            SpamToken.scope == INSTALLATION, SpamToken.spam <= 0, SpamToken.ham <= 0
+        )
+    )
+    taught = {Lesson.SPAM.value: 0, Lesson.LEGITIMATE.value: 0}
+    for comment in session.scalars(decided.execution_options(yield_per=500)):
+        lesson = Lesson.SPAM if comment.status is CommentStatus.SPAM else Lesson.LEGITIMATE
+        learned = comment_tokens(comment)
+        _change(session, site_id, learned, lesson, +1)
+        session.execute(
+            update(Comment)
+            .where(Comment.id == comment.id)
+            .values(learned=lesson.value, learned_tokens=learned)
+            .execution_options(synchronize_session=False)
+        )
+        taught[lesson.value] += 1
+    return taught
+
+
+def _step(lesson: Lesson, step: int) -> dict[str, int]:
+    return {"spam": step, "ham": 0} if lesson is Lesson.SPAM else {"spam": 0, "ham": step}
+
+
+def strongest_tokens(session: Session, site_id: int, limit: int = 10) -> list[tuple[str, float]]:
+    """The site's tokens most telling of spam (seen in at least 3 decisions), for reports."""
+    spam_docs, ham_docs = 0, 0
+    row = session.get(SpamToken, (site_id, DOCUMENTS))
+    if row is not None:
+        spam_docs, ham_docs = row.spam, row.ham
+    rows = session.execute(
+        select(SpamToken.token, SpamToken.spam, SpamToken.ham).where(
+            SpamToken.scope == site_id,
+            SpamToken.token != DOCUMENTS,
+            SpamToken.spam + SpamToken.ham >= 3,
+        )
+    ).all()
+    scored = [(t, token_probability(s, h, spam_docs, ham_docs)) for t, s, h in rows]
+    scored.sort(key=lambda item: item[1], reverse=True)
+    return scored[:limit]

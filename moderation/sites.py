@@ -34,6 +34,7 @@ EDITABLE = (
     "spam_terms",
     "verify_email",
     "notify_emails",
+    "spam_threshold",
 )
 VERIFY_NEEDS_MAIL = (
     "Email verification sends mail, and mail is off: set MODERATION_SMTP_HOST, "
@@ -206,6 +207,12 @@ def update_site(
                 errors["reject_reasons"] = "Give a list of reasons of up to 500 characters each"
             else:
                 values["reject_reasons"] = [r.strip() for r in raw if r.strip()]
+        elif name == "spam_threshold":
+            number = raw if isinstance(raw, int | float) and not isinstance(raw, bool) else -1
+            if not 0.5 <= number <= 1:
+                errors[name] = "Give a spam score from 0.5 to 1 (1: never file as spam)"
+            else:
+                values[name] = float(number)
         elif name in ("hold_terms", "spam_terms"):
             if not isinstance(raw, list) or not all(
                 isinstance(t, str) and len(t) <= 200 for t in raw
@@ -247,6 +254,11 @@ class SiteForm:
                 changes[name] = [line.strip() for line in raw.splitlines() if line.strip()]
             elif name in ("link_limit", "close_after_days"):
                 changes[name] = int(value) if value.isdigit() else (value or None)
+            elif name == "spam_threshold":
+                try:
+                    changes[name] = float(value)
+                except ValueError:
+                    changes[name] = value
             elif name in ("erasure_keeps_text", "verify_email"):
                 changes[name] = {"true": True, "false": False}.get(value, value)
             elif name in EDITABLE:

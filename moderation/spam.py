@@ -65,6 +65,8 @@ class Signal:
     field: str | None = None
     # The learned check's spam score (0 to 1), kept even when it does not fire.
     score: float | None = None
+    # Checks whose spam verdict this signal turns into a hold (it vouches for the comment).
+    overrules: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -128,18 +130,30 @@ class Pipeline:
     def run(self, session: Session, candidate: Candidate) -> Outcome:
         fired: list[Signal] = []
         spam_score = None
+        overruled: set[str] = set()
         for check in self.checks:
             signal = check(session, candidate)
             if signal is not None and signal.score is not None:
                 spam_score = signal.score
+            if signal is not None:
+                overruled.update(signal.overrules)
             if signal is None or signal.verdict is Verdict.ACCEPT:
                 continue
             fired.append(signal)
             if signal.verdict is Verdict.REJECT:
                 field = signal.field or "body"
                 raise ValidationFailed(fields={field: signal.reason})
+        if overruled:
+            fired = [_overrule(s) if s.check in overruled else s for s in fired]
         verdict = max((s.verdict for s in fired), key=lambda v: v.rank, default=Verdict.ACCEPT)
         return Outcome(verdict, tuple(fired), spam_score)
+
+
+def _overrule(signal: Signal) -> Signal:
+    if signal.verdict is not Verdict.SPAM:
+        return signal
+    reason = f"{signal.reason} (held, not filed: the learned check finds it legitimate)"
+    return dataclasses.replace(signal, verdict=Verdict.HOLD, reason=reason)
 
 
 # The name of every check, as stored in signals and used by the queue's filter.
@@ -537,6 +551,9 @@ def disposable_domains() -> set[str]:
 LIKELY_SPAM = "likely spam"
 # A score at or above this (more spam than legitimate evidence) holds a comment as likely spam.
 HOLD_SCORE = 0.5
+# Below HOLD_SCORE a confident model vouches for a comment: a heuristic about its text alone (an
+# exact repeat, which popular posts get from different people) then holds it rather than files it.
+OVERRULES = ("duplicate",)
 _SHOWN_EVIDENCE = 3
 _LENGTHS = {"1-3": "1 to 3 words", "4-10": "4 to 10 words", "11-30": "11 to 30 words"}
 _DESCRIPTIONS = {
@@ -615,7 +632,8 @@ class ClassifierCheck:
         )
         result = learning.score(session, candidate.site.id, tokens)
         value = result.score
-        if value >= candidate.site.spam_threshold and result.confident:
+        threshold = candidate.site.spam_threshold
+        if value >= threshold and threshold < 1 and result.confident:
             reason = f"spam ({value:.2f}): {explain(result, candidate, spam=True)}"
             return Signal(self.name, Verdict.SPAM, reason, score=value)
         if value >= HOLD_SCORE and result.evidence:
@@ -623,7 +641,8 @@ class ClassifierCheck:
             if not result.confident:
                 reason += f"; still learning ({result.site_decisions} decisions so far)"
             return Signal(self.name, Verdict.HOLD, reason, score=value)
-        return Signal(self.name, Verdict.ACCEPT, "", score=value)
+        vouch = OVERRULES if value < HOLD_SCORE and result.confident else ()
+        return Signal(self.name, Verdict.ACCEPT, "", score=value, overrules=vouch)
 
 
 def default_pipeline(
