@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
 
-.PHONY: install run test test-pg lint format bench soak clean
+.PHONY: install run test test-fast test-pg lint format bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ test: install
 		echo "--- again on $$MODERATION_TEST_DATABASE_URL"; \
 		$(BIN)/python -m pytest; \
 	fi
+
+## test-fast: the in-process tiers on SQLite, for day-to-day work (no browser, no separate
+## processes, no races, faults, load, benchmarks or packaging: make test runs those too)
+SLOW_TIERS := browser or subprocess or concurrency or faults or load or bench or packaging
+test-fast: $(STAMP)
+	MODERATION_TEST_DATABASE_URL= $(BIN)/python -m pytest -m "not ($(SLOW_TIERS))"
 
 ## test-pg: the suite on the local PostgreSQL only
 test-pg: install

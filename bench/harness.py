@@ -39,7 +39,7 @@ from bench.http import (
     wrk_version,
 )
 from moderation.config import load_settings
-from moderation.db import begin_write
+from moderation.db import begin_as_writer
 from moderation.models import Comment, CommentStatus, Moderator, Post, Role, utcnow
 from moderation.moderators import create_api_token, create_moderator, password_hasher
 from moderation.sites import create_site
@@ -126,7 +126,7 @@ class Seeded:
         """Bulk-insert pending comments (q<n>, across the queue posts) until ``pending`` wait."""
         now = utcnow()
         with Session(self.engine) as session:
-            begin_write(session)  # the count and the inserts under one SQLite write lock
+            begin_as_writer(session)  # the count and the inserts under one SQLite write lock
             waiting = session.scalar(
                 select(func.count()).where(Comment.status == CommentStatus.PENDING)
             )

@@ -6,7 +6,7 @@ import multiprocessing
 import os
 from typing import Any
 
-wsgi_app = "moderation:create_app()"
+wsgi_app = "moderation.app:create_app()"
 bind = os.environ.get("MODERATION_BIND", "127.0.0.1:8000")
 # Requests are short and mostly wait on the database: a few threads per process.
 workers = int(os.environ.get("MODERATION_WORKERS", multiprocessing.cpu_count() * 2))

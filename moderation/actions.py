@@ -17,9 +17,10 @@ from sqlalchemy.orm import Session
 
 from moderation import learning, metrics
 from moderation.errors import AlreadyModerated, NotFound, ValidationFailed
-from moderation.events import Actor, record_audit, record_event
+from moderation.events import Actor, record_audit
 from moderation.mail import outbox
 from moderation.models import Comment, CommentStatus, Moderator, Post
+from moderation.outbox.events import record_event
 from moderation.sanitising import normalise_text, render_comment
 from moderation.validation import MAX_BODY
 

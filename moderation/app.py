@@ -12,10 +12,11 @@ from sqlalchemy.orm import sessionmaker
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from moderation.config import Settings, load_settings
-from moderation.db import close_session, commit_counter, make_engine
+from moderation.db import commit_counter, make_engine
 from moderation.mail import MAIL_ENABLED
 from moderation.moderators import password_hasher
 from moderation.publishing import ThreadHeads
+from moderation.web.sessions import close_session
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 

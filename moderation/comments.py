@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, contains_eager, make_transient_to_detached
 from sqlalchemy.sql.dml import ReturningInsert
 
 from moderation import learning, metrics, verification
-from moderation.db import begin_writing
+from moderation.db import become_writer
 from moderation.errors import (
     Malformed,
     NotFound,
@@ -30,9 +30,9 @@ from moderation.errors import (
     ThreadClosed,
     ValidationFailed,
 )
-from moderation.events import record_event
 from moderation.mail import outbox
 from moderation.models import Comment, CommentStatus, Post, Site, new_public_id
+from moderation.outbox.events import record_event
 from moderation.sanitising import render_comment
 from moderation.spam import Candidate, Evidence, Pipeline, Verdict
 from moderation.validation import CommentSubmission
@@ -182,7 +182,7 @@ def submit_comment(
     With the app's ``secret`` (which keys verified addresses), a site that verifies email keeps
     the comment unconfirmed and mails its author a confirmation link instead.
     """
-    # Everything is read and checked first; the writes come last, together (see begin_writing).
+    # Everything is read and checked first; the writes come last, together (see become_writer).
     post = session.scalar(_post_with_site(), {"slug": site_slug, "key": submission.post})
     site = post.site if post is not None else get_site(session, site_slug)
     if origin is not None and not origin_allowed(site, origin):
@@ -221,7 +221,7 @@ def submit_comment(
     ):
         status = CommentStatus.UNCONFIRMED
     body_html = render_comment(submission.body)
-    begin_writing(session)
+    become_writer(session)
     if post not in session:
         post = _create_post(session, post)
     elif submission.post_title and not post.title:

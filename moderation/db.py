@@ -1,5 +1,5 @@
-"""Database wiring: the engine (with SQLite made safe for concurrent writers) and one session per
-Flask app context.
+"""Database wiring: the engine (with SQLite made safe for concurrent writers) and write
+transactions. The request-scoped session lives in ``moderation.web.sessions``.
 
 SQLite runs in WAL mode with a busy timeout and foreign keys on, and the driver's own transaction
 handling is replaced so that a write transaction starts with ``BEGIN IMMEDIATE``: a deferred BEGIN
@@ -9,30 +9,23 @@ waiting for the busy timeout.
 
 from __future__ import annotations
 
-import functools
-import logging
 import os
 import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
-from flask import current_app, g, request
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
-
-log = logging.getLogger(__name__)
-P = ParamSpec("P")
-R = TypeVar("R")
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
 
 WRITE_OPTION = "moderation_write"
 _WRITER = "moderation.sqlite_writer"  # connection.info: the transaction began with BEGIN IMMEDIATE
 _CHANGES = "moderation.sqlite_changes"  # connection.info: total_changes when it began
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 WRITE_LOCK_POLL_SECONDS = 0.0003
 # A PostgreSQL server that accepts connections but never answers must not hold a request (and a
@@ -109,7 +102,7 @@ def _make_sqlite_safe(engine: Engine) -> None:
             _begin_immediate(connection)
         else:
             connection.exec_driver_sql("BEGIN")
-        # For begin_writing: how this transaction began, and the changes made before it.
+        # For become_writer: how this transaction began, and the changes made before it.
         connection.info[_WRITER] = immediate
         connection.info[_CHANGES] = connection.connection.dbapi_connection.total_changes
 
@@ -179,7 +172,7 @@ def commit_counter(engine: Engine) -> CommitCounter | None:
     return CommitCounter(os.path.abspath(database))
 
 
-def begin_write(session: Session) -> None:
+def begin_as_writer(session: Session) -> None:
     """Mark the session's next transaction as a writer (``BEGIN IMMEDIATE`` on SQLite).
 
     Only effective before the session has begun its transaction; a no-op on PostgreSQL.
@@ -188,7 +181,18 @@ def begin_write(session: Session) -> None:
         session.connection(execution_options={WRITE_OPTION: True})
 
 
-def begin_writing(session: Session) -> None:
+@contextmanager
+def write_transaction(session_factory: Callable[[], Session]) -> Iterator[Session]:
+    """A new session in a write transaction (``BEGIN IMMEDIATE`` on SQLite), committed when the
+    block ends, rolled back if it raises; closed either way. For work outside a request: the
+    workers' short transactions and the CLI's commands."""
+    with session_factory() as session:
+        begin_as_writer(session)
+        yield session
+        session.commit()
+
+
+def become_writer(session: Session) -> None:
     """Take the write lock for the rest of the session's transaction, which has only read so far.
 
     A request that reads and checks for long and then writes a little (a submission) holds
@@ -200,7 +204,7 @@ def begin_writing(session: Session) -> None:
     has written, or inside a SAVEPOINT (the tests' outer transaction).
     """
     if not session.in_transaction():
-        begin_write(session)
+        begin_as_writer(session)
         return
     connection = session.connection()
     if (
@@ -214,53 +218,3 @@ def begin_writing(session: Session) -> None:
     connection.exec_driver_sql("COMMIT")
     _begin_immediate(connection)
     connection.info[_WRITER] = True
-
-
-def reads_first(view: Callable[P, R]) -> Callable[P, R]:
-    """Mark a write view whose session starts as a reader: it calls :func:`begin_writing`
-    (through the service) when its checks are done."""
-
-    @functools.wraps(view)
-    def marked(*args: P.args, **kwargs: P.kwargs) -> R:
-        g.db_reads_first = True
-        return view(*args, **kwargs)
-
-    return marked
-
-
-def get_session() -> Session:
-    """The session of the current app context, created on first use.
-
-    A request with an unsafe method (POST, ...) gets a write transaction, so that its reads and
-    writes happen under one SQLite write lock; a view marked :func:`reads_first` takes the lock
-    later, with :func:`begin_writing`.
-    """
-    if "db_session" not in g:
-        factory: sessionmaker[Session] = current_app.extensions["moderation.sessionmaker"]
-        session = factory()
-        g.db_session = session
-        from flask import has_request_context
-
-        if (
-            has_request_context()
-            and request.method not in SAFE_METHODS
-            and not g.get("db_reads_first")
-        ):
-            begin_write(session)
-    result: Session = g.db_session
-    return result
-
-
-def close_session(_exc: BaseException | None = None) -> None:
-    """Close the app context's session (rolling back what it did not commit), if it has one.
-
-    The rollback of a connection the database dropped fails; the connection is discarded then,
-    and the next request draws a fresh one.
-    """
-    session: Session | None = g.pop("db_session", None)
-    if session is not None:
-        try:
-            session.close()
-        except SQLAlchemyError as error:
-            log.warning("discarding a broken database connection (%s)", type(error).__name__)
-            session.invalidate()

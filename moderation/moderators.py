@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from moderation.comments import MAX_ID
-from moderation.db import begin_writing
+from moderation.db import become_writer
 from moderation.errors import (
     InvalidCredentials,
     NotFound,
@@ -255,7 +255,7 @@ def authenticate_token(session: Session, plain: str, *, now: dt.datetime) -> Api
     if token is None or token.revoked_at is not None:
         raise Unauthorized("The API token is not valid.")
     if token.last_used_at is None or now - token.last_used_at >= TOKEN_USE_RESOLUTION:
-        begin_writing(session)
+        become_writer(session)
         token.last_used_at = now
     return token
 

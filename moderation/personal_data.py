@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from moderation import learning, verification
 from moderation.config import Settings
-from moderation.db import begin_write
+from moderation.db import write_transaction
 from moderation.errors import ValidationFailed
-from moderation.events import Actor, comment_data, record_audit, record_event, rfc3339
+from moderation.events import Actor, record_audit, rfc3339
 from moderation.models import (
     AuditEvent,
     Comment,
@@ -38,6 +38,7 @@ from moderation.models import (
     WebhookAttempt,
     WebhookDelivery,
 )
+from moderation.outbox.events import comment_data, record_event
 from moderation.sanitising import render_comment
 
 ERASED_NAME = "Name removed"
@@ -262,8 +263,7 @@ def purge_if_due(
     with session_factory() as session:
         if session.get(MaintenanceRun, (PURGE_TASK, day)) is not None:
             return None
-    with session_factory() as session:
-        begin_write(session)
+    with write_transaction(session_factory) as session:
         session.add(MaintenanceRun(task=PURGE_TASK, day=day, ran_at=now))
         try:
             session.flush()
@@ -271,7 +271,6 @@ def purge_if_due(
             session.rollback()
             return None
         report = purge_expired(session, Retention.from_settings(settings), now=now)
-        session.commit()
     logger.info(
         "retention: cleared client data from %d comments, deleted %d rejected or spam comments"
         " and %d never confirmed",

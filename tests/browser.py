@@ -54,7 +54,7 @@ def require_browser() -> None:
 
 
 def live_server(tmp: Path, **overrides: object) -> Iterator[LiveServer]:
-    from tests.conftest import settings_for_tests
+    from tests.helpers import settings_for_tests
 
     settings = settings_for_tests(database_url=f"sqlite:///{tmp / 'live.db'}", **overrides)
     app = create_app(settings)

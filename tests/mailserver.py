@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from moderation.config import Settings
 from moderation.mail import MAIL_ENABLED
-from moderation.mail.sending import send_due_mail
 from moderation.models import Comment
-from tests.conftest import TEST_SECRET, comment_json, settings_for_tests
+from moderation.outbox.mail import send_due_mail
+from tests.helpers import TEST_SECRET, comment_json, settings_for_tests
 
 PUBLIC = "https://comments.example.org"
 FROM = "Comments <comments@example.org>"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_SECRET
+from tests.helpers import TEST_SECRET
 
 
 def free_port() -> int:

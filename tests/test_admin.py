@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moderation.models import ApiToken, AuditEvent, ModerationPolicy, Moderator, Role, Site
-from tests.conftest import csrf_from, json_of, login, make_moderator, make_site, make_token
+from tests.helpers import csrf_from, json_of, login, make_moderator, make_site, make_token
 
 
 def form(client: FlaskClient, page: str, path: str, **data: str | list[str]) -> str:

@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy.orm import Session
 
 from moderation import create_app, schema
-from tests.conftest import make_moderator, make_site, make_token, settings_for_tests
+from tests.helpers import make_moderator, make_site, make_token, settings_for_tests
 
 _folder = Path(tempfile.mkdtemp(prefix="moderation-fuzz-"))
 atexit.register(shutil.rmtree, _folder, ignore_errors=True)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench import harness
+
+pytestmark = pytest.mark.bench
 
 COLUMNS = [
     "scenario", "connections", "requests/s", "p50 ms", "p99 ms", "trivial app requests/s",

@@ -24,7 +24,7 @@ from tests.browser import (
     require_browser,
     serving,
 )
-from tests.conftest import make_moderator
+from tests.helpers import make_moderator
 
 pytestmark = pytest.mark.browser
 

@@ -21,7 +21,7 @@ from tests.browser import (
     live_server,
     require_browser,
 )
-from tests.conftest import PASSWORD, TEST_SECRET, make_moderator, make_site
+from tests.helpers import PASSWORD, TEST_SECRET, make_moderator, make_site
 
 pytestmark = pytest.mark.browser
 

@@ -44,7 +44,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from moderation.sites import create_site
 from tests.browser import LiveServer, live_server, require_browser, serving
-from tests.conftest import PASSWORD, csrf_from, make_moderator, make_token
+from tests.helpers import PASSWORD, csrf_from, make_moderator, make_token
 from tests.xss_corpus import Payload, counts, payloads
 
 pytestmark = [

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,30 +10,14 @@ from sqlalchemy import select
 from moderation import create_app
 from moderation.config import ConfigError, load_settings
 from moderation.models import AuditEvent
-from tests.conftest import TEST_SECRET
+from tests.helpers import TEST_SECRET, run_process
 
-MODERATION = str(Path(sys.executable).with_name("moderation"))
-
-
-def run(
-    tmp_path: Path, *args: str, stdin: str = "", env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MODERATION_")}
-    base.update(
-        MODERATION_ENV="testing",
-        MODERATION_SECRET_KEY=TEST_SECRET,
-        MODERATION_FAST_PASSWORD_HASHING="true",
-        MODERATION_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}",
-    )
-    base.update(env or {})
-    return subprocess.run(
-        [MODERATION, *args], input=stdin, capture_output=True, text=True, env=base, timeout=60
-    )
+pytestmark = pytest.mark.subprocess
 
 
 def test_an_operator_sets_up_a_site_a_moderator_and_a_token(tmp_path: Path) -> None:
-    assert run(tmp_path, "db", "upgrade").returncode == 0
-    added = run(
+    assert run_process(tmp_path, "db", "upgrade").returncode == 0
+    added = run_process(
         tmp_path,
         "site", "add", "luac", "--name", "Levelling Up Advisory Council",
         "--origin", "https://levellingupadvisorycouncil.blog.gov.uk/",
@@ -47,7 +28,7 @@ def test_an_operator_sets_up_a_site_a_moderator_and_a_token(tmp_path: Path) -> N
         "https://levellingupadvisorycouncil.blog.gov.uk, https://www.example.gov.uk" in added.stdout
     )
 
-    moderator = run(
+    moderator = run_process(
         tmp_path,
         "moderator", "add", "editor", "--email", "editor@example.gov.uk",
         "--role", "admin", "--password-stdin",
@@ -55,7 +36,7 @@ def test_an_operator_sets_up_a_site_a_moderator_and_a_token(tmp_path: Path) -> N
     )  # fmt: skip
     assert moderator.returncode == 0, moderator.stderr
 
-    created = run(tmp_path, "token", "create", "slack-bot")
+    created = run_process(tmp_path, "token", "create", "slack-bot")
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip().splitlines()[-1]
     assert token.startswith("mod_") and len(token) > 40
@@ -81,25 +62,25 @@ def test_an_operator_sets_up_a_site_a_moderator_and_a_token(tmp_path: Path) -> N
 
 
 def test_cli_errors_are_clear_and_change_nothing(tmp_path: Path) -> None:
-    run(tmp_path, "db", "upgrade")
-    bad = run(tmp_path, "site", "add", "luac", "--name", "x", "--origin", "ftp://x/path")
+    run_process(tmp_path, "db", "upgrade")
+    bad = run_process(tmp_path, "site", "add", "luac", "--name", "x", "--origin", "ftp://x/path")
     assert bad.returncode != 0
     assert "is not an origin" in bad.stderr
-    assert run(tmp_path, "site", "list").stdout == ""
+    assert run_process(tmp_path, "site", "list").stdout == ""
 
-    short = run(
+    short = run_process(
         tmp_path, "moderator", "add", "ed", "--email", "ed@example.org", "--password-stdin",
         stdin="short\n",
     )  # fmt: skip
     assert short.returncode != 0
     assert "at least 8 characters" in short.stderr
 
-    no_admin = run(tmp_path, "token", "create", "x")
+    no_admin = run_process(tmp_path, "token", "create", "x")
     assert no_admin.returncode != 0 and "--moderator" in no_admin.stderr
 
 
 def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
-    result = run(
+    result = run_process(
         tmp_path, "db", "upgrade", env={"MODERATION_ENV": "production", "MODERATION_SECRET_KEY": ""}
     )
     assert result.returncode != 0
@@ -132,17 +113,21 @@ def test_settings_come_from_the_environment_and_a_toml_file(tmp_path: Path) -> N
 
 
 def test_personal_data_and_purge_commands(tmp_path: Path) -> None:
-    run(tmp_path, "db", "upgrade")
-    exported = run(tmp_path, "personal-data", "export", "--email", "Someone@Example.com")
+    run_process(tmp_path, "db", "upgrade")
+    exported = run_process(tmp_path, "personal-data", "export", "--email", "Someone@Example.com")
     assert exported.returncode == 0, exported.stderr
     assert '"email": "Someone@example.com"' in exported.stdout
-    refused = run(tmp_path, "personal-data", "erase", "--email", "someone@example.com", stdin="n\n")
+    refused = run_process(
+        tmp_path, "personal-data", "erase", "--email", "someone@example.com", stdin="n\n"
+    )
     assert refused.returncode != 0
-    erased = run(tmp_path, "personal-data", "erase", "--email", "someone@example.com", "--yes")
+    erased = run_process(
+        tmp_path, "personal-data", "erase", "--email", "someone@example.com", "--yes"
+    )
     assert "Erased personal data from 0 comments" in erased.stdout
-    bad = run(tmp_path, "personal-data", "export", "--email", "not an address")
+    bad = run_process(tmp_path, "personal-data", "export", "--email", "not an address")
     assert bad.returncode != 0 and "correct format" in bad.stderr
-    purged = run(tmp_path, "purge", "--dry-run")
+    purged = run_process(tmp_path, "purge", "--dry-run")
     assert purged.returncode == 0 and purged.stdout.startswith("Would clear client data from 0")
 
 
@@ -159,10 +144,10 @@ def test_the_deliverability_check_is_off_by_default_only_in_development() -> Non
 def test_the_demo_sets_up_once_and_its_no_js_form_returns_to_the_include_page(
     tmp_path: Path,
 ) -> None:
-    assert run(tmp_path, "db", "upgrade").returncode == 0
+    assert run_process(tmp_path, "db", "upgrade").returncode == 0
     env = {"MODERATION_DEMO": "true"}
     for _ in range(2):  # make run calls it at every start
-        done = run(tmp_path, "demo", env=env)
+        done = run_process(tmp_path, "demo", env=env)
         assert done.returncode == 0, done.stderr
         assert "Log in as:        demo / " in done.stdout
     app = create_app(

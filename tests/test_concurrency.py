@@ -17,13 +17,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from moderation import schema
 from moderation.actions import moderate_comment
 from moderation.comments import submit_comment
-from moderation.db import begin_write, make_engine
+from moderation.db import begin_as_writer, make_engine
 from moderation.errors import AlreadyModerated
 from moderation.events import Actor
 from moderation.models import AuditEvent, Comment, Event, Moderator, Post, Role, Site, utcnow
 from moderation.moderators import create_moderator, password_hasher
 from moderation.sites import create_site
 from moderation.validation import CommentSubmission
+
+pytestmark = pytest.mark.concurrency
 
 WRITERS = 8
 PER_WRITER = 25
@@ -89,7 +91,7 @@ def test_eight_writer_processes_on_sqlite_lose_nothing(tmp_path: Path) -> None:
 
 
 def test_a_submission_reads_without_the_write_lock_and_then_writes(tmp_path: Path) -> None:
-    """Its checks hold no lock, so other writers go on meanwhile; then begin_writing takes the lock
+    """Its checks hold no lock, so other writers go on meanwhile; then become_writer takes the lock
     for its writes, although others committed since it first read."""
     engine = make_engine(f"sqlite:///{tmp_path / 'split.db'}")
     schema.upgrade(engine)
@@ -101,7 +103,7 @@ def test_a_submission_reads_without_the_write_lock_and_then_writes(tmp_path: Pat
     )
     with Session(engine) as reader, Session(engine) as other:
         reader.get(Site, 1)  # the reader's snapshot begins
-        begin_write(other)  # would wait for the 10 s busy timeout if the reader held the lock
+        begin_as_writer(other)  # would wait for the 10 s busy timeout if the reader held the lock
         submit_comment(other, "race", submission, now=utcnow())
         other.commit()
         # The control: a reader that writes after someone else committed is refused at once.
@@ -110,10 +112,10 @@ def test_a_submission_reads_without_the_write_lock_and_then_writes(tmp_path: Pat
             reader.flush()
     with Session(engine) as reader, Session(engine) as other:
         reader.get(Site, 1)
-        begin_write(other)
+        begin_as_writer(other)
         submit_comment(other, "race", submission, now=utcnow())
         other.commit()
-        comment = submit_comment(reader, "race", submission, now=utcnow())  # begin_writing
+        comment = submit_comment(reader, "race", submission, now=utcnow())  # become_writer
         reader.commit()
         assert comment.post.key == "/split/"
     with Session(engine) as session:
@@ -157,7 +159,7 @@ def test_two_moderators_racing_moderate_each_comment_once(
     def act(moderator: Moderator, comment_id: str, action: str, barrier: threading.Barrier) -> None:
         with committed() as session:
             barrier.wait()
-            begin_write(session)
+            begin_as_writer(session)
             try:
                 moderate_comment(
                     session,

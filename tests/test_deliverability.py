@@ -16,8 +16,16 @@ from sqlalchemy.orm import Session
 from moderation.deliverability import DeliverabilityChecker, lookup, make_resolver
 from moderation.models import CommentStatus
 from moderation.spam import MailDomain
-from tests.conftest import POST_KEY, comment_json, json_of, make_site
-from tests.test_spam import SUBMIT, good_token, make_app, stored
+from tests.helpers import (
+    POST_KEY,
+    SUBMIT,
+    comment_json,
+    good_token,
+    json_of,
+    make_app,
+    make_site,
+    stored,
+)
 
 # Global (not private) addresses: email-validator ignores private ones for the A fallback.
 MAIL_IP = "93.184.216.34"

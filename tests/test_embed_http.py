@@ -27,7 +27,7 @@ from moderation.models import Comment, Moderator, Post, utcnow
 from moderation.spam import form_token_age
 from moderation.web import replay
 from moderation.web.embed import FORM_TOKEN_SLOT
-from tests.conftest import (
+from tests.helpers import (
     ORIGIN,
     POST_KEY,
     TEST_SECRET,
@@ -433,6 +433,7 @@ def committed_app(database: Path) -> tuple[Flask, Engine, int]:
     return app, engine, moderator_id
 
 
+@pytest.mark.subprocess
 def test_revalidations_skip_the_database_until_anyone_commits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -38,9 +38,11 @@ from werkzeug.test import TestResponse
 from moderation import create_app, db, schema
 from moderation.db import POSTGRESQL_CONNECT_TIMEOUT_SECONDS, make_engine
 from moderation.models import AuditEvent, Comment, CommentStatus, Event, Post
-from tests.conftest import make_moderator, make_site, make_token, settings_for_tests
+from tests.helpers import make_moderator, make_site, make_token, settings_for_tests
 from tests.load import ORIGIN, SLUG, Client, Exchange, Mix, Shared, record, scan_for_leaks
 from tests.servers import AppServer, PrivatePostgres
+
+pytestmark = pytest.mark.faults
 
 FAULT_SECONDS = float(os.environ.get("FAULT_SECONDS", "2"))
 CLIENTS = 8

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from moderation import create_app
-from tests.conftest import json_of, make_moderator, make_site, make_token, settings_for_tests
+from tests.helpers import json_of, make_moderator, make_site, make_token, settings_for_tests
 
 
 def test_unknown_api_paths_get_json_404(client: FlaskClient) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from moderation import schema
 from moderation.cli import main
-from moderation.db import begin_write, make_engine
+from moderation.db import begin_as_writer, make_engine
 from moderation.events import Actor
 from moderation.importing import (
     ImportReport,
@@ -34,9 +34,8 @@ from moderation.importing import (
 )
 from moderation.models import AuditEvent, Comment, CommentStatus, Event, Post, Site
 from moderation.sites import create_site
-from tests.conftest import TEST_SECRET, database_url, json_of, make_site
 from tests.data.generate_imports import write_wordpress
-from tests.test_cli import MODERATION
+from tests.helpers import MODERATION, TEST_SECRET, database_url, json_of, make_site
 
 DATA = Path(__file__).parent / "data"
 NOW = dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.UTC)
@@ -415,6 +414,7 @@ def test_the_commands_import_report_and_refuse_bad_files(
     assert unknown.exit_code == 1 and "There is no site with that name." in unknown.stderr
 
 
+@pytest.mark.concurrency
 def test_two_imports_of_one_file_at_once_import_it_once(engine: Engine, tmp_path: Path) -> None:
     """Started together, each in its own transaction: the second waits for the first, then finds
     everything imported (before, PostgreSQL stopped one with a raw unique-violation error)."""
@@ -434,7 +434,7 @@ def test_two_imports_of_one_file_at_once_import_it_once(engine: Engine, tmp_path
         try:
             start.wait(10)
             with Session(own) as session:
-                begin_write(session)
+                begin_as_writer(session)
                 site = session.get_one(Site, site_id)
                 reports.append(import_export(session, site, plan, now=NOW, actor=ACTOR))
                 session.commit()
@@ -483,6 +483,7 @@ def test_the_import_survives_an_export_and_import_json_round_trip(
     assert "Imported 0 comments" in again.stdout, again.output
 
 
+@pytest.mark.subprocess
 def test_a_progress_bar_is_drawn_on_a_terminal(cli: Callable[..., Result], tmp_path: Path) -> None:
     terminal, attached = pty.openpty()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODERATION_")}

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, delete, select
@@ -16,12 +17,13 @@ from bench.spam_corpus import address_of, load
 from moderation import learning, transfer
 from moderation.actions import edit_comment, moderate_comment, undo
 from moderation.comments import submit_comment
+from moderation.db import make_engine
 from moderation.events import Actor
 from moderation.models import Comment, CommentStatus, Moderator, Post, Site, SpamToken, utcnow
 from moderation.personal_data import erase_personal_data
 from moderation.spam import Candidate, ClassifierCheck, Evidence, Verdict
 from moderation.validation import CommentSubmission
-from tests.conftest import make_moderator, make_site
+from tests.helpers import make_moderator, make_site
 
 NOW = dt.datetime(2026, 12, 6, 9, 0, tzinfo=dt.UTC)
 
@@ -254,6 +256,8 @@ def committed(engine: Engine) -> Iterator[sessionmaker[Session]]:
 
 
 @pytest.mark.postgres_only
+@pytest.mark.subprocess
+@pytest.mark.concurrency
 def test_two_processes_learn_into_one_postgresql_model(
     engine: Engine, committed: sessionmaker[Session]
 ) -> None:
@@ -296,3 +300,43 @@ def test_two_processes_learn_into_one_postgresql_model(
         assert counts[(site, "housing")] == (0, 2 * per_process)
         assert counts[(learning.INSTALLATION, "housing")] == (0, 2 * per_process)
         assert counts[(site, "comment 7")] == (0, 1)
+
+
+def test_spam_train_rebuilds_a_site_model_from_its_decided_comments(tmp_path: Path) -> None:
+    from tests.helpers import run_command
+
+    assert run_command(tmp_path, "db", "upgrade").returncode == 0
+    added = run_command(
+        tmp_path, "site", "add", "luac", "--name", "L", "--origin", "https://l.example"
+    )
+    assert added.returncode == 0, added.stderr
+    engine = make_engine(f"sqlite:///{tmp_path / 'cli.db'}")
+    with Session(engine) as session:
+        site = session.scalars(select(Site)).one()
+        post = Post(site=site, key="/p/", title="Housing", url="https://l.example/p/")
+        session.add(post)
+        for body, status in (
+            ("Subscribe to my channel for free views", CommentStatus.SPAM),
+            ("The housing figures are out of date", CommentStatus.APPROVED),
+            ("Off topic", CommentStatus.REJECTED),
+        ):
+            session.add(
+                Comment(post=post, author_name="A", author_email="a@example.com", body_text=body,
+                        body_html=body, status=status)
+            )  # fmt: skip
+        session.commit()
+    trained = run_command(tmp_path, "spam", "train", "--site", "luac")
+    assert trained.returncode == 0, trained.stderr
+    assert "luac: learned from 1 spam and 1 legitimate comments." in trained.stdout
+    with Session(engine) as session:
+        counts = model(session)
+        assert counts[(site_id(session), learning.DOCUMENTS)] == (1, 1)
+        assert counts[(site_id(session), "subscribe")] == (1, 0)
+        assert counts[(learning.INSTALLATION, "housing")] == (0, 1)
+    again = run_command(tmp_path, "spam", "train")  # every site, rebuilt: the same counts
+    assert again.returncode == 0, again.stderr
+    with Session(engine) as session:
+        assert model(session) == counts
+    engine.dispose()
+    unknown = run_command(tmp_path, "spam", "train", "--site", "nope")
+    assert unknown.returncode != 0

@@ -23,9 +23,11 @@ from sqlalchemy.orm import Session
 from moderation import schema
 from moderation.db import make_engine
 from moderation.models import AuditEvent, Comment, CommentStatus, Event, Moderator, Post, Site
-from tests.conftest import make_moderator, make_site, make_token
+from tests.helpers import make_moderator, make_site, make_token
 from tests.load import ORIGIN, SLUG, Client, Shared, record, run_clients, scan_for_leaks
 from tests.servers import AppServer, MemoryProbe
+
+pytestmark = pytest.mark.load
 
 CLIENTS = 16
 SECONDS = float(os.environ.get("LOAD_SECONDS", "6"))

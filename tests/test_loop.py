@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from moderation.models import AuditEvent, Comment, CommentStatus, Event
-from tests.conftest import (
+from tests.helpers import (
     ORIGIN,
     POST_KEY,
     comment_json,

@@ -25,7 +25,6 @@ from moderation.events import Actor
 from moderation.mail import MAIL_ENABLED, link_actions
 from moderation.mail.links import BadLink
 from moderation.mail.messages import defang, header_text
-from moderation.mail.sending import claim_due, send_due_mail
 from moderation.models import (
     AuditEvent,
     CommentStatus,
@@ -36,10 +35,12 @@ from moderation.models import (
     Role,
 )
 from moderation.moderators import update_moderator
+from moderation.outbox.mail import claim_due, send_due_mail
+from moderation.outbox.webhooks import deliver_due
 from moderation.validation import CommentSubmission
-from moderation.webhooks.delivery import deliver_due
 from moderation.webhooks.endpoints import create_endpoint
-from tests.conftest import (
+from tests.consumer import running_consumer
+from tests.helpers import (
     ORIGIN,
     TEST_SECRET,
     comment_json,
@@ -49,7 +50,6 @@ from tests.conftest import (
     make_site,
     make_token,
 )
-from tests.consumer import running_consumer
 from tests.mailserver import (
     FROM,
     PUBLIC,
@@ -483,7 +483,7 @@ def test_moderators_choose_their_own_mail_preference(
 
 def test_the_worker_command_sends_the_outbox(tmp_path: Path, smtp: SMTPServer) -> None:
     """`moderation worker --once`, a real process, sends what a request queued."""
-    from tests.test_cli import run
+    from tests.helpers import run_command
 
     mail_env = {
         "MODERATION_SMTP_HOST": "127.0.0.1",
@@ -504,7 +504,7 @@ def test_the_worker_command_sends_the_outbox(tmp_path: Path, smtp: SMTPServer) -
     assert posted.status_code == 202
     engine.dispose()
 
-    worked = run(tmp_path, "worker", "--once", env=mail_env)
+    worked = run_command(tmp_path, "worker", "--once", env=mail_env)
     assert worked.returncode == 0, worked.stderr
     assert "and 1 mails" in worked.stdout
     [message] = smtp.inbox.to("mod1@example.gov.uk")
@@ -517,6 +517,7 @@ MAIL_TABLES = (
 )
 
 
+@pytest.mark.concurrency
 def test_two_workers_on_postgresql_send_each_mail_once(engine: Engine, smtp: SMTPServer) -> None:
     """Two workers at once, each with its own connection: SKIP LOCKED claims, no mail twice."""
     if engine.dialect.name != "postgresql":

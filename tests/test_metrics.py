@@ -25,24 +25,25 @@ from moderation.comments import submit_comment
 from moderation.db import make_engine
 from moderation.errors import ValidationFailed
 from moderation.models import Event
+from moderation.outbox import webhooks as wd
 from moderation.spam import DeliverabilityCheck, Evidence, MailDomain, Pipeline
 from moderation.validation import parse_submission
-from moderation.webhooks import delivery as wd
 from moderation.webhooks.endpoints import create_endpoint
-from tests.conftest import (
+from tests.consumer import running_consumer
+from tests.helpers import (
     TEST_SECRET,
-    _session_factory,
     comment_json,
     csrf_from,
+    good_token,
     json_of,
     login,
+    make_app,
     make_moderator,
     make_site,
     make_token,
+    session_factory,
+    webhook_settings,
 )
-from tests.consumer import running_consumer
-from tests.test_spam import good_token, make_app
-from tests.test_webhooks import webhook_settings
 
 TOKEN = "scraper-token-0123456789"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -221,7 +222,7 @@ def test_webhook_deliveries_by_outcome_and_the_oldest_undelivered_event(
     connection: Connection, session: Session, scraper: FlaskClient
 ) -> None:
     make_site(session)
-    factory: sessionmaker[Session] = _session_factory(connection)
+    factory: sessionmaker[Session] = session_factory(connection)
     t0 = dt.datetime.now(dt.UTC)
     with running_consumer(script=["500"]) as consumer:
         create_endpoint(session, url=consumer.url, allow_http=True, now=t0)
@@ -248,6 +249,7 @@ def test_webhook_deliveries_by_outcome_and_the_oldest_undelivered_event(
         assert value(after, name, outcome=outcome) == 1 + value(before, name, outcome=outcome)
 
 
+@pytest.mark.subprocess
 def test_request_latency_is_labelled_by_endpoint_not_url(scraper: FlaskClient) -> None:
     before = scrape(scraper)
     scraper.get("/healthz")
@@ -324,6 +326,7 @@ def _get(url: str, headers: dict[str, str] | None = None) -> str:
         return body
 
 
+@pytest.mark.subprocess
 def test_several_processes_sum_in_multiprocess_mode(
     served: tuple[str, dict[str, str], Engine],
 ) -> None:

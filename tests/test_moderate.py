@@ -24,7 +24,7 @@ from moderation.models import (
     Role,
 )
 from moderation.moderators import check_password_rules
-from tests.conftest import (
+from tests.helpers import (
     PASSWORD,
     comment_json,
     csrf_from,

@@ -12,8 +12,7 @@ from sqlalchemy.orm import Session
 
 from moderation import create_app, schema
 from moderation.db import make_engine
-from tests.conftest import comment_json, json_of, make_site, settings_for_tests
-from tests.test_cli import run
+from tests.helpers import comment_json, json_of, make_site, run_command, settings_for_tests
 
 
 def test_healthz_and_readyz(client: FlaskClient) -> None:
@@ -68,14 +67,14 @@ def test_json_log_lines(session: Session, caplog: pytest.LogCaptureFixture) -> N
 
 
 def test_moderation_check_reports_what_is_wrong(tmp_path: Path) -> None:
-    stale = run(tmp_path, "check")
+    stale = run_command(tmp_path, "check")
     assert stale.returncode == 1
     assert "run 'moderation db upgrade'" in stale.stderr
-    run(tmp_path, "db", "upgrade")
-    fine = run(tmp_path, "check")
+    run_command(tmp_path, "db", "upgrade")
+    fine = run_command(tmp_path, "check")
     assert fine.returncode == 0, fine.stderr
     assert "ok: database answers" in fine.stdout
-    broken = run(
+    broken = run_command(
         tmp_path, "check", env={"MODERATION_ENV": "production", "MODERATION_SECRET_KEY": "short"}
     )
     assert broken.returncode == 1 and "MODERATION_SECRET_KEY must be set" in broken.stderr

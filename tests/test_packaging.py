@@ -9,6 +9,8 @@ import textwrap
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = textwrap.dedent(
     """
@@ -43,6 +45,8 @@ CHECK = textwrap.dedent(
     print("served", len(pages))
     """
 )
+
+pytestmark = pytest.mark.packaging
 
 
 def test_the_wheel_ships_templates_and_serves_every_page(tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ from moderation.models import (
     Post,
     WebhookAttempt,
 )
+from moderation.outbox import webhooks as wd
+from moderation.outbox.worker import run_worker
 from moderation.personal_data import (
     ERASED_NAME,
     Retention,
@@ -36,12 +38,10 @@ from moderation.personal_data import (
     purge_if_due,
 )
 from moderation.sites import create_site
-from moderation.webhooks import delivery as wd
-from moderation.webhooks.delivery import run_worker
 from moderation.webhooks.endpoints import create_endpoint
-from tests.conftest import (
+from tests.consumer import running_consumer
+from tests.helpers import (
     POST_KEY,
-    _session_factory,
     comment_json,
     csrf_from,
     json_of,
@@ -49,10 +49,10 @@ from tests.conftest import (
     make_moderator,
     make_site,
     make_token,
+    session_factory,
     settings_for_tests,
+    webhook_settings,
 )
-from tests.consumer import running_consumer
-from tests.test_webhooks import webhook_settings
 
 ADDRESS = "Erin.Erasure@example.com"
 NOW = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
@@ -220,7 +220,7 @@ def test_the_worker_purges_once_a_day_on_an_injected_clock(
     client.post("/api/v1/sites/luac/comments", json=comment_json(body="kept"))
     old_spam(session, "first old spam")
     settings = settings_for_tests(retention_rejected_days=90)
-    worker_a, worker_b = _session_factory(connection), _session_factory(connection)
+    worker_a, worker_b = session_factory(connection), session_factory(connection)
 
     # Due (never ran): the worker loop's first round purges.
     stop = threading.Event()
@@ -247,6 +247,7 @@ def test_the_worker_purges_once_a_day_on_an_injected_clock(
     assert runs == [NOW.date(), NOW.date() + dt.timedelta(days=1)]
 
 
+@pytest.mark.concurrency
 def test_two_workers_at_the_same_moment_purge_once(tmp_path: Path) -> None:
     """Two threads with their own connections race for the day; one wins, the other does
     nothing (on a database of its own: the race needs committed transactions)."""
@@ -310,7 +311,7 @@ def test_after_erasure_no_trace_of_the_address_remains_in_tables_outbox_or_logs(
         )
         client.get(f"/moderate/?q={ADDRESS}")
         deliver = webhook_settings()
-        while wd.deliver_due(_session_factory(connection), deliver, now=NOW, limit=100):
+        while wd.deliver_due(session_factory(connection), deliver, now=NOW, limit=100):
             pass
         assert any(ADDRESS.lower() in r.body.decode().lower() for r in personal.received)
         assert ADDRESS.lower() in everything_stored(session).lower()
@@ -331,7 +332,7 @@ def test_after_erasure_no_trace_of_the_address_remains_in_tables_outbox_or_logs(
             },
         )
         assert erased.status_code == 303
-        while wd.deliver_due(_session_factory(connection), deliver, now=NOW, limit=100):
+        while wd.deliver_due(session_factory(connection), deliver, now=NOW, limit=100):
             pass
         assert any(r.payload["type"] == "comment.erased" for r in personal.received)
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moderation.models import Comment, CommentStatus
-from tests.conftest import ORIGIN, POST_KEY, comment_json, json_of, make_site
+from tests.helpers import ORIGIN, POST_KEY, comment_json, json_of, make_site
 
 HOSTILE = [
     "<script>alert(1)</script>",

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 import moderation
 from moderation.models import AuditEvent, Comment, CommentStatus, Event, Moderator, Site
-from tests.conftest import (
+from tests.helpers import (
     comment_json,
     csrf_from,
     json_of,

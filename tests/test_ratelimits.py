@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 from moderation import schema
 from moderation.db import make_engine
 from moderation.sites import create_site
-from tests.conftest import ORIGIN, comment_json, json_of, make_site
-from tests.test_spam import SUBMIT, good_token, make_app
+from tests.helpers import ORIGIN, SUBMIT, comment_json, good_token, json_of, make_app, make_site
 
 REDIS_URL = os.environ.get("MODERATION_TEST_REDIS_URL", "redis://127.0.0.1:6379/3")
 
@@ -96,8 +95,8 @@ def test_the_no_js_form_is_limited_too(
 PROCESS = """
 import json, sys
 from moderation import create_app
-from tests.conftest import settings_for_tests, comment_json
-from tests.test_spam import good_token
+from tests.helpers import settings_for_tests, comment_json
+from tests.helpers import good_token
 
 db_url, redis_url, email, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 app = create_app(settings_for_tests(
@@ -116,6 +115,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.subprocess
 def test_limits_are_shared_by_processes_through_redis(tmp_path: Path) -> None:
     store = redis.Redis.from_url(REDIS_URL)
     try:

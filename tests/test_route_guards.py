@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from moderation.models import AuditEvent, Base, Comment, CommentStatus
-from tests.conftest import comment_json, json_of, login, make_moderator, make_site
+from tests.helpers import comment_json, json_of, login, make_moderator, make_site
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 OPEN_FORMS = {"moderate.do_login"}  # the login form checks CSRF but needs no session

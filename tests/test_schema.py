@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner, Result
 from sqlalchemy import Engine
 
 from moderation import schema
+from moderation.cli import main
+from moderation.db import make_engine
 from moderation.models import Base
 
 
@@ -23,9 +30,73 @@ def test_the_database_is_at_the_latest_migration(engine: Engine) -> None:
 
 def test_sqlite_connections_are_safe_for_concurrent_writers(engine: Engine) -> None:
     if engine.dialect.name != "sqlite":
-        return
+        pytest.skip("SQLite's settings")
     with engine.connect() as connection:
         pragma = connection.exec_driver_sql
         assert pragma("PRAGMA journal_mode").scalar() == "wal"
         assert (pragma("PRAGMA busy_timeout").scalar() or 0) >= 5000
         assert pragma("PRAGMA foreign_keys").scalar() == 1
+
+
+def _cli(tmp_path: Path, *args: str, env: str = "development") -> Result:
+    environment = {
+        "MODERATION_ENV": env,
+        "MODERATION_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "MODERATION_SECRET_KEY": "k" * 40,
+    }
+    return CliRunner().invoke(main, list(args), env=environment)
+
+
+def test_one_migration_goes_down_and_up_again(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'down.db'}")
+    schema.upgrade(engine)
+    head = schema.head_revision()
+    schema.downgrade(engine, "-1")
+    with engine.connect() as connection:
+        below = schema.current_revision(connection)
+        assert below is not None and below != head
+        assert schema.model_differences(connection) != []  # the latest change is undone
+    schema.upgrade(engine)
+    with engine.connect() as connection:
+        assert schema.current_revision(connection) == head
+        assert schema.model_differences(connection) == []
+    engine.dispose()
+
+
+def test_db_check_says_whether_the_schema_is_at_head_and_matches_the_models(
+    tmp_path: Path,
+) -> None:
+    assert _cli(tmp_path, "db", "upgrade", "--revision", "0010").exit_code == 0
+    behind = _cli(tmp_path, "db", "check")
+    assert behind.exit_code == 1
+    assert "not 0011" in behind.output and "moderation db upgrade" in behind.output
+    assert _cli(tmp_path, "db", "upgrade").exit_code == 0
+    in_step = _cli(tmp_path, "db", "check")
+    assert in_step.exit_code == 0, in_step.output
+    assert "matches the models" in in_step.output
+    engine = make_engine(f"sqlite:///{tmp_path / 'cli.db'}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE stray (id INTEGER PRIMARY KEY)")
+    engine.dispose()
+    drifted = _cli(tmp_path, "db", "check")
+    assert drifted.exit_code == 1
+    assert "stray" in drifted.output and "differ from the migrations" in drifted.output
+
+
+def test_db_revision_writes_a_migration_in_development_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = sorted(p.name for p in schema.MIGRATIONS.glob("versions/*.py"))
+    migrations = tmp_path / "migrations"
+    shutil.copytree(schema.MIGRATIONS, migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(schema, "MIGRATIONS", migrations)
+    assert _cli(tmp_path, "db", "upgrade").exit_code == 0
+    refused = _cli(tmp_path, "db", "revision", "-m", "nothing", env="testing")
+    assert refused.exit_code == 1 and "for development" in refused.output
+    written = _cli(tmp_path, "db", "revision", "-m", "add nothing")
+    assert written.exit_code == 0, written.output
+    new = migrations / "versions" / "0012_add_nothing.py"
+    text = new.read_text()
+    assert "revision = '0012'" in text and "down_revision = '0011'" in text
+    monkeypatch.undo()
+    assert sorted(p.name for p in schema.MIGRATIONS.glob("versions/*.py")) == shipped

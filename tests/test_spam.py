@@ -5,10 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
-from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
@@ -24,28 +22,20 @@ from moderation.spam import (
     personal_data_kinds,
     similarity,
 )
-from tests.conftest import (
+from tests.helpers import (
     POST_KEY,
+    SUBMIT,
     TEST_SECRET,
-    app_in_transaction,
     comment_json,
+    good_token,
     json_of,
     login,
+    make_app,
     make_moderator,
     make_site,
     make_token,
+    stored,
 )
-
-SUBMIT = "/api/v1/sites/luac/comments"
-
-
-def make_app(engine: Engine, connection: Connection, **overrides: Any) -> Flask:
-    """The test app with different settings (the `app` fixture's, otherwise)."""
-    return app_in_transaction(engine, connection, **overrides)
-
-
-def good_token(seconds_ago: int = 30, site: str = "luac") -> str:
-    return issue_form_token(TEST_SECRET, site, now=utcnow() - dt.timedelta(seconds=seconds_ago))
 
 
 def submit(client: FlaskClient, **fields: str) -> Comment:
@@ -56,15 +46,6 @@ def submit(client: FlaskClient, **fields: str) -> Comment:
     body = json_of(response)
     assert body["status"] == "pending"  # whatever the checks said: bots learn nothing
     return stored(client.application, body["id"])
-
-
-def stored(app: Flask, public_id: str) -> Comment:
-    with app.app_context():
-        from moderation.db import get_session
-
-        comment = get_session().scalars(select(Comment).where(Comment.public_id == public_id)).one()
-        comment.signals  # noqa: B018 (load before the session closes)
-        return comment
 
 
 def checks(comment: Comment) -> list[str]:
@@ -408,22 +389,22 @@ def test_blocklists_are_set_from_the_admin_api(session: Session, client: FlaskCl
 
 
 def test_the_cli_sets_a_sites_blocklists(tmp_path: Path) -> None:
-    from tests.test_cli import run
+    from tests.helpers import run_command
 
-    assert run(tmp_path, "db", "upgrade").returncode == 0
+    assert run_command(tmp_path, "db", "upgrade").returncode == 0
     assert (
-        run(
+        run_command(
             tmp_path, "site", "add", "luac", "--name", "L", "--origin", "https://a.example"
         ).returncode
         == 0
     )
-    done = run(
+    done = run_command(
         tmp_path, "site", "set-blocklist", "luac", "--hold", "casino", "--hold", "203.0.113.",
         "--spam", "viagra",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "2 hold terms, 1 spam terms" in done.stdout
-    missing = run(tmp_path, "site", "set-blocklist", "nope", "--hold", "x")
+    missing = run_command(tmp_path, "site", "set-blocklist", "nope", "--hold", "x")
     assert missing.returncode != 0
 
 

@@ -10,14 +10,7 @@ from sqlalchemy.orm import Session
 
 from moderation import create_app
 from moderation.models import Comment, CommentStatus, Post
-from tests.conftest import (
-    ORIGIN,
-    POST_KEY,
-    comment_json,
-    json_of,
-    make_site,
-    settings_for_tests,
-)
+from tests.helpers import ORIGIN, POST_KEY, comment_json, json_of, make_site, settings_for_tests
 
 SUBMIT = "/api/v1/sites/luac/comments"
 

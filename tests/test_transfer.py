@@ -11,17 +11,16 @@ from sqlalchemy import select
 from moderation import create_app
 from moderation.config import load_settings
 from moderation.models import Moderator
-from tests.conftest import TEST_SECRET, comment_json, json_of, make_token
-from tests.test_cli import run
+from tests.helpers import TEST_SECRET, comment_json, json_of, make_token, run_command
 
 
 def test_export_import_round_trip(tmp_path: Path) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir()
     second.mkdir()
-    run(first, "db", "upgrade")
-    run(first, "site", "add", "luac", "--name", "LUAC", "--origin", "https://luac.example")
-    run(first, "moderator", "add", "ed", "--email", "ed@example.org", "--role", "admin",
+    run_command(first, "db", "upgrade")
+    run_command(first, "site", "add", "luac", "--name", "LUAC", "--origin", "https://luac.example")
+    run_command(first, "moderator", "add", "ed", "--email", "ed@example.org", "--role", "admin",
         "--site", "luac", "--password-stdin", stdin="a good long passphrase\n")  # fmt: skip
     app = create_app(load_settings({}, env="testing", secret_key=TEST_SECRET,
                                    database_url=f"sqlite:///{first / 'cli.db'}",
@@ -42,7 +41,7 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
     )
     app.extensions["moderation.engine"].dispose()
 
-    exported = run(first, "export")
+    exported = run_command(first, "export")
     assert exported.returncode == 0, exported.stderr
     document = json.loads(exported.stdout)
     assert "password" not in exported.stdout and "argon2" not in exported.stdout
@@ -50,20 +49,20 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
     assert sorted(c["lang"] for c in document["comments"]) == ["cy", "en", "en", "en"]
 
     (tmp_path / "export.json").write_text(exported.stdout)
-    run(second, "db", "upgrade")
-    loaded = run(second, "import", "json", str(tmp_path / "export.json"))
+    run_command(second, "db", "upgrade")
+    loaded = run_command(second, "import", "json", str(tmp_path / "export.json"))
     assert loaded.returncode == 0, loaded.stderr
     assert "4 comments" in loaded.stdout
-    again = run(second, "import", "json", str(tmp_path / "export.json"))
+    again = run_command(second, "import", "json", str(tmp_path / "export.json"))
     assert "0 sites, 0 moderators, 0 posts, 0 comments, 0 audit events" in again.stdout
 
-    reexported = json.loads(run(second, "export").stdout)
+    reexported = json.loads(run_command(second, "export").stdout)
     document.pop("meta"), reexported.pop("meta")
     assert reexported == document
 
-    assert run(second, "moderator", "set-password", "ed", "--password-stdin",
+    assert run_command(second, "moderator", "set-password", "ed", "--password-stdin",
                stdin="another long passphrase\n").returncode == 0  # fmt: skip
 
     (tmp_path / "bad.json").write_text('{"meta": {"format": "other"}}')
-    bad = run(second, "import", "json", str(tmp_path / "bad.json"))
+    bad = run_command(second, "import", "json", str(tmp_path / "bad.json"))
     assert bad.returncode != 0 and "Not a moderation-export" in bad.stderr

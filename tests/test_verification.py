@@ -33,14 +33,7 @@ from moderation.models import (
 )
 from moderation.personal_data import Retention, erase_personal_data, purge_expired
 from moderation.sites import update_site
-from tests.conftest import (
-    POST_KEY,
-    TEST_SECRET,
-    comment_json,
-    make_moderator,
-    make_site,
-    make_token,
-)
+from tests.helpers import POST_KEY, TEST_SECRET, comment_json, make_moderator, make_site, make_token
 from tests.mailserver import SMTPServer, comment, link, parts, send, submit
 
 ADDRESS = "ada@example.com"

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from moderation.cli import main
 from moderation.models import DeliveryStatus, Role, WebhookAttempt, WebhookDelivery
-from tests.conftest import (
+from tests.helpers import (
     TEST_SECRET,
     csrf_from,
     json_of,

@@ -20,11 +20,11 @@ from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation.models import WebhookAttempt
-from moderation.webhooks import delivery as wd
+from moderation.outbox import webhooks as wd
 from moderation.webhooks import network
 from moderation.webhooks.endpoints import create_endpoint, send_test_event
-from tests.conftest import settings_for_tests
 from tests.consumer import Consumer, running_consumer
+from tests.helpers import settings_for_tests
 
 STRICT = network.Policy(allow_http=True, timeout=1.0, connect_timeout=1.0)
 T0 = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
@@ -175,7 +175,7 @@ def test_the_worker_logs_each_refusal_with_its_reason(
         send_test_event(session, endpoint, now=T0)
     session.commit()
     settings = settings_for_tests(webhook_allow_http=True)
-    with caplog.at_level(logging.WARNING, logger="moderation.webhooks.delivery"):
+    with caplog.at_level(logging.WARNING, logger="moderation.outbox.webhooks"):
         assert wd.deliver_due(factory, settings, now=T0, limit=100) == len(urls)
     assert canary.connections == 0
     refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]

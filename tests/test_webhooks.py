@@ -31,12 +31,13 @@ from moderation.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from moderation.outbox import webhooks as wd
+from moderation.outbox.worker import run_worker
 from moderation.personal_data import erase_personal_data
-from moderation.webhooks import delivery as wd
 from moderation.webhooks import signing
 from moderation.webhooks.endpoints import create_endpoint, rotate_secret, send_test_event
-from tests.conftest import comment_json, make_moderator, make_site, settings_for_tests
 from tests.consumer import Consumer, running_consumer
+from tests.helpers import comment_json, make_moderator, make_site, webhook_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
@@ -47,17 +48,6 @@ def factory(connection: Connection) -> sessionmaker[Session]:
     return sessionmaker(
         bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
     )
-
-
-def webhook_settings(**overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "webhook_allow_http": True,
-        "webhook_allowed_networks": "127.0.0.0/8",
-        "webhook_timeout": 1.0,
-        "webhook_connect_timeout": 1.0,
-    }
-    values.update(overrides)
-    return settings_for_tests(**values)
 
 
 @pytest.fixture
@@ -384,7 +374,7 @@ def test_the_in_process_worker_thread_delivers_on_sqlite(tmp_path: Path) -> None
             session.commit()
             consumer.secrets = [endpoint.secret]
         thread = threading.Thread(
-            target=wd.run_worker,
+            target=run_worker,
             args=(factory, webhook_settings(), stop),
             kwargs={"interval": 0.05},
         )

@@ -1,7 +1,7 @@
 """Queueing mail: one outbox row per message and recipient, in the caller's transaction.
 
 Rows name what the message is about (``kind``, the comment, the moderator); the worker renders
-and sends them (moderation/mail/sending.py). Nothing is queued while mail is off.
+and sends them (moderation.outbox.mail.py). Nothing is queued while mail is off.
 """
 
 from __future__ import annotations

@@ -23,12 +23,12 @@ from sqlalchemy import select
 
 from moderation import mail, moderators, sites
 from moderation.comments import get_site
-from moderation.db import get_session
 from moderation.errors import ServiceError, ValidationFailed
 from moderation.events import Actor
 from moderation.models import ModerationPolicy, Moderator, Role, Site
 from moderation.personal_data import erase_personal_data, export_personal_data
 from moderation.web.context import hasher, now
+from moderation.web.sessions import get_session
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

@@ -11,7 +11,6 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from moderation import comments, i18n, publishing, verification
-from moderation.db import get_session, reads_first
 from moderation.errors import Malformed, NotFound
 from moderation.events import rfc3339
 from moderation.models import Comment, CommentStatus, Post, Site
@@ -25,6 +24,7 @@ from moderation.web.context import (
 from moderation.web.embed import cached_body, cors_for_site, store_body
 from moderation.web.replay import mark_replayable
 from moderation.web.screening import screen_and_submit, screening
+from moderation.web.sessions import get_session, reads_first
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 

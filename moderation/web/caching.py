@@ -7,9 +7,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 from flask import Response, current_app, g, request
 
-from moderation.db import get_session
 from moderation.publishing import ThreadHead, ThreadHeads
 from moderation.web.context import now, settings
+from moderation.web.sessions import get_session
 
 
 def _build() -> str:

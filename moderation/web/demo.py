@@ -7,9 +7,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, render_template, request, url_for
 
 from moderation import comments, i18n
-from moderation.db import get_session
 from moderation.errors import NotFound
 from moderation.web.embed import fill_form_token, render_thread
+from moderation.web.sessions import get_session
 
 bp = Blueprint("demo", __name__, url_prefix="/demo")
 

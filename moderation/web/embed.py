@@ -23,7 +23,6 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 
 from moderation import comments, i18n, mail, verification
-from moderation.db import get_session, reads_first
 from moderation.errors import (
     NotFound,
     ThreadClosed,
@@ -41,6 +40,7 @@ from moderation.web.context import (
 )
 from moderation.web.replay import mark_replayable
 from moderation.web.screening import screen_and_submit, screening
+from moderation.web.sessions import get_session, reads_first
 
 log = logging.getLogger(__name__)
 bp = Blueprint("embed", __name__, url_prefix="/embed")

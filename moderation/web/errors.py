@@ -9,9 +9,10 @@ from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
 from moderation import i18n
-from moderation.db import close_session, database_unavailable, storage_full
+from moderation.db import database_unavailable, storage_full
 from moderation.errors import RateLimited, ServiceError
 from moderation.spam import FORM_TOKEN_FIELD
+from moderation.web.sessions import close_session
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from moderation import i18n, verification
-from moderation.db import get_session
 from moderation.mail import link_actions, links
 from moderation.models import Comment, CommentStatus
 from moderation.web.context import now
+from moderation.web.sessions import get_session
 
 bp = Blueprint("mail_links", __name__, url_prefix="/mail")
 

@@ -34,7 +34,7 @@ from sqlalchemy import select
 from moderation import actions, audit, moderators
 from moderation import queue as queues
 from moderation.comments import client_network, page_limit
-from moderation.db import begin_write, get_session
+from moderation.db import begin_as_writer
 from moderation.errors import (
     AlreadyModerated,
     InvalidCredentials,
@@ -47,6 +47,7 @@ from moderation.events import Actor
 from moderation.models import Comment, CommentStatus, MailPreference, Moderator, Site
 from moderation.web import admin
 from moderation.web.context import client_address, hasher, now, settings
+from moderation.web.sessions import get_session
 
 bp = Blueprint("moderate", __name__, url_prefix="/moderate")
 bp.register_blueprint(admin.bp)
@@ -261,7 +262,7 @@ def queue() -> str:
 @bp.get("/comments/<comment_id>")
 def comment(comment_id: str) -> str:
     db = get_session()
-    begin_write(db)
+    begin_as_writer(db)
     found = actions.get_comment_for(db, g.moderator, comment_id)
     holds = actions.claim(db, g.moderator, found, now=now())
     db.commit()

@@ -10,11 +10,11 @@ import datetime as dt
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from moderation.db import get_session
 from moderation.errors import NotFound, ValidationFailed
 from moderation.models import Site
 from moderation.web import moderate
 from moderation.web.context import now, settings
+from moderation.web.sessions import get_session
 from moderation.webhooks import endpoints
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")

@@ -10,11 +10,12 @@ from sqlalchemy import select
 from moderation import actions, comments, moderators, sites
 from moderation import queue as queues
 from moderation.comments import page_limit
-from moderation.db import get_session
 from moderation.errors import Malformed, Unauthorized, ValidationFailed
-from moderation.events import Actor, comment_data, rfc3339
+from moderation.events import Actor, rfc3339
 from moderation.models import ApiToken, Comment, CommentStatus, Moderator, Site
+from moderation.outbox.events import comment_data
 from moderation.web.context import json_object, now
+from moderation.web.sessions import get_session
 
 bp = Blueprint("moderation_api", __name__, url_prefix="/api/v1/moderation")
 QUERY_PARAMETERS = {

@@ -21,9 +21,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from moderation import metrics, schema
-from moderation.db import get_session
 from moderation.errors import Forbidden, NotFound
 from moderation.web.context import client_address, now, settings
+from moderation.web.sessions import get_session
 from moderation.webhooks.network import parse_networks
 
 bp = Blueprint("ops", __name__)

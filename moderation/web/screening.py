@@ -23,12 +23,12 @@ from limits.strategies import MovingWindowRateLimiter
 from moderation import comments, metrics, spam
 from moderation.comments import client_network
 from moderation.config import Settings
-from moderation.db import get_session
 from moderation.deliverability import DeliverabilityChecker, make_resolver
 from moderation.errors import RateLimited
 from moderation.models import Comment
 from moderation.validation import CommentSubmission
 from moderation.web.context import client_address, foreign_origin, now
+from moderation.web.sessions import get_session
 
 RATE_LIMITED = "You have sent several comments in a short time. Wait a little, then try again."
 

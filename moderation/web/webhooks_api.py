@@ -7,12 +7,12 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify
 
-from moderation.db import get_session
 from moderation.errors import ValidationFailed
 from moderation.events import rfc3339
 from moderation.models import WebhookDelivery, WebhookEndpoint
 from moderation.web import moderation_api
 from moderation.web.context import json_object, now, settings
+from moderation.web.sessions import get_session
 from moderation.webhooks import endpoints
 
 # Nested in the moderation API blueprint, whose guard authenticates the bearer token first.

@@ -1,11 +1,10 @@
-"""The workers' side: fan events out into deliveries, claim due ones, send, record the outcome.
+"""Webhook delivery, the workers' side: fan events out into deliveries, claim due ones, send,
+record the outcome.
 
 Fan-out happens in the worker, not in the request: a worker takes undispatched events (rows with
 ``dispatched_at`` NULL, so a transaction that commits late is never skipped, as a cursor over ids
-could) and adds one delivery per subscribed endpoint. Claims are short transactions that set a
-lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite); the HTTP call
-happens with no transaction open, and the outcome is written in another short transaction. A
-worker that dies leaves a lease that expires, and another worker takes the delivery over.
+could) and adds one delivery per subscribed endpoint. Deliveries are leased and retried as
+``outbox.leasing`` says; the HTTP call happens with no transaction open.
 """
 
 from __future__ import annotations
@@ -14,20 +13,16 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import os
 import random
-import socket
-import threading
 import time
-import uuid
 from collections.abc import Callable
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation import metrics
 from moderation.config import Settings
-from moderation.db import begin_write
+from moderation.db import write_transaction
 from moderation.mail import outbox
 from moderation.models import (
     Comment,
@@ -37,24 +32,32 @@ from moderation.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from moderation.personal_data import purge_if_due
+from moderation.outbox.leasing import (
+    RetrySchedule,
+    holds_lease,
+    lease_free,
+    release,
+    take_leases,
+    worker_name,
+)
 from moderation.webhooks import network, signing
 from moderation.webhooks.endpoints import set_enabled
 
 logger = logging.getLogger(__name__)
 
-# Waits after the 1st, 2nd, ... failed attempt; after the last, the delivery has failed.
-RETRY_SCHEDULE = (
-    dt.timedelta(seconds=5),
-    dt.timedelta(minutes=5),
-    dt.timedelta(minutes=30),
-    dt.timedelta(hours=2),
-    dt.timedelta(hours=5),
-    dt.timedelta(hours=10),
-    dt.timedelta(hours=10),
+# About a day of retries (docs/webhooks.md).
+RETRY_SCHEDULE = RetrySchedule(
+    (
+        dt.timedelta(seconds=5),
+        dt.timedelta(minutes=5),
+        dt.timedelta(minutes=30),
+        dt.timedelta(hours=2),
+        dt.timedelta(hours=5),
+        dt.timedelta(hours=10),
+        dt.timedelta(hours=10),
+    )
 )
-MAX_ATTEMPTS = len(RETRY_SCHEDULE) + 1
-JITTER = 0.2
+MAX_ATTEMPTS = RETRY_SCHEDULE.max_attempts
 MAX_RETRY_AFTER = dt.timedelta(hours=24)
 # An attempt's outcome, as the deliveries metric labels it.
 OUTCOMES = {
@@ -62,10 +65,6 @@ OUTCOMES = {
     DeliveryStatus.PENDING: "retrying",
     DeliveryStatus.FAILED: "failed",
 }
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def policy_from(settings: Settings) -> network.Policy:
@@ -119,19 +118,14 @@ def claim_due(
         .where(
             WebhookDelivery.status == DeliveryStatus.PENDING,
             WebhookDelivery.next_attempt_at <= now,
-            or_(
-                WebhookDelivery.lease_expires_at.is_(None),
-                WebhookDelivery.lease_expires_at < now,
-            ),
+            lease_free(WebhookDelivery.lease_expires_at, now),
             WebhookEndpoint.enabled,
         )
         .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
         .limit(limit)
         .with_for_update(skip_locked=True, of=WebhookDelivery)
     ).all()
-    for delivery in deliveries:
-        delivery.lease_owner = owner
-        delivery.lease_expires_at = now + lease
+    take_leases(deliveries, owner, until=now + lease)
     session.flush()
     return [d.id for d in deliveries]
 
@@ -152,8 +146,7 @@ def prepare(session: Session, delivery_id: int, *, now: dt.datetime) -> Prepared
     delivery = session.get_one(WebhookDelivery, delivery_id)
     endpoint = delivery.endpoint
     if not endpoint.enabled:
-        delivery.lease_owner = None
-        delivery.lease_expires_at = None
+        release(delivery)
         return None
     payload = json.loads(json.dumps(delivery.event.payload))
     data = payload.get("data")
@@ -202,11 +195,6 @@ def disable(session: Session, endpoint: WebhookEndpoint, reason: str, *, now: dt
     logger.warning("webhook endpoint %s disabled: %s", endpoint.public_id, reason)
 
 
-def backoff(attempts: int, rng: random.Random) -> dt.timedelta:
-    delay = RETRY_SCHEDULE[min(attempts, len(RETRY_SCHEDULE)) - 1]
-    return delay * (1 + rng.uniform(-JITTER, JITTER))
-
-
 def record(
     session: Session,
     prepared: Prepared,
@@ -236,12 +224,11 @@ def record(
             worker=owner[:100],
         )
     )
-    if delivery.lease_owner != owner or delivery.status is not DeliveryStatus.PENDING:
+    if not holds_lease(delivery, owner) or delivery.status is not DeliveryStatus.PENDING:
         # Our lease ran out and another worker took the delivery over; it decides.
         return None
     delivery.attempts += 1
-    delivery.lease_owner = None
-    delivery.lease_expires_at = None
+    release(delivery)
     delivery.last_status_code = result.status_code
     code = result.status_code
     if code is not None and 200 <= code < 300:
@@ -270,7 +257,7 @@ def record(
         delivery.status = DeliveryStatus.FAILED
         delivery.completed_at = now
         return delivery.status
-    wait = backoff(delivery.attempts, rng)
+    wait = RETRY_SCHEDULE.backoff(delivery.attempts, rng)
     if code in (429, 503) and result.retry_after is not None:
         wait = min(dt.timedelta(seconds=max(1.0, result.retry_after)), MAX_RETRY_AFTER)
     delivery.next_attempt_at = now + wait
@@ -293,26 +280,19 @@ def deliver_due(
     rng = rng or random.Random()  # noqa: S311 (jitter, not a secret)
     policy = policy_from(settings)
     lease = dt.timedelta(seconds=settings.webhook_lease_seconds)
-    with session_factory() as session:
-        begin_write(session)
+    with write_transaction(session_factory) as session:
         dispatch_events(session, now=now)
-        session.commit()
-    with session_factory() as session:
-        begin_write(session)
+    with write_transaction(session_factory) as session:
         claimed = claim_due(session, owner, now=now, lease=lease, limit=limit)
-        session.commit()
     attempted = 0
     for delivery_id in claimed:
-        with session_factory() as session:
-            begin_write(session)
+        with write_transaction(session_factory) as session:
             prepared = prepare(session, delivery_id, now=now)
-            session.commit()
         if prepared is None:
             continue
         attempted += 1
         timestamp, result = attempt(prepared, policy, resolver=resolver, wall_clock=wall_clock)
-        with session_factory() as session:
-            begin_write(session)
+        with write_transaction(session_factory) as session:
             status = record(
                 session,
                 prepared,
@@ -323,57 +303,6 @@ def deliver_due(
                 disable_after=dt.timedelta(hours=settings.webhook_disable_after_hours),
                 rng=rng,
             )
-            session.commit()
         if status is not None:
             metrics.DELIVERIES.labels(OUTCOMES[status]).inc()
     return attempted
-
-
-def run_worker(
-    session_factory: sessionmaker[Session],
-    settings: Settings,
-    stop: threading.Event,
-    *,
-    interval: float = 1.0,
-    clock: Callable[[], dt.datetime] | None = None,
-) -> None:
-    """Deliver webhooks and send mail until ``stop`` is set; sleeps ``interval`` when idle.
-    Applies the retention periods once a day (the first worker to claim the day does)."""
-    from moderation.mail.sending import send_due_mail  # mail reuses this module's worker_name
-
-    owner = worker_name()
-    now = clock or (lambda: dt.datetime.now(dt.UTC))
-    logger.info("webhook worker %s started", owner)
-    while not stop.is_set():
-        try:
-            purge_if_due(session_factory, settings, now())
-        except Exception:
-            logger.exception("worker %s: the daily retention purge failed; retrying", owner)
-        try:
-            done = deliver_due(session_factory, settings, now=now(), owner=owner)
-        except Exception:
-            logger.exception("webhook worker %s: a round failed; retrying", owner)
-            done = 0
-        try:
-            done += send_due_mail(
-                session_factory, settings, secret=settings.effective_secret_key, now=now(),
-                owner=owner,
-            )  # fmt: skip
-        except Exception:
-            logger.exception("worker %s: a mail round failed; retrying", owner)
-        if not done:
-            stop.wait(interval)
-    logger.info("webhook worker %s stopped", owner)
-
-
-def pending_count(session: Session) -> int:
-    from sqlalchemy import func
-
-    return (
-        session.scalar(
-            select(func.count())
-            .select_from(WebhookDelivery)
-            .where(WebhookDelivery.status == DeliveryStatus.PENDING)
-        )
-        or 0
-    )

@@ -1,10 +1,9 @@
-"""The workers' side of mail: claim due outbox rows, render, send over SMTP, record the outcome.
+"""Mail, the workers' side: claim due rows of the mail outbox, render, send over SMTP, record
+the outcome.
 
-Like webhook delivery (moderation/webhooks/delivery.py): a claim is a short transaction that
-leases rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so two
-workers never hold the same row; SMTP is spoken with no transaction open; the outcome is written
-only if the lease is still ours. A worker that dies mid-send leaves a lease that expires and the
-mail is sent again: at least once. Failures are retried with backoff, then given up.
+Rows are leased and retried as ``outbox.leasing`` says, so two workers never hold the same row
+and a worker that dies mid-send leaves a lease that expires (the mail is sent again: at least
+once); SMTP is spoken with no transaction open.
 """
 
 from __future__ import annotations
@@ -21,24 +20,31 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation.config import Settings
-from moderation.db import begin_write
+from moderation.db import write_transaction
 from moderation.mail import outbox
 from moderation.mail.messages import MailConfig, Renderer, render
 from moderation.models import MailStatus, OutgoingMail
-from moderation.webhooks.delivery import worker_name
+from moderation.outbox.leasing import (
+    RetrySchedule,
+    holds_lease,
+    lease_free,
+    release,
+    take_leases,
+    worker_name,
+)
 
 logger = logging.getLogger(__name__)
 
-RETRY_SCHEDULE = (
-    dt.timedelta(minutes=1),
-    dt.timedelta(minutes=5),
-    dt.timedelta(minutes=30),
-    dt.timedelta(hours=2),
-    dt.timedelta(hours=6),
-    dt.timedelta(hours=12),
+RETRY_SCHEDULE = RetrySchedule(
+    (
+        dt.timedelta(minutes=1),
+        dt.timedelta(minutes=5),
+        dt.timedelta(minutes=30),
+        dt.timedelta(hours=2),
+        dt.timedelta(hours=6),
+        dt.timedelta(hours=12),
+    )
 )
-MAX_ATTEMPTS = len(RETRY_SCHEDULE) + 1
-JITTER = 0.2
 LEASE = dt.timedelta(minutes=5)
 
 
@@ -47,7 +53,7 @@ def claim_due(
 ) -> list[list[int]]:
     """Lease due mail to ``owner``, as batches of row ids: one row, or all of a moderator's
     digest rows once the oldest has waited ``digest_after``."""
-    free = or_(OutgoingMail.lease_expires_at.is_(None), OutgoingMail.lease_expires_at < now)
+    free = lease_free(OutgoingMail.lease_expires_at, now)
     rows = session.scalars(
         select(OutgoingMail)
         .where(
@@ -87,9 +93,7 @@ def claim_due(
         else:
             batches.append([row])
     for batch in batches:
-        for row in batch:
-            row.lease_owner = owner
-            row.lease_expires_at = now + LEASE
+        take_leases(batch, owner, until=now + LEASE)
     session.flush()
     return [[row.id for row in batch] for batch in batches]
 
@@ -141,17 +145,11 @@ class Mailer:
             self.smtp = None
 
 
-def release(session: Session, ids: list[int], *, owner: str) -> None:
+def release_all(session: Session, ids: list[int], *, owner: str) -> None:
     for row_id in ids:
         row = session.get_one(OutgoingMail, row_id)
-        if row.lease_owner == owner:
-            row.lease_owner = None
-            row.lease_expires_at = None
-
-
-def backoff(attempts: int, rng: random.Random) -> dt.timedelta:
-    delay = RETRY_SCHEDULE[min(attempts, len(RETRY_SCHEDULE)) - 1]
-    return delay * (1 + rng.uniform(-JITTER, JITTER))
+        if holds_lease(row, owner):
+            release(row)
 
 
 def record(
@@ -166,10 +164,9 @@ def record(
     """Move the batch on: sent, dropped (nothing to say), retried later, or failed."""
     for row_id in prepared.ids:
         row = session.get_one(OutgoingMail, row_id)
-        if row.lease_owner != owner or row.status is not MailStatus.PENDING:
+        if not holds_lease(row, owner) or row.status is not MailStatus.PENDING:
             continue  # our lease ran out and another worker took the row over
-        row.lease_owner = None
-        row.lease_expires_at = None
+        release(row)
         if prepared.message is None:
             row.status = MailStatus.DROPPED
         elif error is None:
@@ -178,10 +175,10 @@ def record(
         else:
             row.attempts += 1
             row.last_error = error[:500]
-            if row.attempts >= MAX_ATTEMPTS:
+            if row.attempts >= RETRY_SCHEDULE.max_attempts:
                 row.status = MailStatus.FAILED
             else:
-                row.next_attempt_at = now + backoff(row.attempts, rng)
+                row.next_attempt_at = now + RETRY_SCHEDULE.backoff(row.attempts, rng)
 
 
 def send_due_mail(
@@ -200,10 +197,8 @@ def send_due_mail(
     owner = owner or worker_name()
     rng = rng or random.Random()  # noqa: S311 (jitter, not a secret)
     digest_after = dt.timedelta(minutes=settings.mail_digest_minutes)
-    with session_factory() as session:
-        begin_write(session)
+    with write_transaction(session_factory) as session:
         batches = claim_due(session, owner, now=now, digest_after=digest_after, limit=limit)
-        session.commit()
     if not batches:
         return 0
     renderer = Renderer(MailConfig(settings.public_url, settings.mail_from, secret))
@@ -211,17 +206,13 @@ def send_due_mail(
     attempted, server_down = 0, False
     try:
         for ids in batches:
-            with session_factory() as session:
-                begin_write(session)
+            with write_transaction(session_factory) as session:
                 prepared = prepare(session, renderer, ids, now=now)
-                session.commit()
             error = None
             if prepared.message is not None and server_down:
                 # Not tried: let the rows go for the next round rather than count a failure.
-                with session_factory() as session:
-                    begin_write(session)
-                    release(session, ids, owner=owner)
-                    session.commit()
+                with write_transaction(session_factory) as session:
+                    release_all(session, ids, owner=owner)
                 continue
             if prepared.message is not None:
                 attempted += 1
@@ -232,10 +223,8 @@ def send_due_mail(
                     logger.warning("mail %s not sent: %s", ids[0], error)
                     server_down = mailer.smtp is None  # could not even connect
                     mailer.close()
-            with session_factory() as session:
-                begin_write(session)
+            with write_transaction(session_factory) as session:
                 record(session, prepared, error, owner=owner, now=now, rng=rng)
-                session.commit()
     finally:
         mailer.close()
     return attempted
