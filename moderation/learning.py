@@ -494,3 +494,45 @@ def strongest_tokens(session: Session, site_id: int, limit: int = 10) -> list[tu
     scored = [(t, token_probability(s, h, spam_docs, ham_docs)) for t, s, h in rows]
     scored.sort(key=lambda item: item[1], reverse=True)
     return scored[:limit]
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterReport:
+    """How far a site's filter has learned, and how often its moderators overturned it."""
+
+    decisions: int
+    filed: int  # filed as spam with no moderator
+    rescued: int  # of those, approved or restored by a moderator
+    accepted: int  # accepted by every check, then decided by a moderator
+    missed: int  # of those, marked spam
+
+    @property
+    def overturn_rate(self) -> float | None:
+        judged = self.filed + self.accepted
+        return (self.rescued + self.missed) / judged if judged else None
+
+
+def filter_report(session: Session, site_id: int) -> FilterReport:
+    """Counted from the comments (grouped, one query), so every process's decisions are in it."""
+    from sqlalchemy import func
+
+    from moderation.models import Post
+
+    rows = session.execute(
+        select(Comment.verdict, Comment.status, Comment.learned, func.count())
+        .join(Post, Comment.post_id == Post.id)
+        .where(Post.site_id == site_id, Comment.verdict.in_(["spam", "accept"]))
+        .group_by(Comment.verdict, Comment.status, Comment.learned)
+    ).all()
+    filed = rescued = accepted = missed = 0
+    for verdict, status, learned, count in rows:
+        status = CommentStatus(status)
+        if verdict == "spam":
+            filed += count
+            if status in (CommentStatus.APPROVED, CommentStatus.PENDING):
+                rescued += count
+        elif learned is not None:
+            accepted += count
+            if learned == Lesson.SPAM.value:
+                missed += count
+    return FilterReport(decisions_learned(session, site_id), filed, rescued, accepted, missed)

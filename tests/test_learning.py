@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, delete, select
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.spam_corpus import address_of, load
@@ -23,7 +24,7 @@ from moderation.models import Comment, CommentStatus, Moderator, Post, Site, Spa
 from moderation.personal_data import erase_personal_data
 from moderation.spam import Candidate, ClassifierCheck, Evidence, Verdict
 from moderation.validation import CommentSubmission
-from tests.helpers import make_moderator, make_site
+from tests.helpers import login, make_moderator, make_site
 
 NOW = dt.datetime(2026, 12, 6, 9, 0, tzinfo=dt.UTC)
 
@@ -340,3 +341,25 @@ def test_spam_train_rebuilds_a_site_model_from_its_decided_comments(tmp_path: Pa
     engine.dispose()
     unknown = run_command(tmp_path, "spam", "train", "--site", "nope")
     assert unknown.returncode != 0
+
+
+def test_the_site_page_says_how_far_the_filter_has_learned_and_its_overturn_rate(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    editor = make_moderator(session)
+    filed = add(session, "Subscribe to my channel for free views", name="Views Seller")
+    session.execute(
+        update(Comment)
+        .where(Comment.id == filed.id)
+        .values(status=CommentStatus.SPAM, verdict="spam")
+    )
+    accepted = add(session, "A careful reply about the housing figures")
+    session.execute(update(Comment).where(Comment.id == accepted.id).values(verdict="accept"))
+    decide(session, editor, accepted, "spam")  # the filter missed it: overturned
+    session.commit()
+    login(client)
+    page = client.get("/moderate/admin/sites/luac").get_data(as_text=True)
+    assert "Learning: 1 decisions so far" in page
+    assert "Moderators overturned 50.0% of its verdicts" in page
+    assert "0 of 1 filed as spam were rescued, 1 of 1 accepted were marked spam" in page

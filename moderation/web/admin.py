@@ -21,7 +21,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from moderation import mail, moderators, sites
+from moderation import learning, mail, moderators, sites
 from moderation.comments import get_site
 from moderation.errors import ServiceError, ValidationFailed
 from moderation.events import Actor
@@ -83,10 +83,12 @@ def site_add() -> ResponseReturnValue:
 def site_edit(slug: str) -> str:
     return render_template(
         "moderate/admin/site.html",
-        site=get_site(get_session(), slug),
+        site=(site := get_site(get_session(), slug)),
         errors={},
         policies=list(ModerationPolicy),
         mail_on=mail.enabled(get_session()),
+        spam_filter=learning.filter_report(get_session(), site.id),
+        learning_enough=learning.MIN_SITE_DECISIONS,
     )
 
 
@@ -102,10 +104,12 @@ def site_save(slug: str) -> ResponseReturnValue:
         db.rollback()
         page = render_template(
             "moderate/admin/site.html",
-            site=get_site(get_session(), slug),
+            site=(site := get_site(get_session(), slug)),
             errors=error.fields,
             policies=list(ModerationPolicy),
             mail_on=mail.enabled(db),
+            spam_filter=learning.filter_report(db, site.id),
+            learning_enough=learning.MIN_SITE_DECISIONS,
         )
         return page, 422
     db.commit()
