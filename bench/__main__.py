@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-SECTIONS = ["bench.harness", "bench.spam_pipeline", "bench.webhooks"]
+SECTIONS = ["bench.harness", "bench.spam_pipeline", "bench.spam_corpus", "bench.webhooks"]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
