@@ -48,3 +48,17 @@ def test_harness_measures_a_scenario_against_the_trivial_app() -> None:
     assert cells["target"].startswith(">= 0.25: ")
     assert cells["target"].endswith(("MET", "MISSED"))
     assert "Resident memory of each app worker after the run: " in section
+
+
+def test_the_spam_corpus_replay_reports_every_figure_on_a_short_run() -> None:
+    from bench import spam_corpus
+
+    videos = {title: rows[:60] for title, rows in list(spam_corpus.load().items())[:2]}
+    section = spam_corpus.run(videos, curve=(25,))
+    assert "| **all** | " in section
+    assert "Target on the second halves" in section and ("MET" in section or "MISSED" in section)
+    assert "| classifier |" in section
+    assert "| 25 |" in section and "| all of the first half |" in section
+    # Every submission was accepted (202): the filter never refuses on its own word.
+    rows = [line for line in section.splitlines() if line.startswith("| **all** |")]
+    assert rows and rows[0].rstrip("| ").endswith("| 0")
