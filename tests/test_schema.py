@@ -69,7 +69,8 @@ def test_db_check_says_whether_the_schema_is_at_head_and_matches_the_models(
     assert _cli(tmp_path, "db", "upgrade", "--revision", "0010").exit_code == 0
     behind = _cli(tmp_path, "db", "check")
     assert behind.exit_code == 1
-    assert "not 0011" in behind.output and "moderation db upgrade" in behind.output
+    head = schema.head_revision()
+    assert f"not {head}" in behind.output and "moderation db upgrade" in behind.output
     assert _cli(tmp_path, "db", "upgrade").exit_code == 0
     in_step = _cli(tmp_path, "db", "check")
     assert in_step.exit_code == 0, in_step.output
@@ -93,10 +94,12 @@ def test_db_revision_writes_a_migration_in_development_only(
     assert _cli(tmp_path, "db", "upgrade").exit_code == 0
     refused = _cli(tmp_path, "db", "revision", "-m", "nothing", env="testing")
     assert refused.exit_code == 1 and "for development" in refused.output
+    head = str(schema.head_revision())
     written = _cli(tmp_path, "db", "revision", "-m", "add nothing")
     assert written.exit_code == 0, written.output
-    new = migrations / "versions" / "0012_add_nothing.py"
+    after = f"{int(head) + 1:04d}"
+    new = migrations / "versions" / f"{after}_add_nothing.py"
     text = new.read_text()
-    assert "revision = '0012'" in text and "down_revision = '0011'" in text
+    assert f"revision = '{after}'" in text and f"down_revision = '{head}'" in text
     monkeypatch.undo()
     assert sorted(p.name for p in schema.MIGRATIONS.glob("versions/*.py")) == shipped
