@@ -36,8 +36,8 @@ test: install
 	fi
 
 ## test-fast: the in-process tiers on SQLite, for day-to-day work (no browser, no separate
-## processes, no races, faults, load, benchmarks or packaging: make test runs those too)
-SLOW_TIERS := browser or subprocess or concurrency or faults or load or bench or packaging
+## processes, no races, faults, load, benchmarks, packaging or WordPress: make test runs those too)
+SLOW_TIERS := browser or subprocess or concurrency or faults or load or bench or packaging or wordpress
 test-fast: $(STAMP)
 	MODERATION_TEST_DATABASE_URL= $(BIN)/python -m pytest -m "not ($(SLOW_TIERS))"
 

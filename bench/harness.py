@@ -2,10 +2,11 @@
 trivial Flask app under the same server settings, at 1 and 16 keep-alive connections from wrk.
 
 Each scenario runs in rounds, each the trivial app then the scenario at the same concurrency, so
-every ratio compares two figures taken under the same machine load; the table gives medians. One database (SQLite in a temporary
-folder, or BENCH_DATABASE_URL, whose schema is dropped) serves every scenario, in table order:
-the reads, the queue at 100 pending, submissions, then a bulk top-up to 100,000 pending for the
-queue again and the approvals. Run: python -m bench bench.harness
+every ratio compares two figures taken under the same machine load; the table gives medians.
+One database (SQLite in a temporary folder, or BENCH_DATABASE_URL, whose schema is dropped)
+serves every scenario, in table order: the reads, the queue at 100 pending, submissions, then
+a bulk top-up to 100,000 pending for the queue again and the approvals.
+Run: python -m bench bench.harness
 """
 
 from __future__ import annotations
@@ -209,9 +210,17 @@ def scenarios(base: str, db: Seeded) -> list[Scenario]:
     bearer = {"Authorization": f"Bearer {db.token}"}
     return [
         Scenario("thread fragment, full", Request(thread), ratio=0.5),
-        Scenario("thread fragment, 304", Request(thread, headers={"If-None-Match": etag_of(base, thread)}, status=304), ratio=0.8),
+        Scenario(
+            "thread fragment, 304",
+            Request(thread, headers={"If-None-Match": etag_of(base, thread)}, status=304),
+            ratio=0.8,
+        ),
         Scenario("thread JSON, full", Request(listing), ratio=0.5),
-        Scenario("thread JSON, 304", Request(listing, headers={"If-None-Match": etag_of(base, listing)}, status=304), ratio=0.8),
+        Scenario(
+            "thread JSON, 304",
+            Request(listing, headers={"If-None-Match": etag_of(base, listing)}, status=304),
+            ratio=0.8,
+        ),
         Scenario("counts, 50 posts", Request(counts)),
         Scenario("queue page, 100 pending", Request("/moderate/", headers=cookie)),
         Scenario(
@@ -222,8 +231,9 @@ def scenarios(base: str, db: Seeded) -> list[Scenario]:
         ),
         Scenario(
             "submission floor (bench/floor.py)",
-            Request("/submit", "POST", body=submission.replace('"/submit/"', json.dumps(floor.POST_KEY)),
-                    status=202, headers={"Content-Type": "application/json"}),
+            Request("/submit", "POST",
+                    body=submission.replace('"/submit/"', json.dumps(floor.POST_KEY)), status=202,
+                    headers={"Content-Type": "application/json"}),
             floor=True,
         ),
         Scenario(
@@ -381,8 +391,8 @@ def run(
             "## Harness: the service against a trivial Flask app, same gunicorn settings",
             "",
             f"gunicorn `{SERVER}` for both apps; {wrk_version()} from its own process on "
-            f"loopback, keep-alive connections. Each scenario, after a {warmup} s warm-up, runs {rounds} "
-            f"rounds of the trivial app then the scenario, {seconds} s each, at the same "
+            f"loopback, keep-alive connections. Each scenario, after a {warmup} s warm-up, runs "
+            f"{rounds} rounds of the trivial app then the scenario, {seconds} s each, at the same "
             "concurrency; the table gives the medians over the rounds (the ratio is the median "
             f"of the rounds' ratios). {backend}; a {THREAD_COMMENTS}-comment thread (one "
             f"page), {COUNT_POSTS} posts for counts, pending comments across {QUEUE_POSTS:,} "

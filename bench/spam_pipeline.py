@@ -1,7 +1,9 @@
 """The spam pipeline: its cost per submission (median, p99) with every check on, on a post that
-already has 200 recent comments (so the duplicate check compares against a full window), and the
-submission throughput through the JSON API with and without the pipeline and rate limits, as a
-ratio. In-process WSGI on SQLite (or BENCH_DATABASE_URL), one thread.
+already has 200 recent comments and 17 hostile 10 kB ones (so the duplicate check has a full
+window), the worst cost of sanitising and checking a hostile 10 kB body (the shapes that made
+regular expressions and parsers backtrack), and the submission throughput through the JSON API
+with and without the pipeline and rate limits, as a ratio. In-process WSGI on SQLite (or
+BENCH_DATABASE_URL), one thread.
 
 The DNS deliverability lookup is not in these figures: it is made before the transaction and
 bounded (MODERATION_DNS_TIMEOUT_MS, 900 ms by default, answers cached by the resolver); its
@@ -24,11 +26,13 @@ from sqlalchemy.orm import Session
 
 from bench import spam_corpus
 from bench.common import migrated_app
-from moderation import learning
+from moderation import duplicates, learning
 from moderation.config import load_settings
 from moderation.models import Comment, CommentStatus, Post, Site, utcnow
+from moderation.sanitising import render_comment
 from moderation.sites import create_site
 from moderation.spam import Candidate, Evidence, MailDomain, Pipeline, issue_form_token
+from moderation.validation import MAX_BODY
 from moderation.web.screening import Screening
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "500"))
@@ -88,21 +92,28 @@ def make_app(folder: Path, name: str) -> Flask:
         session.add(post)
         session.flush()
         now = utcnow()
-        session.execute(
-            insert(Comment),
+        texts = [body(100_000 + n) for n in range(200)] + [hostile(unit) for unit in HOSTILE]
+        sketches = [duplicates.sketch(text) for text in texts]
+        ids = session.scalars(
+            insert(Comment).returning(Comment.id, sort_by_parameter_order=True),
             [
                 {
                     "public_id": f"seed{n:08d}",
                     "post_id": post.id,
                     "author_name": f"Author {n}",
                     "author_email": f"author{n}@example.com",
-                    "body_text": body(100_000 + n),
+                    "body_text": text,
                     "body_html": "<p>seed</p>",
                     "signals": [],
                     "submitted_at": now,
+                    "text_fingerprint": sketch.fingerprint,
+                    "text_sketch": sketch.packed(),
                 }
-                for n in range(200)
+                for n, (text, sketch) in enumerate(zip(texts, sketches, strict=True))
             ],
+        ).all()
+        duplicates.record_keys(
+            session, [(i, post.id, now, s) for i, s in zip(ids, sketches, strict=True)]
         )
         # The learned check scores against a real model: the YouTube Spam Collection's first
         # halves, decided, on a second post (so the duplicate check's window stays as it was).
@@ -142,6 +153,18 @@ def kilobyte_body(n: int) -> str:
     return text[:1000]
 
 
+# Shapes that made a regular expression or parser go quadratic or worse (tests/test_worst_case.py
+# fuzzes many more), each repeated to the size limit.
+HOSTILE = [
+    "a.a-", "a.-", "a", "a-", "(", "()", "<", "<b>", "<a ", "&", "&#", "a\n\n", "a@a.", "0 ",
+    "www.", "http://", "\ufdd0",
+]  # fmt: skip
+
+
+def hostile(unit: str) -> str:
+    return (unit * (MAX_BODY // len(unit) + 1))[:MAX_BODY]
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -178,6 +201,40 @@ def pipeline_cost(app: Flask, make_body: Callable[[int], str] = body) -> list[fl
     return times
 
 
+def worst_case_cost(app: Flask) -> tuple[float, str, float]:
+    """CPU seconds to sanitise and check each hostile 10 kB body (best of three, so that other
+    processes' load does not count): the worst, its shape, and a typical 45-word comment's."""
+    screening: Screening = app.extensions["moderation.screening"]
+    pipeline = screening.pipeline
+    engine = app.extensions["moderation.engine"]
+    with Session(engine) as session:
+        site = session.scalars(select(Site)).one()
+        post = session.scalars(select(Post).where(Post.key == "/p/1/")).one()
+        token = issue_form_token(SECRET, "bench", now=utcnow() - dt.timedelta(seconds=30))
+
+        def cost(text: str) -> float:
+            best = float("inf")
+            for _ in range(3):
+                candidate = Candidate(
+                    site=site,
+                    post=post,
+                    author_name="Person",
+                    author_email="person@example.com",
+                    body=text,
+                    evidence=Evidence(form_token=token, mail_domain=MailDomain.ACCEPTS),
+                    now=utcnow(),
+                )
+                started = time.thread_time()
+                render_comment(text)
+                pipeline.run(session, candidate)
+                best = min(best, time.thread_time() - started)
+            return best
+
+        typical = statistics.median(cost(body(n)) for n in range(20))
+        worst, shape = max((cost(hostile(unit)), unit) for unit in HOSTILE)
+    return worst, shape, typical
+
+
 def throughput(app: Flask, *, checks: bool) -> float:
     """Submissions per second through POST /api/v1/sites/bench/comments."""
     screening: Screening = app.extensions["moderation.screening"]
@@ -208,9 +265,10 @@ def throughput(app: Flask, *, checks: bool) -> float:
 def run() -> str:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        costed = make_app(folder, "cost")
-        costs = pipeline_cost(costed)
-        kilobyte = pipeline_cost(costed, kilobyte_body)
+        cost_app = make_app(folder, "cost")
+        costs = pipeline_cost(cost_app)
+        kilobyte = pipeline_cost(cost_app, kilobyte_body)
+        worst, shape, typical = worst_case_cost(cost_app)
         with_checks = throughput(make_app(folder, "with"), checks=True)
         without = throughput(make_app(folder, "without"), checks=False)
     median_ms = statistics.median(costs) * 1000
@@ -223,8 +281,9 @@ def run() -> str:
         "",
         f"{ROUNDS} submissions of about 45 words on a post with 200 recent comments; every check "
         "on (honeypot, deliverability verdict, time-trap, links, blocklists, personal data, "
-        "disposable domains, duplicates, the learned check against a model taught by the YouTube Spam "
-        "Collection's first halves); the DNS lookup itself excluded (bounded, see the module).",
+        "disposable domains, duplicates, the learned check against a model taught by the YouTube "
+        "Spam Collection's first halves); the DNS lookup itself excluded (bounded, see the "
+        "module).",
         "",
         "| measure | value |",
         "|---|---|",
@@ -236,6 +295,10 @@ def run() -> str:
         f"| API submissions/s with the pipeline and rate limits | {with_checks:.0f} |",
         f"| API submissions/s without them | {without:.0f} |",
         f"| throughput ratio (with / without) | {with_checks / without:.2f} |",
+        f"| sanitiser and pipeline, typical comment (CPU) | {typical * 1000:.2f} ms |",
+        f"| sanitiser and pipeline, worst hostile 10 kB body (CPU; {shape!r} runs) "
+        f"| {worst * 1000:.1f} ms |",
+        f"| worst hostile / typical | {worst / typical:.0f}x (budget: 50 ms) |",
     ]
     return "\n".join(lines)
 

@@ -1,4 +1,7 @@
-"""The baseline: a trivial Flask app returning a small constant body (gunicorn bench.trivial:app)."""
+"""The baseline: a trivial Flask app returning a small constant body.
+
+Served as ``gunicorn bench.trivial:app``.
+"""
 
 from __future__ import annotations
 

@@ -15,14 +15,15 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from moderation import learning, metrics
+from moderation import duplicates, learning, metrics
 from moderation.errors import AlreadyModerated, NotFound, ValidationFailed
-from moderation.events import Actor, record_audit
+from moderation.events import Actor, AuditAction, record_audit
 from moderation.mail import outbox
-from moderation.models import Comment, CommentStatus, Moderator, Post
-from moderation.outbox.events import record_event
+from moderation.models import AuditEvent, Comment, CommentStatus, Event, Moderator, Post
+from moderation.outbox.events import EventType, record_event
 from moderation.sanitising import normalise_text, render_comment
-from moderation.validation import MAX_BODY
+from moderation.spam import redact_personal_data
+from moderation.validation import MAX_BODY, MAX_DEPTH
 
 # Who the audit log names for what happens without a moderator.
 COMMENTER = Actor("commenter (email address confirmed)")
@@ -30,38 +31,39 @@ AUTOMATIC = Actor("automatic (trusted address)")
 UNDO_WINDOW = dt.timedelta(seconds=30)
 CLAIM_FOR = dt.timedelta(minutes=5)
 S = CommentStatus
+A = AuditAction
 
 
 @dataclasses.dataclass(frozen=True)
 class Action:
     """A decision: the statuses it applies to, the status it leads to, the event it records."""
 
-    name: str
+    name: AuditAction
     to: CommentStatus
     applies_to: frozenset[CommentStatus]
-    event_type: str
+    event_type: EventType
 
 
-ACTIONS = {
+ACTIONS: dict[str, Action] = {
     action.name: action
     for action in (
-        Action("approve", S.APPROVED, frozenset({S.PENDING}), "comment.approved"),
-        Action("reject", S.REJECTED, frozenset({S.PENDING}), "comment.rejected"),
-        Action("spam", S.SPAM, frozenset({S.PENDING}), "comment.spam"),
+        Action(A.APPROVE, S.APPROVED, frozenset({S.PENDING}), EventType.APPROVED),
+        Action(A.REJECT, S.REJECTED, frozenset({S.PENDING}), EventType.REJECTED),
+        Action(A.SPAM, S.SPAM, frozenset({S.PENDING}), EventType.SPAM),
         Action(
-            "delete",
+            A.DELETE,
             S.DELETED,
             frozenset({S.PENDING, S.APPROVED, S.REJECTED, S.SPAM}),
-            "comment.deleted",
+            EventType.DELETED,
         ),
         Action(
-            "restore", S.PENDING, frozenset({S.REJECTED, S.SPAM, S.DELETED}), "comment.restored"
+            A.RESTORE, S.PENDING, frozenset({S.REJECTED, S.SPAM, S.DELETED}), EventType.RESTORED
         ),
     )
 }
-BULK_ACTIONS = ("approve", "reject", "spam", "delete")
+BULK_ACTIONS = (A.APPROVE, A.REJECT, A.SPAM, A.DELETE)
 # The actions that decide a pending comment's fate; their delay is measured.
-DECISIONS = frozenset({"approve", "reject", "spam"})
+DECISIONS = frozenset({A.APPROVE, A.REJECT, A.SPAM})
 
 
 def get_comment_for(session: Session, moderator: Moderator, public_id: str) -> Comment:
@@ -123,8 +125,8 @@ def _bump_thread(session: Session, comment: Comment) -> None:
 def _record(
     session: Session,
     actor: Actor,
-    action: str,
-    event_type: str,
+    action: AuditAction,
+    event_type: EventType,
     comment: Comment,
     before: dict[str, Any],
     after: dict[str, Any],
@@ -170,15 +172,15 @@ def moderate_comment(
         "claimed_until": None,
     }
     after: dict[str, Any] = {"status": action.to.value}
-    if action.name == "reject" and reason:
+    if action.name is A.REJECT and reason:
         values["reject_reason"] = after["reason"] = check_reason(comment, reason)
     _transition(session, comment, action.applies_to, **values)
     _record(session, actor, action.name, action.event_type, comment, before, after, now)
     if action.name in DECISIONS:
         metrics.count_decision(session, comment, action.name)
-    if action.name in ("approve", "reject"):
+    if action.name in (A.APPROVE, A.REJECT):
         outbox.queue_decision(session, comment, now=now)
-    if action.name == "approve":
+    if action.name is A.APPROVE:
         outbox.queue_reply(session, comment, now=now)
     return comment
 
@@ -190,7 +192,7 @@ def confirm_address(
     or with ``trusted`` is then approved at once, audited as automatic."""
     _transition(session, comment, [S.UNCONFIRMED], status=S.PENDING)
     before, after = {"status": "unconfirmed"}, {"status": "pending"}
-    _record(session, COMMENTER, "confirm", "comment.submitted", comment, before, after, now)
+    _record(session, COMMENTER, A.CONFIRM, EventType.SUBMITTED, comment, before, after, now)
     if not trusted:
         outbox.queue_held(session, comment, now=now)
         return comment
@@ -199,14 +201,14 @@ def confirm_address(
     _record(
         session,
         AUTOMATIC,
-        "approve",
-        "comment.approved",
+        A.APPROVE,
+        EventType.APPROVED,
         comment,
         {"status": "pending"},
         after,
         now,
     )
-    metrics.count_decision(session, comment, "approve")
+    metrics.count_decision(session, comment, A.APPROVE)
     outbox.queue_decision(session, comment, now=now)
     outbox.queue_reply(session, comment, now=now)
     return comment
@@ -230,7 +232,7 @@ def undo(
         moderated_by_id=None,
         reject_reason=None,
     )
-    _record(session, actor, "undo", "comment.restored", comment, before, {"status": "pending"}, now)
+    _record(session, actor, A.UNDO, EventType.RESTORED, comment, before, {"status": "pending"}, now)
     return comment
 
 
@@ -252,22 +254,48 @@ def edit_comment(
     actor: Actor,
     now: dt.datetime,
 ) -> Comment:
-    """Change a comment's text; the commenter's original is kept and the edit audited."""
+    """Change a comment's text; the commenter's original is kept and the edit audited.
+
+    Redaction really forgets: the original, the audit's before and the copies in earlier
+    outbox payloads keep a placeholder wherever personal data was (a phone number, an address).
+    """
     comment = get_comment_for(session, moderator, public_id)
     value = _checked_text(text)
     if value == comment.body_text:
         return comment
-    before = {"body_text": comment.body_text}
+    before = {"body_text": redact_personal_data(comment.body_text)}
     _transition(
         session,
         comment,
         [S.PENDING, S.APPROVED],
         body_text=value,
         body_html=render_comment(value),
-        original_text=comment.original_text or comment.body_text,
+        original_text=redact_personal_data(comment.original_text or comment.body_text),
     )
-    _record(session, actor, "edit", "comment.edited", comment, before, {"body_text": value}, now)
+    _redact_earlier_copies(session, comment)
+    duplicates.record(session, comment)
+    _record(session, actor, A.EDIT, EventType.EDITED, comment, before, {"body_text": value}, now)
     return comment
+
+
+def _redact_earlier_copies(session: Session, comment: Comment) -> None:
+    """Earlier events' payloads (not yet delivered, or delivered again on request) and earlier
+    edit audits hold the text as it was: personal data in them is replaced too."""
+    for event in session.scalars(select(Event).where(Event.comment_id == comment.id)):
+        data = dict(event.payload.get("data", {}))
+        if isinstance(data.get("body_text"), str):
+            data["body_text"] = redact_personal_data(data["body_text"])
+            data["body_html"] = render_comment(data["body_text"])
+            event.payload = {**event.payload, "data": data}
+    edits = select(AuditEvent).where(
+        AuditEvent.comment_id == comment.id, AuditEvent.action == "edit"
+    )
+    for audit in session.scalars(edits):
+        for side in ("before", "after"):
+            recorded = getattr(audit, side)
+            if isinstance(recorded, dict) and isinstance(recorded.get("body_text"), str):
+                redacted = redact_personal_data(recorded["body_text"])
+                setattr(audit, side, {**recorded, "body_text": redacted})
 
 
 def reply_as_blog(
@@ -280,20 +308,21 @@ def reply_as_blog(
     now: dt.datetime,
     approve_first: bool = False,
 ) -> Comment:
-    """Publish an official reply from the blog team under a comment (approving it first if asked)."""
+    """Publish an official reply from the blog team under a comment (approving it first if
+    asked)."""
     value = _checked_text(text, "reply")
     parent = get_comment_for(session, moderator, public_id)
     if approve_first and parent.status is S.PENDING:
-        parent = moderate_comment(session, moderator, public_id, "approve", actor=actor, now=now)
+        parent = moderate_comment(session, moderator, public_id, A.APPROVE, actor=actor, now=now)
     if parent.status is not S.APPROVED:
         raise ValidationFailed(fields={"reply": "Approve the comment before replying to it"})
-    # Replies nest three deep; under a third-level comment the reply joins that level.
+    # Replies nest MAX_DEPTH deep; under a comment at the deepest level the reply joins it.
     depth, ancestor = 1, parent
     while ancestor.parent is not None:
         depth, ancestor = depth + 1, ancestor.parent
     reply = Comment(
         post=parent.post,
-        parent=parent.parent if depth >= 3 else parent,
+        parent=parent.parent if depth >= MAX_DEPTH else parent,
         author_name=parent.post.site.name,
         author_email=moderator.email,
         body_text=value,
@@ -305,10 +334,10 @@ def reply_as_blog(
         moderated_by_id=actor.moderator_id,
     )
     session.add(reply)
-    session.flush()
+    duplicates.record(session, reply)
     _bump_thread(session, reply)
     after = {"status": "approved", "official": True, "in_reply_to": parent.public_id}
-    _record(session, actor, "reply", "comment.approved", reply, {}, after, now)
+    _record(session, actor, A.REPLY, EventType.APPROVED, reply, {}, after, now)
     outbox.queue_reply(session, reply, now=now)
     return reply
 

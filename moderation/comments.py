@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, make_transient_to_detached
 from sqlalchemy.sql.dml import ReturningInsert
 
-from moderation import learning, metrics, verification
+from moderation import duplicates, learning, metrics, verification
 from moderation.db import become_writer
 from moderation.errors import (
     Malformed,
@@ -32,12 +32,11 @@ from moderation.errors import (
 )
 from moderation.mail import outbox
 from moderation.models import Comment, CommentStatus, Post, Site, new_public_id
-from moderation.outbox.events import record_event
+from moderation.outbox.events import EventType, record_event
 from moderation.sanitising import render_comment
 from moderation.spam import Candidate, Evidence, Pipeline, Verdict
-from moderation.validation import CommentSubmission
+from moderation.validation import MAX_DEPTH, CommentSubmission
 
-MAX_DEPTH = 3
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
 MAX_ID = 2**63  # ids are 64-bit signed integers in both databases
@@ -92,13 +91,36 @@ def origin_listed(origins: Iterable[str], origin: str) -> bool:
     return origin.lower().rstrip("/") in {o.lower().rstrip("/") for o in origins}
 
 
-def client_network(address: str | None) -> str | None:
-    """Reduce a client address to its network (/24 or /48) before it is stored."""
+# NAT64's well-known prefix (RFC 6052): an IPv4 address in the last 32 bits.
+NAT64_PREFIX = ipaddress.ip_network("64:ff9b::/96")
+
+
+def client_ip(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The client's address, with an IPv4 address carried in IPv6 unwrapped: IPv4-mapped
+    (``::ffff:1.2.3.4``, from a dual-stack listener or a proxy), 6to4, Teredo (the client's
+    public address) and NAT64. Otherwise every IPv4 client would share one IPv6 /48."""
     if not address:
         return None
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip.sixtofour is not None:
+            return ip.sixtofour
+        if ip.teredo is not None:
+            return ip.teredo[1]
+        if ip in NAT64_PREFIX:
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip
+
+
+def client_network(address: str | None) -> str | None:
+    """Reduce a client address to its network (/24 or /48) before it is stored."""
+    ip = client_ip(address)
+    if ip is None:
         return None
     prefix = 24 if ip.version == 4 else 48
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
@@ -195,6 +217,7 @@ def submit_comment(
     status, signals = CommentStatus.PENDING, []
     verdict = Verdict.ACCEPT
     spam_score: float | None = None
+    text_sketch: duplicates.Sketch | None = None
     if pipeline is not None:
         candidate = Candidate(
             site=site,
@@ -212,6 +235,7 @@ def submit_comment(
             raise
         verdict, signals = outcome.verdict, outcome.signals_json()
         spam_score = outcome.spam_score
+        text_sketch = candidate.sketch
         if outcome.verdict is Verdict.SPAM:
             status = CommentStatus.SPAM
     if (
@@ -221,6 +245,7 @@ def submit_comment(
     ):
         status = CommentStatus.UNCONFIRMED
     body_html = render_comment(submission.body)
+    text_sketch = text_sketch or duplicates.sketch(submission.body)
     become_writer(session)
     if post not in session:
         post = _create_post(session, post)
@@ -255,7 +280,10 @@ def submit_comment(
         spam_score=spam_score,
         learned=None,
         learned_tokens=None,
+        text_fingerprint=text_sketch.fingerprint,
+        text_sketch=text_sketch.packed(),
     )
+    duplicates.record_keys(session, [(comment.id, post.id, now, text_sketch)])
     if status is CommentStatus.UNCONFIRMED:
         # Nothing is announced until the author confirms (verification.confirm_comment).
         outbox.queue_confirmation(session, comment, now=now)
@@ -263,7 +291,7 @@ def submit_comment(
     if status is CommentStatus.SPAM:
         # Filed with no moderator: learned as spam until a moderator rescues it (which unlearns).
         learning.follow_decision(session, comment)
-    record_event(session, "comment.submitted", comment, now=now)
+    record_event(session, EventType.SUBMITTED, comment, now=now)
     metrics.count_submission(session, verdict.value)
     metrics.count_verdicts(session, site.slug, signals)
     if status is CommentStatus.PENDING:
@@ -357,10 +385,21 @@ class ThreadNode:
 
 
 def nest(flat: Sequence[Comment]) -> list[ThreadNode]:
-    """Arrange comments (oldest first) into a thread; a reply whose parent is absent stays top level."""
+    """Arrange comments (oldest first) into a thread; a reply whose parent is absent stays top
+    level."""
     nodes = {c.id: ThreadNode(c) for c in flat}
     roots: list[ThreadNode] = []
     for comment in flat:
         parent = nodes.get(comment.parent_id) if comment.parent_id else None
         (parent.replies if parent else roots).append(nodes[comment.id])
     return roots
+
+
+def status_for_sender(session: Session, comment: Comment) -> CommentStatus:
+    """The status a comment's sender is told. One filed as spam looks like any other (waiting
+    for its address to be confirmed where the site asks that, else held): bots learn nothing."""
+    if comment.status is not CommentStatus.SPAM:
+        return comment.status
+    if verification.site_verifies(session, comment.post.site):
+        return CommentStatus.UNCONFIRMED
+    return CommentStatus.PENDING

@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from ipaddress import ip_network
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 PREFIX = "MODERATION_"
 
@@ -26,11 +26,13 @@ class ConfigError(Exception):
 class Settings:
     """The service's configuration; field ``x`` is read from ``MODERATION_X``."""
 
-    env: str = "production"
+    env: Literal["development", "production", "testing"] = "production"
     secret_key: str = ""
     instance_path: str = "instance"
     database_url: str = ""
     max_request_bytes: int = 64 * 1024
+    # An export sent to the import endpoint (POST /api/v1/moderation/sites/<site>/imports).
+    max_import_bytes: int = 64 * 1024 * 1024
     session_cookie_secure: bool | None = None
     session_idle_minutes: int = 30
     session_max_hours: int = 12
@@ -41,7 +43,7 @@ class Settings:
     retention_unconfirmed_days: int = 7
     demo: bool | None = None
     log_level: str = "INFO"
-    log_format: str = "text"
+    log_format: Literal["text", "json"] = "text"
     # /metrics (Prometheus) answers a bearer token or client addresses in these comma-separated
     # networks (CIDR); with neither set it is off (404).
     metrics_token: str = ""
@@ -81,7 +83,7 @@ class Settings:
     time_trap: bool = True
     time_trap_min_seconds: int = 3
     time_trap_max_age_hours: int = 24
-    time_trap_verdict: str = "hold"
+    time_trap_verdict: Literal["hold", "spam"] = "hold"
     # None: on, except in development, where a laptop demo must not depend on the network.
     check_deliverability: bool | None = None
     # host or host:port of the nameserver for the deliverability lookup; the system's when empty.
@@ -94,7 +96,7 @@ class Settings:
     smtp_port: int = 0
     smtp_username: str = ""
     smtp_password: str = ""
-    smtp_security: str = "starttls"
+    smtp_security: Literal["none", "starttls", "tls"] = "starttls"
     smtp_timeout: float = 15.0
     mail_from: str = ""
     # Moderators who chose a digest get one at most this often.
@@ -173,7 +175,8 @@ class Settings:
             )
         if self.smtp_security not in ("none", "starttls", "tls"):
             raise ConfigError(
-                f"MODERATION_SMTP_SECURITY must be none, starttls or tls, not {self.smtp_security!r}"
+                "MODERATION_SMTP_SECURITY must be none, starttls or tls, "
+                f"not {self.smtp_security!r}"
             )
         if self.mail_enabled and not (self.mail_from and self.public_url):
             raise ConfigError(

@@ -6,12 +6,41 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from moderation import metrics
 from moderation.models import AuditEvent, Comment
+
+
+class AuditAction(enum.StrEnum):
+    """What the audit log says someone did: to a comment, or to the service's set-up."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+    SPAM = "spam"
+    DELETE = "delete"
+    RESTORE = "restore"
+    CONFIRM = "confirm"
+    UNDO = "undo"
+    EDIT = "edit"
+    REPLY = "reply"
+    ERASE = "erase"
+    SITE_ADD = "site.add"
+    SITE_UPDATE = "site.update"
+    MODERATOR_ADD = "moderator.add"
+    MODERATOR_UPDATE = "moderator.update"
+    MODERATOR_PASSWORD = "moderator.password"  # noqa: S105 (an action's name)
+    MODERATOR_MAIL_PREFERENCE = "moderator.mail_preference"
+    TOKEN_ADD = "token.add"  # noqa: S105 (an action's name)
+    TOKEN_REVOKE = "token.revoke"  # noqa: S105 (an action's name)
+    COMMENTS_IMPORT = "comments.import"
+
+
+# The actions on comments, which the audit page filters by.
+COMMENT_ACTIONS = tuple(a for a in AuditAction if "." not in a.value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +62,7 @@ def rfc3339(moment: dt.datetime) -> str:
 def record_audit(
     session: Session,
     actor: Actor,
-    action: str,
+    action: AuditAction,
     comment: Comment,
     *,
     before: dict[str, Any],
@@ -48,7 +77,7 @@ def record_audit(
 def record_admin_audit(
     session: Session,
     actor: Actor,
-    action: str,
+    action: AuditAction,
     *,
     site_id: int | None,
     before: dict[str, Any],
@@ -62,7 +91,7 @@ def record_admin_audit(
 def _audit(
     session: Session,
     actor: Actor,
-    action: str,
+    action: AuditAction,
     site_id: int | None,
     comment_id: int | None,
     before: dict[str, Any],

@@ -74,7 +74,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "mail_confirm_subject": "Confirm your email address to send your comment to {site}",
         "mail_confirm_title": "Confirm your email address",
         "mail_confirm_thanks": "Thank you for your comment on {site}.",
-        "mail_confirm_ask": "To send it to the moderators, confirm that this is your email address:",
+        "mail_confirm_ask": (
+            "To send it to the moderators, confirm that this is your email address:"
+        ),
         "mail_confirm_button": "Confirm my email address",
         "mail_confirm_once": (
             "The link works once, for {hours} hours. If you did not write this comment, ignore "
@@ -150,7 +152,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "sending": "Yn anfon eich sylw…",
         "moderation_note": "Mae tîm y blog yn gwirio sylwadau cyn eu cyhoeddi.",
         "received": (
-            "Diolch. Bydd eich sylw yn cael ei gyhoeddi unwaith y bydd cymedrolwr wedi'i gymeradwyo."
+            "Diolch. Bydd eich sylw yn cael ei gyhoeddi unwaith y bydd cymedrolwr "
+            "wedi'i gymeradwyo."
         ),
         "received_check_email": (
             "Diolch. Gwiriwch eich e-bost: agorwch y ddolen a anfonwyd atoch i gadarnhau eich "
@@ -159,7 +162,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "notify_legend": "Anfonwch e-bost ataf (dewisol)",
         "notify_label": "pan fydd fy sylw yn cael ei gymeradwyo neu ei wrthod",
         "notify_replies_label": "pan fydd rhywun yn ateb fy sylw",
-        "failed": "Nid oedd modd anfon eich sylw. Gwiriwch eich cysylltiad a rhowch gynnig arall arni.",
+        "failed": (
+            "Nid oedd modd anfon eich sylw. Gwiriwch eich cysylltiad a rhowch gynnig arall arni."
+        ),
         "back_to": "Yn ôl i {title}",
         "the_post": "y blogbost",
         "page_title": "Sylwadau",

@@ -30,10 +30,10 @@ from lxml import etree
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from moderation import learning
+from moderation import duplicates, learning
 from moderation.comments import client_network, origin_allowed, origin_of
 from moderation.errors import ServiceError
-from moderation.events import Actor, record_admin_audit
+from moderation.events import Actor, AuditAction, record_admin_audit
 from moderation.models import Comment, CommentStatus, Post, Site, new_public_id
 from moderation.sanitising import normalise_text, render_comment
 from moderation.validation import CONTROL_CHARACTERS, MAX_NAME, MAX_POST_KEY, MAX_TITLE, MAX_URL
@@ -117,6 +117,8 @@ class ExportPlan:
     path: Path
     posts: dict[str, SourcePost]
     comments: int
+    # What the audit calls the file: its name, or where it came from (an upload has no name).
+    name: str = ""
 
 
 @dataclasses.dataclass
@@ -144,8 +146,11 @@ class ImportReport:
 # Reading ---------------------------------------------------------------------------------------
 
 
-def read_export(path: Path, source: Source, progress: Progress | None = None) -> ExportPlan:
-    """The first pass: check the whole file and collect its posts; raise :class:`MalformedExport`."""
+def read_export(
+    path: Path, source: Source, progress: Progress | None = None, *, name: str | None = None
+) -> ExportPlan:
+    """The first pass: check the whole file and collect its posts; raise
+    :class:`MalformedExport`."""
     posts: dict[str, SourcePost] = {}
     comments = 0
     for record in _records(path, source, progress):
@@ -153,7 +158,9 @@ def read_export(path: Path, source: Source, progress: Progress | None = None) ->
             posts[record.ref] = record
         else:
             comments += 1
-    return ExportPlan(source=source, path=path, posts=posts, comments=comments)
+    return ExportPlan(
+        source=source, path=path, posts=posts, comments=comments, name=name or path.name
+    )
 
 
 class _CountingReader:
@@ -354,7 +361,9 @@ def _disqus_time(value: str | None) -> dt.datetime | None:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
-_PARAGRAPH_BREAK = re.compile(r"\s*</p>\s*<p(?:\s[^>]*)?>\s*", re.IGNORECASE)
+# Tried only where a run of white space starts and read once (possessive); attributes end at the
+# next "<" too: tried at every position, a long run of spaces or of "</p><p x" was quadratic.
+_PARAGRAPH_BREAK = re.compile(r"(?<!\s)\s*+</p>\s*+<p(?:\s[^<>]*+)?>\s*+", re.IGNORECASE)
 _PARAGRAPH_EDGE = re.compile(r"^\s*<p(?:\s[^>]*)?>|</p>\s*$", re.IGNORECASE)
 _LINE_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
@@ -446,10 +455,10 @@ def import_export(
     record_admin_audit(
         session,
         actor,
-        "comments.import",
+        AuditAction.COMMENTS_IMPORT,
         site_id=site.id,
         before={},
-        after={"source": plan.source, "file": plan.path.name, **run.report.as_dict()},
+        after={"source": plan.source, "file": plan.name, **run.report.as_dict()},
         now=now,
     )
     return run.report
@@ -478,6 +487,7 @@ class _ImportRun:
         self.touched_posts: set[int] = set()
         self.batch: list[dict[str, Any]] = []
         self.in_batch: set[str] = set()
+        self.sketches: list[duplicates.Sketch] = []
         # Replies whose parent had no id yet when they were written: (reply, parent) refs.
         self.later: list[tuple[str, str]] = []
 
@@ -551,8 +561,12 @@ class _ImportRun:
         parent_id = self.known.get(record.parent_ref) if record.parent_ref else None
         if record.parent_ref and parent_id is None:
             self.later.append((record.ref, record.parent_ref))
+        text_sketch = duplicates.sketch(record.text)
+        self.sketches.append(text_sketch)
         self.batch.append(
             {
+                "text_fingerprint": text_sketch.fingerprint,
+                "text_sketch": text_sketch.packed(),
                 "public_id": new_public_id(),
                 "post_id": post_id,
                 "parent_id": parent_id,
@@ -583,6 +597,14 @@ class _ImportRun:
         ).all()
         for row, comment_id in zip(self.batch, ids, strict=True):
             self.known[row["import_ref"].removeprefix(self.prefix)] = comment_id
+        duplicates.record_keys(
+            self.session,
+            [
+                (comment_id, row["post_id"], row["submitted_at"], text_sketch)
+                for row, comment_id, text_sketch in zip(self.batch, ids, self.sketches, strict=True)
+            ],
+        )
+        self.sketches.clear()
         self.batch.clear()
         self.in_batch.clear()
 

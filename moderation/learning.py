@@ -58,18 +58,22 @@ class Lesson(enum.StrEnum):
 
 # Tokens --------------------------------------------------------------------------------------
 
-# Every expression here is linear: no nested quantifiers, bounded repeats.
+# Every expression here is linear: no nested quantifiers, bounded repeats. A run of a class
+# that what follows it cannot start is possessive (``{1,63}+``), and a match may only start where
+# such a run starts (the lookbehinds): else a 10 kB "a-a-a-..." retries every shorter run from
+# every position, 50 ms where these take under 10 (tests/test_worst_case.py).
 _WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)?")
 _SQUASH = re.compile(r"(.)\1{2,}")
 _ANCHOR = re.compile(
-    r"<a\s[^>]{0,500}?href\s*=\s*[\"']?([^\"'\s>]{1,500})[^>]{0,500}>([^<]{0,200})"
+    r"<a\s[^<>]{0,500}?href\s*=\s*[\"']?([^\"'\s>]{1,500})[^<>]{0,500}>([^<]{0,200})"
 )
 _URL = re.compile(
     r"(?:https?://|www\.)[^\s<>\"']{1,300}"
-    r"|\b[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63}){0,4}\.(?:com|net|org|info|biz|ly|me|io|tv|co|uk|ru|xyz)\b",
+    r"|(?<![a-z0-9.])\b[a-z0-9-]{1,63}+(?:\.[a-z0-9-]{1,63}+){0,4}"
+    r"\.(?:com|net|org|info|biz|ly|me|io|tv|co|uk|ru|xyz)\b",
     re.IGNORECASE,
 )
-_EMAIL = re.compile(r"[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){1,5}")
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}+@[\w-]{1,63}+(?:\.[\w-]{1,63}+){1,5}")
 _PHONE = re.compile(r"\+?\d[\d ().-]{6,18}\d")
 _MONEY = re.compile(r"[$£€]\s?\d|\d\s?(?:[$£€]|usd\b|gbp\b|dollars?\b|pounds?\b)", re.IGNORECASE)
 _REPEAT = re.compile(r"(\S)\1{2,}")
@@ -123,7 +127,12 @@ def tokens(body: str, *, author_name: str = "", title: str = "") -> list[str]:
     if len(letters) >= 10:
         upper = sum(c.isupper() for c in letters) / len(letters)
         add("capitals:" + ("most" if upper > 0.6 else "some" if upper > 0.2 else "few"))
-    words = [_SQUASH.sub(r"\1", w) for w in _WORD.findall(text.casefold()) if len(w) <= 30]
+    squashed: dict[str, str] = {}  # a word once, however often it repeats
+    words = [
+        squashed.get(w) or squashed.setdefault(w, _SQUASH.sub(r"\1", w))
+        for w in _WORD.findall(text.casefold())
+        if len(w) <= 30
+    ]
     add("length:" + _length(len(words)))
     title_words = set(_WORD.findall(title.casefold()))
     if title_words:

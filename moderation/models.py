@@ -9,11 +9,13 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Dialect,
     ForeignKey,
     Index,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -36,6 +38,16 @@ NAMING_CONVENTION = {
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def address_key(address: str) -> str:
+    """What addresses are matched by: the normalised address, casefolded in Python, because
+    SQLite's lower() folds ASCII letters only (so ``Ärger@`` and ``ärger@`` would differ)."""
+    return address.casefold()
+
+
+def _address_key_default(context: Any) -> str:
+    return address_key(context.get_current_parameters()["author_email"])
 
 
 def new_public_id() -> str:
@@ -216,6 +228,11 @@ class Comment(Base):
     )
     author_name: Mapped[str] = mapped_column(String(100))
     author_email: Mapped[str] = mapped_column(String(254), index=True)
+    # address_key(author_email), set on insert: export, erasure, unsubscribe and the queue's
+    # counts match on it exactly. Casefolding may lengthen an address (ß to ss), hence the size.
+    email_key: Mapped[str] = mapped_column(
+        String(762), index=True, default=_address_key_default, server_default=""
+    )
     body_text: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str] = mapped_column(Text)
     status: Mapped[CommentStatus] = mapped_column(
@@ -254,6 +271,10 @@ class Comment(Base):
     # tokens it taught, so that undoing the decision or erasing its author unlearns exactly.
     learned: Mapped[str | None] = mapped_column(String(16), default=None)
     learned_tokens: Mapped[list[Any] | None] = mapped_column(default=None)
+    # What the duplicate check compares (moderation.duplicates): a hash of the text's words and
+    # the smallest hashes of its word 3-grams; NULL once the text is erased.
+    text_fingerprint: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    text_sketch: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
     post: Mapped[Post] = relationship(lazy="joined", innerjoin=True)
     parent: Mapped[Comment | None] = relationship(remote_side=[id], lazy="select")
@@ -274,6 +295,24 @@ class SpamToken(Base):
     token: Mapped[str] = mapped_column(String(48), primary_key=True)
     spam: Mapped[int] = mapped_column(default=0)
     ham: Mapped[int] = mapped_column(default=0)
+
+
+class CommentSketchKey(Base):
+    """A few of a comment's sketch values, so the duplicate check finds a post's texts that may
+    resemble a new one by index, however many comments the post has."""
+
+    __tablename__ = "comment_sketch_keys"
+    __table_args__ = (
+        # Covering: the check reads comment ids from the index alone.
+        Index("ix_comment_sketch_keys_post_key", "post_id", "key", "submitted_at", "comment_id"),
+    )
+
+    comment_id: Mapped[int] = mapped_column(
+        ForeignKey("comments.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
+    submitted_at: Mapped[dt.datetime]
 
 
 class ApiToken(Base):

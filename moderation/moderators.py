@@ -6,24 +6,25 @@ import contextlib
 import datetime as dt
 import hashlib
 import secrets
-from collections.abc import Container
+from collections.abc import Callable, Container
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from moderation.comments import MAX_ID
-from moderation.db import become_writer
+from moderation.db import become_writer, write_transaction
 from moderation.errors import (
+    Forbidden,
     InvalidCredentials,
     NotFound,
     RateLimited,
     Unauthorized,
     ValidationFailed,
 )
-from moderation.events import Actor, record_admin_audit
+from moderation.events import Actor, AuditAction, record_admin_audit
 from moderation.models import (
     ApiToken,
     LoginAttempt,
@@ -77,32 +78,67 @@ def check_password_rules(password: str) -> None:
         )
 
 
-def check_login_allowed(
-    session: Session, login: str, network: str | None, *, now: dt.datetime
-) -> None:
-    """Refuse a login attempt, before any password hashing, when the account or the client's
-    network has failed too often recently."""
-    since = now - LOGIN_WINDOW
-    recent = select(func.count()).select_from(LoginAttempt).where(LoginAttempt.at >= since)
-    per_account = session.scalar(recent.where(LoginAttempt.login == login)) or 0
-    per_network = (
-        session.scalar(recent.where(LoginAttempt.network == network)) or 0 if network else 0
-    )
-    if per_account >= MAX_FAILURES_PER_ACCOUNT or per_network >= MAX_FAILURES_PER_NETWORK:
+def log_in(
+    session_factory: Callable[[], Session],
+    hasher: PasswordHasher,
+    login: str,
+    password: str,
+    network: str | None,
+    *,
+    now: dt.datetime,
+) -> int:
+    """The id of the moderator with this login and password; raise :class:`RateLimited` when the
+    account or the client's network has tried too often recently, :class:`InvalidCredentials`
+    for every other failure. Three short transactions, none open while a password is hashed:
+
+    1. the attempt is recorded and committed before anything is checked, so concurrent attempts
+       count each other (each sees at least every attempt committed before its own);
+    2. the attempts are counted and the stored hash read, in a read transaction ended at once;
+    3. after hashing, a success clears the account's attempts (and stores a rehashed password).
+    """
+    login = login[:64]
+    with write_transaction(session_factory) as session:
+        session.add(LoginAttempt(at=now, login=login, network=network))
+    with session_factory() as session:
+        since = now - LOGIN_WINDOW
+        recent = select(func.count()).select_from(LoginAttempt).where(LoginAttempt.at >= since)
+        per_account = session.scalar(recent.where(LoginAttempt.login == login)) or 0
+        per_network = (
+            session.scalar(recent.where(LoginAttempt.network == network)) if network else 0
+        )
+        found = session.execute(
+            select(Moderator.id, Moderator.password_hash).where(Moderator.login == login)
+        ).first()
+    if per_account > MAX_FAILURES_PER_ACCOUNT or (per_network or 0) > MAX_FAILURES_PER_NETWORK:
         raise RateLimited(
             "Too many failed attempts to log in. Wait 15 minutes and try again.",
             retry_after=int(LOGIN_WINDOW.total_seconds()),
         )
+    if found is None:
+        _verify_nothing(hasher, password)
+        raise InvalidCredentials()
+    moderator_id, stored = found
+    try:
+        hasher.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        raise InvalidCredentials() from None
+    rehashed = hasher.hash(password) if hasher.check_needs_rehash(stored) else None
+    with write_transaction(session_factory) as session:
+        session.execute(delete(LoginAttempt).where(LoginAttempt.login == login))
+        if rehashed is not None:
+            session.execute(
+                update(Moderator).where(Moderator.id == moderator_id).values(password_hash=rehashed)
+            )
+    return int(moderator_id)
 
 
-def record_failed_login(
-    session: Session, login: str, network: str | None, *, now: dt.datetime
-) -> None:
-    session.add(LoginAttempt(at=now, login=login[:64], network=network))
-
-
-def clear_failed_logins(session: Session, login: str) -> None:
-    session.execute(delete(LoginAttempt).where(LoginAttempt.login == login))
+def _verify_nothing(hasher: PasswordHasher, password: str) -> None:
+    """As long as a real check, so an unknown login takes no less time than a known one."""
+    key = id(hasher)
+    if key not in _DUMMY_HASHES:
+        _DUMMY_HASHES[key] = hasher.hash(secrets.token_urlsafe(16))
+    with contextlib.suppress(VerificationError):
+        hasher.verify(_DUMMY_HASHES[key], password)
 
 
 def create_moderator(
@@ -143,7 +179,7 @@ def create_moderator(
         record_admin_audit(
             session,
             actor,
-            "moderator.add",
+            AuditAction.MODERATOR_ADD,
             site_id=None,
             before={},
             after={"login": login, **moderator_settings(moderator)},
@@ -154,25 +190,6 @@ def create_moderator(
 
 # Verified against when the login name is unknown, so both paths cost the same.
 _DUMMY_HASHES: dict[int, str] = {}
-
-
-def authenticate(session: Session, hasher: PasswordHasher, login: str, password: str) -> Moderator:
-    """The moderator with this login and password; one error for every failure."""
-    moderator = session.scalar(select(Moderator).where(Moderator.login == login))
-    if moderator is None:
-        key = id(hasher)
-        if key not in _DUMMY_HASHES:
-            _DUMMY_HASHES[key] = hasher.hash(secrets.token_urlsafe(16))
-        with contextlib.suppress(VerificationError):
-            hasher.verify(_DUMMY_HASHES[key], password)
-        raise InvalidCredentials()
-    try:
-        hasher.verify(moderator.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        raise InvalidCredentials() from None
-    if hasher.check_needs_rehash(moderator.password_hash):
-        moderator.password_hash = hasher.hash(password)
-    return moderator
 
 
 def _digest(token: str) -> str:
@@ -235,7 +252,7 @@ def create_api_token(
         record_admin_audit(
             session,
             actor,
-            "token.add",
+            AuditAction.TOKEN_ADD,
             site_id=None,
             before={},
             after={"token": name, "moderator": moderator.login, "prefix": token.prefix},
@@ -250,7 +267,8 @@ TOKEN_USE_RESOLUTION = dt.timedelta(minutes=1)
 
 
 def authenticate_token(session: Session, plain: str, *, now: dt.datetime) -> ApiToken:
-    """The live token ``plain`` is, its use recorded to the minute (:data:`TOKEN_USE_RESOLUTION`)."""
+    """The live token ``plain`` is, its use recorded to the minute
+    (:data:`TOKEN_USE_RESOLUTION`)."""
     token = session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(plain)))
     if token is None or token.revoked_at is not None:
         raise Unauthorized("The API token is not valid.")
@@ -276,7 +294,7 @@ def set_password(
     record_admin_audit(
         session,
         actor,
-        "moderator.password",
+        AuditAction.MODERATOR_PASSWORD,
         site_id=None,
         before={"login": moderator.login},
         after={"login": moderator.login, "password": "changed"},
@@ -305,7 +323,7 @@ def set_mail_preference(
         record_admin_audit(
             session,
             actor,
-            "moderator.mail_preference",
+            AuditAction.MODERATOR_MAIL_PREFERENCE,
             site_id=None,
             before={"login": moderator.login, "mail_preference": before},
             after={"login": moderator.login, "mail_preference": value},
@@ -339,7 +357,7 @@ def update_moderator(
         record_admin_audit(
             session,
             actor,
-            "moderator.update",
+            AuditAction.MODERATOR_UPDATE,
             site_id=None,
             before={"login": moderator.login, **before},
             after={"login": moderator.login, **after},
@@ -361,10 +379,16 @@ def revoke_token(session: Session, token_id: int, *, actor: Actor, now: dt.datet
         record_admin_audit(
             session,
             actor,
-            "token.revoke",
+            AuditAction.TOKEN_REVOKE,
             site_id=None,
             before={"token": token.name, "moderator": token.moderator.login},
             after={"revoked_at": now.isoformat()},
             now=now,
         )
     return token
+
+
+def require_admin(moderator: Moderator, message: str = "Only admins can do that.") -> None:
+    """Refuse a moderator who is not an administrator (403)."""
+    if not moderator.is_admin:
+        raise Forbidden(message)

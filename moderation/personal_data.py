@@ -19,11 +19,11 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from moderation import learning, verification
+from moderation import duplicates, learning, verification
 from moderation.config import Settings
 from moderation.db import write_transaction
 from moderation.errors import ValidationFailed
-from moderation.events import Actor, record_audit, rfc3339
+from moderation.events import Actor, AuditAction, record_audit, rfc3339
 from moderation.models import (
     AuditEvent,
     Comment,
@@ -37,8 +37,9 @@ from moderation.models import (
     UsedLink,
     WebhookAttempt,
     WebhookDelivery,
+    address_key,
 )
-from moderation.outbox.events import comment_data, record_event
+from moderation.outbox.events import EventType, comment_data, record_event
 from moderation.sanitising import render_comment
 
 ERASED_NAME = "Name removed"
@@ -60,9 +61,7 @@ def normalise_address(email: str) -> str:
 def _comments_of(session: Session, address: str) -> list[Comment]:
     return list(
         session.scalars(
-            select(Comment)
-            .where(func.lower(Comment.author_email) == address.lower())
-            .order_by(Comment.id)
+            select(Comment).where(Comment.email_key == address_key(address)).order_by(Comment.id)
         )
     )
 
@@ -80,9 +79,12 @@ def export_personal_data(session: Session, email: str, *, now: dt.datetime) -> d
             user_agent=comment.user_agent,
         )
         comments.append(data)
-    accounts = session.scalars(
-        select(Moderator).where(func.lower(Moderator.email) == address.lower())
-    )
+    # Moderators are few: compared in Python, casefolded, as the database cannot on SQLite.
+    accounts = [
+        m
+        for m in session.scalars(select(Moderator).order_by(Moderator.id))
+        if address_key(m.email) == address_key(address)
+    ]
     return {
         "email": address,
         "exported_at": rfc3339(now),
@@ -121,7 +123,7 @@ def erase_personal_data(
     removed = 0
     for comment in comments:
         keep_text = comment.post.site.erasure_keeps_text
-        comment.author_email = ""
+        comment.author_email = comment.email_key = ""
         comment.author_name = ERASED_NAME
         comment.client_network = None
         comment.user_agent = None
@@ -129,6 +131,7 @@ def erase_personal_data(
             comment.body_text = ERASED_TEXT
             comment.body_html = render_comment(ERASED_TEXT)
             comment.original_text = None
+            duplicates.forget(session, comment)
             removed += 1
         session.flush()
         _scrub_copies(session, comment, keep_text)
@@ -138,14 +141,14 @@ def erase_personal_data(
         record_audit(
             session,
             actor,
-            "erase",
+            AuditAction.ERASE,
             comment,
             before={"personal_data": "held"},
             after={"personal_data": "erased", "text": "kept" if keep_text else "removed"},
             now=now,
         )
         if comment.status is not CommentStatus.UNCONFIRMED:  # never announced, so no event
-            record_event(session, "comment.erased", comment, now=now)
+            record_event(session, EventType.ERASED, comment, now=now)
     return Erasure(comments=len(comments), texts_removed=removed)
 
 
@@ -176,7 +179,7 @@ def _scrub_copies(session: Session, comment: Comment, keep_text: bool) -> None:
         event.payload = {**event.payload, "data": data}
     if not keep_text:
         edits = select(AuditEvent).where(
-            AuditEvent.comment_id == comment.id, AuditEvent.action == "edit"
+            AuditEvent.comment_id == comment.id, AuditEvent.action == AuditAction.EDIT
         )
         for audit in session.scalars(edits):
             audit.before = {"body_text": "(removed on erasure)"}
@@ -206,6 +209,7 @@ class PurgeReport:
     comments_deleted: int
     dry_run: bool
     unconfirmed_deleted: int = 0
+    originals_cleared: int = 0
 
 
 def purge_expired(
@@ -224,8 +228,14 @@ def purge_expired(
     unconfirmed = (Comment.status == CommentStatus.UNCONFIRMED) & (
         Comment.submitted_at < now - dt.timedelta(days=retention.unconfirmed_days)
     )
+    # A moderator's edit keeps the text as typed (for accountability), for as long as client
+    # data: it may hold what the edit took out.
+    has_original = Comment.original_text.is_not(None) & (
+        func.coalesce(Comment.moderated_at, Comment.submitted_at) < client_cutoff
+    )
     count = select(func.count()).select_from(Comment)
     cleared = session.scalar(count.where(has_client_data)) or 0
+    originals = session.scalar(count.where(has_original)) or 0
     deleted = session.scalar(count.where(expired)) or 0
     never_confirmed = session.scalar(count.where(unconfirmed)) or 0
     if not dry_run:
@@ -246,8 +256,14 @@ def purge_expired(
             .values(client_network=None, user_agent=None)
             .execution_options(synchronize_session=False)
         )
+        session.execute(
+            update(Comment)
+            .where(has_original)
+            .values(original_text=None)
+            .execution_options(synchronize_session=False)
+        )
         session.execute(delete(Comment).where(expired).execution_options(synchronize_session=False))
-    return PurgeReport(cleared, deleted, dry_run, never_confirmed)
+    return PurgeReport(cleared, deleted, dry_run, never_confirmed, originals)
 
 
 def purge_if_due(

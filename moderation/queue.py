@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -29,9 +30,6 @@ class QueueFilter:
     newest_first: bool = False
     # The name of a spam check (``links``, ``personal_data``...) that fired on the comment.
     signal: str | None = None
-
-
-ORDERS = ("oldest", "newest")
 
 
 def newest_first(order: str | None) -> bool:
@@ -140,26 +138,33 @@ def status_counts(
 
 
 def author_history(
-    session: Session, comments: Sequence[Comment]
+    session: Session, moderator: Moderator, comments: Sequence[Comment]
 ) -> dict[int, dict[CommentStatus, int]]:
-    """For each comment, how many other comments its author's address has, by status.
+    """For each comment, how many other comments its author's address has, by status, among
+    those the moderator may see (their sites; never unconfirmed ones, which wait for their
+    author). Addresses are matched by their casefolded key; erased ones match nothing.
 
     One grouped query for the whole page; the queue links to the full list (a search by address).
     """
-    emails = {c.author_email for c in comments}
-    if not emails:
+    keys = {c.email_key for c in comments if c.email_key}
+    if not keys:
         return {}
     totals: dict[str, dict[CommentStatus, int]] = defaultdict(dict)
-    rows = session.execute(
-        select(Comment.author_email, Comment.status, func.count())
-        .where(Comment.author_email.in_(emails))
-        .group_by(Comment.author_email, Comment.status)
-    ).all()
-    for email, status, count in rows:
-        totals[email][CommentStatus(status)] = count
+    query = (
+        select(Comment.email_key, Comment.status, func.count())
+        .where(Comment.email_key.in_(keys))
+        .group_by(Comment.email_key, Comment.status)
+    )
+    visible = _visible(typing.cast("Select[Any]", query), moderator)
+    rows: Sequence[Any] = session.execute(visible).all()
+    for key, status, count in rows:
+        totals[key][CommentStatus(status)] = count
     history: dict[int, dict[CommentStatus, int]] = {}
     for comment in comments:
-        counts = dict(totals[comment.author_email])
-        counts[comment.status] -= 1  # not the comment itself
+        if not comment.email_key:
+            continue
+        counts = dict(totals[comment.email_key])
+        if comment.status in counts:
+            counts[comment.status] -= 1  # not the comment itself
         history[comment.id] = {status: n for status, n in counts.items() if n}
     return history

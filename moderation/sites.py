@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Mapping
+import types
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moderation import mail
-from moderation.errors import Forbidden, ValidationFailed
-from moderation.events import Actor, record_admin_audit
-from moderation.models import ModerationPolicy, Moderator, Site, utcnow
+from moderation.errors import ValidationFailed
+from moderation.events import Actor, AuditAction, record_admin_audit
+from moderation.models import ModerationPolicy, Site, utcnow
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 EDITABLE = (
@@ -91,7 +92,7 @@ def create_site(
         record_admin_audit(
             session,
             actor,
-            "site.add",
+            AuditAction.SITE_ADD,
             site_id=site.id,
             before={},
             after={"slug": slug, **site_settings(site)},
@@ -147,83 +148,138 @@ def _optional_days(raw: object, errors: dict[str, str]) -> int | None:
     return days
 
 
+def _name(raw: object, name: str, errors: dict[str, str]) -> str | None:
+    if not isinstance(raw, str) or not raw.strip() or len(raw) > 200:
+        errors[name] = "Give the site a name of up to 200 characters"
+        return None
+    return raw.strip()
+
+
+def _origin_list(raw: object, name: str, errors: dict[str, str]) -> list[str] | None:
+    if not isinstance(raw, list) or not all(isinstance(o, str) for o in raw):
+        errors[name] = "Give a list of origins"
+        return None
+    return _origins(raw, errors)
+
+
+def _policy(raw: object, name: str, errors: dict[str, str]) -> ModerationPolicy | None:
+    if isinstance(raw, str) and raw in {p.value for p in ModerationPolicy}:
+        return ModerationPolicy(raw)
+    errors[name] = "Choose all or trusted"
+    return None
+
+
+def _link_limit(raw: object, name: str, errors: dict[str, str]) -> int | None:
+    if not isinstance(raw, int) or not _whole(raw) or not 0 <= raw <= 100:
+        errors[name] = "Give a number of links from 0 to 100"
+        return None
+    return raw
+
+
+def _privacy_text(raw: object, name: str, errors: dict[str, str]) -> str | None:
+    if raw is not None and (not isinstance(raw, str) or len(raw) > 500):
+        errors[name] = "Give a privacy text of up to 500 characters, or leave it empty"
+        return None
+    return raw.strip() or None if isinstance(raw, str) else None
+
+
+def _spam_threshold(raw: object, name: str, errors: dict[str, str]) -> float | None:
+    number = raw if isinstance(raw, int | float) and not isinstance(raw, bool) else -1
+    if not 0.5 <= number <= 1:
+        errors[name] = "Give a spam score from 0.5 to 1 (1: never file as spam)"
+        return None
+    return float(number)
+
+
+def _flag(message: str) -> Callable[[object, str, dict[str, str]], bool | None]:
+    def parse(raw: object, name: str, errors: dict[str, str]) -> bool | None:
+        if not isinstance(raw, bool):
+            errors[name] = message
+            return None
+        return raw
+
+    return parse
+
+
+def _lines(
+    message: str, longest: int, *, allow_empty: bool
+) -> Callable[[object, str, dict[str, str]], list[str] | None]:
+    """A list of strings of up to ``longest`` characters, each stripped, blank ones dropped."""
+
+    def parse(raw: object, name: str, errors: dict[str, str]) -> list[str] | None:
+        if not isinstance(raw, list) or not all(
+            isinstance(item, str) and (allow_empty or item) and len(item) <= longest for item in raw
+        ):
+            errors[name] = message
+            return None
+        return [item.strip() for item in raw if item.strip()]
+
+    return parse
+
+
+# How each setting is read from a request or the command line, and what it says when it can't be.
+_PARSERS: dict[str, Callable[[object, str, dict[str, str]], Any]] = {
+    "name": _name,
+    "origins": _origin_list,
+    "policy": _policy,
+    "link_limit": _link_limit,
+    "close_after_days": lambda raw, _name, errors: _optional_days(raw, errors),
+    "privacy_notice_url": _optional_url,
+    "comment_policy_url": _optional_url,
+    "privacy_text": _privacy_text,
+    "erasure_keeps_text": _flag("Choose whether erasure keeps the text"),
+    "notify_emails": lambda raw, _name, errors: _addresses(raw, errors),
+    "verify_email": _flag("Choose whether commenters confirm their email address"),
+    "reject_reasons": _lines(
+        "Give a list of reasons of up to 500 characters each", 500, allow_empty=False
+    ),
+    "hold_terms": _lines(
+        "Give a list of terms of up to 200 characters each", 200, allow_empty=True
+    ),
+    "spam_terms": _lines(
+        "Give a list of terms of up to 200 characters each", 200, allow_empty=True
+    ),
+    "spam_threshold": _spam_threshold,
+}
+assert set(_PARSERS) == set(EDITABLE)
+
+
+@dataclasses.dataclass(frozen=True)
+class SiteChanges:
+    """Valid new values for some of a site's settings (names among EDITABLE), built at the
+    boundary by :meth:`parse` from a JSON object, the admin form or the command line."""
+
+    values: Mapping[str, Any]
+
+    @classmethod
+    def parse(cls, changes: Mapping[str, object]) -> SiteChanges:
+        """Check every setting given; one ValidationFailed names every field that is wrong."""
+        unknown = set(changes) - set(EDITABLE)
+        if unknown:
+            raise ValidationFailed(fields={name: "Not a site setting" for name in sorted(unknown)})
+        errors: dict[str, str] = {}
+        values = {name: _PARSERS[name](raw, name, errors) for name, raw in changes.items()}
+        if errors:
+            raise ValidationFailed(fields=errors)
+        return cls(types.MappingProxyType(values))
+
+
 def update_site(
-    session: Session, site: Site, changes: Mapping[str, object], *, actor: Actor, now: dt.datetime
+    session: Session,
+    site: Site,
+    changes: SiteChanges | Mapping[str, object],
+    *,
+    actor: Actor,
+    now: dt.datetime,
 ) -> Site:
-    """Change a site's settings (the keys of ``changes`` among EDITABLE), audited."""
-    unknown = set(changes) - set(EDITABLE)
-    if unknown:
-        raise ValidationFailed(fields={name: "Not a site setting" for name in sorted(unknown)})
-    errors: dict[str, str] = {}
-    values: dict[str, Any] = {}
-    for name, raw in changes.items():
-        if name == "name":
-            if not isinstance(raw, str) or not raw.strip() or len(raw) > 200:
-                errors["name"] = "Give the site a name of up to 200 characters"
-            else:
-                values["name"] = raw.strip()
-        elif name == "origins":
-            if not isinstance(raw, list) or not all(isinstance(o, str) for o in raw):
-                errors["origins"] = "Give a list of origins"
-            else:
-                values["origins"] = _origins(raw, errors)
-        elif name == "policy":
-            if isinstance(raw, str) and raw in {p.value for p in ModerationPolicy}:
-                values["policy"] = ModerationPolicy(str(raw))
-            else:
-                errors["policy"] = "Choose all or trusted"
-        elif name == "link_limit":
-            if not _whole(raw) or not 0 <= raw <= 100:  # type: ignore[operator]
-                errors["link_limit"] = "Give a number of links from 0 to 100"
-            else:
-                values["link_limit"] = raw
-        elif name == "close_after_days":
-            values["close_after_days"] = _optional_days(raw, errors)
-        elif name in ("privacy_notice_url", "comment_policy_url"):
-            values[name] = _optional_url(raw, name, errors)
-        elif name == "privacy_text":
-            if raw is not None and (not isinstance(raw, str) or len(raw) > 500):
-                errors[name] = "Give a privacy text of up to 500 characters, or leave it empty"
-            else:
-                values[name] = raw.strip() or None if isinstance(raw, str) else None
-        elif name == "erasure_keeps_text":
-            if not isinstance(raw, bool):
-                errors[name] = "Choose whether erasure keeps the text"
-            else:
-                values[name] = raw
-        elif name == "notify_emails":
-            values[name] = _addresses(raw, errors)
-        elif name == "verify_email":
-            if not isinstance(raw, bool):
-                errors[name] = "Choose whether commenters confirm their email address"
-            elif raw and not site.verify_email and not mail.enabled(session):
-                errors[name] = VERIFY_NEEDS_MAIL
-            else:
-                values[name] = raw
-        elif name == "reject_reasons":
-            if not isinstance(raw, list) or not all(
-                isinstance(r, str) and 0 < len(r) <= 500 for r in raw
-            ):
-                errors["reject_reasons"] = "Give a list of reasons of up to 500 characters each"
-            else:
-                values["reject_reasons"] = [r.strip() for r in raw if r.strip()]
-        elif name == "spam_threshold":
-            number = raw if isinstance(raw, int | float) and not isinstance(raw, bool) else -1
-            if not 0.5 <= number <= 1:
-                errors[name] = "Give a spam score from 0.5 to 1 (1: never file as spam)"
-            else:
-                values[name] = float(number)
-        elif name in ("hold_terms", "spam_terms"):
-            if not isinstance(raw, list) or not all(
-                isinstance(t, str) and len(t) <= 200 for t in raw
-            ):
-                errors[name] = "Give a list of terms of up to 200 characters each"
-            else:
-                values[name] = [t.strip() for t in raw if t.strip()]
-    if errors:
-        raise ValidationFailed(fields=errors)
+    """Change a site's settings, audited. A plain mapping is checked as :meth:`SiteChanges.parse`
+    checks it."""
+    if not isinstance(changes, SiteChanges):
+        changes = SiteChanges.parse(changes)
+    if changes.values.get("verify_email") and not site.verify_email and not mail.enabled(session):
+        raise ValidationFailed(fields={"verify_email": VERIFY_NEEDS_MAIL})
     before = site_settings(site)
-    for name, value in values.items():
+    for name, value in changes.values.items():
         setattr(site, name, value)
     after = site_settings(site)
     changed = {k for k in after if after[k] != before[k]}
@@ -231,41 +287,10 @@ def update_site(
         record_admin_audit(
             session,
             actor,
-            "site.update",
+            AuditAction.SITE_UPDATE,
             site_id=site.id,
             before={k: before[k] for k in changed},
             after={k: after[k] for k in changed},
             now=now,
         )
     return site
-
-
-@dataclasses.dataclass(frozen=True)
-class SiteForm:
-    """The site form's text fields turned into settings (lists are one item a line)."""
-
-    fields: Mapping[str, str]
-
-    def changes(self) -> dict[str, object]:
-        changes: dict[str, object] = {}
-        for name, raw in self.fields.items():
-            value = raw.strip()
-            if name in ("origins", "reject_reasons", "hold_terms", "spam_terms", "notify_emails"):
-                changes[name] = [line.strip() for line in raw.splitlines() if line.strip()]
-            elif name in ("link_limit", "close_after_days"):
-                changes[name] = int(value) if value.isdigit() else (value or None)
-            elif name == "spam_threshold":
-                try:
-                    changes[name] = float(value)
-                except ValueError:
-                    changes[name] = value
-            elif name in ("erasure_keeps_text", "verify_email"):
-                changes[name] = {"true": True, "false": False}.get(value, value)
-            elif name in EDITABLE:
-                changes[name] = value
-        return changes
-
-
-def require_admin(moderator: Moderator) -> None:
-    if not moderator.is_admin:
-        raise Forbidden("Only admins can do that.")

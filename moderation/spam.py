@@ -20,15 +20,14 @@ import functools
 import hashlib
 import hmac
 import re
-from collections.abc import Sequence, Set
-from typing import Any, Protocol, cast
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from sqlalchemy import Select, Table, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from moderation import learning
+from moderation import duplicates, learning
 from moderation.errors import ValidationFailed
-from moderation.models import Comment, Post, Site
+from moderation.models import Post, Site
 
 
 class Verdict(enum.StrEnum):
@@ -102,6 +101,11 @@ class Candidate:
     body: str
     evidence: Evidence
     now: dt.datetime
+
+    @functools.cached_property
+    def sketch(self) -> duplicates.Sketch:
+        """The body's sketch, made once: the duplicate check reads it, the comment stores it."""
+        return duplicates.sketch(self.body)
 
 
 class Check(Protocol):
@@ -201,6 +205,17 @@ def issue_form_token(secret: str, site_slug: str, *, now: dt.datetime) -> str:
     """A signed token carrying the site and the time the form was rendered."""
     payload = f"{site_slug}.{int(now.timestamp())}"
     return f"{payload}.{_token_mac(secret, payload)}"
+
+
+# An issued token: the site's slug, the time in seconds, 32 hex digits of signature.
+_FORM_TOKEN_SHAPE = re.compile(r"([a-z0-9][a-z0-9-]{0,63})\.([0-9]{1,12})\.([0-9a-f]{32})")
+
+
+def form_token_shaped(site_slug: str, token: str) -> bool:
+    """Whether ``token`` has exactly the shape of one issued for this site: only such a token is
+    sent back in a form (its signature and age are the time-trap's to judge)."""
+    match = _FORM_TOKEN_SHAPE.fullmatch(token)
+    return match is not None and match[1] == site_slug
 
 
 def form_token_age(secret: str, site_slug: str, token: str, *, now: dt.datetime) -> float | None:
@@ -317,80 +332,17 @@ class BlocklistCheck:
 
 # Duplicates -----------------------------------------------------------------------------------
 
-_WORD = re.compile(r"\w+")
-
-
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.casefold())
-
-
-def _shingles(words: Sequence[str]) -> frozenset[int]:
-    """The text's word 3-grams (the whole text when shorter), each by its hash: comparing sets of
-    ints is several times faster than sets of tuples, whose hashes Python never keeps."""
-    if len(words) < 3:
-        return frozenset((hash(tuple(words)),))
-    return frozenset(map(hash, zip(words, words[1:], words[2:], strict=False)))
-
-
-def _jaccard(sa: Set[int], sb: Set[int]) -> float:
-    if not sa or not sb:
-        return 0.0
-    common = len(sa & sb)
-    return common / (len(sa) + len(sb) - common)
-
-
-# A comment's words and shingles, by its text. On a busy post every submission compares itself with
-# the same recent comments, and tokenising them was nine tenths of the check's CPU time. Bounded:
-# 256 texts of at most 1,000 characters, about 7 MB per process if all are that long (13 MB if
-# every word is one letter); longer texts are tokenised each time.
-_PROFILED_CHARS = 1_000
-
-
-@functools.lru_cache(maxsize=256)
-def _cached_profile(text: str) -> tuple[tuple[str, ...], frozenset[int]]:
-    words = tuple(_words(text))
-    return words, _shingles(words)
-
-
-def _profile(text: str) -> tuple[tuple[str, ...], frozenset[int]]:
-    if len(text) > _PROFILED_CHARS:
-        words = tuple(_words(text))
-        return words, _shingles(words)
-    return _cached_profile(text)
-
-
-def similarity(a: str, b: str) -> float:
-    """Jaccard similarity of the two texts' word 3-shingles (1.0: same words in the same order)."""
-    return _jaccard(_shingles(_words(a)), _shingles(_words(b)))
-
-
-@functools.cache
-def _recent_texts() -> Select[str]:
-    """The newest comments of a post (an index range, however long the thread), leaving out texts
-    far too long or short to be a copy, whatever the punctuation. Built once: building a
-    statement costs more than running this one."""
-    table = cast(Table, Comment.__table__)
-    return (
-        select(table.c.body_text)
-        .where(
-            table.c.post_id == bindparam("post_id"),
-            table.c.submitted_at >= bindparam("since"),
-            func.length(table.c.body_text).between(bindparam("shortest"), bindparam("longest")),
-        )
-        .order_by(table.c.submitted_at.desc())
-        .limit(bindparam("recent"))
-    )
-
 
 @dataclasses.dataclass(frozen=True)
 class DuplicateCheck:
     """The same comment again on the same post: exact copies are spam, near copies are held.
 
-    A short exact copy ("Thank you!") is only held: two people may well write it.
+    A short exact copy ("Thank you!") is only held: two people may well write it. The texts are
+    compared by their sketches (moderation.duplicates), found by index: the cost depends neither
+    on how many comments the post has nor on how long they are.
     """
 
     window: dt.timedelta = dt.timedelta(days=7)
-    recent: int = 100
     near: float = 0.8
     min_spam_words: int = 6
     name: str = "duplicate"
@@ -399,36 +351,14 @@ class DuplicateCheck:
         post_id: int | None = candidate.post.id  # None: a new post, so nothing to repeat
         if post_id is None:
             return None
-        words = tuple(_words(candidate.body))
-        size = len(candidate.body)
-        rows = (
-            session.execute(
-                _recent_texts(),
-                {
-                    "post_id": post_id,
-                    "since": candidate.now - self.window,
-                    "shortest": size // 2,
-                    "longest": size * 2,
-                    "recent": self.recent,
-                },
-            )
-            .scalars()
-            .all()
-        )
-        mine = _shingles(words)
+        mine = candidate.sketch
+        since = candidate.now - self.window
         best = 0.0
-        for text in rows:
-            theirs, their_shingles = _profile(text)
-            if theirs == words:
-                if len(words) >= self.min_spam_words:
-                    return Signal(
-                        self.name, Verdict.SPAM, "the same as a recent comment on this post"
-                    )
-                return Signal(self.name, Verdict.HOLD, "the same as a recent comment on this post")
-            # Jaccard is at most the ratio of the sizes: skip texts too long or short to be near.
-            if min(len(theirs), len(words)) < self.near * max(len(theirs), len(words)) - 2:
-                continue
-            best = max(best, _jaccard(mine, their_shingles))
+        for theirs in duplicates.recent_sketches(session, post_id, mine, since=since):
+            if theirs.fingerprint == mine.fingerprint:
+                verdict = Verdict.SPAM if mine.words >= self.min_spam_words else Verdict.HOLD
+                return Signal(self.name, verdict, "the same as a recent comment on this post")
+            best = max(best, duplicates.resemblance(mine, theirs))
         if best >= self.near:
             return Signal(
                 self.name,
@@ -445,7 +375,9 @@ PERSONAL_DATA = "contains personal data"
 _PERSONAL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "email address",
-        re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+"),
+        # Tried only where a run of address characters starts, each run read once (possessive):
+        # tried at every position, "a" * 10000 cost a second.
+        re.compile(r"(?<![\w.+'-])[\w.+'-]++@[\w-]++(?:\.[\w-]++)++"),
     ),
     (
         "National Insurance number",
@@ -468,6 +400,19 @@ _PERSONAL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         ),
     ),
 )
+
+
+def redact_personal_data(text: str) -> str:
+    """The text with every piece of personal data the check finds replaced by a placeholder
+    naming its kind ("[phone number removed]"): what a moderator's redaction leaves behind."""
+    for kind, pattern in _PERSONAL_PATTERNS:
+        text = pattern.sub(f"[{kind} removed]", text)
+    return text
+
+
+def held_for_personal_data(signals: Sequence[Any]) -> bool:
+    """Whether the personal-data check fired on a comment (its stored signals)."""
+    return any(isinstance(s, dict) and s.get("check") == "personal_data" for s in signals)
 
 
 def personal_data_kinds(text: str) -> list[str]:
@@ -600,7 +545,7 @@ def explain(score: learning.Score, candidate: Candidate, *, spam: bool) -> str:
     """The strongest evidence on the side of the verdict, without personal data: words of the
     author's name or address are never named."""
     personal = set(learning.tokens("", author_name=candidate.author_name)) | set(
-        _words(candidate.author_name + " " + candidate.author_email)
+        duplicates.words(candidate.author_name + " " + candidate.author_email)
     )
     shown: list[str] = []
     for item in score.evidence:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moderation import i18n, learning
+from moderation import duplicates, i18n, learning
 from moderation.errors import ValidationFailed
 from moderation.events import rfc3339
 from moderation.models import (
@@ -236,7 +236,7 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
             learned_tokens=record.get("learned_tokens"),
         )
         session.add(comment)
-        session.flush()
+        duplicates.record(session, comment)  # flushes: the comment has its id
         if comment.learned and record["site"] in existing_sites:
             # A site that was here already has its own model: add what this decision taught.
             learning.apply_lesson(session, comment)

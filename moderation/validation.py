@@ -20,6 +20,8 @@ from moderation.sanitising import normalise_text
 MAX_NAME = 100
 MAX_EMAIL = 254
 MAX_BODY = 10_000
+# Threads nest this deep; a reply to a comment at the deepest level joins that level.
+MAX_DEPTH = 3
 MAX_POST_KEY = 500
 MAX_TITLE = 300
 MAX_URL = 2000
@@ -30,6 +32,9 @@ LANGUAGE_TAG = re.compile(r"[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*")
 
 # C0 controls other than tab and newline, DEL, and C1 controls never belong in a comment.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Nor any control or line separator in a one-line field (a name, a title, a post's address): a CR
+# in a post's URL broke the redirect of every later no-JS comment on the post.
+SINGLE_LINE_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,10 +88,11 @@ class _Fields:
             self.errors[name] = f"{label[0].upper()}{label[1:]} must be text"
             return None
         value = normalise_text(raw) if multiline else raw.strip()
-        if not multiline and "\n" in value:
+        if not multiline and ("\n" in value or "\r" in value):
             self.errors[name] = f"{label[0].upper()}{label[1:]} must be on one line"
             return None
-        if CONTROL_CHARACTERS.search(value):
+        forbidden = CONTROL_CHARACTERS if multiline else SINGLE_LINE_FORBIDDEN
+        if forbidden.search(value):
             self.errors[name] = (
                 f"{label[0].upper()}{label[1:]} contains characters that are not allowed"
             )
@@ -101,6 +107,14 @@ class _Fields:
             )
             return None
         return value
+
+
+def _scheme(url: str) -> str | None:
+    """The address's scheme; None when it cannot be read ("http://[" raises in urlsplit)."""
+    try:
+        return urlsplit(url).scheme
+    except ValueError:
+        return None
 
 
 def parse_submission(data: Mapping[str, object]) -> CommentSubmission:
@@ -119,7 +133,7 @@ def parse_submission(data: Mapping[str, object]) -> CommentSubmission:
 
     if post is not None and not post.startswith("/"):
         fields.errors["post"] = "The post must be given by its path, starting with /"
-    if url is not None and urlsplit(url).scheme not in ("http", "https"):
+    if url is not None and _scheme(url) not in ("http", "https"):
         fields.errors["post_url"] = "The post address must start with http:// or https://"
     if not (isinstance(lang, str) and len(lang) <= MAX_LANG and LANGUAGE_TAG.fullmatch(lang)):
         fields.errors["lang"] = "Give the language as a code, like cy or en"

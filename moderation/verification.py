@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from moderation.models import (
     Post,
     Site,
     VerifiedAddress,
+    address_key,
 )
 
 
@@ -65,7 +66,7 @@ def has_approved(session: Session, site: Site, address: str, *, besides: int | N
         .where(
             Post.site_id == site.id,
             Comment.status == CommentStatus.APPROVED,
-            func.lower(Comment.author_email) == address.lower(),
+            Comment.email_key == address_key(address),
         )
         .limit(1)
     )

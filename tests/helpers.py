@@ -104,7 +104,7 @@ def webhook_settings(**overrides: object) -> Settings:
     return settings_for_tests(**values)
 
 
-# Builders and requests -------------------------------------------------------------------------------------
+# Builders and requests ------------------------------------------------------------------------
 
 
 def make_site(session: Session, slug: str = "luac", origin: str = ORIGIN) -> Site:

@@ -90,7 +90,8 @@ def host_page(server: LiveServer, key: str, mode: str, lang: str = "en") -> str:
             embed = f'<div id="comments">{response.read().decode()}</div>'
     else:
         embed = (
-            f'<iframe src="{server.url}/embed/blog/thread?post={quote(key)}&amp;page=1&amp;lang={lang}" '
+            f'<iframe src="{server.url}/embed/blog/thread?post={quote(key)}'
+            f'&amp;page=1&amp;lang={lang}" '
             'title="Comments" style="width:100%;border:0"></iframe>'
             f'<script src="{server.url}/embed.js" async></script>'
         )

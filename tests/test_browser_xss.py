@@ -71,7 +71,7 @@ SAMPLE_STRIDE = 4
 CORPUS = payloads() if os.environ.get("XSS_CORPUS") == "full" else payloads()[::SAMPLE_STRIDE]
 SETTLE_SECONDS = 0.2
 READY_TIMEOUT_MS = 15_000
-REFLECT_STRIDE = 4  # of the sample: the echo test needs a page for each six payloads  # for timers, animations and media errors started by the page
+REFLECT_STRIDE = 4  # of the sample: the echo test needs a page for each six payloads
 EVENT_TYPES = [
     "mouseover", "mouseenter", "mousemove", "mousedown", "mouseup", "dblclick", "contextmenu",
     "auxclick", "mouseout", "mouseleave", "mousewheel", "wheel", "pointerover", "pointerenter",

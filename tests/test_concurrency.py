@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
+from argon2 import PasswordHasher
+from flask.testing import FlaskClient
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from moderation import schema
+from moderation import create_app, schema
 from moderation.actions import moderate_comment
 from moderation.comments import submit_comment
 from moderation.db import begin_as_writer, make_engine
 from moderation.errors import AlreadyModerated
 from moderation.events import Actor
-from moderation.models import AuditEvent, Comment, Event, Moderator, Post, Role, Site, utcnow
-from moderation.moderators import create_moderator, password_hasher
+from moderation.models import (
+    AuditEvent,
+    Comment,
+    Event,
+    LoginAttempt,
+    Moderator,
+    Post,
+    Role,
+    Site,
+    utcnow,
+)
+from moderation.moderators import MAX_FAILURES_PER_ACCOUNT, create_moderator, password_hasher
 from moderation.sites import create_site
 from moderation.validation import CommentSubmission
+from tests.helpers import csrf_from, settings_for_tests
 
 pytestmark = pytest.mark.concurrency
 
@@ -197,3 +212,114 @@ def test_two_moderators_racing_moderate_each_comment_once(
             .where(Comment.public_id.in_(ids))
         )
         assert audits == 10
+
+
+class CountingHasher(PasswordHasher):
+    """argon2id as the tests use it, counting the passwords it checks."""
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
+        self.checked = 0
+        self._lock = threading.Lock()
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+        with self._lock:
+            self.checked += 1
+        return super().verify(hash, password)
+
+
+def test_forty_concurrent_wrong_passwords_cost_at_most_five_password_checks(
+    engine: Engine, committed: sessionmaker[Session]
+) -> None:
+    """The attempt is counted (and committed) before the password is checked, so concurrent
+    guesses count each other: at most 5 checks, the documented limit, and 429 for the rest."""
+    with committed() as session:
+        create_moderator(
+            session,
+            password_hasher(fast=True),
+            login="racer-a",
+            email="racer-a@example.org",
+            password="long enough password",
+            role=Role.ADMIN,
+        )
+        session.commit()
+    app = create_app(settings_for_tests(), engine=engine)
+    counting = CountingHasher()
+    app.extensions["moderation.hasher"] = counting
+    clients = [app.test_client() for _ in range(40)]
+    tokens = [csrf_from(c.get("/moderate/login").get_data(as_text=True)) for c in clients]
+    barrier = threading.Barrier(len(clients))
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def guess(client: FlaskClient, token: str) -> None:
+        barrier.wait()
+        response = client.post(
+            "/moderate/login",
+            data={"login": "racer-a", "password": "wrong guess", "csrf_token": token},
+        )
+        with lock:
+            statuses.append(response.status_code)
+
+    threads = [
+        threading.Thread(target=guess, args=pair) for pair in zip(clients, tokens, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        assert counting.checked <= MAX_FAILURES_PER_ACCOUNT
+        # Each attempt sees at least every one committed before it counts: on SQLite (writers
+        # in turn) the first five are checked; on PostgreSQL a burst may be refused entirely.
+        assert set(statuses) <= {401, 429} and len(statuses) == 40
+        assert statuses.count(401) == counting.checked
+    finally:
+        with committed() as session:
+            session.execute(delete(LoginAttempt).where(LoginAttempt.login == "racer-a"))
+            session.commit()
+
+
+def test_passwords_are_checked_with_no_transaction_open(tmp_path: Path) -> None:
+    """argon2 takes a while: SQLite's write lock (one for every process) is not held meanwhile,
+    so a flood of logins cannot stall submissions."""
+    path = tmp_path / "login.db"
+    engine = make_engine(f"sqlite:///{path}")
+    schema.upgrade(engine)
+    with Session(engine) as session:
+        create_moderator(
+            session,
+            password_hasher(fast=True),
+            login="editor",
+            email="editor@example.org",
+            password="long enough password",
+            role=Role.ADMIN,
+        )
+        session.commit()
+    lock_free: list[bool] = []
+
+    class Probing(PasswordHasher):
+        def verify(self, hash: str | bytes, password: str | bytes) -> Literal[True]:
+            other = sqlite3.connect(path, timeout=0)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                other.rollback()
+                lock_free.append(True)
+            except sqlite3.OperationalError:
+                lock_free.append(False)
+            finally:
+                other.close()
+            return super().verify(hash, password)
+
+    app = create_app(settings_for_tests(), engine=engine)
+    app.extensions["moderation.hasher"] = Probing(time_cost=1, memory_cost=8, parallelism=1)
+    client = app.test_client()
+    token = csrf_from(client.get("/moderate/login").get_data(as_text=True))
+    for password, status in (("wrong guess", 401), ("long enough password", 303)):
+        response = client.post(
+            "/moderate/login",
+            data={"login": "editor", "password": password, "csrf_token": token},
+        )
+        assert response.status_code == status
+    assert lock_free == [True, True]
+    engine.dispose()

@@ -24,7 +24,7 @@ from moderation import create_app, schema
 from moderation.actions import moderate_comment, reply_as_blog
 from moderation.events import Actor
 from moderation.models import Comment, Moderator, Post, utcnow
-from moderation.spam import form_token_age
+from moderation.spam import form_token_age, issue_form_token
 from moderation.web import replay
 from moderation.web.embed import FORM_TOKEN_SLOT
 from tests.helpers import (
@@ -537,3 +537,35 @@ def headers_of(response: TestResponse) -> dict[str, str]:
     return {
         k: v for k, v in response.headers.items() if k not in ("X-Request-ID", "Content-Length")
     }
+
+
+def test_the_no_js_error_page_never_echoes_markup_or_a_forged_token(
+    client: FlaskClient, session: Session
+) -> None:
+    """Any site can post the form: what comes back must not carry its markup (a meta refresh to
+    a phishing page needs no script), in the token or in any echoed field."""
+    make_site(session)
+    forged = '"><meta http-equiv="refresh" content="0;url=https://evil.example/">'
+    page = client.post(
+        THREAD,
+        data={
+            "author_name": forged,
+            "author_email": "not an address",
+            "body": forged,
+            "parent_id": forged,
+            "notify": forged,
+            "form_token": forged,
+        },
+    )
+    assert page.status_code == 422
+    html = page.get_data(as_text=True)
+    assert "<meta http-equiv" not in html and 'content="0;url=' not in html
+    token = TOKEN.findall(html)
+    assert len(token) == 1
+    assert (form_token_age(TEST_SECRET, "luac", token[0], now=utcnow()) or 99) < 5  # fresh
+    shaped = issue_form_token(TEST_SECRET, "luac", now=utcnow() - dt.timedelta(seconds=40))
+    again = client.post(THREAD, data={"author_email": "x", "form_token": shaped})
+    assert TOKEN.findall(again.get_data(as_text=True)) == [shaped]  # the commenter's own time
+    other_site = shaped.replace("luac.", "other.", 1)
+    third = client.post(THREAD, data={"author_email": "x", "form_token": other_site})
+    assert TOKEN.findall(third.get_data(as_text=True)) != [other_site]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import re
+from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from moderation import create_app
+from moderation import create_app, schema
 from tests.helpers import json_of, make_moderator, make_site, make_token, settings_for_tests
 
 
@@ -90,3 +92,18 @@ def test_out_of_range_ids_and_cursors_are_client_errors(
     assert listing.status_code == 400
     assert client.get("/api/v1/moderation/comments?order=", headers=auth).status_code == 400
     assert client.get("/api/v1/moderation/comments?stauts=spam", headers=auth).status_code == 400
+
+
+def test_an_exhausted_connection_pool_gets_503_with_retry_after(tmp_path: Path) -> None:
+    """Every connection busy past the pool's timeout is the database unavailable, not a 500."""
+    engine = create_engine(
+        f"sqlite:///{tmp_path / 'busy.db'}", pool_size=1, max_overflow=0, pool_timeout=0.1
+    )
+    schema.upgrade(engine)
+    app = create_app(settings_for_tests(), engine=engine)
+    with engine.connect():  # the only connection, held by someone else
+        response = app.test_client().get("/api/v1/sites/luac/comments?post=/x/")
+    assert response.status_code == 503
+    assert json_of(response)["error"]["code"] == "unavailable"
+    assert int(response.headers["Retry-After"]) > 0
+    engine.dispose()

@@ -14,6 +14,7 @@ import textwrap
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -32,10 +33,19 @@ from moderation.importing import (
     import_export,
     read_export,
 )
-from moderation.models import AuditEvent, Comment, CommentStatus, Event, Post, Site
+from moderation.models import AuditEvent, Comment, CommentStatus, Event, Post, Role, Site
 from moderation.sites import create_site
 from tests.data.generate_imports import write_wordpress
-from tests.helpers import MODERATION, TEST_SECRET, database_url, json_of, make_site
+from tests.helpers import (
+    MODERATION,
+    TEST_SECRET,
+    app_in_transaction,
+    database_url,
+    json_of,
+    make_moderator,
+    make_site,
+    make_token,
+)
 
 DATA = Path(__file__).parent / "data"
 NOW = dt.datetime(2026, 11, 29, 9, 0, tzinfo=dt.UTC)
@@ -360,6 +370,109 @@ def test_a_file_that_breaks_during_the_import_pass_rolls_back_everything(
     assert count(session, Comment) == 0 and count(session, Post) == 0
 
 
+# The endpoint ----------------------------------------------------------------------------------
+
+IMPORTS = "/api/v1/moderation/sites/luac/imports"
+
+
+def upload(client: FlaskClient, token: str, body: bytes, url: str = IMPORTS, **headers: str) -> Any:
+    return client.post(
+        url,
+        data=body,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/xml",
+            **headers,
+        },
+    )
+
+
+def test_the_endpoint_imports_reports_like_the_command_and_adds_nothing_the_second_time(
+    client: FlaskClient, session: Session
+) -> None:
+    site = make_site(session)
+    token = make_token(session, make_moderator(session))
+    body = (DATA / "wordpress.xml").read_bytes()
+
+    first = upload(client, token, body)
+    assert first.status_code == 200, first.get_data(as_text=True)
+    assert json_of(first) == {
+        "site": "luac",
+        "source": "wordpress",
+        "posts_added": 2,
+        "imported": 6,
+        "without_email": 1,
+        "top_level_replies": 0,
+        "skipped": {
+            "pingback or trackback": 1,
+            "post: not a post or page": 1,
+            "comment on a skipped post: not a post or page": 1,
+            "post: address not on this site": 1,
+            "comment on a skipped post: address not on this site": 1,
+        },
+        "failed": {},
+    }
+    c = imported(session, "wordpress")
+    assert c["12"].status == CommentStatus.PENDING and c["12"].parent_id == c["9"].id
+    comments, posts = count(session, Comment), count(session, Post)
+
+    second = json_of(upload(client, token, body))
+    assert second["imported"] == 0 and second["posts_added"] == 0
+    assert second["skipped"]["comment already imported"] == 6
+    assert (count(session, Comment), count(session, Post)) == (comments, posts)
+    audits = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "comments.import").order_by(AuditEvent.id)
+    ).all()
+    assert [a.after["imported"] for a in audits] == [6, 0]
+    assert audits[0].actor == "editor (token integration)" and audits[0].site_id == site.id
+    assert audits[0].after["file"] == "(uploaded)"
+
+    disqus = upload(client, token, (DATA / "disqus.xml").read_bytes(), f"{IMPORTS}?source=disqus")
+    assert json_of(disqus)["imported"] == 6 and json_of(disqus)["source"] == "disqus"
+
+
+def test_the_endpoint_refuses_what_the_command_refuses_and_imports_nothing(
+    engine: Engine, connection: Any, session: Session
+) -> None:
+    make_site(session)
+    admin = make_token(session, make_moderator(session))
+    editor = make_token(
+        session, make_moderator(session, "helper", role=Role.MODERATOR, sites=("luac",))
+    )
+    client = app_in_transaction(
+        engine, connection, max_import_bytes=len(SAMPLE.encode()) + 10
+    ).test_client()
+
+    def error(response: Any, status: int) -> dict[str, Any]:
+        assert response.status_code == status, response.get_data(as_text=True)
+        found: dict[str, Any] = json_of(response)["error"]
+        return found
+
+    broken = error(upload(client, admin, SAMPLE[:5000].encode()), 400)
+    assert broken["code"] == "malformed_export"
+    assert re.match(
+        r"line 96, column 17: not well-formed XML .*nothing was imported$", broken["message"]
+    )
+    assert (
+        error(upload(client, admin, b""), 400)["message"]
+        == "the file is empty; nothing was imported"
+    )
+    disqus = upload(client, admin, SAMPLE.encode(), f"{IMPORTS}?source=disqus")
+    assert "this is not a Disqus export" in error(disqus, 400)["message"]
+    assert error(upload(client, admin, SAMPLE.encode(), f"{IMPORTS}?source=blogger"), 400)[
+        "fields"
+    ] == {"source": "One of wordpress, disqus"}
+    assert error(upload(client, admin, (SAMPLE + " " * 20).encode()), 413)["code"] == "too_large"
+    assert error(upload(client, admin, SAMPLE.encode(), **{"Content-Type": "text/csv"}), 415)
+    assert error(upload(client, editor, SAMPLE.encode()), 403)["code"] == "forbidden"
+    assert error(upload(client, "nope", SAMPLE.encode()), 401)
+    unknown = upload(client, admin, SAMPLE.encode(), "/api/v1/moderation/sites/nope/imports")
+    assert error(unknown, 404)["code"] == "not_found"
+    assert count(session, Comment) == 0 and count(session, Post) == 0
+    # Within the cap, the same file goes in.
+    assert json_of(upload(client, admin, SAMPLE.encode()))["imported"] == 6
+
+
 # The command -----------------------------------------------------------------------------------
 
 
@@ -548,6 +661,7 @@ PEAK_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.subprocess
 def test_a_large_file_imports_in_bounded_memory(engine: Engine, tmp_path: Path) -> None:
     """Peak memory over a small import's stays well under the file's size: reading the file
     whole, or keeping its parsed elements, would add at least the file's size."""

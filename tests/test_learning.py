@@ -229,7 +229,8 @@ TEACHER = textwrap.dedent(
     engine = make_engine(sys.argv[1])
     for public_id in sys.argv[3:]:
         with Session(engine) as session:
-            moderator = session.scalars(select(Moderator).where(Moderator.login == sys.argv[2])).one()
+            login = sys.argv[2]
+            moderator = session.scalars(select(Moderator).where(Moderator.login == login)).one()
             moderate_comment(session, moderator, public_id, "approve",
                              actor=Actor(moderator.login, moderator.id), now=utcnow())
             session.commit()

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from moderation import schema
+from moderation import schema, verification
 from moderation.db import make_engine
 from moderation.events import Actor
 from moderation.models import (
@@ -26,6 +26,7 @@ from moderation.models import (
     Moderator,
     Post,
     WebhookAttempt,
+    utcnow,
 )
 from moderation.outbox import webhooks as wd
 from moderation.outbox.worker import run_worker
@@ -345,3 +346,66 @@ def test_after_erasure_no_trace_of_the_address_remains_in_tables_outbox_or_logs(
         assert secret not in logged, secret
     assert session.scalar(select(func.count()).select_from(Comment)) == 5
     assert (session.scalar(select(func.count()).select_from(WebhookAttempt)) or 0) > 0
+
+
+def test_addresses_with_non_ascii_capitals_are_found_on_every_database(
+    client: FlaskClient, session: Session
+) -> None:
+    """SQLite's lower() folds ASCII only: matching is on the stored casefolded key instead."""
+    site = make_site(session)
+    response = client.post(
+        "/api/v1/sites/luac/comments",
+        json=comment_json(author_email="Ärger@Example.com", body="Grumble"),
+    )
+    assert response.status_code == 202
+    document = export_personal_data(session, "ärger@example.com", now=NOW)
+    assert [c["body_text"] for c in document["comments"]] == ["Grumble"]
+    comment = session.scalars(select(Comment).where(Comment.body_text == "Grumble")).one()
+    comment.status = CommentStatus.APPROVED
+    session.flush()
+    assert verification.has_approved(session, site, "ÄRGER@example.com")
+    erased = erase_personal_data(session, "ÄRGER@EXAMPLE.COM", actor=Actor("dpo"), now=NOW)
+    assert erased.comments == 1
+    assert not verification.has_approved(session, site, "ärger@example.com")
+
+
+def test_a_moderators_redaction_really_forgets(client: FlaskClient, session: Session) -> None:
+    """A comment held for a phone number, edited to remove it and approved: the number is in
+    no original, audit or outbox payload; the payloads of the held comment carry no text; the
+    retention run clears the original."""
+    make_site(session)
+    auth = {"Authorization": f"Bearer {make_token(session, make_moderator(session))}"}
+    number = "07700 900123"
+    sent = client.post(
+        "/api/v1/sites/luac/comments",
+        json=comment_json(body=f"Ring me on {number} about the bus station plans."),
+    )
+    comment_id = json_of(sent)["id"]
+    submitted = session.scalars(select(Event).where(Event.type == "comment.submitted")).one()
+    assert submitted.payload["data"]["body_text"] is None
+    assert submitted.payload["data"]["text_withheld"] is True
+    edit = client.post(
+        f"/api/v1/moderation/comments/{comment_id}/edit",
+        json={"body": "Ring me about the bus station plans."},
+        headers=auth,
+    )
+    assert edit.status_code == 200
+    approved = client.post(f"/api/v1/moderation/comments/{comment_id}/approve", headers=auth)
+    assert approved.status_code == 200
+    shown = json_of(client.get(f"/api/v1/moderation/comments/{comment_id}", headers=auth))
+    assert (
+        shown["original_text"] == "Ring me on [phone number removed] about the bus station plans."
+    )
+    stored = "\n".join(
+        json.dumps([str(value) for value in row])
+        for table in (Comment, Event, AuditEvent)
+        for row in session.execute(select(table.__table__))
+    )
+    assert number not in stored and "900123" not in stored
+    last = session.scalars(select(Event).where(Event.type == "comment.approved")).one()
+    assert last.payload["data"]["body_text"] == "Ring me about the bus station plans."
+    report = purge_expired(session, Retention(), now=utcnow() + dt.timedelta(days=31))
+    assert report.originals_cleared == 1
+    comment = session.scalars(select(Comment).where(Comment.public_id == comment_id)).one()
+    session.refresh(comment)
+    assert comment.original_text is None

@@ -16,7 +16,17 @@ from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
 
 import moderation
-from moderation.models import AuditEvent, Comment, CommentStatus, Event, Moderator, Site
+from moderation import queue as queues
+from moderation.models import (
+    AuditEvent,
+    Comment,
+    CommentStatus,
+    Event,
+    Moderator,
+    Post,
+    Role,
+    Site,
+)
 from tests.helpers import (
     comment_json,
     csrf_from,
@@ -168,10 +178,13 @@ def test_edit_keeps_the_original_and_save_and_approve(
     session.expire_all()
     comment = session.scalars(select(Comment)).one()
     assert comment.status is S.APPROVED
-    assert comment.original_text == "Call me on 07700 900123 <b>now</b>"
+    # The original is kept for the record, with the personal data the edit removed forgotten
+    # (issue 15: a moderator's redaction must really forget).
+    assert comment.original_text == "Call me on [phone number removed] <b>now</b>"
     assert comment.body_html == "<p>Call me (number removed)</p>"
     detail = client.get(f"/moderate/comments/{a}").get_data(as_text=True)
-    assert "Original text as submitted" in detail and "07700 900123" in detail
+    assert "Original text as submitted" in detail and "[phone number removed]" in detail
+    assert "07700 900123" not in detail
 
 
 def test_opening_a_comment_claims_it_and_colleagues_see_who(
@@ -327,3 +340,40 @@ def test_sql_queries_per_queue_page_do_not_grow_with_the_page(
         counts.append(len(statements))
     assert 0 < counts[0] == counts[1], counts
     assert session.scalar(select(func.count()).select_from(Site)) == 1
+
+
+def test_earlier_comments_count_only_what_the_moderator_may_see(session: Session) -> None:
+    """A moderator of one site sees no counts from another site, nor unconfirmed comments;
+    the address matches whatever its case, non-ASCII capitals included."""
+    home, other = make_site(session), make_site(session, "other", "https://other.example")
+    limited = make_moderator(session, "limited", role=Role.MODERATOR, sites=("luac",))
+    post = {
+        s.id: Post(site=s, key="/p/", title="P", url=f"{s.origins[0]}/p/") for s in (home, other)
+    }
+    session.add_all(post.values())
+    session.flush()
+
+    def add(site: Site, email: str, status: CommentStatus) -> Comment:
+        comment = Comment(
+            post_id=post[site.id].id,
+            author_name="Ärger",
+            author_email=email,
+            body_text="Words",
+            body_html="<p>Words</p>",
+            status=status,
+        )
+        session.add(comment)
+        session.flush()
+        return comment
+
+    shown = add(home, "Ärger@example.com", CommentStatus.PENDING)
+    add(home, "ärger@example.com", CommentStatus.APPROVED)
+    add(home, "ÄRGER@example.com", CommentStatus.UNCONFIRMED)
+    add(other, "Ärger@example.com", CommentStatus.SPAM)
+    assert queues.author_history(session, limited, [shown]) == {
+        shown.id: {CommentStatus.APPROVED: 1}
+    }
+    admin = make_moderator(session, "admin")
+    assert queues.author_history(session, admin, [shown]) == {
+        shown.id: {CommentStatus.APPROVED: 1, CommentStatus.SPAM: 1}
+    }

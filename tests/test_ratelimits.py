@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from moderation import schema
+from moderation.comments import client_network
 from moderation.db import make_engine
 from moderation.sites import create_site
 from tests.helpers import ORIGIN, SUBMIT, comment_json, good_token, json_of, make_app, make_site
@@ -159,3 +160,24 @@ def test_limits_are_shared_by_processes_through_redis(tmp_path: Path) -> None:
     # Eight submissions, five allowed per minute for the address, whichever process got them.
     assert statuses == [202] * 5 + [429] * 3
     assert all(1 <= int(after) <= 60 for status, after in results if status == 429)
+
+
+def test_ipv4_clients_behind_a_dual_stack_listener_are_not_one_ipv6_network(
+    session: Session, engine: Engine, connection: Connection
+) -> None:
+    """``::ffff:1.2.3.4`` (a dual-stack listener, a proxy forwarding mapped addresses), 6to4,
+    Teredo and NAT64 addresses carry an IPv4 client: limited by its /24, like any other."""
+    make_site(session)
+    client = limited_client(engine, connection, ratelimit_network="2/minute")
+    mapped = [
+        post(client, address=f"::ffff:203.0.113.{i}", author_email=f"m{i}@example.com")
+        for i in (1, 2, 3)
+    ]
+    assert mapped == [202, 202, 429]
+    assert post(client, address="203.0.113.77", author_email="n@example.com") == 429
+    others = ["::ffff:198.51.100.1", "2002:c633:6401::1", "64:ff9b::c633:6402"]
+    assert [
+        post(client, address=a, author_email=f"o{i}@example.com") for i, a in enumerate(others)
+    ] == [202, 202, 429]
+    assert client_network("2001:0:4136:e378:8000:63bf:3fff:fdd2") == "192.0.2.0/24"  # Teredo
+    assert client_network("::ffff:192.0.2.9") == "192.0.2.0/24"

@@ -19,6 +19,8 @@ from moderation.sanitising import (
     ALLOWED_PROTOCOLS,
     ALLOWED_TAGS,
     LINK_REL,
+    MAX_TAG_ATTRIBUTES,
+    MAX_TAGS,
     clean,
     render_comment,
 )
@@ -203,3 +205,38 @@ def test_mutated_corpus_payloads_come_out_safe(text: str) -> None:
     assert_safe(once)
     assert clean(once) == once
     assert_safe(render_comment(text))
+
+
+# Links and markup, found in bounded time ------------------------------------------------------
+
+
+def test_links_keep_queries_balanced_brackets_and_leave_out_trailing_punctuation() -> None:
+    html = render_comment(
+        "See http://x.example.com/?a=1&b=2, (http://en.wikipedia.org/wiki/Foo_(bar)) and "
+        "www.gov.uk. Mail mailto:a@example.com; not ftp://example.com or a@example.com"
+    )
+    hrefs = re.findall(r'href="([^"]*)"', html)
+    assert hrefs == [
+        "http://x.example.com/?a=1&amp;b=2",
+        "http://en.wikipedia.org/wiki/Foo_(bar)",
+        "http://www.gov.uk",
+        "mailto:a@example.com",
+    ]
+    assert "</a>) and" in html and "</a>. Mail" in html
+
+
+def test_markup_past_the_budget_is_shown_as_typed() -> None:
+    html = render_comment("<b>x</b>" * (MAX_TAGS // 2) + "<b>y</b> &amp; & <3 &eacute;")
+    assert html.count("<b>") == MAX_TAGS // 2
+    assert html.endswith("&lt;b&gt;y&lt;/b&gt; &amp; &amp; &lt;3 &eacute;</p>")
+
+
+def test_a_tag_with_too_many_attributes_is_shown_as_typed() -> None:
+    tag = "<b " + " ".join(f"x{i}" for i in range(MAX_TAG_ATTRIBUTES + 2)) + ">"
+    assert render_comment(tag + "bold") == "<p>&lt;b " + tag[3:-1] + "&gt;bold</p>"
+
+
+def test_private_use_characters_typed_by_a_commenter_cannot_pose_as_markup() -> None:
+    assert render_comment("a\ue000b\ue001c\ue002d\ue003e\ue004f") == (
+        "<p>a\ufffdb\ufffdc\ufffdd\ufffde\ufffdf</p>"
+    )

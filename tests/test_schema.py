@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -9,11 +10,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner, Result
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
 
 from moderation import schema
 from moderation.cli import main
 from moderation.db import make_engine
+from moderation.duplicates import sketch
 from moderation.models import Base
 
 
@@ -69,8 +71,8 @@ def test_db_check_says_whether_the_schema_is_at_head_and_matches_the_models(
     assert _cli(tmp_path, "db", "upgrade", "--revision", "0010").exit_code == 0
     behind = _cli(tmp_path, "db", "check")
     assert behind.exit_code == 1
-    head = schema.head_revision()
-    assert f"not {head}" in behind.output and "moderation db upgrade" in behind.output
+    assert f"not {schema.head_revision()}" in behind.output
+    assert "moderation db upgrade" in behind.output
     assert _cli(tmp_path, "db", "upgrade").exit_code == 0
     in_step = _cli(tmp_path, "db", "check")
     assert in_step.exit_code == 0, in_step.output
@@ -94,12 +96,55 @@ def test_db_revision_writes_a_migration_in_development_only(
     assert _cli(tmp_path, "db", "upgrade").exit_code == 0
     refused = _cli(tmp_path, "db", "revision", "-m", "nothing", env="testing")
     assert refused.exit_code == 1 and "for development" in refused.output
-    head = str(schema.head_revision())
+    head = schema.head_revision()
+    assert head is not None
     written = _cli(tmp_path, "db", "revision", "-m", "add nothing")
     assert written.exit_code == 0, written.output
-    after = f"{int(head) + 1:04d}"
-    new = migrations / "versions" / f"{after}_add_nothing.py"
+    following = f"{int(head) + 1:04d}"
+    new = migrations / "versions" / f"{following}_add_nothing.py"
     text = new.read_text()
-    assert f"revision = '{after}'" in text and f"down_revision = '{head}'" in text
+    assert f"revision = '{following}'" in text and f"down_revision = '{head}'" in text
     monkeypatch.undo()
     assert sorted(p.name for p in schema.MIGRATIONS.glob("versions/*.py")) == shipped
+
+
+def test_migration_0012_fills_in_address_keys_and_recent_sketches(tmp_path: Path) -> None:
+    """Existing comments get their casefolded address key, and those the duplicate check can
+    still see (the last seven days) their sketch and index keys."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'upgrade.db'}")
+    schema.upgrade(engine, "0011")
+    now = dt.datetime.now(dt.UTC)
+    text = "I completely agree with the council about the future of our town centres."
+    with engine.begin() as connection:
+        insert = connection.exec_driver_sql
+        insert(
+            "INSERT INTO sites (id, slug, name, origins, policy, link_limit, notify_emails,"
+            " created_at) VALUES (1, 'luac', 'L', '[]', 'all', 2, '[]', ?)",
+            (now,),
+        )
+        insert(
+            "INSERT INTO posts (id, site_id, key, title, url, closed, version, created_at)"
+            " VALUES (1, 1, '/p/', 'P', 'https://example.org/p/', 0, 1, ?)",
+            (now,),
+        )
+        for n, (email, at) in enumerate(
+            [("Ärger@Example.com", now), ("old@example.com", now - dt.timedelta(days=30))]
+        ):
+            insert(
+                "INSERT INTO comments (id, public_id, post_id, author_name, author_email,"
+                " body_text, body_html, status, signals, official, submitted_at)"
+                " VALUES (?, ?, 1, 'A', ?, ?, '<p>x</p>', 'pending', '[]', 0, ?)",
+                (n + 1, f"c{n}", email, text, at),
+            )
+    schema.upgrade(engine)
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT id, email_key FROM comments").all()
+        keys: dict[int, str] = {row[0]: row[1] for row in rows}
+        assert keys == {1: "ärger@example.com", 2: "old@example.com"}
+        sketched = connection.exec_driver_sql(
+            "SELECT id FROM comments WHERE text_fingerprint = ?", (sketch(text).fingerprint,)
+        ).all()
+        assert [row[0] for row in sketched] == [1]
+        indexed = connection.exec_driver_sql("SELECT comment_id, key FROM comment_sketch_keys")
+        assert sorted(indexed.all()) == sorted((1, key) for key in sketch(text).keys)
+    engine.dispose()

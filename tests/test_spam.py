@@ -11,8 +11,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
+from moderation import duplicates
+from moderation.duplicates import INDEX_KEYS, PER_KEY, resemblance, similarity
 from moderation.events import Actor
-from moderation.models import Comment, CommentStatus, Event, Site, utcnow
+from moderation.models import Comment, CommentStatus, Event, Post, Site, utcnow
 from moderation.sites import update_site
 from moderation.spam import (
     PERSONAL_DATA,
@@ -20,7 +22,6 @@ from moderation.spam import (
     form_token_age,
     issue_form_token,
     personal_data_kinds,
-    similarity,
 )
 from tests.helpers import (
     POST_KEY,
@@ -419,3 +420,45 @@ def test_an_unknown_signal_filter_is_refused(session: Session, client: FlaskClie
     )
     assert response.status_code == 400
     assert "signal" in json_of(response)["error"]["fields"]
+
+
+def test_the_duplicate_check_reads_a_bounded_number_of_sketches(session: Session) -> None:
+    """However many recent comments share the text's phrases, the check compares a bounded
+    number of sketches, found by index, and still finds the copy."""
+    site = make_site(session)
+    post = Post(site=site, key=POST_KEY, title="P", url="https://example.org/p/")
+    session.add(post)
+    session.flush()
+    now = utcnow()
+    for n in range(3 * INDEX_KEYS * PER_KEY):
+        comment = Comment(
+            post_id=post.id,
+            author_name="A",
+            author_email=f"a{n}@example.com",
+            body_text=f"Thank you for this post, it was great {n}",
+            body_html="<p>x</p>",
+            submitted_at=now - dt.timedelta(minutes=n),
+        )
+        session.add(comment)
+        duplicates.record(session, comment)
+    text = "Thank you for this post, it was great 5"
+    found = duplicates.recent_sketches(
+        session, post.id, duplicates.sketch(text), since=now - dt.timedelta(days=7)
+    )
+    assert len(found) <= INDEX_KEYS * PER_KEY
+    assert duplicates.sketch(text).fingerprint in {s.fingerprint for s in found}
+    older = duplicates.recent_sketches(
+        session, post.id, duplicates.sketch(text), since=now + dt.timedelta(minutes=1)
+    )
+    assert older == []
+
+
+def test_sketches_give_the_resemblance_of_short_texts_exactly() -> None:
+    pairs = [
+        ("a b c d e", "a b c d e"),
+        ("one two three four", "five six seven eight"),
+        ("a b c d e f g h", "a b c d e f x y"),
+        ("I agree with the council", "I agree with the council, mostly"),
+    ]
+    for a, b in pairs:
+        assert resemblance(duplicates.sketch(a), duplicates.sketch(b)) == similarity(a, b)

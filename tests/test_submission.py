@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import lxml.html
 import pytest
 from flask.testing import FlaskClient
@@ -264,3 +266,36 @@ def test_the_form_post_shows_errors_and_keeps_what_was_typed(
     assert 'value="Ada"' in page
     assert "Kept &lt;b&gt;text&lt;/b&gt;</textarea>" in page
     assert comment_count(session) == 0
+
+
+@pytest.mark.parametrize("field", ["post_url", "author_name", "post_title"])
+@pytest.mark.parametrize("character", ["\r", "\t", "\x0b", "\u2028", "\x85"])
+def test_control_characters_are_refused_in_single_line_fields(
+    client: FlaskClient, session: Session, field: str, character: str
+) -> None:
+    """A CR in a first commenter's post_url would poison the post: every later no-JS comment
+    on it got 500 on the redirect."""
+    make_site(session)
+    value = {
+        "post_url": f"{ORIGIN}{POST_KEY}",
+        "author_name": "Ada Lovelace",
+        "post_title": "A title of a post",
+    }[field]
+    response = client.post(
+        "/api/v1/sites/luac/comments",
+        json=comment_json(**{field: value[:6] + character + value[6:]}),
+    )
+    assert response.status_code == 422
+    assert field in json_of(response)["error"]["fields"]
+
+
+def test_a_lone_surrogate_in_json_is_a_client_error(client: FlaskClient, session: Session) -> None:
+    make_site(session)
+    for field in ("body", "author_name", "post_title"):
+        raw = json.dumps(comment_json(**{field: "x\ud800y"}))  # an escape, as JSON allows
+        assert "\\ud800" in raw
+        response = client.post(
+            "/api/v1/sites/luac/comments", data=raw, content_type="application/json"
+        )
+        assert response.status_code == 400, field
+        assert json_of(response)["error"]["code"] == "malformed"

@@ -30,8 +30,8 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
         token = make_token(session, session.scalars(select(Moderator)).one())
     auth = {"Authorization": f"Bearer {token}"}
     ids = [
-        json_of(client.post("/api/v1/sites/luac/comments", json=comment_json(body=f"Comment {n} ✓",
-                                                                              post="/p/", lang=lang)))["id"]
+        json_of(client.post("/api/v1/sites/luac/comments",
+                            json=comment_json(body=f"Comment {n} ✓", post="/p/", lang=lang)))["id"]
         for n, lang in enumerate(("en", "cy", "en"))
     ]  # fmt: skip
     client.post(f"/api/v1/moderation/comments/{ids[0]}/approve", headers=auth)

@@ -42,7 +42,8 @@ def personal_data_erase(email: str, yes: bool) -> None:
             session, email, actor=CLI, now=utcnow(), secret=app.config["SECRET_KEY"]
         )
     click.echo(
-        f"Erased personal data from {erased.comments} comments ({erased.texts_removed} texts removed)."
+        f"Erased personal data from {erased.comments} comments "
+        f"({erased.texts_removed} texts removed)."
     )
 
 

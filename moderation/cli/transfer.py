@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 @click.command("export")
 @click.option("--output", type=click.File("w", encoding="utf-8"), default="-", show_default=True)
 def export_command(output: TextIO) -> None:
-    """Write everything (sites, posts, comments, moderators without passwords, audit log) as JSON."""
+    """Write everything (sites, posts, comments, moderators without passwords, audit log) as
+    JSON."""
     import json
 
     from moderation.transfer import export_records

@@ -1,5 +1,5 @@
-"""Mail: the outbox of messages to moderators and commenters, the signed links they carry, and
-the worker's SMTP sending. Requests only write outbox rows; workers render and send."""
+"""Mail: queueing messages to moderators and commenters, the signed links they carry, and
+rendering. Requests only write outbox rows; the workers send them (``moderation.outbox.mail``)."""
 
 from __future__ import annotations
 

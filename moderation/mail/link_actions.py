@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from moderation import actions
@@ -19,7 +19,15 @@ from moderation.errors import AlreadyModerated
 from moderation.events import Actor
 from moderation.mail import links, outbox
 from moderation.mail.links import BadLink
-from moderation.models import Comment, CommentStatus, MailStatus, Moderator, OutgoingMail, Post
+from moderation.models import (
+    Comment,
+    CommentStatus,
+    MailStatus,
+    Moderator,
+    OutgoingMail,
+    Post,
+    address_key,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,7 +97,7 @@ def unsubscribe(session: Session, token: str, *, secret: str, now: dt.datetime) 
         .join(Post, Comment.post_id == Post.id)
         .where(
             Post.site_id == comment.post.site_id,
-            func.lower(Comment.author_email) == comment.author_email.lower(),
+            Comment.email_key == address_key(comment.author_email),
         )
     )
     session.execute(

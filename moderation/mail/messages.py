@@ -30,7 +30,10 @@ MAIL_ACTIONS = ("approve", "reject", "spam")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # What a mail program would turn into a link: a scheme, "www.", an address, a dotted name.
-_SCHEME = re.compile(r"([a-z][a-z0-9+.-]*):(//)?", re.IGNORECASE)
+# A scheme is the run of scheme characters before a ":" (with a letter in it), read once per run:
+# tried from every letter, "a" * 10000 took a second.
+_SCHEME = re.compile(r"(?<![a-z0-9+.-])([a-z0-9+.-]*+):(//)?", re.IGNORECASE)
+_LETTER = re.compile(r"[a-z]", re.IGNORECASE)
 _DOT = re.compile(r"(?<=[a-z0-9-])\.(?=[a-z0-9-])", re.IGNORECASE)
 _AT = re.compile(r"(?<=\S)@(?=\S)")
 
@@ -41,7 +44,10 @@ def defang(text: str) -> str:
     ``http://evil.example/x`` becomes ``http[:]//evil[.]example/x``; ``a@b.c`` becomes
     ``a[at]b[.]c``.
     """
-    text = _SCHEME.sub(lambda m: f"{m.group(1)}[:]{m.group(2) or ''}", text)
+    text = _SCHEME.sub(
+        lambda m: f"{m[1]}[:]{m[2] or ''}" if _LETTER.search(m[1]) else m[0],
+        text,
+    )
     text = _AT.sub("[at]", text)
     return _DOT.sub("[.]", text)
 

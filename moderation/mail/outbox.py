@@ -33,7 +33,6 @@ REJECTED = "rejected"
 REPLY = "reply"
 # To administrators.
 WEBHOOK_DISABLED = "webhook_disabled"
-TO_COMMENTERS = frozenset({CONFIRM, APPROVED, REJECTED, REPLY})
 
 
 def site_moderators(session: Session, site_id: int) -> list[Moderator]:

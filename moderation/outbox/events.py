@@ -7,6 +7,7 @@ nothing here reaches the network.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import functools
 from typing import Any, cast
 
@@ -14,20 +15,46 @@ from sqlalchemy import Insert, Table, insert
 from sqlalchemy.orm import Session
 
 from moderation.events import rfc3339
-from moderation.models import Comment, Event
+from moderation.models import Comment, CommentStatus, Event
+from moderation.spam import held_for_personal_data
+
+
+class EventType(enum.StrEnum):
+    """What an outbox event says happened (the ``type`` of a webhook payload, docs/webhooks.md)."""
+
+    SUBMITTED = "comment.submitted"
+    APPROVED = "comment.approved"
+    REJECTED = "comment.rejected"
+    SPAM = "comment.spam"
+    EDITED = "comment.edited"
+    DELETED = "comment.deleted"
+    RESTORED = "comment.restored"
+    ERASED = "comment.erased"
+    # Sent to one endpoint on request, never fanned out.
+    WEBHOOK_TEST = "webhook.test"
+
+
+# What an endpoint may subscribe to.
+SUBSCRIBABLE = tuple(t for t in EventType if t is not EventType.WEBHOOK_TEST)
 
 
 def comment_data(comment: Comment) -> dict[str, Any]:
-    """The comment as integrations see it: no email, no client data, no capability."""
+    """The comment as integrations see it: no email, no client data, no capability. The text of
+    a comment held for personal data is withheld (null, ``text_withheld``) until it is approved:
+    every endpoint gets the payload, whatever it opted into."""
     post = comment.post
     site = post.site
+    withheld = comment.status is not CommentStatus.APPROVED and held_for_personal_data(
+        comment.signals or []
+    )
     return {
         "id": comment.public_id,
         "status": comment.status.value,
         "parent_id": comment.parent.public_id if comment.parent else None,
         "author_name": comment.author_name,
-        "body_text": comment.body_text,
-        "body_html": comment.body_html,
+        "body_text": None if withheld else comment.body_text,
+        "body_html": None if withheld else comment.body_html,
+        "text_withheld": withheld,
         "official": comment.official,
         "lang": comment.lang,
         "signals": list(comment.signals),
@@ -43,16 +70,20 @@ def _insert_event() -> Insert:
     return insert(cast(Table, Event.__table__))
 
 
-def record_event(session: Session, type_: str, comment: Comment, *, now: dt.datetime) -> None:
+def record_event(session: Session, type_: EventType, comment: Comment, *, now: dt.datetime) -> None:
     """Insert an outbox event for ``comment`` in the session's transaction (a Core statement:
     nothing reads the event back, and every submission writes one)."""
     session.execute(
         _insert_event(),
         {
-            "type": type_,
+            "type": type_.value,
             "site_id": comment.post.site_id,
             "comment_id": comment.id,
-            "payload": {"type": type_, "timestamp": rfc3339(now), "data": comment_data(comment)},
+            "payload": {
+                "type": type_.value,
+                "timestamp": rfc3339(now),
+                "data": comment_data(comment),
+            },
             "created_at": now,
             "dispatched_at": None,
         },

@@ -14,12 +14,10 @@ from moderation.web import (
     errors,
     mail_links,
     moderate,
-    moderate_webhooks,
     moderation_api,
     ops,
     screening,
     security,
-    webhooks_api,
 )
 
 
@@ -38,11 +36,6 @@ def waited(since: dt.datetime, until: dt.datetime) -> str:
             count = seconds // size
             return f"{count} {unit}{'' if count == 1 else 's'}"
     return "less than a minute"
-
-
-# The webhook pages and API nest inside the moderate and moderation API blueprints, so their
-# guards (login and CSRF; bearer token) apply first.
-NESTED_BLUEPRINTS = (moderate_webhooks.bp, webhooks_api.bp)
 
 
 def register(app: Flask) -> None:

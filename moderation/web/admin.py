@@ -5,7 +5,9 @@ Registered inside the moderate blueprint, so its login and CSRF checks guard eve
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Mapping
 
 from flask import (
     Blueprint,
@@ -33,9 +35,35 @@ from moderation.web.sessions import get_session
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
+@dataclasses.dataclass(frozen=True)
+class SiteForm:
+    """The site form's text fields turned into settings (lists are one item a line)."""
+
+    fields: Mapping[str, str]
+
+    def changes(self) -> dict[str, object]:
+        changes: dict[str, object] = {}
+        for name, raw in self.fields.items():
+            value = raw.strip()
+            if name in ("origins", "reject_reasons", "hold_terms", "spam_terms", "notify_emails"):
+                changes[name] = [line.strip() for line in raw.splitlines() if line.strip()]
+            elif name in ("link_limit", "close_after_days"):
+                changes[name] = int(value) if value.isdigit() else (value or None)
+            elif name == "spam_threshold":
+                try:
+                    changes[name] = float(value)
+                except ValueError:
+                    changes[name] = value
+            elif name in ("erasure_keeps_text", "verify_email"):
+                changes[name] = {"true": True, "false": False}.get(value, value)
+            elif name in sites.EDITABLE:
+                changes[name] = value
+        return changes
+
+
 @bp.before_request
 def admins_only() -> None:
-    sites.require_admin(g.moderator)
+    moderators.require_admin(g.moderator)
 
 
 def _actor() -> Actor:
@@ -97,9 +125,7 @@ def site_save(slug: str) -> ResponseReturnValue:
     db = get_session()
     site = get_site(get_session(), slug)
     try:
-        sites.update_site(
-            db, site, sites.SiteForm(request.form).changes(), actor=_actor(), now=now()
-        )
+        sites.update_site(db, site, SiteForm(request.form).changes(), actor=_actor(), now=now())
     except ServiceError as error:
         db.rollback()
         page = render_template(
@@ -249,6 +275,7 @@ def personal_data_act() -> ResponseReturnValue:
         return page, 422
     db.commit()
     flash(
-        f"Erased personal data from {erased.comments} comments ({erased.texts_removed} texts removed)."
+        f"Erased personal data from {erased.comments} comments "
+        f"({erased.texts_removed} texts removed)."
     )
     return redirect(url_for("moderate.admin.personal_data"), code=303)

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from moderation import comments, i18n, publishing, verification
+from moderation import comments, i18n, publishing
 from moderation.errors import Malformed, NotFound
 from moderation.events import rfc3339
 from moderation.models import Comment, CommentStatus, Post, Site
@@ -154,14 +154,7 @@ def submit_comment(site: str) -> tuple[Response, int]:
     data = json_object()
     comment = screen_and_submit(site, parse_submission(data), data)
     get_session().commit()
-    # A comment filed as spam looks like any other to its sender: bots learn nothing.
-    status = comment.status
-    if status is CommentStatus.SPAM:
-        status = (
-            CommentStatus.UNCONFIRMED
-            if verification.site_verifies(get_session(), comment.post.site)
-            else CommentStatus.PENDING
-        )
+    status = comments.status_for_sender(get_session(), comment)
     # What the embed's form says, in the comment's language.
     t = i18n.translator(comment.lang)
     message = t("received_check_email" if status is CommentStatus.UNCONFIRMED else "received")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
 from flask import current_app, request
 
+from moderation.comments import client_ip
 from moderation.config import Settings
 from moderation.errors import Malformed, UnsupportedMediaType
 from moderation.models import utcnow
@@ -29,8 +32,11 @@ def now() -> dt.datetime:
 
 
 def client_address() -> str | None:
-    """The client's address; behind proxies, ProxyFix (trusted hops only) has set it."""
-    return request.remote_addr
+    """The client's address; behind proxies, ProxyFix (trusted hops only) has set it. An IPv4
+    address carried in IPv6 (``::ffff:1.2.3.4``) is given as IPv4, so blocklists, rate limits
+    and the metrics allow-list see the client as it is."""
+    ip = client_ip(request.remote_addr)
+    return str(ip) if ip is not None else request.remote_addr
 
 
 def foreign_origin() -> str | None:
@@ -55,6 +61,11 @@ def json_object() -> dict[str, Any]:
         raise Malformed("The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise Malformed("The request body must be a JSON object.")
+    try:
+        # A \ud800 escape decodes to a lone surrogate, which no database can store.
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise Malformed("The request body holds an unpaired surrogate (\\ud800-\\udfff).") from None
     return data
 
 
@@ -64,3 +75,11 @@ def required_post_key() -> str:
     if not key:
         raise Malformed("Say which post with ?post=KEY.", fields={"post": "Required"})
     return key
+
+
+def save_body(path: Path, limit: int) -> None:
+    """Write the request body to ``path`` as it arrives, never all of it in memory: for uploads
+    larger than the usual request cap. Past ``limit`` bytes the request fails with 413."""
+    request.max_content_length = limit
+    with path.open("wb") as out:
+        shutil.copyfileobj(request.stream, out, 64 * 1024)

@@ -20,6 +20,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from markupsafe import escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from moderation import comments, i18n, mail, verification
@@ -30,7 +31,7 @@ from moderation.errors import (
     ValidationFailed,
 )
 from moderation.models import Post, Site
-from moderation.spam import FORM_TOKEN_FIELD, HONEYPOT_FIELD
+from moderation.spam import FORM_TOKEN_FIELD, HONEYPOT_FIELD, form_token_shaped
 from moderation.validation import MAX_BODY, parse_submission
 from moderation.web.caching import cacheable, not_modified, strong_etag, thread_head, variant
 from moderation.web.context import (
@@ -79,8 +80,11 @@ FORM_TOKEN_SLOT = f"__form_token_{secrets.token_hex(16)}__"
 
 def fill_form_token(html: str, site_slug: str, token: str | None = None) -> str:
     """Put a time-trap token into a rendered form: ``token`` (the one a commenter sent, when the
-    form comes back with errors) or a freshly signed one (render time: now)."""
-    return html.replace(FORM_TOKEN_SLOT, token or screening().form_token(site_slug))
+    form comes back with errors) if it has a token's exact shape, otherwise a freshly signed one
+    (render time: now). Escaped all the same: the slot is inside an attribute value."""
+    if not (token and form_token_shaped(site_slug, token)):
+        token = screening().form_token(site_slug)
+    return html.replace(FORM_TOKEN_SLOT, str(escape(token)))
 
 
 class RenderedCache:

@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask, Response, g, jsonify, render_template, request
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from moderation import i18n
@@ -149,6 +150,17 @@ def handle_database_error(error: DBAPIError) -> Response:
     return response
 
 
+def handle_pool_exhausted(error: PoolTimeout) -> Response:
+    """Every connection of the pool busy for longer than its timeout: the database is
+    unavailable for this request, as documented (503 with Retry-After), never a 500."""
+    close_session()
+    g.database_unavailable = True
+    log.error("database connection pool exhausted")
+    response = error_response(503, "unavailable", MESSAGES[503])
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 def handle_unexpected(error: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(500, "internal_error", MESSAGES[500])
@@ -158,4 +170,5 @@ def register(app: Flask) -> None:
     app.register_error_handler(ServiceError, handle_service_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(DBAPIError, handle_database_error)
+    app.register_error_handler(PoolTimeout, handle_pool_exhausted)
     app.register_error_handler(Exception, handle_unexpected)

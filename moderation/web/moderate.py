@@ -18,6 +18,7 @@ from flask import (
     Request,
     Response,
     abort,
+    current_app,
     flash,
     g,
     redirect,
@@ -34,7 +35,7 @@ from sqlalchemy import select
 from moderation import actions, audit, moderators
 from moderation import queue as queues
 from moderation.comments import client_network, page_limit
-from moderation.db import begin_as_writer
+from moderation.db import become_writer, begin_as_writer
 from moderation.errors import (
     AlreadyModerated,
     InvalidCredentials,
@@ -43,14 +44,15 @@ from moderation.errors import (
     RateLimited,
     ServiceError,
 )
-from moderation.events import Actor
+from moderation.events import COMMENT_ACTIONS, Actor
 from moderation.models import Comment, CommentStatus, MailPreference, Moderator, Site
-from moderation.web import admin
+from moderation.web import admin, moderate_webhooks
 from moderation.web.context import client_address, hasher, now, settings
-from moderation.web.sessions import get_session
+from moderation.web.sessions import close_session, get_session, reads_first
 
 bp = Blueprint("moderate", __name__, url_prefix="/moderate")
 bp.register_blueprint(admin.bp)
+bp.register_blueprint(moderate_webhooks.bp)
 
 PUBLIC_ENDPOINTS = frozenset({"moderate.login", "moderate.do_login"})
 
@@ -124,25 +126,24 @@ def login() -> str:
 
 
 @bp.post("/login")
+@reads_first
 def do_login() -> ResponseReturnValue:
     login_name = request.form.get("login", "").strip()
     network = client_network(client_address())
-    db = get_session()
+    factory = current_app.extensions["moderation.sessionmaker"]
+    close_session()  # the guard may have read (an old login): nothing may be held while hashing
     try:
-        moderators.check_login_allowed(db, login_name, network, now=now())
-        moderator = moderators.authenticate(
-            db, hasher(), login_name, request.form.get("password", "")
+        # Its own short transactions: none is open while the password is hashed.
+        moderator_id = moderators.log_in(
+            factory, hasher(), login_name, request.form.get("password", ""), network, now=now()
         )
     except (InvalidCredentials, RateLimited) as error:
-        status = error.status
-        if isinstance(error, InvalidCredentials):
-            db.rollback()
-            moderators.record_failed_login(db, login_name, network, now=now())
-            db.commit()
         page = render_template("moderate/login.html", error=error.message, login_name=login_name)
         headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else {}
-        return page, status, headers
-    moderators.clear_failed_logins(db, login_name)
+        return page, error.status, headers
+    db = get_session()
+    become_writer(db)
+    moderator = db.get_one(Moderator, moderator_id)
     token = moderators.start_login_session(db, moderator, now=now())
     db.commit()
     # A new session on login: nothing from before the login survives, not even the CSRF token.
@@ -250,7 +251,7 @@ def queue() -> str:
         page=page,
         wanted=wanted,
         counts=_count_labels(queues.status_counts(db, g.moderator, wanted)),
-        history=queues.author_history(db, page.comments),
+        history=queues.author_history(db, g.moderator, page.comments),
         sites=_sites_for(g.moderator),
         statuses=list(queues.QUEUE_STATUSES),
         bulk_actions=actions.BULK_ACTIONS,
@@ -270,7 +271,7 @@ def comment(comment_id: str) -> str:
         "moderate/comment.html",
         c=found,
         holds_claim=holds,
-        history=queues.author_history(db, [found]),
+        history=queues.author_history(db, g.moderator, [found]),
         now=now(),
     )
 
@@ -411,6 +412,6 @@ def audit_log() -> ResponseReturnValue:
         page=page,
         wanted=wanted,
         sites=_sites_for(g.moderator),
-        actions=[*actions.ACTIONS, "undo", "edit", "reply"],
+        actions=COMMENT_ACTIONS,
         now=now(),
     )

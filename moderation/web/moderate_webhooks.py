@@ -10,21 +10,20 @@ import datetime as dt
 from flask import Blueprint, flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
+from moderation import moderators
 from moderation.errors import NotFound, ValidationFailed
 from moderation.models import Site
-from moderation.web import moderate
 from moderation.web.context import now, settings
 from moderation.web.sessions import get_session
 from moderation.webhooks import endpoints
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
-moderate.bp.register_blueprint(bp)
 
 
 @bp.before_request
 def admins_only() -> None:
     if g.get("moderator") is not None:
-        endpoints.require_admin(g.moderator)
+        moderators.require_admin(g.moderator, endpoints.ADMINS_ONLY)
 
 
 def _list_page(errors: dict[str, str] | None = None, status: int = 200) -> ResponseReturnValue:

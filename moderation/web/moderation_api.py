@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 
-from moderation import actions, comments, moderators, sites
+from moderation import actions, comments, importing, moderators, sites
 from moderation import queue as queues
 from moderation.comments import page_limit
-from moderation.errors import Malformed, Unauthorized, ValidationFailed
+from moderation.db import begin_as_writer
+from moderation.errors import Malformed, Unauthorized, UnsupportedMediaType, ValidationFailed
 from moderation.events import Actor, rfc3339
 from moderation.models import ApiToken, Comment, CommentStatus, Moderator, Site
 from moderation.outbox.events import comment_data
-from moderation.web.context import json_object, now
+from moderation.web import webhooks_api
+from moderation.web.context import json_object, now, save_body, settings
 from moderation.web.sessions import get_session
 
 bp = Blueprint("moderation_api", __name__, url_prefix="/api/v1/moderation")
+bp.register_blueprint(webhooks_api.bp)
 QUERY_PARAMETERS = {
     "moderation_api.list_comments": {
         "status",
@@ -28,8 +33,11 @@ QUERY_PARAMETERS = {
         "cursor",
         "limit",
         "signal",
-    }
+    },
+    "moderation_api.import_comments": {"source"},
 }
+# An export is XML; WordPress serves its WXR download as RSS.
+EXPORT_TYPES = ("application/xml", "text/xml", "application/rss+xml")
 
 
 def moderation_comment(comment: Comment) -> dict[str, Any]:
@@ -189,7 +197,7 @@ def bulk() -> Response:
 
 def _admin() -> Moderator:
     moderator: Moderator = g.token.moderator
-    sites.require_admin(moderator)
+    moderators.require_admin(moderator)
     return moderator
 
 
@@ -250,6 +258,34 @@ def update_site(slug: str) -> Response:
     data = site_json(site)
     get_session().commit()
     return jsonify(data)
+
+
+@bp.post("/sites/<slug>/imports")
+def import_comments(slug: str) -> Response:
+    """Import a WordPress (WXR) or Disqus export into the site, as ``moderation import`` does:
+    the whole file checked first, then one transaction; a second run adds nothing."""
+    _admin()
+    source = request.args.get("source", "wordpress")
+    if source not in importing.SOURCES:
+        raise Malformed(
+            "Unknown source.", fields={"source": "One of " + ", ".join(importing.SOURCES)}
+        )
+    if request.mimetype not in EXPORT_TYPES:
+        raise UnsupportedMediaType("Send the export as application/xml.")
+    comments.get_site(get_session(), slug)  # an unknown site is a 404 before the upload
+    actor = _actor()
+    # The upload and the check run outside any transaction (on SQLite, without the write lock).
+    get_session().commit()
+    with tempfile.TemporaryDirectory(prefix="moderation-import-") as folder:
+        path = Path(folder) / "export.xml"
+        save_body(path, settings().max_import_bytes)
+        plan = importing.read_export(path, source, name="(uploaded)")
+        session = get_session()
+        begin_as_writer(session)
+        site = comments.get_site(session, slug)
+        report = importing.import_export(session, site, plan, now=now(), actor=actor)
+        session.commit()
+    return jsonify({"site": slug, "source": source, **report.as_dict()})
 
 
 def moderator_json(moderator: Moderator) -> dict[str, Any]:

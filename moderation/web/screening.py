@@ -4,8 +4,8 @@ Rate limits are moving windows kept with ``limits`` (the library under Flask-Lim
 by default or in Redis via ``MODERATION_RATELIMIT_STORAGE_URL`` so several processes share them),
 keyed by the client's network (/24, /48), the author's email and the post. Only submissions are
 limited, by hand per key, so the Flask extension's hooks on every request (which evaluate route
-limits we never declare, at a quarter of the cost of a revalidated public read) are not installed. The deliverability lookup is bounded in
-time and made before the database is touched, so no transaction waits on the network.
+limits we never declare) are not installed. The deliverability lookup is bounded in time and
+made before the database is touched, so no transaction waits on the network.
 """
 
 from __future__ import annotations

@@ -7,17 +7,16 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify
 
+from moderation import moderators
 from moderation.errors import ValidationFailed
 from moderation.events import rfc3339
 from moderation.models import WebhookDelivery, WebhookEndpoint
-from moderation.web import moderation_api
 from moderation.web.context import json_object, now, settings
 from moderation.web.sessions import get_session
 from moderation.webhooks import endpoints
 
 # Nested in the moderation API blueprint, whose guard authenticates the bearer token first.
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
-moderation_api.bp.register_blueprint(bp)
 
 
 def _time(moment: dt.datetime | None) -> str | None:
@@ -95,7 +94,7 @@ def _types(data: dict[str, Any]) -> list[str] | None:
 
 @bp.before_request
 def admins_only() -> None:
-    endpoints.require_admin(g.token.moderator)
+    moderators.require_admin(g.token.moderator, endpoints.ADMINS_ONLY)
 
 
 @bp.get("")
@@ -138,19 +137,15 @@ def update_endpoint(endpoint_id: str) -> Response:
     data = json_object()
     session = get_session()
     endpoint = endpoints.get_endpoint(session, endpoint_id)
-    url, types = _str(data, "url"), _types(data)
-    description, personal = _str(data, "description"), _bool(data, "include_personal_data")
-    enabled = _bool(data, "enabled")
-    if url is not None:
-        endpoint.url = endpoints.check_endpoint_url(url, allow_http=settings().webhook_allow_http)
-    if types is not None:
-        endpoint.event_types = endpoints.check_event_types(types)
-    if description is not None:
-        endpoint.description = description.strip()[:200]
-    if personal is not None:
-        endpoint.include_personal_data = personal
-    if enabled is not None and enabled != endpoint.enabled:
-        endpoints.set_enabled(session, endpoint, enabled, now=now())
+    changes = endpoints.EndpointChanges(
+        url=_str(data, "url"),
+        event_types=_types(data),
+        description=_str(data, "description"),
+        include_personal_data=_bool(data, "include_personal_data"),
+        enabled=_bool(data, "enabled"),
+    )
+    allow_http = settings().webhook_allow_http
+    endpoints.update_endpoint(session, endpoint, changes, allow_http=allow_http, now=now())
     body = endpoint_json(endpoint)
     session.commit()
     return jsonify(body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import urllib.parse
 from collections.abc import Sequence
@@ -9,35 +10,24 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moderation.errors import Forbidden, NotFound, ValidationFailed
+from moderation.errors import NotFound, ValidationFailed
 from moderation.events import rfc3339
 from moderation.models import (
     DeliveryStatus,
     Event,
-    Moderator,
     Site,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
 )
+from moderation.outbox.events import SUBSCRIBABLE, EventType
 from moderation.webhooks.signing import generate_secret
 
-EVENT_TYPES = (
-    "comment.submitted",
-    "comment.approved",
-    "comment.rejected",
-    "comment.spam",
-    "comment.edited",
-    "comment.deleted",
-    "comment.restored",
-    "comment.erased",
-)
-TEST_EVENT_TYPE = "webhook.test"
+EVENT_TYPES = tuple(t.value for t in SUBSCRIBABLE)
+TEST_EVENT_TYPE = EventType.WEBHOOK_TEST.value
 
 
-def require_admin(moderator: Moderator) -> None:
-    if not moderator.is_admin:
-        raise Forbidden("Only administrators manage webhooks.")
+ADMINS_ONLY = "Only administrators manage webhooks."
 
 
 def check_endpoint_url(url: str, *, allow_http: bool) -> str:
@@ -59,6 +49,40 @@ def check_event_types(event_types: Sequence[str]) -> list[str]:
     if unknown:
         raise ValidationFailed(fields={"event_types": "Unknown event types: " + ", ".join(unknown)})
     return sorted(set(event_types))
+
+
+@dataclasses.dataclass(frozen=True)
+class EndpointChanges:
+    """What an administrator changes of an endpoint; None leaves a field as it is."""
+
+    url: str | None = None
+    event_types: Sequence[str] | None = None
+    description: str | None = None
+    include_personal_data: bool | None = None
+    enabled: bool | None = None
+
+
+def update_endpoint(
+    session: Session,
+    endpoint: WebhookEndpoint,
+    changes: EndpointChanges,
+    *,
+    allow_http: bool,
+    now: dt.datetime,
+) -> WebhookEndpoint:
+    """Apply ``changes``, each checked as on creation; enabling or disabling goes through
+    :func:`set_enabled`."""
+    if changes.url is not None:
+        endpoint.url = check_endpoint_url(changes.url, allow_http=allow_http)
+    if changes.event_types is not None:
+        endpoint.event_types = check_event_types(changes.event_types)
+    if changes.description is not None:
+        endpoint.description = changes.description.strip()[:200]
+    if changes.include_personal_data is not None:
+        endpoint.include_personal_data = changes.include_personal_data
+    if changes.enabled is not None and changes.enabled != endpoint.enabled:
+        set_enabled(session, endpoint, changes.enabled, now=now)
+    return endpoint
 
 
 def create_endpoint(

@@ -1,4 +1,5 @@
-"""Write large, real-shaped WordPress (WXR 1.2) and Disqus exports for import tests and measurements.
+"""Write large, real-shaped WordPress (WXR 1.2) and Disqus exports for import tests and
+measurements.
 
     python -m tests.data.generate_imports wordpress big.xml --posts 10000 --comments 30
     python -m tests.data.generate_imports disqus big.xml --posts 10000 --comments 30

@@ -1,0 +1,68 @@
+<?php
+/**
+ * Closing comments in WordPress closes the post in the service (and reopening opens it), through
+ * the moderation API with the stored token. The state the service last confirmed is kept in the
+ * post's meta, so a change the service missed (it was down, no token yet) is sent again later.
+ *
+ * @package comments-service
+ * @license GPL-2.0-or-later
+ */
+
+defined( 'ABSPATH' ) || exit;
+
+/** Post meta: "1" when the service confirmed the post closed, "0" open, absent when never told. */
+const CMSVC_CLOSED_META = '_comments_service_closed';
+/** Seconds between two attempts to send a post's state the service missed. */
+const CMSVC_RETRY_SECONDS = 5 * MINUTE_IN_SECONDS;
+
+/** Hook the closing in. */
+function cmsvc_closing_hooks() {
+	add_action( 'post_updated', 'cmsvc_comment_status_changed', 10, 3 );
+}
+
+/**
+ * A post saved with its comments closed or opened: tell the service at once.
+ *
+ * @param int     $post_id The post.
+ * @param WP_Post $after   The post as saved.
+ * @param WP_Post $before  The post before.
+ */
+function cmsvc_comment_status_changed( $post_id, $after, $before ) {
+	if ( $after->comment_status !== $before->comment_status ) {
+		cmsvc_sync_closed( $after, CMSVC_ADMIN_TIMEOUT, true );
+	}
+}
+
+/**
+ * Send the post's comment setting to the service if the service has not confirmed it yet.
+ *
+ * @param WP_Post $post    The post.
+ * @param int     $timeout Seconds to wait (a reader's page waits only briefly).
+ * @param bool    $now     Try even if an attempt failed a moment ago.
+ * @return bool|null True when sent, false when it failed, null when nothing was to be sent.
+ */
+function cmsvc_sync_closed( $post, $timeout = CMSVC_READ_TIMEOUT, $now = false ) {
+	if ( ! cmsvc_handles( $post ) || ! cmsvc_has_token() || 'publish' !== $post->post_status ) {
+		return null;
+	}
+	$wanted = 'closed' === $post->comment_status ? '1' : '0';
+	$known  = (string) get_post_meta( $post->ID, CMSVC_CLOSED_META, true );
+	if ( $known === $wanted || ( '' === $known && '0' === $wanted ) ) {
+		return null; // Confirmed already, or open and never closed: nothing to tell.
+	}
+	$retry = 'cmsvc_r_' . $post->ID;
+	if ( ! $now && get_transient( $retry ) ) {
+		return null;
+	}
+	$result = cmsvc_set_closed( cmsvc_post_key( $post ), '1' === $wanted, $timeout );
+	if ( is_wp_error( $result ) ) {
+		set_transient( $retry, 1, CMSVC_RETRY_SECONDS );
+		if ( is_admin() ) {
+			set_transient( 'cmsvc_notice_' . get_current_user_id(), array( 'error', sprintf( /* translators: 1: post title, 2: closed or open, 3: the service's answer. */ __( 'The comments service was not told that comments on "%1$s" are %2$s (%3$s); it will be told when the post is next shown.', 'comments-service' ), wp_strip_all_tags( $post->post_title ), '1' === $wanted ? __( 'closed', 'comments-service' ) : __( 'open', 'comments-service' ), $result->get_error_message() ) ), 60 );
+		}
+		return false;
+	}
+	update_post_meta( $post->ID, CMSVC_CLOSED_META, $wanted );
+	delete_transient( $retry );
+	return true;
+}

@@ -1,0 +1,184 @@
+"""Finding a comment's copies on its post: a sketch of each text made once, at write time, and
+an index over a few of its values, so the duplicate check costs the same however long the texts
+and however busy the post.
+
+A text's *shingles* are its word 3-grams (casefolded; the whole text when shorter); two texts'
+resemblance is the Jaccard index of their shingle sets. The *sketch* keeps the 64 smallest
+shingle hashes (a bottom-k sketch): it estimates the resemblance of two texts to about ±0.05 and
+gives it exactly while both have fewer than 64 shingles (about 65 words, most comments). The
+*fingerprint* hashes the whole word sequence, for exact copies.
+
+The 8 smallest hashes of every comment are rows of ``comment_sketch_keys``, indexed by post and
+hash. Two texts whose resemblance is at least 0.8 share one of those with probability about
+1 - 0.2**8, so the check looks up its own 8, at most :data:`PER_KEY` newest comments each, and
+compares sketches: at most 80 sketches of 64 values, never a stored text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import hashlib
+import heapq
+import re
+import struct
+from collections.abc import Sequence
+
+from sqlalchemy import Select, Table, bindparam, delete, func, insert, select, union_all
+from sqlalchemy.orm import Session
+
+from moderation.models import Comment, CommentSketchKey
+
+SKETCH_SIZE = 64
+INDEX_KEYS = 8
+PER_KEY = 10
+
+_WORD = re.compile(r"\w+")
+
+
+def _hash(text: str) -> int:
+    """A stable 63-bit hash (stored, so never Python's per-process ``hash``)."""
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.casefold())
+
+
+def shingles(text: str) -> set[str]:
+    found = words(text)
+    if len(found) < 3:
+        return {"\x00".join(found)}
+    return set(map("\x00".join, zip(found, found[1:], found[2:], strict=False)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Sketch:
+    """What the duplicate check keeps of a text: its length in words, a hash of its word
+    sequence, and the smallest hashes of its shingles, ascending."""
+
+    words: int
+    fingerprint: int
+    hashes: tuple[int, ...]
+
+    @property
+    def keys(self) -> tuple[int, ...]:
+        return self.hashes[:INDEX_KEYS]
+
+    @property
+    def complete(self) -> bool:
+        """Every shingle is in the sketch, so comparisons with it are exact."""
+        return len(self.hashes) < SKETCH_SIZE
+
+    def packed(self) -> bytes:
+        return struct.pack(f">{len(self.hashes)}Q", *self.hashes)
+
+    @classmethod
+    def unpack(cls, fingerprint: int, packed: bytes) -> Sketch:
+        hashes = struct.unpack(f">{len(packed) // 8}Q", packed)
+        return cls(words=0, fingerprint=fingerprint, hashes=hashes)
+
+
+def sketch(text: str) -> Sketch:
+    """The sketch of a text: linear in its length."""
+    found = words(text)
+    hashes = heapq.nsmallest(SKETCH_SIZE, set(map(_hash, shingles(text))))
+    return Sketch(len(found), _hash("\x00".join(found)), tuple(hashes))
+
+
+def resemblance(a: Sketch, b: Sketch) -> float:
+    """The Jaccard index of two texts' shingles, from their sketches (exact when both are
+    complete): the share of the union's smallest hashes that both texts have."""
+    ours = set(a.hashes)
+    union = sorted(ours.union(b.hashes))
+    smallest = union if a.complete and b.complete else union[:SKETCH_SIZE]
+    return len(ours.intersection(b.hashes, smallest)) / len(smallest)
+
+
+def similarity(a: str, b: str) -> float:
+    """The exact Jaccard index of two texts' shingles (1.0: the same words in the same order)."""
+    sa, sb = shingles(a), shingles(b)
+    return len(sa & sb) / len(sa | sb)
+
+
+def record(session: Session, comment: Comment, text_sketch: Sketch | None = None) -> None:
+    """Store a comment's sketch and its index keys (again, after its text changed)."""
+    text_sketch = text_sketch or sketch(comment.body_text)
+    comment.text_fingerprint = text_sketch.fingerprint
+    comment.text_sketch = text_sketch.packed()
+    session.flush()
+    session.execute(delete(CommentSketchKey).where(CommentSketchKey.comment_id == comment.id))
+    record_keys(session, [(comment.id, comment.post_id, comment.submitted_at, text_sketch)])
+
+
+def record_keys(session: Session, comments: Sequence[tuple[int, int, dt.datetime, Sketch]]) -> None:
+    """Index rows for comments already written with their sketch (one statement for many)."""
+    rows = [
+        {"comment_id": comment_id, "post_id": post_id, "submitted_at": at, "key": key}
+        for comment_id, post_id, at, text_sketch in comments
+        for key in text_sketch.keys
+    ]
+    if rows:
+        session.execute(insert(CommentSketchKey), rows)
+
+
+def forget(session: Session, comment: Comment) -> None:
+    """The comment's text is gone (erased): nothing is left to compare."""
+    comment.text_fingerprint = None
+    comment.text_sketch = None
+    session.execute(delete(CommentSketchKey).where(CommentSketchKey.comment_id == comment.id))
+
+
+@functools.cache
+def _candidates() -> Select[int | None, bytes | None]:
+    """For each of a text's index keys, the newest comments of the post in the window that have
+    it (an index range each, at most PER_KEY rows), kept when they share ``hits`` of the keys:
+    their sketches, never their texts."""
+    keys = cast_table(CommentSketchKey)
+    comments = cast_table(Comment)
+    per_key = [
+        select(keys.c.comment_id)
+        .where(
+            keys.c.post_id == bindparam("post_id"),
+            keys.c.key == bindparam(f"key{n}"),
+            keys.c.submitted_at >= bindparam("since"),
+        )
+        .order_by(keys.c.submitted_at.desc())
+        .limit(PER_KEY)
+        .subquery()
+        for n in range(INDEX_KEYS)
+    ]
+    found = union_all(*(select(q.c.comment_id) for q in per_key)).subquery()
+    sharing = (
+        select(found.c.comment_id)
+        .group_by(found.c.comment_id)
+        .having(func.count() >= bindparam("hits"))
+        .subquery()
+    )
+    return select(comments.c.text_fingerprint, comments.c.text_sketch).join(
+        sharing, sharing.c.comment_id == comments.c.id
+    )
+
+
+def cast_table(model: type[object]) -> Table:
+    table = getattr(model, "__table__")  # noqa: B009 (mypy knows no __table__ on a model class)
+    assert isinstance(table, Table)
+    return table
+
+
+def recent_sketches(
+    session: Session, post_id: int, text_sketch: Sketch, *, since: dt.datetime
+) -> list[Sketch]:
+    """Sketches of the post's comments since ``since`` that may resemble the text."""
+    keys = list(text_sketch.keys) or [0]
+    # A text resembling this one at 0.8 shares about 8 * 0.8 of its keys; fewer than 2 of 8
+    # happens about once in 10,000 (texts with fewer keys must share them all).
+    params: dict[str, object] = {"post_id": post_id, "since": since, "hits": min(2, len(keys))}
+    params |= {f"key{n}": keys[min(n, len(keys) - 1)] for n in range(INDEX_KEYS)}
+    seen: dict[tuple[int, bytes], Sketch] = {}
+    for fingerprint, packed in session.execute(_candidates(), params):
+        if fingerprint is not None and packed is not None and (fingerprint, packed) not in seen:
+            seen[fingerprint, packed] = Sketch.unpack(fingerprint, packed)
+    return list(seen.values())
