@@ -20,6 +20,7 @@ SECTIONS = [
     "bench.peer",
     "bench.submission_cost",
     "bench.spam_pipeline",
+    "bench.spam_corpus",
     "bench.webhooks",
 ]
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -17,16 +17,18 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from bench import spam_corpus
 from bench.common import migrated_app
-from moderation import duplicates
+from moderation import duplicates, learning
 from moderation.config import load_settings
-from moderation.models import Comment, Post, Site, utcnow
+from moderation.models import Comment, CommentStatus, Post, Site, utcnow
 from moderation.sanitising import render_comment
 from moderation.sites import create_site
 from moderation.spam import Candidate, Evidence, MailDomain, Pipeline, issue_form_token
@@ -113,8 +115,42 @@ def make_app(folder: Path, name: str) -> Flask:
         duplicates.record_keys(
             session, [(i, post.id, now, s) for i, s in zip(ids, sketches, strict=True)]
         )
+        # The learned check scores against a real model: the YouTube Spam Collection's first
+        # halves, decided, on a second post (so the duplicate check's window stays as it was).
+        other = Post(site=site, key="/p/2/", title="Music", url="https://bench.example/p/2/")
+        session.add(other)
+        session.flush()
+        taught = [row for rows in spam_corpus.load().values() for row in rows[: len(rows) // 2]]
+        session.execute(
+            insert(Comment),
+            [
+                {
+                    "public_id": f"taught{n:08d}",
+                    "post_id": other.id,
+                    "author_name": row.author[:100],
+                    "author_email": spam_corpus.address_of(row.author),
+                    "body_text": row.body,
+                    "body_html": "<p>taught</p>",
+                    "signals": [],
+                    "status": CommentStatus.SPAM if row.spam else CommentStatus.APPROVED,
+                    "submitted_at": now - dt.timedelta(days=30),
+                }
+                for n, row in enumerate(taught)
+            ],
+        )
+        learning.rebuild(session, site.id)
         session.commit()
     return app
+
+
+def kilobyte_body(n: int) -> str:
+    """About 1,000 characters: several of :func:`body`'s sentences, different for every n."""
+    text = ""
+    part = 0
+    while len(text) < 1000:
+        text += body(n * 7 + part) + " "
+        part += 1
+    return text[:1000]
 
 
 # Shapes that made a regular expression or parser go quadratic or worse (tests/test_worst_case.py
@@ -134,7 +170,7 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def pipeline_cost(app: Flask) -> list[float]:
+def pipeline_cost(app: Flask, make_body: Callable[[int], str] = body) -> list[float]:
     """Seconds per pipeline run, every check on, against the seeded post."""
     screening: Screening = app.extensions["moderation.screening"]
     pipeline = screening.pipeline
@@ -142,7 +178,7 @@ def pipeline_cost(app: Flask) -> list[float]:
     times = []
     with Session(engine) as session:
         site = session.scalars(select(Site)).one()
-        post = session.scalars(select(Post)).one()
+        post = session.scalars(select(Post).where(Post.key == "/p/1/")).one()
         now = utcnow()
         token = issue_form_token(SECRET, "bench", now=now - dt.timedelta(seconds=30))
         for n in range(ROUNDS):
@@ -151,7 +187,7 @@ def pipeline_cost(app: Flask) -> list[float]:
                 post=post,
                 author_name=f"Person {n}",
                 author_email=f"person{n}@example.com",
-                body=body(n),
+                body=make_body(n),
                 evidence=Evidence(
                     client_address=f"198.51.100.{n % 250}",
                     form_token=token,
@@ -173,7 +209,7 @@ def worst_case_cost(app: Flask) -> tuple[float, str, float]:
     engine = app.extensions["moderation.engine"]
     with Session(engine) as session:
         site = session.scalars(select(Site)).one()
-        post = session.scalars(select(Post)).one()
+        post = session.scalars(select(Post).where(Post.key == "/p/1/")).one()
         token = issue_form_token(SECRET, "bench", now=utcnow() - dt.timedelta(seconds=30))
 
         def cost(text: str) -> float:
@@ -231,23 +267,31 @@ def run() -> str:
         folder = Path(tmp)
         cost_app = make_app(folder, "cost")
         costs = pipeline_cost(cost_app)
+        kilobyte = pipeline_cost(cost_app, kilobyte_body)
         worst, shape, typical = worst_case_cost(cost_app)
         with_checks = throughput(make_app(folder, "with"), checks=True)
         without = throughput(make_app(folder, "without"), checks=False)
     median_ms = statistics.median(costs) * 1000
     p99_ms = percentile(costs, 99) * 1000
+    kb_median_ms = statistics.median(kilobyte) * 1000
+    kb_p99_ms = percentile(kilobyte, 99) * 1000
+    kb_met = "MET" if kb_median_ms < 0.5 else "MISSED"
     lines = [
         "## Spam pipeline",
         "",
         f"{ROUNDS} submissions of about 45 words on a post with 200 recent comments; every check "
         "on (honeypot, deliverability verdict, time-trap, links, blocklists, personal data, "
-        "disposable domains, duplicates); the DNS lookup itself excluded (bounded, see the "
+        "disposable domains, duplicates, the learned check against a model taught by the YouTube "
+        "Spam Collection's first halves); the DNS lookup itself excluded (bounded, see the "
         "module).",
         "",
         "| measure | value |",
         "|---|---|",
         f"| pipeline per submission, median | {median_ms:.2f} ms |",
         f"| pipeline per submission, p99 | {p99_ms:.2f} ms |",
+        f"| pipeline per 1 kB submission, median (target < 0.5 ms: {kb_met}) "
+        f"| {kb_median_ms:.2f} ms |",
+        f"| pipeline per 1 kB submission, p99 | {kb_p99_ms:.2f} ms |",
         f"| API submissions/s with the pipeline and rate limits | {with_checks:.0f} |",
         f"| API submissions/s without them | {without:.0f} |",
         f"| throughput ratio (with / without) | {with_checks / without:.2f} |",

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from moderation import duplicates, metrics
+from moderation import duplicates, learning, metrics
 from moderation.errors import AlreadyModerated, NotFound, ValidationFailed
 from moderation.events import Actor, AuditAction, record_audit
 from moderation.mail import outbox
@@ -78,9 +78,17 @@ def _transition(
     session: Session,
     comment: Comment,
     applies_to: Iterable[CommentStatus],
-    **values: object,
+    *,
+    teach: bool = True,
+    **values: Any,
 ) -> None:
-    """Change the comment only if it is still in one of ``applies_to``; else AlreadyModerated."""
+    """Change the comment only if it is still in one of ``applies_to``; else AlreadyModerated.
+
+    The one place a comment's status changes after submission, so the spam model follows every
+    route here: approved teaches legitimate, spam teaches spam, back to pending unlearns
+    (``teach`` False: an automatic decision, which teaches nothing).
+    """
+    before, decided_by = comment.status, comment.moderated_by_id
     changed = session.execute(
         update(Comment)
         .where(Comment.id == comment.id, Comment.status.in_(list(applies_to)))
@@ -94,6 +102,20 @@ def _transition(
         )
     _bump_thread(session, comment)
     session.refresh(comment)
+    if "status" in values:
+        filed_by_filter = before is S.SPAM and decided_by is None and comment.verdict == "spam"
+        _follow_decision(session, comment, filed_by_filter, teach=teach)
+
+
+def _follow_decision(
+    session: Session, comment: Comment, filed_by_filter: bool, *, teach: bool
+) -> None:
+    """Teach the spam model and count the moderators' overturns of the filter."""
+    if filed_by_filter and comment.status in (S.APPROVED, S.PENDING):
+        metrics.count_overturn(session, comment.post.site.slug, "rescued")
+    if teach and comment.status is S.SPAM and comment.verdict == "accept":
+        metrics.count_overturn(session, comment.post.site.slug, "missed")
+    learning.follow_decision(session, comment, teach=teach)
 
 
 def _bump_thread(session: Session, comment: Comment) -> None:
@@ -142,7 +164,7 @@ def moderate_comment(
         raise NotFound("There is no such moderation action.")
     comment = get_comment_for(session, moderator, public_id)
     before = {"status": comment.status.value}
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "status": action.to,
         "moderated_at": now,
         "moderated_by_id": actor.moderator_id,
@@ -174,7 +196,7 @@ def confirm_address(
     if not trusted:
         outbox.queue_held(session, comment, now=now)
         return comment
-    _transition(session, comment, [S.PENDING], status=S.APPROVED, moderated_at=now)
+    _transition(session, comment, [S.PENDING], teach=False, status=S.APPROVED, moderated_at=now)
     after = {"status": "approved", "reason": "trusted address"}
     _record(
         session,

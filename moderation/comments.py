@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, make_transient_to_detached
 from sqlalchemy.sql.dml import ReturningInsert
 
-from moderation import duplicates, metrics, verification
+from moderation import duplicates, learning, metrics, verification
 from moderation.db import become_writer
 from moderation.errors import (
     Malformed,
@@ -219,6 +219,7 @@ def submit_comment(
     parent = _reply_parent(session, post, submission.parent_id) if submission.parent_id else None
     status, signals = CommentStatus.PENDING, []
     verdict = Verdict.ACCEPT
+    spam_score: float | None = None
     text_sketch: duplicates.Sketch | None = None
     if pipeline is not None:
         candidate = Candidate(
@@ -236,6 +237,7 @@ def submit_comment(
             metrics.SUBMISSIONS.labels(Verdict.REJECT.value).inc()  # nothing will be committed
             raise
         verdict, signals = outcome.verdict, outcome.signals_json()
+        spam_score = outcome.spam_score
         text_sketch = candidate.sketch
         if outcome.verdict is Verdict.SPAM:
             status = CommentStatus.SPAM
@@ -277,6 +279,10 @@ def submit_comment(
         notify_decision=submission.notify,
         notify_replies=submission.notify_replies,
         lang=submission.lang,
+        verdict=verdict.value if pipeline is not None else None,
+        spam_score=spam_score,
+        learned=None,
+        learned_tokens=None,
         text_fingerprint=text_sketch.fingerprint,
         text_sketch=text_sketch.packed(),
     )
@@ -285,8 +291,12 @@ def submit_comment(
         # Nothing is announced until the author confirms (verification.confirm_comment).
         outbox.queue_confirmation(session, comment, now=now)
         return comment
+    if status is CommentStatus.SPAM:
+        # Filed with no moderator: learned as spam until a moderator rescues it (which unlearns).
+        learning.follow_decision(session, comment)
     record_event(session, EventType.SUBMITTED, comment, now=now)
     metrics.count_submission(session, verdict.value)
+    metrics.count_verdicts(session, site.slug, signals)
     if status is CommentStatus.PENDING:
         outbox.queue_held(session, comment, now=now)
     return comment

@@ -30,7 +30,7 @@ from lxml import etree
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from moderation import duplicates
+from moderation import duplicates, learning
 from moderation.comments import client_network, origin_allowed, origin_of
 from moderation.errors import ServiceError
 from moderation.events import Actor, AuditAction, record_admin_audit
@@ -458,6 +458,9 @@ def import_export(
         else:
             run.comment(record)
     run.finish()
+    if run.report.imported:
+        # Imported approved and spam comments are the site's history of decisions: learn them.
+        learning.rebuild(session, site.id)
     record_admin_audit(
         session,
         actor,

@@ -18,6 +18,7 @@ import datetime as dt
 import logging
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -73,7 +74,28 @@ REQUEST_SECONDS = Histogram(
     ["endpoint"],
     registry=None,
 )
-OWN_METRICS = (SUBMISSIONS, ACTIONS, DECISION_SECONDS, DELIVERIES, REQUEST_SECONDS)
+SPAM_VERDICTS = Counter(
+    "moderation_spam_verdicts",
+    "Verdicts of the spam checks on submissions, by site, check and verdict (hold, spam, reject).",
+    ["site", "check", "verdict"],
+    registry=None,
+)
+SPAM_OVERTURNS = Counter(
+    "moderation_spam_overturns",
+    "Moderators overturning the spam filter, by site and kind: rescued (filed as spam without a "
+    "moderator, then approved or restored) or missed (accepted by every check, then marked spam).",
+    ["site", "kind"],
+    registry=None,
+)
+OWN_METRICS = (
+    SUBMISSIONS,
+    ACTIONS,
+    DECISION_SECONDS,
+    DELIVERIES,
+    REQUEST_SECONDS,
+    SPAM_VERDICTS,
+    SPAM_OVERTURNS,
+)
 # Each endpoint's timer, looked up once: labels() costs as much again as observe().
 _REQUEST_TIMERS: dict[str, Histogram] = {}
 
@@ -124,6 +146,16 @@ def _ended(session: Session, transaction: SessionTransaction) -> None:
 
 def count_submission(session: Session, verdict: str) -> None:
     on_commit(session, SUBMISSIONS.labels(verdict).inc)
+
+
+def count_verdicts(session: Session, site: str, signals: list[dict[str, Any]]) -> None:
+    for signal in signals:
+        counter = SPAM_VERDICTS.labels(site, signal["check"], signal["verdict"])
+        on_commit(session, counter.inc)
+
+
+def count_overturn(session: Session, site: str, kind: str) -> None:
+    on_commit(session, SPAM_OVERTURNS.labels(site, kind).inc)
 
 
 def count_action(session: Session, action: str, source: str) -> None:

@@ -155,6 +155,9 @@ class Site(Base):
     spam_terms: Mapped[list[Any]] = mapped_column(default=list)
     # New comments wait until their author confirms their address by a link sent by mail.
     verify_email: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # The learned spam check files a comment as spam at this score or above (0.5 to 1; higher
+    # is safer), once the model has enough decisions; "likely spam" below it is held.
+    spam_threshold: Mapped[float] = mapped_column(default=0.9, server_default="0.9")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     def __repr__(self) -> str:
@@ -221,6 +224,8 @@ class Comment(Base):
         Index("ix_comments_status_id", "status", "id"),
         # The duplicate check: a post's newest comments, newest first, without reading the rest.
         Index("ix_comments_post_submitted", "post_id", "submitted_at"),
+        # The queue sorted by the learned check's spam score.
+        Index("ix_comments_status_spam_score", "status", "spam_score"),
         # An imported comment's id in its source, so that importing the same export twice adds
         # nothing; NULL for comments submitted here (NULLs never collide).
         UniqueConstraint("post_id", "import_ref"),
@@ -269,6 +274,14 @@ class Comment(Base):
     notify_replies: Mapped[bool] = mapped_column(default=False, server_default=false())
     # The language of the form it was sent from ("en", "cy"): its author's mail is in it.
     lang: Mapped[str] = mapped_column(String(8), default="en", server_default="en")
+    # The spam checks' verdict at submission and the learned check's score (0 to 1), kept for
+    # the queue's order and for counting the moderators' overturns of the filter.
+    verdict: Mapped[str | None] = mapped_column(String(8), default=None)
+    spam_score: Mapped[float | None] = mapped_column(default=None)
+    # What a moderator's decision taught the spam model ("spam", "legitimate" or None) and the
+    # tokens it taught, so that undoing the decision or erasing its author unlearns exactly.
+    learned: Mapped[str | None] = mapped_column(String(16), default=None)
+    learned_tokens: Mapped[list[Any] | None] = mapped_column(default=None)
     # What the duplicate check compares (moderation.duplicates): a hash of the text's words and
     # the smallest hashes of its word 3-grams; NULL once the text is erased.
     text_fingerprint: Mapped[int | None] = mapped_column(BigInteger, default=None)
@@ -280,6 +293,19 @@ class Comment(Base):
         lazy="select", foreign_keys=[moderated_by_id]
     )
     claimed_by: Mapped[Moderator | None] = relationship(lazy="select", foreign_keys=[claimed_by_id])
+
+
+class SpamToken(Base):
+    """The learned spam model: how many spam and legitimate decisions contained a token, per
+    site (``scope`` is the site's id) and for the whole installation (``scope`` 0). The token ""
+    counts the decisions themselves. See :mod:`moderation.learning`."""
+
+    __tablename__ = "spam_tokens"
+
+    scope: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    token: Mapped[str] = mapped_column(String(48), primary_key=True)
+    spam: Mapped[int] = mapped_column(default=0)
+    ham: Mapped[int] = mapped_column(default=0)
 
 
 class CommentSketchKey(Base):

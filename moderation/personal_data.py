@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from moderation import duplicates, verification
+from moderation import duplicates, learning, verification
 from moderation.config import Settings
 from moderation.db import write_transaction
 from moderation.errors import ValidationFailed
@@ -118,6 +118,8 @@ def erase_personal_data(
     if secret is not None:
         verification.forget(session, secret, address)
     comments = _comments_of(session, address)
+    # What their moderators' decisions taught the spam model goes first, while the text is known.
+    learning.forget_comments(session, comments)
     removed = 0
     for comment in comments:
         keep_text = comment.post.site.erasure_keeps_text

@@ -35,6 +35,7 @@ EDITABLE = (
     "spam_terms",
     "verify_email",
     "notify_emails",
+    "spam_threshold",
 )
 VERIFY_NEEDS_MAIL = (
     "Email verification sends mail, and mail is off: set MODERATION_SMTP_HOST, "
@@ -182,6 +183,14 @@ def _privacy_text(raw: object, name: str, errors: dict[str, str]) -> str | None:
     return raw.strip() or None if isinstance(raw, str) else None
 
 
+def _spam_threshold(raw: object, name: str, errors: dict[str, str]) -> float | None:
+    number = raw if isinstance(raw, int | float) and not isinstance(raw, bool) else -1
+    if not 0.5 <= number <= 1:
+        errors[name] = "Give a spam score from 0.5 to 1 (1: never file as spam)"
+        return None
+    return float(number)
+
+
 def _flag(message: str) -> Callable[[object, str, dict[str, str]], bool | None]:
     def parse(raw: object, name: str, errors: dict[str, str]) -> bool | None:
         if not isinstance(raw, bool):
@@ -230,6 +239,7 @@ _PARSERS: dict[str, Callable[[object, str, dict[str, str]], Any]] = {
     "spam_terms": _lines(
         "Give a list of terms of up to 200 characters each", 200, allow_empty=True
     ),
+    "spam_threshold": _spam_threshold,
 }
 assert set(_PARSERS) == set(EDITABLE)
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
-from moderation import duplicates
+from moderation import duplicates, learning
 from moderation.errors import ValidationFailed
 from moderation.models import Post, Site
 
@@ -62,6 +62,10 @@ class Signal:
     verdict: Verdict
     reason: str
     field: str | None = None
+    # The learned check's spam score (0 to 1), kept even when it does not fire.
+    score: float | None = None
+    # Checks whose spam verdict this signal turns into a hold (it vouches for the comment).
+    overrules: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -71,6 +75,8 @@ class Signal:
         }
         if self.field:
             data["field"] = self.field
+        if self.score is not None:
+            data["score"] = round(self.score, 4)
         return data
 
 
@@ -113,6 +119,7 @@ class Check(Protocol):
 class Outcome:
     verdict: Verdict
     signals: tuple[Signal, ...]
+    spam_score: float | None = None
 
     def signals_json(self) -> list[dict[str, Any]]:
         return [s.as_json() for s in self.signals]
@@ -126,16 +133,31 @@ class Pipeline:
 
     def run(self, session: Session, candidate: Candidate) -> Outcome:
         fired: list[Signal] = []
+        spam_score = None
+        overruled: set[str] = set()
         for check in self.checks:
             signal = check(session, candidate)
+            if signal is not None and signal.score is not None:
+                spam_score = signal.score
+            if signal is not None:
+                overruled.update(signal.overrules)
             if signal is None or signal.verdict is Verdict.ACCEPT:
                 continue
             fired.append(signal)
             if signal.verdict is Verdict.REJECT:
                 field = signal.field or "body"
                 raise ValidationFailed(fields={field: signal.reason})
+        if overruled:
+            fired = [_overrule(s) if s.check in overruled else s for s in fired]
         verdict = max((s.verdict for s in fired), key=lambda v: v.rank, default=Verdict.ACCEPT)
-        return Outcome(verdict, tuple(fired))
+        return Outcome(verdict, tuple(fired), spam_score)
+
+
+def _overrule(signal: Signal) -> Signal:
+    if signal.verdict is not Verdict.SPAM:
+        return signal
+    reason = f"{signal.reason} (held, not filed: the learned check finds it legitimate)"
+    return dataclasses.replace(signal, verdict=Verdict.HOLD, reason=reason)
 
 
 # The name of every check, as stored in signals and used by the queue's filter.
@@ -148,6 +170,7 @@ CHECK_NAMES = (
     "personal_data",
     "disposable_email",
     "duplicate",
+    "classifier",
 )
 
 
@@ -474,6 +497,105 @@ def disposable_domains() -> set[str]:
     return result
 
 
+# The learned check ----------------------------------------------------------------------------
+
+LIKELY_SPAM = "likely spam"
+# A score at or above this (more spam than legitimate evidence) holds a comment as likely spam.
+HOLD_SCORE = 0.5
+# Below HOLD_SCORE a confident model vouches for a comment: a heuristic about its text alone (an
+# exact repeat, which popular posts get from different people) then holds it rather than files it.
+OVERRULES = ("duplicate",)
+_SHOWN_EVIDENCE = 3
+_LENGTHS = {"1-3": "1 to 3 words", "4-10": "4 to 10 words", "11-30": "11 to 30 words"}
+_DESCRIPTIONS = {
+    "link:query": "a link with a query string",
+    "shape:email": "an e-mail address",
+    "shape:phone": "a phone number",
+    "shape:money": "a sum of money",
+    "repeat:letter": "a letter repeated",
+    "repeat:digit": "a digit repeated",
+    "capitals:most": "mostly capital letters",
+    "capitals:some": "many capital letters",
+    "capitals:few": "few capital letters",
+    "title:no words in common": "no words in common with the post's title",
+    "title:shares words": "words from the post's title",
+    "name:has digits": "digits in the author's name",
+    "name:in text": "the author's name in the text",
+    "links:0": "no links",
+    "links:1": "one link",
+    "links:2": "two links",
+    "links:3": "three or more links",
+}
+
+
+def describe_token(token: str) -> str:
+    """A token in a moderator's words; the author's name is never spelled out."""
+    known = _DESCRIPTIONS.get(token)
+    if known is not None:
+        return known
+    kind, _, value = token.partition(":")
+    if kind == "link" and value:
+        return f"a link to {value}"
+    if kind == "link text":
+        return f"a link reading '{value}'"
+    if kind == "repeat":
+        return f"'{value * 3}'"
+    if kind == "length":
+        return _LENGTHS.get(value, f"{value} words")
+    if kind == "name":
+        return "a name of that length" if value.startswith("words:") else "the author's name"
+    return f"'{token}'"
+
+
+def explain(score: learning.Score, candidate: Candidate, *, spam: bool) -> str:
+    """The strongest evidence on the side of the verdict, without personal data: words of the
+    author's name or address are never named."""
+    personal = set(learning.tokens("", author_name=candidate.author_name)) | set(
+        duplicates.words(candidate.author_name + " " + candidate.author_email)
+    )
+    shown: list[str] = []
+    for item in score.evidence:
+        if (item.probability > 0.5) != spam or item.token in personal:
+            continue
+        words = describe_token(item.token)
+        if words not in shown:
+            shown.append(words)
+        if len(shown) == _SHOWN_EVIDENCE:
+            break
+    side = "spam" if spam else "legitimate comments"
+    signs = f"{len(shown)} sign{'s' if len(shown) != 1 else ''}"
+    return f"{signs} often in {side} here: {', '.join(shown)}" if shown else "mixed evidence"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierCheck:
+    """What this site's moderators (and the installation's) decided before, learned.
+
+    Files as spam at the site's threshold once the model has enough decisions, holds "likely
+    spam" above even odds, never refuses. Its reason names the tokens that weighed most.
+    """
+
+    name: str = "classifier"
+
+    def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
+        tokens = learning.tokens(
+            candidate.body, author_name=candidate.author_name, title=candidate.post.title
+        )
+        result = learning.score(session, candidate.site.id, tokens)
+        value = result.score
+        threshold = candidate.site.spam_threshold
+        if value >= threshold and threshold < 1 and result.confident:
+            reason = f"spam ({value:.2f}): {explain(result, candidate, spam=True)}"
+            return Signal(self.name, Verdict.SPAM, reason, score=value)
+        if value >= HOLD_SCORE and result.evidence:
+            reason = f"{LIKELY_SPAM} ({value:.2f}): {explain(result, candidate, spam=True)}"
+            if not result.confident:
+                reason += f"; still learning ({result.site_decisions} decisions so far)"
+            return Signal(self.name, Verdict.HOLD, reason, score=value)
+        vouch = OVERRULES if value < HOLD_SCORE and result.confident else ()
+        return Signal(self.name, Verdict.ACCEPT, "", score=value, overrules=vouch)
+
+
 def default_pipeline(
     *,
     secret: str,
@@ -482,6 +604,7 @@ def default_pipeline(
     time_trap_max_age: dt.timedelta = TIME_TRAP_MAX_AGE,
     time_trap_verdict: Verdict = Verdict.HOLD,
     disposable: bool = True,
+    classifier: bool = True,
 ) -> Pipeline:
     """Every check, in order: cheap and decisive first, the database query last."""
     checks: list[Check] = [HoneypotCheck(), DeliverabilityCheck()]
@@ -498,4 +621,6 @@ def default_pipeline(
     if disposable:
         checks.append(DisposableEmailCheck(disposable_domains()))
     checks.append(DuplicateCheck())
+    if classifier:
+        checks.append(ClassifierCheck())
     return Pipeline(checks)

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moderation import duplicates, i18n
+from moderation import duplicates, i18n, learning
 from moderation.errors import ValidationFailed
 from moderation.events import rfc3339
 from moderation.models import (
@@ -27,6 +27,7 @@ from moderation.models import (
     Post,
     Role,
     Site,
+    SpamToken,
 )
 from moderation.sites import site_settings
 
@@ -107,8 +108,18 @@ def export_records(session: Session, *, now: dt.datetime) -> Iterator[tuple[str,
                 "moderated_by": logins.get(c.moderated_by_id) if c.moderated_by_id else None,
                 "import_ref": c.import_ref,
                 "lang": c.lang,
+                "verdict": c.verdict,
+                "spam_score": c.spam_score,
+                "learned": c.learned,
+                "learned_tokens": c.learned_tokens,
             },
         )
+    tokens = select(SpamToken).order_by(SpamToken.scope, SpamToken.token)
+    for row in session.scalars(tokens.execution_options(yield_per=BATCH)):
+        slug = slugs.get(row.scope) if row.scope != learning.INSTALLATION else None
+        if row.scope != learning.INSTALLATION and slug is None:
+            continue  # a removed site's leftovers
+        yield "spam_model", {"site": slug, "token": row.token, "spam": row.spam, "ham": row.ham}
     audits = select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=BATCH)
     for audit in session.scalars(audits):
         yield (
@@ -131,8 +142,12 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
     meta = document.get("meta", {})
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ValidationFailed(fields={"file": f"Not a {FORMAT} version {VERSION} document"})
-    added = dict.fromkeys(("sites", "moderators", "posts", "comments", "audit_events"), 0)
+    added = dict.fromkeys(
+        ("sites", "moderators", "posts", "comments", "audit_events", "spam_model"), 0
+    )
     sites = {site.slug: site for site in session.scalars(select(Site))}
+    existing_sites = set(sites)
+    model_was_empty = learning.installation_decisions(session) == 0
     for record in document.get("sites", []):
         if record["slug"] in sites:
             continue
@@ -217,9 +232,16 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
             moderated_by=moderated_by,
             import_ref=record.get("import_ref"),
             lang=i18n.language(record.get("lang")),
+            verdict=record.get("verdict"),
+            spam_score=record.get("spam_score"),
+            learned=record.get("learned"),
+            learned_tokens=record.get("learned_tokens"),
         )
         session.add(comment)
-        duplicates.record(session, comment)
+        duplicates.record(session, comment)  # flushes: the comment has its id
+        if comment.learned and record["site"] in existing_sites:
+            # A site that was here already has its own model: add what this decision taught.
+            learning.apply_lesson(session, comment)
         comments[record["id"]] = comment.id
         new_comments.add(record["id"])
         added["comments"] += 1
@@ -244,4 +266,18 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
             )
         )
         added["audit_events"] += 1
+    # The model of each site this import created comes whole (it remembers decisions on comments
+    # since purged); the installation's when this one had learned nothing yet.
+    rows = [
+        {
+            "scope": sites[r["site"]].id if r["site"] else learning.INSTALLATION,
+            "token": r["token"],
+            "spam": r["spam"],
+            "ham": r["ham"],
+        }
+        for r in document.get("spam_model", [])
+        if (r["site"] and r["site"] not in existing_sites) or (not r["site"] and model_was_empty)
+    ]
+    learning.add_counts(session, rows)
+    added["spam_model"] = len(rows)
     return added

@@ -698,3 +698,22 @@ def test_a_large_file_imports_in_bounded_memory(engine: Engine, tmp_path: Path) 
     _, baseline, comments, peak = map(int, done.stdout.split())
     assert comments > 0.9 * written
     assert peak - baseline < size / 4, f"{(peak - baseline) / 1e6:.0f} MB over the baseline"
+
+
+def test_a_wordpress_import_teaches_the_spam_filter_its_approved_and_spam_comments(
+    session: Session,
+) -> None:
+    from moderation import learning
+    from moderation.models import SpamToken
+
+    site = make_site(session)
+    load(session, site, "wordpress")
+    comments = imported(session, "wordpress").values()
+    spam = sum(c.status is CommentStatus.SPAM for c in comments)
+    approved = sum(c.status is CommentStatus.APPROVED and not c.official for c in comments)
+    assert spam >= 1 and approved >= 1
+    documents = session.get(SpamToken, (site.id, learning.DOCUMENTS))
+    assert documents is not None and (documents.spam, documents.ham) == (spam, approved)
+    assert all(
+        c.learned for c in comments if c.status in (CommentStatus.SPAM, CommentStatus.APPROVED)
+    )

@@ -12,7 +12,16 @@ from typing import Any
 
 import click
 
-from moderation.cli import db, moderators, personal_data, serving, sites, transfer, webhooks
+from moderation.cli import (
+    db,
+    moderators,
+    personal_data,
+    serving,
+    sites,
+    spam,
+    transfer,
+    webhooks,
+)
 from moderation.errors import ServiceError
 
 
@@ -47,5 +56,6 @@ for command in (
     serving.worker,
     serving.demo,
     webhooks.webhook,
+    spam.spam,
 ):
     main.add_command(command)

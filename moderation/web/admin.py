@@ -24,7 +24,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
-from moderation import mail, moderators, second_factor, sites, sso
+from moderation import learning, mail, moderators, second_factor, sites, sso
 from moderation.comments import get_site
 from moderation.errors import ServiceError, ValidationFailed
 from moderation.events import Actor
@@ -51,6 +51,11 @@ class SiteForm:
                 changes[name] = [line.strip() for line in raw.splitlines() if line.strip()]
             elif name in ("link_limit", "close_after_days"):
                 changes[name] = int(value) if value.isdigit() else (value or None)
+            elif name == "spam_threshold":
+                try:
+                    changes[name] = float(value)
+                except ValueError:
+                    changes[name] = value
             elif name in ("erasure_keeps_text", "verify_email"):
                 changes[name] = {"true": True, "false": False}.get(value, value)
             elif name in sites.EDITABLE:
@@ -108,10 +113,12 @@ def site_add() -> ResponseReturnValue:
 def site_edit(slug: str) -> str:
     return render_template(
         "moderate/admin/site.html",
-        site=get_site(get_session(), slug),
+        site=(site := get_site(get_session(), slug)),
         errors={},
         policies=list(ModerationPolicy),
         mail_on=mail.enabled(get_session()),
+        spam_filter=learning.filter_report(get_session(), site.id),
+        learning_enough=learning.MIN_SITE_DECISIONS,
     )
 
 
@@ -125,10 +132,12 @@ def site_save(slug: str) -> ResponseReturnValue:
         db.rollback()
         page = render_template(
             "moderate/admin/site.html",
-            site=get_site(get_session(), slug),
+            site=(site := get_site(get_session(), slug)),
             errors=error.fields,
             policies=list(ModerationPolicy),
             mail_on=mail.enabled(db),
+            spam_filter=learning.filter_report(db, site.id),
+            learning_enough=learning.MIN_SITE_DECISIONS,
         )
         return page, 422
     db.commit()

@@ -54,6 +54,8 @@ def moderation_comment(comment: Comment) -> dict[str, Any]:
     data["moderated_by"] = comment.moderated_by.login if comment.moderated_by else None
     data["original_text"] = comment.original_text
     data["reject_reason"] = comment.reject_reason
+    # The learned spam check's score (0 legitimate to 1 spam), None when it did not run.
+    data["spam_score"] = comment.spam_score
     return data
 
 

@@ -1,0 +1,547 @@
+"""The spam filter that learns from each site's decisions: tokens, the model, learning, scoring.
+
+A comment becomes a bag of tokens: its words (spelling runs like "plzzzz" squashed), word pairs,
+and the shapes spam uses: links and their domains, link text, e-mail addresses, phone numbers,
+sums of money, repeated characters, capitals, length, words shared with the post's title and
+the author's name. The model counts, per token, how many spam and legitimate decisions contained
+it, for each site (``scope`` = the site's id) and for the whole installation (``scope`` 0). A
+site's estimate adds the two, so its own decisions weigh twice and a new site starts from
+everyone's. Each token's spam probability is Robinson's smoothed estimate from Laplace-smoothed
+per-class rates, and the strongest tokens are combined with Fisher's method (as in SpamBayes):
+the score is near 1 for spam, near 0 for legitimate, near 0.5 when the evidence is mixed or weak.
+
+Counts change in the transaction of the decision itself, by atomic upserts in a fixed order
+(several processes may learn at once, on SQLite and PostgreSQL). Each comment keeps the tokens it
+taught, so unlearning (restore, undo, erasure) removes exactly what it added, and a token no
+decision holds any more is deleted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import itertools
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, case, delete, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import TextClause
+
+from moderation.models import Comment, CommentStatus, SpamToken
+
+INSTALLATION = 0  # the scope of the installation-wide model
+DOCUMENTS = ""  # the token whose counts are the number of spam and legitimate decisions
+MAX_TOKENS = 150  # tokens per comment, learned and scored: the cost per submission is bounded
+MAX_TOKEN_CHARS = 48
+# SpamBayes' defaults: Robinson's strength of the 0.5 prior for rare tokens, and the least
+# distance from 0.5 for a token to count as evidence.
+PRIOR_STRENGTH = 0.45
+MIN_DEVIATION = 0.1
+# Auto-filing needs this many decisions of each kind in the model the site uses (its own plus
+# the installation's), and this many of the site's own; below either, "likely spam" only holds.
+MIN_EACH_KIND = 100
+MIN_SITE_DECISIONS = 20
+
+
+class Lesson(enum.StrEnum):
+    """What a decision taught the model about a comment."""
+
+    SPAM = "spam"
+    LEGITIMATE = "legitimate"
+
+
+# Tokens --------------------------------------------------------------------------------------
+
+# Every expression here is linear: no nested quantifiers, bounded repeats. A run of a class
+# that what follows it cannot start is possessive (``{1,63}+``), and a match may only start where
+# such a run starts (the lookbehinds): else a 10 kB "a-a-a-..." retries every shorter run from
+# every position, 50 ms where these take under 10 (tests/test_worst_case.py).
+_WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)?")
+_SQUASH = re.compile(r"(.)\1{2,}")
+_ANCHOR = re.compile(
+    r"<a\s[^<>]{0,500}?href\s*=\s*[\"']?([^\"'\s>]{1,500})[^<>]{0,500}>([^<]{0,200})"
+)
+_URL = re.compile(
+    r"(?:https?://|www\.)[^\s<>\"']{1,300}"
+    r"|(?<![a-z0-9.])\b[a-z0-9-]{1,63}+(?:\.[a-z0-9-]{1,63}+){0,4}"
+    r"\.(?:com|net|org|info|biz|ly|me|io|tv|co|uk|ru|xyz)\b",
+    re.IGNORECASE,
+)
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}+@[\w-]{1,63}+(?:\.[\w-]{1,63}+){1,5}")
+_PHONE = re.compile(r"\+?\d[\d ().-]{6,18}\d")
+_MONEY = re.compile(r"[$£€]\s?\d|\d\s?(?:[$£€]|usd\b|gbp\b|dollars?\b|pounds?\b)", re.IGNORECASE)
+_REPEAT = re.compile(r"(\S)\1{2,}")
+
+
+def _host(url: str) -> str:
+    host = url.casefold().split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0]
+    return host.split("@")[-1].split(":")[0].removeprefix("www.").strip(".")
+
+
+def _length(words: int) -> str:
+    if words <= 3:
+        return "1-3"
+    if words <= 10:
+        return "4-10"
+    if words <= 30:
+        return "11-30"
+    return "31-100" if words <= 100 else "100+"
+
+
+def tokens(body: str, *, author_name: str = "", title: str = "") -> list[str]:
+    """The comment's distinct tokens, structure first, at most :data:`MAX_TOKENS`."""
+    found: dict[str, None] = {}
+
+    def add(token: str) -> None:
+        found.setdefault(token[:MAX_TOKEN_CHARS], None)
+
+    text = body[:20_000]
+    # Structure: links (bare or marked up) and their domains, their text, contact shapes.
+    urls = _URL.findall(text)
+    for href, label in _ANCHOR.findall(text):
+        urls.append(href)
+        if label.strip():
+            add("link text:" + " ".join(_WORD.findall(label.casefold())[:4]))
+    add(f"links:{min(len(urls), 3)}")
+    for url in urls[:10]:
+        host = _host(url)
+        labels = host.split(".")
+        add("link:" + host)
+        if len(labels) > 2:
+            add("link:" + ".".join(labels[-2:]))
+        if "?" in url or "=" in url:
+            add("link:query")
+    for name, pattern in (("email", _EMAIL), ("phone", _PHONE), ("money", _MONEY)):
+        if pattern.search(text):
+            add("shape:" + name)
+    for match in _REPEAT.finditer(text):
+        char = match.group(1)
+        add("repeat:" + ("letter" if char.isalpha() else "digit" if char.isdigit() else char))
+    letters = [c for c in text if c.isalpha()]
+    if len(letters) >= 10:
+        upper = sum(c.isupper() for c in letters) / len(letters)
+        add("capitals:" + ("most" if upper > 0.6 else "some" if upper > 0.2 else "few"))
+    squashed: dict[str, str] = {}  # a word once, however often it repeats
+    words = [
+        squashed.get(w) or squashed.setdefault(w, _SQUASH.sub(r"\1", w))
+        for w in _WORD.findall(text.casefold())
+        if len(w) <= 30
+    ]
+    add("length:" + _length(len(words)))
+    title_words = set(_WORD.findall(title.casefold()))
+    if title_words:
+        shared = title_words.intersection(words)
+        add("title:" + ("shares words" if shared else "no words in common"))
+    name_words = _WORD.findall(author_name.casefold())
+    add(f"name:words:{min(len(name_words), 4)}")
+    if any(c.isdigit() for c in author_name):
+        add("name:has digits")
+    if name_words and set(name_words).intersection(words):
+        add("name:in text")
+    for word in name_words[:4]:
+        add("name:" + word)
+    # Words, then word pairs.
+    for word in words:
+        if len(word) >= 2 or not word.isascii():
+            add(word)
+    for first, second in itertools.pairwise(words):
+        if len(found) >= MAX_TOKENS:
+            break
+        add(f"{first} {second}")
+    return list(found)[:MAX_TOKENS]
+
+
+def comment_tokens(comment: Comment) -> list[str]:
+    """What a decision on this comment teaches: the text as its author submitted it."""
+    return tokens(
+        comment.original_text or comment.body_text,
+        author_name=comment.author_name,
+        title=comment.post.title,
+    )
+
+
+# Learning ------------------------------------------------------------------------------------
+
+
+def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Add counts to tokens, creating them as needed, in (scope, token) order so that two
+    transactions learning overlapping tokens lock them in the same order (no deadlock)."""
+    if not rows:
+        return
+    rows.sort(key=lambda r: (r["scope"], r["token"]))
+    table = cast(Table, SpamToken.__table__)
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table).values(rows)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.scope, table.c.token],
+        set_={
+            "spam": case(
+                (
+                    table.c.spam + statement.excluded.spam > 0,
+                    table.c.spam + statement.excluded.spam,
+                ),
+                else_=0,
+            ),
+            "ham": case(
+                (table.c.ham + statement.excluded.ham > 0, table.c.ham + statement.excluded.ham),
+                else_=0,
+            ),
+        },
+    )
+    session.execute(statement)
+
+
+def _change(
+    session: Session, site_id: int, tokens_: Sequence[str], lesson: Lesson, step: int
+) -> None:
+    spam, ham = (step, 0) if lesson is Lesson.SPAM else (0, step)
+    everything = [DOCUMENTS, *tokens_]
+    rows = [
+        {"scope": scope, "token": token, "spam": spam, "ham": ham}
+        for scope in (INSTALLATION, site_id)
+        for token in everything
+    ]
+    _upsert(session, rows)
+    if step < 0:
+        # Rows this transaction has just locked: what no decision holds any more goes.
+        session.execute(
+            delete(SpamToken).where(
+                SpamToken.scope.in_([INSTALLATION, site_id]),
+                SpamToken.token.in_(everything),
+                SpamToken.spam <= 0,
+                SpamToken.ham <= 0,
+            )
+        )
+
+
+def lesson_for(status: CommentStatus) -> Lesson | None:
+    """What a comment in this status teaches: approved is legitimate, spam is spam, and
+    pending (restored, undone), rejected (off-topic or rude is not spam) teach nothing."""
+    if status is CommentStatus.APPROVED:
+        return Lesson.LEGITIMATE
+    if status is CommentStatus.SPAM:
+        return Lesson.SPAM
+    return None
+
+
+def follow_decision(session: Session, comment: Comment, *, teach: bool = True) -> None:
+    """Bring the model in line with the comment's new status: learn, unlearn or relearn.
+
+    Called by the one function that changes a comment's status, so every route teaches. A
+    deleted comment keeps what its decision taught (deleting is housekeeping, not a verdict);
+    ``teach`` False (an automatic approval) unlearns but teaches nothing new.
+    """
+    if comment.status is CommentStatus.DELETED:
+        return
+    wanted = lesson_for(comment.status) if teach else None
+    current = Lesson(comment.learned) if comment.learned else None
+    if wanted is current:
+        return
+    site_id = comment.post.site_id
+    learned: list[str] | None = None
+    if current is not None:
+        _change(session, site_id, comment.learned_tokens or [], current, -1)
+    if wanted is not None:
+        learned = comment_tokens(comment)
+        _change(session, site_id, learned, wanted, +1)
+    session.execute(
+        update(Comment)
+        .where(Comment.id == comment.id)
+        .values(learned=wanted.value if wanted else None, learned_tokens=learned)
+        .execution_options(synchronize_session=False)
+    )
+    comment.learned = wanted.value if wanted else None
+    comment.learned_tokens = learned
+
+
+def apply_lesson(session: Session, comment: Comment) -> None:
+    """Add what the comment's recorded lesson taught (an imported decision)."""
+    if comment.learned:
+        _change(
+            session,
+            comment.post.site_id,
+            comment.learned_tokens or [],
+            Lesson(comment.learned),
+            +1,
+        )
+
+
+def add_counts(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Add token counts as they are (an imported model)."""
+    for start in range(0, len(rows), 500):
+        _upsert(session, rows[start : start + 500])
+
+
+def forget_comments(session: Session, comments: Iterable[Comment]) -> int:
+    """Unlearn what these comments taught (before their author's data is erased)."""
+    forgotten = 0
+    for comment in comments:
+        if comment.learned:
+            _change(
+                session,
+                comment.post.site_id,
+                comment.learned_tokens or [],
+                Lesson(comment.learned),
+                -1,
+            )
+            session.execute(
+                update(Comment)
+                .where(Comment.id == comment.id)
+                .values(learned=None, learned_tokens=None)
+                .execution_options(synchronize_session=False)
+            )
+            comment.learned, comment.learned_tokens = None, None
+            forgotten += 1
+    return forgotten
+
+
+# Scoring -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Evidence:
+    """One token that weighed in a score: its spam probability (0 to 1)."""
+
+    token: str
+    probability: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Score:
+    """The spam score (0 legitimate to 1 spam), its strongest evidence and what it rests on."""
+
+    score: float
+    evidence: tuple[Evidence, ...]
+    site_decisions: int
+    spam_decisions: int
+    legitimate_decisions: int
+
+    @property
+    def confident(self) -> bool:
+        """Enough decisions, the site's own and in all, to let a score file comments as spam."""
+        return (
+            self.site_decisions >= MIN_SITE_DECISIONS
+            and min(self.spam_decisions, self.legitimate_decisions) >= MIN_EACH_KIND
+        )
+
+
+@functools.cache
+def _counts_statement(dialect: str) -> TextClause:
+    """One indexed query (the primary key) for the tokens' counts in the site's and the
+    installation's scope: the tokens go in as one parameter (a JSON array on SQLite, an array on
+    PostgreSQL), so the statement is the same whatever their number."""
+    if dialect == "postgresql":
+        where = "token = ANY(:tokens)"
+        tokens_param = bindparam("tokens", type_=postgresql.ARRAY(SpamToken.token.type))
+    else:
+        where = "token IN (SELECT value FROM json_each(:tokens))"
+        tokens_param = bindparam("tokens")
+    return text(
+        "SELECT scope, token, spam, ham FROM spam_tokens "  # noqa: S608 (constant text)
+        f"WHERE scope IN (0, :site) AND {where}"
+    ).bindparams(tokens_param)
+
+
+def _chi2q(chi: float, freedom: int) -> float:
+    """P(X >= chi) for a chi-square variable with an even number of degrees of freedom."""
+    half = chi / 2.0
+    term = total = math.exp(-half)
+    for i in range(1, freedom // 2):
+        term *= half / i
+        total += term
+    return min(total, 1.0)
+
+
+def token_probability(spam: float, ham: float, spam_docs: float, ham_docs: float) -> float:
+    """Robinson's f(w): the token's share of per-class rates (Laplace-smoothed, so one class's
+    few decisions do not make every common word certain), drawn to 0.5 when the token is rare."""
+    spam_rate = (spam + 1) / (spam_docs + 2)
+    ham_rate = (ham + 1) / (ham_docs + 2)
+    seen = spam + ham
+    share = spam_rate / (spam_rate + ham_rate)
+    return (PRIOR_STRENGTH * 0.5 + seen * share) / (PRIOR_STRENGTH + seen)
+
+
+def score(session: Session, site_id: int | None, tokens_: Sequence[str]) -> Score:
+    """Score tokens with the site's model refining the installation's (their counts averaged)."""
+    dialect = session.get_bind().dialect.name
+    wanted = [DOCUMENTS, *tokens_]
+    rows = session.execute(
+        _counts_statement(dialect),
+        {
+            "site": site_id or INSTALLATION,
+            "tokens": wanted if dialect == "postgresql" else json.dumps(wanted),
+        },
+    ).all()
+    counts: dict[str, tuple[int, int]] = {}
+    site_documents = (0, 0)
+    installation_documents = (0, 0)
+    for scope, token, spam, ham in rows:
+        if token == DOCUMENTS:
+            if scope == INSTALLATION:
+                installation_documents = (spam, ham)
+            else:
+                site_documents = (spam, ham)
+            continue
+        before = counts.get(token, (0, 0))
+        counts[token] = (before[0] + spam, before[1] + ham)
+    # The mean of the two scopes' counts: the site's own decisions weigh as much as every
+    # site's together (the installation's include the site's, so theirs count 1.5 times).
+    share = 0.5 if site_id else 1.0
+    spam_docs = share * (site_documents[0] + installation_documents[0])
+    ham_docs = share * (site_documents[1] + installation_documents[1])
+    evidence: list[Evidence] = []
+    if spam_docs and ham_docs:
+        for token, (spam, ham) in counts.items():
+            p = token_probability(share * spam, share * ham, spam_docs, ham_docs)
+            if abs(p - 0.5) >= MIN_DEVIATION:
+                evidence.append(Evidence(token, p))
+    evidence.sort(key=lambda e: abs(e.probability - 0.5), reverse=True)
+    value = 0.5
+    if evidence:
+        n = len(evidence)
+        ham_side = _chi2q(-2.0 * sum(math.log(e.probability) for e in evidence), 2 * n)
+        spam_side = _chi2q(-2.0 * sum(math.log1p(-e.probability) for e in evidence), 2 * n)
+        value = (1.0 + ham_side - spam_side) / 2.0
+    return Score(
+        score=value,
+        evidence=tuple(evidence),
+        site_decisions=sum(site_documents) if site_id else sum(installation_documents),
+        spam_decisions=installation_documents[0],
+        legitimate_decisions=installation_documents[1],
+    )
+
+
+def decisions_learned(session: Session, site_id: int) -> int:
+    """How many decisions the site's own model has learned from (for "learning: N so far")."""
+    row = session.execute(
+        select(SpamToken.spam, SpamToken.ham).where(
+            SpamToken.scope == site_id, SpamToken.token == DOCUMENTS
+        )
+    ).first()
+    return (row[0] + row[1]) if row is not None else 0
+
+
+def installation_decisions(session: Session) -> int:
+    return decisions_learned(session, INSTALLATION)
+
+
+def rebuild(session: Session, site_id: int) -> dict[str, int]:
+    """Forget the site's model and learn again from its decided comments (approved: legitimate,
+    spam: spam). The installation's counts lose the site's old lessons and gain the new ones.
+    Returns how many comments taught each lesson."""
+    from moderation.models import Post
+
+    decided = (
+        select(Comment)
+        .join(Post, Comment.post_id == Post.id)
+        .where(
+            Post.site_id == site_id,
+            Comment.status.in_([CommentStatus.APPROVED, CommentStatus.SPAM]),
+            Comment.official.is_(False),
+        )
+        .order_by(Comment.id)
+    )
+    # The installation's counts lose what this site's comments taught before.
+    for comment in session.scalars(
+        select(Comment)
+        .join(Post, Comment.post_id == Post.id)
+        .where(Post.site_id == site_id, Comment.learned.is_not(None))
+    ):
+        _upsert(
+            session,
+            [
+                {"scope": INSTALLATION, "token": token, **_step(Lesson(str(comment.learned)), -1)}
+                for token in [DOCUMENTS, *(comment.learned_tokens or [])]
+            ],
+        )
+    session.execute(delete(SpamToken).where(SpamToken.scope == site_id))
+    session.execute(
+        delete(SpamToken).where(
+            SpamToken.scope == INSTALLATION, SpamToken.spam <= 0, SpamToken.ham <= 0
+        )
+    )
+    taught = {Lesson.SPAM.value: 0, Lesson.LEGITIMATE.value: 0}
+    for comment in session.scalars(decided.execution_options(yield_per=500)):
+        lesson = Lesson.SPAM if comment.status is CommentStatus.SPAM else Lesson.LEGITIMATE
+        learned = comment_tokens(comment)
+        _change(session, site_id, learned, lesson, +1)
+        session.execute(
+            update(Comment)
+            .where(Comment.id == comment.id)
+            .values(learned=lesson.value, learned_tokens=learned)
+            .execution_options(synchronize_session=False)
+        )
+        taught[lesson.value] += 1
+    return taught
+
+
+def _step(lesson: Lesson, step: int) -> dict[str, int]:
+    return {"spam": step, "ham": 0} if lesson is Lesson.SPAM else {"spam": 0, "ham": step}
+
+
+def strongest_tokens(session: Session, site_id: int, limit: int = 10) -> list[tuple[str, float]]:
+    """The site's tokens most telling of spam (seen in at least 3 decisions), for reports."""
+    spam_docs, ham_docs = 0, 0
+    row = session.get(SpamToken, (site_id, DOCUMENTS))
+    if row is not None:
+        spam_docs, ham_docs = row.spam, row.ham
+    rows = session.execute(
+        select(SpamToken.token, SpamToken.spam, SpamToken.ham).where(
+            SpamToken.scope == site_id,
+            SpamToken.token != DOCUMENTS,
+            SpamToken.spam + SpamToken.ham >= 3,
+        )
+    ).all()
+    scored = [(t, token_probability(s, h, spam_docs, ham_docs)) for t, s, h in rows]
+    scored.sort(key=lambda item: item[1], reverse=True)
+    return scored[:limit]
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterReport:
+    """How far a site's filter has learned, and how often its moderators overturned it."""
+
+    decisions: int
+    filed: int  # filed as spam with no moderator
+    rescued: int  # of those, approved or restored by a moderator
+    accepted: int  # accepted by every check, then decided by a moderator
+    missed: int  # of those, marked spam
+
+    @property
+    def overturn_rate(self) -> float | None:
+        judged = self.filed + self.accepted
+        return (self.rescued + self.missed) / judged if judged else None
+
+
+def filter_report(session: Session, site_id: int) -> FilterReport:
+    """Counted from the comments (grouped, one query), so every process's decisions are in it."""
+    from sqlalchemy import func
+
+    from moderation.models import Post
+
+    rows = session.execute(
+        select(Comment.verdict, Comment.status, Comment.learned, func.count())
+        .join(Post, Comment.post_id == Post.id)
+        .where(Post.site_id == site_id, Comment.verdict.in_(["spam", "accept"]))
+        .group_by(Comment.verdict, Comment.status, Comment.learned)
+    ).all()
+    filed = rescued = accepted = missed = 0
+    for verdict, status, learned, count in rows:
+        status = CommentStatus(status)
+        if verdict == "spam":
+            filed += count
+            if status in (CommentStatus.APPROVED, CommentStatus.PENDING):
+                rescued += count
+        elif learned is not None:
+            accepted += count
+            if learned == Lesson.SPAM.value:
+                missed += count
+    return FilterReport(decisions_learned(session, site_id), filed, rescued, accepted, missed)
