@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation import create_app
 from moderation.db import make_engine
+from moderation.models import SpamToken
 from moderation.publishing import ThreadHeads
 from tests.helpers import app_in_transaction, database_url, reset_schema, session_factory
 
@@ -30,9 +31,14 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
 
 @pytest.fixture
 def connection(engine: Engine) -> Iterator[Connection]:
-    """A connection inside a transaction that is rolled back after the test."""
+    """A connection inside a transaction that is rolled back after the test.
+
+    The learned spam model starts empty: tests of real processes and browsers commit decisions,
+    and what they taught must not leak into the verdicts of later tests (rolled back here too).
+    """
     with engine.connect() as connection:
         transaction = connection.begin()
+        connection.execute(delete(SpamToken))
         yield connection
         transaction.rollback()
 
