@@ -44,6 +44,7 @@ PUBLISHED = re.compile(
 EARLIEST = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)
 LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 WINDOW_FIELDS = ("opens_at", "closes_at")
+MAX_QUEUE_POSTS = 5
 
 
 class PostState(enum.StrEnum):
@@ -156,7 +157,7 @@ class PostChanges:
             try:
                 ends[name] = None if raw is None else parse_time(raw)
             except ValueError:
-                errors[name] = "Give a date and time in RFC 3339, like 2026-03-12T23:59:00Z"
+                errors[name] = "Give a date and time in RFC 3339, like 2024-03-28T17:00:00Z"
         if errors:
             raise ValidationFailed(fields=errors)
         return cls(closed if isinstance(closed, bool) else None, **ends)
@@ -172,6 +173,19 @@ def find_post_for(session: Session, moderator: Moderator | None, site_slug: str,
     if post is None:
         raise NotFound("There is no post with that key.")
     return post
+
+
+def posts_with_key(
+    session: Session, moderator: Moderator, key: str, site_slug: str | None = None
+) -> list[Post]:
+    """The posts with this key on the sites ``moderator`` moderates (a few: keys are paths, and
+    two blogs may share one), for the queue's post filter."""
+    query = select(Post).join(Post.site).where(Post.key == key)
+    if site_slug:
+        query = query.where(Site.slug == site_slug)
+    if not moderator.is_admin:
+        query = query.where(Post.site_id.in_([site.id for site in moderator.sites]))
+    return list(session.scalars(query.order_by(Site.slug).limit(MAX_QUEUE_POSTS)))
 
 
 def _window(post: Post) -> dict[str, Any]:

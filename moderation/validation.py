@@ -136,7 +136,7 @@ def parse_submission(data: Mapping[str, object]) -> CommentSubmission:
     try:
         published = posts.parse_published(data.get("published"))
     except ValueError:
-        fields.errors["published"] = "Give the post's publication date as 2026-03-12"
+        fields.errors["published"] = "Give the post's publication date, like 2024-03-28"
 
     if post is not None and not post.startswith("/"):
         fields.errors["post"] = "The post must be given by its path, starting with /"

@@ -146,7 +146,7 @@ def _published() -> dt.datetime | None:
     except ValueError:
         raise Malformed(
             "published is not a date.",
-            fields={"published": "Give the post's publication date as 2026-03-12"},
+            fields={"published": "Give the post's publication date, like 2024-03-28"},
         ) from None
 
 
