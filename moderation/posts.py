@@ -163,13 +163,19 @@ class PostChanges:
         return cls(closed if isinstance(closed, bool) else None, **ends)
 
 
-def find_post_for(session: Session, moderator: Moderator | None, site_slug: str, key: str) -> Post:
+def find_post_for(
+    session: Session, moderator: Moderator | None, site_slug: str, key: str, *, lock: bool = False
+) -> Post:
     """A post of a site ``moderator`` moderates (None: the operator, at the command line).
-    Another site's post is "not found", like its comments."""
+    Another site's post is "not found", like its comments. ``lock``: its row, until the
+    transaction ends (PostgreSQL), so two changes at once are made one after the other."""
     site = session.scalar(select(Site).where(Site.slug == site_slug))
     if site is None or (moderator is not None and not moderator.may_moderate(site.id)):
         raise NotFound("There is no site with that name.")
-    post = session.scalar(select(Post).where(Post.site_id == site.id, Post.key == key))
+    query = select(Post).where(Post.site_id == site.id, Post.key == key)
+    if lock:
+        query = query.with_for_update(of=Post).execution_options(populate_existing=True)
+    post = session.scalar(query)
     if post is None:
         raise NotFound("There is no post with that key.")
     return post
@@ -226,7 +232,7 @@ def update_post(
     Opening a post that the automatic close has closed (no window set) opens its window now:
     a moderator's decision outranks the rule.
     """
-    post = find_post_for(session, moderator, site_slug, key)
+    post = find_post_for(session, moderator, site_slug, key, lock=True)
     opens_at = post.opens_at if changes.opens_at is _UNCHANGED else changes.opens_at
     closes_at = post.closes_at if changes.closes_at is _UNCHANGED else changes.closes_at
     if opens_at is not None and closes_at is not None and closes_at <= opens_at:

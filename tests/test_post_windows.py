@@ -6,8 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
-from sqlalchemy import create_engine, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, create_engine, delete, insert, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from moderation import posts
+from moderation.db import begin_as_writer
 from moderation.errors import ValidationFailed
+from moderation.events import Actor
 from moderation.models import AuditEvent, Event, Post, Role, Site
 from moderation.posts import PostState, state_at
 from tests.helpers import (
@@ -563,3 +566,62 @@ def test_the_command_line_closes_and_opens_a_post(tmp_path: Path) -> None:
         assert failed.returncode == 1, args
         assert "Error:" in failed.stderr
     engine.dispose()
+
+
+@pytest.fixture
+def committed(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """Sessions that really commit, on a site of their own that is removed afterwards."""
+    factory = sessionmaker(engine, expire_on_commit=False)
+    yield factory
+    with factory() as session:
+        site_ids = select(Site.id).where(Site.slug == "race-posts")
+        session.execute(delete(AuditEvent).where(AuditEvent.site_id.in_(site_ids)))
+        session.execute(delete(Event).where(Event.site_id.in_(site_ids)))
+        session.execute(delete(Post).where(Post.site_id.in_(site_ids)))
+        session.execute(delete(Site).where(Site.slug == "race-posts"))
+        session.commit()
+
+
+@pytest.mark.concurrency
+def test_two_moderators_closing_at_once_close_the_post_once(
+    committed: sessionmaker[Session],
+) -> None:
+    """Both answer 200; one change is made (one version, one audit, one post.closed)."""
+    with committed() as session:
+        site = Site(slug="race-posts", name="Race", origins=[ORIGIN])
+        session.add(site)
+        session.flush()
+        session.add(Post(site_id=site.id, key=POST_KEY, url=ORIGIN + POST_KEY, created_at=T0))
+        session.commit()
+
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def close(label: str) -> None:
+        try:
+            with committed() as session:
+                barrier.wait()
+                begin_as_writer(session)
+                posts.update_post(
+                    session, None, "race-posts", POST_KEY, posts.PostChanges(closed=True),
+                    actor=Actor(label), now=T0,
+                )  # fmt: skip
+                session.commit()
+        except BaseException as error:  # reported by the test
+            failures.append(error)
+
+    threads = [threading.Thread(target=close, args=(label,)) for label in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert failures == []
+    with committed() as session:
+        post = session.scalars(select(Post).join(Post.site).where(Site.slug == "race-posts")).one()
+        assert post.closed and post.version == 2
+        site_id = post.site_id
+        kinds = session.scalars(select(Event.type).where(Event.site_id == site_id)).all()
+        audits = session.scalars(
+            select(AuditEvent.action).where(AuditEvent.site_id == site_id)
+        ).all()
+    assert kinds == ["post.closed"] and audits == ["post.close"]
