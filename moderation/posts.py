@@ -92,6 +92,24 @@ def post_state(post: Post, now: dt.datetime, *, published: dt.datetime | None = 
     )
 
 
+def thread_state(
+    site: Site, post: Post | None, now: dt.datetime, *, published: dt.datetime | None = None
+) -> PostState:
+    """A thread's state, before its first comment too (then only a publication date can have
+    closed it)."""
+    if post is not None:
+        return post_state(post, now, published=published)
+    return state_at(
+        closed=False,
+        opens_at=None,
+        closes_at=None,
+        published_at=published,
+        first_comment_at=None,
+        close_after_days=site.close_after_days,
+        now=now,
+    )
+
+
 def parse_time(raw: object) -> dt.datetime:
     """An RFC 3339 date-time as aware UTC; ValueError otherwise (checked in linear time: the
     length first, then one anchored expression without nested repetition)."""

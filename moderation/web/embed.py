@@ -224,14 +224,7 @@ def render_thread(
         query["lang"] = lang
     if published is not None:
         query["published"] = rfc3339(published)
-    if post is not None:
-        state = posts.post_state(post, now(), published=published)
-    else:
-        days = site.close_after_days
-        state = posts.state_at(
-            closed=False, opens_at=None, closes_at=None, published_at=published,
-            first_comment_at=None, close_after_days=days, now=now(),
-        )  # fmt: skip
+    state = posts.thread_state(site, post, now(), published=published)
     closed_notice, closes_notice = window_notices(site, post, state, lang)
     page_url = url_for("embed.thread", site=site.slug, page="1", _external=True, **query)
     messages = {name: t(name) for name in SCRIPT_MESSAGES}
