@@ -473,7 +473,10 @@ def test_hostile_publication_dates_are_refused_cheaply_and_not_echoed(
     assert session.scalars(select(Post)).first() is None
 
 
-def test_site_settings_closed_text_and_time_zone(client: FlaskClient, session: Session) -> None:
+def test_site_settings_closed_text_and_time_zone(
+    app: Flask, client: FlaskClient, session: Session
+) -> None:
+    Clock(app)
     make_site(session)
     auth = _auth(session)
     site_url = "/api/v1/moderation/sites/luac"
@@ -487,10 +490,21 @@ def test_site_settings_closed_text_and_time_zone(client: FlaskClient, session: S
     text = "Comments on this consultation have ended. Thank you."
     patched = client.patch(site_url, json={"closed_text": text}, headers=auth)
     assert json_of(patched)["closed_text"] == text
-    _first_comment(client)
+    comment_id = json_of(client.post(SUBMIT, json=comment_json()))["id"]
+    approve = f"/api/v1/moderation/comments/{comment_id}/approve"
+    assert client.post(approve, headers=auth).status_code == 200
     client.patch(POSTS, json={"closed": True}, headers=auth)
     html = _form_or_text(client)
     assert text in html and "Comments are closed on this post." not in html
+
+    # Comments are dated in the site's zone, for readers and moderators.
+    assert "1 March 2026 at 12:00pm GMT" in html
+    client.patch(site_url, json={"time_zone": "America/New_York"}, headers=auth)
+    assert "1 March 2026 at 7:00am EST" in _form_or_text(client)
+    login(client)
+    assert "1 March 2026 at 7:00am EST" in client.get("/moderate/?status=all").get_data(
+        as_text=True
+    )
 
 
 def test_the_queue_closes_and_reopens_the_post_it_is_filtered_by(
