@@ -16,6 +16,7 @@ from sqlalchemy import select
 from moderation.models import Post, Site, utcnow
 from moderation.sites import create_site
 from tests.browser import LiveServer, axe_violations, live_server, require_browser, serving
+from tests.helpers import PASSWORD, make_moderator
 
 pytestmark = pytest.mark.browser
 
@@ -91,6 +92,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, blog: Blog) -> Iterator[Liv
             site = create_site(session, slug="blog", name="Test blog", origins=[blog.url])
             site.close_after_days = 30
             session.commit()
+            make_moderator(session)
         blog.server = server
         yield server
 
@@ -213,3 +215,38 @@ def test_the_host_pages_publication_date_closes_an_old_post(
         post = session.scalars(select(Post).where(Post.key == key)).one()
         assert post.published_at is not None
         assert post.published_at.date().isoformat() == today
+
+
+@pytest.mark.parametrize("width", [1024, 320])
+def test_the_queue_filtered_by_a_post_closes_and_reopens_it(
+    server: LiveServer, browser: Any, blog: Blog, width: int
+) -> None:
+    key = f"/queue-closes-{width}/"
+    closes = dt.datetime(2099, 3, 12, 23, 59, tzinfo=dt.UTC)
+    add_post(server, blog, key, opens_at=utcnow() - dt.timedelta(days=1), closes_at=closes)
+    context = browser.new_context(bypass_csp=True, viewport={"width": width, "height": 800})
+    page = context.new_page()
+    page.goto(f"{server.url}/moderate/login")
+    page.fill("#login", "editor")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server.url}/moderate/")
+    page.goto(f"{server.url}/moderate/?status=all&post={quote(key)}")
+    state = page.locator(".post-state-text")
+    assert state.get_attribute("data-post-state") == "open"
+    assert "until 12 March 2099 at 11:59pm GMT" in state.inner_text()
+    assert axe_violations(page) == []
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+
+    page.get_by_role("button", name=f"Close comments on Post {key}").click()
+    page.wait_for_selector('.post-state-text[data-post-state="closed"]')
+    assert f"Comments on Post {key} are closed." in page.inner_text("body")
+    assert axe_violations(page) == []
+    with server.session() as session:
+        assert session.scalars(select(Post).where(Post.key == key)).one().closed
+
+    page.get_by_role("button", name=f"Reopen comments on Post {key}").click()
+    page.wait_for_selector('.post-state-text[data-post-state="open"]')
+    with server.session() as session:
+        assert not session.scalars(select(Post).where(Post.key == key)).one().closed
+    context.close()
