@@ -533,6 +533,9 @@ def test_the_queue_closes_and_reopens_the_post_it_is_filtered_by(
     assert not _post(session).closed
     audit = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
     assert audit is not None and audit.action == "post.open" and audit.actor == "editor"
+    log = client.get("/moderate/audit").get_data(as_text=True)
+    assert "Closed a post to comments" in log and "Opened a post to comments" in log
+    assert f"post {POST_KEY}, closed: yes → no, state: closed → open" in log
     assert client.post("/moderate/posts/shut", data=form).status_code == 404
     missing = client.post("/moderate/posts/close", data={**form, "post": "/nope/", "next": back})
     assert missing.status_code == 303
