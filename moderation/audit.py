@@ -143,6 +143,9 @@ ACTION_LABELS = {
     "moderator.enable": "Enabled a moderator",
     "token.add": "Created an API token",
     "token.revoke": "Revoked an API token",
+    "post.close": "Closed a post to comments",
+    "post.open": "Opened a post to comments",
+    "post.update": "Changed a post's comment window",
 }
 # Texts longer than this many words are not compared on the page (the CSV has both whole).
 DIFF_MAX_WORDS = 3000
@@ -199,7 +202,7 @@ def describe_change(before: dict[str, Any], after: dict[str, Any]) -> Change:
     if "status" in before or "status" in after:
         parts.append(f"{before.get('status', 'new')} → {after.get('status', 'unchanged')}")
     text_edited = "body_text" in before and "body_text" in after
-    skip = {"status", "body_text", "reason", "login"}
+    skip = {"status", "body_text", "reason", "login", "post"}
     for key in sorted((set(before) | set(after)) - skip):
         name = key.replace("_", " ")
         if key in before and key in after:
@@ -212,6 +215,9 @@ def describe_change(before: dict[str, Any], after: dict[str, Any]) -> Change:
     login = after.get("login") or before.get("login")
     if login:
         parts.insert(0, f"moderator {login}")
+    post = after.get("post") or before.get("post")
+    if isinstance(post, str):
+        parts.insert(0, f"post {post}")
     if after.get("reason"):
         parts.append(f"reason: {_shown(after['reason'])}")
     if text_edited:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, make_transient_to_detached
 from sqlalchemy.sql.dml import ReturningInsert
 
-from moderation import duplicates, learning, metrics, verification
+from moderation import duplicates, learning, metrics, posts, verification
 from moderation.db import become_writer
 from moderation.errors import (
     Malformed,
@@ -129,11 +129,10 @@ def client_network(address: str | None) -> str | None:
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 
 
-def is_closed(post: Post, now: dt.datetime) -> bool:
-    days = post.site.close_after_days
-    if post.closed:
-        return True
-    return days is not None and now >= post.created_at + dt.timedelta(days=days)
+def is_closed(post: Post, now: dt.datetime, *, published: dt.datetime | None = None) -> bool:
+    """Whether the post takes no comments now (closed, or its window not yet open): one rule,
+    :func:`moderation.posts.state_at`, shared with the thread's ETag."""
+    return posts.post_state(post, now, published=published) is not posts.PostState.OPEN
 
 
 def _new_post(site: Site, submission: CommentSubmission, now: dt.datetime) -> Post:
@@ -147,7 +146,13 @@ def _new_post(site: Site, submission: CommentSubmission, now: dt.datetime) -> Po
     if not origin_allowed(site, origin_of(url)):
         raise ValidationFailed(fields={"post_url": "The post address must be on this site"})
     return Post(
-        site=site, key=submission.post, title=submission.post_title or "", url=url, created_at=now
+        site=site,
+        key=submission.post,
+        title=submission.post_title or "",
+        url=url,
+        created_at=now,
+        closed=False,
+        version=1,
     )
 
 
@@ -214,7 +219,7 @@ def submit_comment(
         raise OriginNotAllowed()
     if post is None:
         post = _new_post(site, submission, now)
-    if post.id is not None and is_closed(post, now):
+    if is_closed(post, now, published=submission.published):
         raise ThreadClosed()
     parent = _reply_parent(session, post, submission.parent_id) if submission.parent_id else None
     status, signals = CommentStatus.PENDING, []
@@ -250,6 +255,7 @@ def submit_comment(
     body_html = render_comment(submission.body)
     text_sketch = text_sketch or duplicates.sketch(submission.body)
     become_writer(session)
+    posts.published_for(post, submission.published, now)
     if post not in session:
         post = _create_post(session, post)
     elif submission.post_title and not post.title:

@@ -50,6 +50,10 @@ class AuditAction(enum.StrEnum):
     MODERATOR_MFA_CODES = "moderator.mfa_codes"
     MODERATOR_MFA_RESET = "moderator.mfa_reset"
     MODERATOR_SESSIONS_END = "moderator.sessions_end"
+    # Posts close and reopen (moderation/posts.py); a change of the window alone is an update.
+    POST_CLOSE = "post.close"
+    POST_OPEN = "post.open"
+    POST_UPDATE = "post.update"
 
 
 # The actions on comments, which the audit page filters by.

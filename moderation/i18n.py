@@ -9,6 +9,9 @@ show the catalogue's message for the field instead.
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
+import zoneinfo
 from collections.abc import Callable, Mapping
 
 DEFAULT_LANGUAGE = "en"
@@ -26,6 +29,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "cancel_reply": "Cancel reply",
         "show_more": "Show more comments",
         "closed": "Comments are closed on this post.",
+        "closes_on": "Comments close on {when}.",
+        "opens_on": "Comments open on {when}.",
+        "at_time": "{date} at {time}",
         "form_heading": "Leave a comment",
         "error_summary_title": "There is a problem",
         "error_prefix": "Error:",
@@ -141,6 +147,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "cancel_reply": "Canslo'r ateb",
         "show_more": "Dangos rhagor o sylwadau",
         "closed": "Mae'r sylwadau ar gau ar y blogbost hwn.",
+        "closes_on": "Bydd y sylwadau'n cau ar {when}.",
+        "opens_on": "Bydd y sylwadau'n agor ar {when}.",
+        "at_time": "{date} am {time}",
         "form_heading": "Gadael sylw",
         "error_summary_title": "Mae problem wedi codi",
         "error_prefix": "Gwall:",
@@ -299,6 +308,44 @@ FIELD_ERRORS: dict[str, dict[str, str]] = {
         "post": "Rhowch y blogbost",
     }
 }
+
+
+# Month names for dates in a reader's language (strftime's %B follows the process's locale).
+MONTHS: dict[str, tuple[str, ...]] = {
+    "en": (
+        "January", "February", "March", "April", "May", "June", "July", "August", "September",
+        "October", "November", "December",
+    ),
+    "cy": (
+        "Ionawr", "Chwefror", "Mawrth", "Ebrill", "Mai", "Mehefin", "Gorffennaf", "Awst", "Medi",
+        "Hydref", "Tachwedd", "Rhagfyr",
+    ),
+}  # fmt: skip
+DEFAULT_TIME_ZONE = "Europe/London"
+
+
+@functools.cache
+def time_zones() -> frozenset[str]:
+    """The IANA zone names this system knows (read once: it walks the zone database)."""
+    return frozenset(zoneinfo.available_timezones())
+
+
+@functools.cache
+def time_zone(name: str | None) -> dt.tzinfo:
+    """A zone by its IANA name; an unknown one (never stored: sites.py checks) is UK time."""
+    for candidate in (name or DEFAULT_TIME_ZONE, DEFAULT_TIME_ZONE):
+        if candidate in time_zones():
+            return zoneinfo.ZoneInfo(candidate)
+    return dt.UTC  # pragma: no cover - a system without zone data
+
+
+def local_date_time(moment: dt.datetime, zone: str | None, lang: str) -> str:
+    """ "12 March 2026 at 23:59" in the zone's local time, in the reader's language."""
+    local = moment.astimezone(time_zone(zone))
+    month = MONTHS.get(language(lang), MONTHS[DEFAULT_LANGUAGE])[local.month - 1]
+    return translator(lang)(
+        "at_time", date=f"{local.day} {month} {local.year}", time=f"{local:%H:%M}"
+    )
 
 
 def language(raw: str | None) -> str:

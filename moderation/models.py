@@ -159,6 +159,12 @@ class Site(Base):
     # is safer), once the model has enough decisions; "likely spam" below it is held.
     spam_threshold: Mapped[float] = mapped_column(default=0.9, server_default="0.9")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # What replaces a closed post's form; None shows the default, in the reader's language.
+    closed_text: Mapped[str | None] = mapped_column(String(500), default=None)
+    # The zone local times are shown in to readers and moderators (an IANA name).
+    time_zone: Mapped[str] = mapped_column(
+        String(64), default="Europe/London", server_default="Europe/London"
+    )
 
     def __repr__(self) -> str:
         return f"<Site {self.slug}>"
@@ -177,6 +183,13 @@ class Post(Base):
     # Bumped by every change to what the public sees of the thread; the ETag derives from it.
     version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # A consultation window set by a moderator (moderation.posts): comments are taken from
+    # opens_at until closes_at; either set, it replaces the automatic close after N days.
+    opens_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    closes_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    # When the blog published the post (the embed's data-published): the automatic close counts
+    # from it; without it, from the post's first comment (created_at).
+    published_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     site: Mapped[Site] = relationship(lazy="joined", innerjoin=True)
 

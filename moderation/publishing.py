@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from moderation.db import CommitCounter
 from moderation.models import Comment, CommentStatus, Post, Site
+from moderation.posts import PostState, state_at
 
 MAX_COUNT_POSTS = 100
 
@@ -30,22 +31,58 @@ FEED_SIZE = 50
 @dataclasses.dataclass(frozen=True)
 class ThreadStamp:
     version: int
-    closed: bool
+    # Whether the thread takes comments now (moderation.posts.state_at).
+    state: PostState = PostState.OPEN
+
+    @property
+    def closed(self) -> bool:
+        return self.state is not PostState.OPEN
 
 
-def thread_stamp(session: Session, site: Site, key: str, *, now: dt.datetime) -> ThreadStamp:
-    """The version of one post's public thread (0 before its first comment)."""
+def _stamp(
+    post: tuple[Any, ...],
+    close_after_days: int | None,
+    now: dt.datetime,
+    published: dt.datetime | None,
+) -> ThreadStamp:
+    """A thread's stamp from its post's row (version, closed, opens_at, closes_at, published_at,
+    created_at; all None before its first comment) and the site's automatic close."""
+    version, closed, opens_at, closes_at, published_at, created_at = post
+    state = state_at(
+        closed=bool(closed),
+        opens_at=opens_at,
+        closes_at=closes_at,
+        published_at=published_at or published,
+        first_comment_at=created_at,
+        close_after_days=close_after_days,
+        now=now,
+    )
+    return ThreadStamp(version or 0, state)
+
+
+POST_STATE_COLUMNS = (
+    Post.version,
+    Post.closed,
+    Post.opens_at,
+    Post.closes_at,
+    Post.published_at,
+    Post.created_at,
+)
+
+
+def thread_stamp(
+    session: Session,
+    site: Site,
+    key: str,
+    *,
+    now: dt.datetime,
+    published: dt.datetime | None = None,
+) -> ThreadStamp:
+    """The version of one post's public thread (0 before its first comment) and its state."""
     row = session.execute(
-        select(Post.version, Post.closed, Post.created_at).where(
-            Post.site_id == site.id, Post.key == key
-        )
+        select(*POST_STATE_COLUMNS).where(Post.site_id == site.id, Post.key == key)
     ).first()
-    if row is None:
-        return ThreadStamp(0, False)
-    version, closed, created_at = row
-    days = site.close_after_days
-    by_age = days is not None and now >= created_at + dt.timedelta(days=days)
-    return ThreadStamp(version, bool(closed) or by_age)
+    return _stamp(tuple(row) if row else (None,) * 6, site.close_after_days, now, published)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,9 +104,9 @@ def _thread_head_query() -> Select[tuple[Any, ...]]:
             Site.close_after_days,
             Site.privacy_text,
             Site.verify_email,
-            Post.version,
-            Post.closed,
-            Post.created_at,
+            Site.closed_text,
+            Site.time_zone,
+            *POST_STATE_COLUMNS,
         )
         .outerjoin(Post, (Post.site_id == Site.id) & (Post.key == bindparam("key")))
         .where(Site.slug == bindparam("slug"))
@@ -85,25 +122,30 @@ def _read_head(connection: Connection, slug: str, key: str) -> tuple[Any, ...] |
     return None if row is None else tuple(row)
 
 
-def _head_of(row: tuple[Any, ...] | None, now: dt.datetime) -> ThreadHead | None:
-    """The site's settings that show in the thread, and the thread's stamp; None: no such site."""
+def _head_of(
+    row: tuple[Any, ...] | None, now: dt.datetime, published: dt.datetime | None = None
+) -> ThreadHead | None:
+    """The site's settings that show in the thread, and the thread's stamp; None: no such site.
+    ``published``: the post's publication date as the embed sent it (used while none is stored)."""
     if row is None:
         return None
-    site_id, name, privacy, origins, days, privacy_text, verify, version, closed, created_at = row
-    if version is None:
-        stamp = ThreadStamp(0, False)
-    else:
-        by_age = days is not None and now >= created_at + dt.timedelta(days=days)
-        stamp = ThreadStamp(version, bool(closed) or by_age)
+    site_id, name, privacy, origins, days, privacy_text, verify, closed_text, zone = row[:9]
+    stamp = _stamp(row[9:], days, now, published)
     # Everything of the site that the fragment shows is in its state, so the ETag follows it.
-    return ThreadHead(site_id, (name, privacy, tuple(origins or ()), privacy_text, verify), stamp)
+    state = (name, privacy, tuple(origins or ()), privacy_text, verify, closed_text, zone)
+    return ThreadHead(site_id, state, stamp)
 
 
 def read_thread_head(
-    connection: Connection, slug: str, key: str, *, now: dt.datetime
+    connection: Connection,
+    slug: str,
+    key: str,
+    *,
+    now: dt.datetime,
+    published: dt.datetime | None = None,
 ) -> ThreadHead | None:
     """A thread's head read from the database in one indexed query; None: no such site."""
-    return _head_of(_read_head(connection, slug, key), now)
+    return _head_of(_read_head(connection, slug, key), now, published)
 
 
 class ThreadHeads:
@@ -122,11 +164,17 @@ class ThreadHeads:
         self._lock = threading.Lock()
 
     def get(
-        self, connect: Callable[[], Connection], slug: str, key: str, *, now: dt.datetime
+        self,
+        connect: Callable[[], Connection],
+        slug: str,
+        key: str,
+        *,
+        now: dt.datetime,
+        published: dt.datetime | None = None,
     ) -> ThreadHead | None:
         seen = self.commits.value() if self.commits else None
         if seen is None:
-            return read_thread_head(connect(), slug, key, now=now)
+            return read_thread_head(connect(), slug, key, now=now, published=published)
         with self._lock:
             if seen != self._seen:
                 self._rows.clear()
@@ -140,7 +188,7 @@ class ThreadHeads:
             with self._lock:
                 if seen == self._seen and len(self._rows) < self.SIZE:
                     self._rows[(slug, key)] = row
-        return _head_of(row, now)
+        return _head_of(row, now, published)
 
 
 def site_stamp(session: Session, site: Site) -> str:

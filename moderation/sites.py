@@ -14,7 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moderation import mail
+from moderation import i18n, mail
 from moderation.errors import ValidationFailed
 from moderation.events import Actor, AuditAction, record_admin_audit
 from moderation.models import ModerationPolicy, Site, utcnow
@@ -36,6 +36,8 @@ EDITABLE = (
     "verify_email",
     "notify_emails",
     "spam_threshold",
+    "closed_text",
+    "time_zone",
 )
 VERIFY_NEEDS_MAIL = (
     "Email verification sends mail, and mail is off: set MODERATION_SMTP_HOST, "
@@ -183,6 +185,21 @@ def _privacy_text(raw: object, name: str, errors: dict[str, str]) -> str | None:
     return raw.strip() or None if isinstance(raw, str) else None
 
 
+def _closed_text(raw: object, name: str, errors: dict[str, str]) -> str | None:
+    if raw is not None and (not isinstance(raw, str) or len(raw) > 500):
+        errors[name] = "Give a closed text of up to 500 characters, or leave it empty"
+        return None
+    return raw.strip() or None if isinstance(raw, str) else None
+
+
+def _time_zone(raw: object, name: str, errors: dict[str, str]) -> str | None:
+    """An IANA zone name the system knows (looked up in the set of names: never a path)."""
+    if not isinstance(raw, str) or len(raw) > 64 or raw.strip() not in i18n.time_zones():
+        errors[name] = "Give a time zone by its name, like Europe/London"
+        return None
+    return raw.strip()
+
+
 def _spam_threshold(raw: object, name: str, errors: dict[str, str]) -> float | None:
     number = raw if isinstance(raw, int | float) and not isinstance(raw, bool) else -1
     if not 0.5 <= number <= 1:
@@ -240,6 +257,8 @@ _PARSERS: dict[str, Callable[[object, str, dict[str, str]], Any]] = {
         "Give a list of terms of up to 200 characters each", 200, allow_empty=True
     ),
     "spam_threshold": _spam_threshold,
+    "closed_text": _closed_text,
+    "time_zone": _time_zone,
 }
 assert set(_PARSERS) == set(EDITABLE)
 

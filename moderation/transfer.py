@@ -80,6 +80,9 @@ def export_records(session: Session, *, now: dt.datetime) -> Iterator[tuple[str,
                 "url": post.url,
                 "closed": post.closed,
                 "created_at": _time(post.created_at),
+                "opens_at": _time(post.opens_at),
+                "closes_at": _time(post.closes_at),
+                "published_at": _time(post.published_at),
             },
         )
     public_ids = dict(session.execute(select(Comment.id, Comment.public_id)).all())
@@ -167,6 +170,8 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
             spam_terms=record.get("spam_terms", []),
             verify_email=record.get("verify_email", False),
             notify_emails=record.get("notify_emails", []),
+            closed_text=record.get("closed_text"),
+            time_zone=record.get("time_zone", "Europe/London"),
             created_at=_parse_time(record["created_at"]),
         )
         session.add(site)
@@ -201,6 +206,9 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
             url=record["url"],
             closed=record["closed"],
             created_at=_parse_time(record["created_at"]),
+            opens_at=_parse_time(record.get("opens_at")),
+            closes_at=_parse_time(record.get("closes_at")),
+            published_at=_parse_time(record.get("published_at")),
         )
         session.add(post)
         posts[(record["site"], record["key"])] = post

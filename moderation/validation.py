@@ -7,13 +7,14 @@ Messages follow the GOV.UK design system's style: they say what to do, in plain 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
-from moderation import i18n
+from moderation import i18n, posts
 from moderation.errors import ValidationFailed
 from moderation.sanitising import normalise_text
 
@@ -53,6 +54,8 @@ class CommentSubmission:
     notify_replies: bool = False
     # The language of the form ("en", "cy"; others are English), for the mail the author gets.
     lang: str = i18n.DEFAULT_LANGUAGE
+    # When the blog published the post (its embed's data-published), for the automatic close.
+    published: dt.datetime | None = None
 
 
 class _Fields:
@@ -129,6 +132,11 @@ def parse_submission(data: Mapping[str, object]) -> CommentSubmission:
     notify = fields.flag("notify")
     notify_replies = fields.flag("notify_replies")
     lang = data.get("lang", i18n.DEFAULT_LANGUAGE)
+    published = None
+    try:
+        published = posts.parse_published(data.get("published"))
+    except ValueError:
+        fields.errors["published"] = "Give the post's publication date, like 2024-03-28"
 
     if post is not None and not post.startswith("/"):
         fields.errors["post"] = "The post must be given by its path, starting with /"
@@ -159,4 +167,5 @@ def parse_submission(data: Mapping[str, object]) -> CommentSubmission:
         notify=notify,
         notify_replies=notify_replies,
         lang=i18n.language(lang),
+        published=published,
     )

@@ -23,7 +23,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from moderation.models import Comment, CommentStatus, Moderator, Post, Site
+from moderation.actions import moderate_comment
+from moderation.events import Actor
+from moderation.models import Comment, CommentStatus, Moderator, Post, Site, utcnow
 from moderation.sites import create_site
 from tests.browser import LiveServer, live_server, require_browser
 from tests.helpers import PASSWORD, make_moderator, make_token
@@ -226,6 +228,8 @@ def test_readers_with_and_without_javascript_comment_and_see_approved_comments(
     assert comment.status is CommentStatus.PENDING and not comment.signals
     found = service_post(server, post["key"])
     assert found is not None and found.title == title and found.url == post["url"]
+    # The post's publication date went with the form (the automatic close counts from it).
+    assert found.published_at is not None
 
     moderator = browser.new_context()
     queue = moderator.new_page()
@@ -385,6 +389,15 @@ def test_closing_comments_in_wordpress_closes_the_post_in_the_service(
         "body": "Before closing.",
     }
     assert api_submit(server, submit) == 202
+    # Approved: a theme shows a closed post's comments (and so the service's closed text) only
+    # when it has some (twentytwentyone: comments_open() || get_comments_number()).
+    with server.session() as session:
+        (comment,) = service_comments(server, post["key"])
+        moderate_comment(
+            session, editor(session), comment.public_id, "approve",
+            actor=Actor("editor", None), now=utcnow(),
+        )  # fmt: skip
+        session.commit()
     wp.php(
         f"wp_update_post( array( 'ID' => {post['id']}, 'comment_status' => 'closed' ) ); echo 'ok';"
     )

@@ -16,6 +16,7 @@ from moderation.cli import (
     db,
     moderators,
     personal_data,
+    posts,
     serving,
     sites,
     spam,
@@ -57,5 +58,6 @@ for command in (
     serving.demo,
     webhooks.webhook,
     spam.spam,
+    posts.post,
 ):
     main.add_command(command)

@@ -15,7 +15,7 @@ from sqlalchemy import Insert, Table, insert
 from sqlalchemy.orm import Session
 
 from moderation.events import rfc3339
-from moderation.models import Comment, CommentStatus, Event
+from moderation.models import Comment, CommentStatus, Event, Site
 from moderation.spam import held_for_personal_data
 
 
@@ -30,6 +30,9 @@ class EventType(enum.StrEnum):
     DELETED = "comment.deleted"
     RESTORED = "comment.restored"
     ERASED = "comment.erased"
+    # A post closed or opened again (data: the post and its site, no comment).
+    POST_CLOSED = "post.closed"
+    POST_OPENED = "post.opened"
     # Sent to one endpoint on request, never fanned out.
     WEBHOOK_TEST = "webhook.test"
 
@@ -83,6 +86,28 @@ def record_event(session: Session, type_: EventType, comment: Comment, *, now: d
                 "type": type_.value,
                 "timestamp": rfc3339(now),
                 "data": comment_data(comment),
+            },
+            "created_at": now,
+            "dispatched_at": None,
+        },
+    )
+
+
+def record_site_event(
+    session: Session, type_: EventType, site: Site, data: dict[str, Any], *, now: dt.datetime
+) -> None:
+    """Insert an outbox event about a site's post (no comment): ``data`` is the post, and the
+    site is added to it."""
+    session.execute(
+        _insert_event(),
+        {
+            "type": type_.value,
+            "site_id": site.id,
+            "comment_id": None,
+            "payload": {
+                "type": type_.value,
+                "timestamp": rfc3339(now),
+                "data": {"post": data, "site": {"slug": site.slug, "name": site.name}},
             },
             "created_at": now,
             "dispatched_at": None,

@@ -193,9 +193,11 @@
         body: textarea.value
       };
       // form_token (the time-trap) and website (the honeypot) go along as the no-JS form sends them.
-      ["post_title", "post_url", "parent_id", "form_token", "website"].forEach(function (name) {
-        if (form.elements[name].value) { data[name] = form.elements[name].value; }
-      });
+      ["post_title", "post_url", "parent_id", "form_token", "website", "published"]
+        .forEach(function (name) {
+          var field = form.elements[name];
+          if (field && field.value) { data[name] = field.value; }
+        });
       ["notify", "notify_replies"].forEach(function (name) {
         if (form.elements[name] && form.elements[name].checked) { data[name] = true; }
       });
@@ -292,8 +294,10 @@
     if (!site) { return; }
     var post = root.getAttribute("data-post") || location.pathname;
     var lang = root.getAttribute("data-lang") || document.documentElement.lang || "en";
+    var published = root.getAttribute("data-published");
     var url = base + "/embed/" + encodeURIComponent(site) + "/thread?post=" +
-      encodeURIComponent(post) + "&lang=" + encodeURIComponent(lang.split("-")[0].toLowerCase());
+      encodeURIComponent(post) + "&lang=" + encodeURIComponent(lang.split("-")[0].toLowerCase()) +
+      (published ? "&published=" + encodeURIComponent(published) : "");
     root.setAttribute("aria-busy", "true");
     fetch(url, { credentials: "omit" }).then(function (response) {
       if (!response.ok) { throw new Error(String(response.status)); }

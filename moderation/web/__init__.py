@@ -8,6 +8,7 @@ import zoneinfo
 
 from flask import Flask
 
+from moderation import i18n
 from moderation.events import rfc3339
 from moderation.web import (
     api,
@@ -35,9 +36,10 @@ def _display_zone() -> dt.tzinfo:
         return dt.UTC
 
 
-def long_date(moment: dt.datetime) -> str:
-    """GOV.UK style, in UK time with its zone: 29 November 2026 at 3:41pm GMT."""
-    local = moment.astimezone(_display_zone())
+def long_date(moment: dt.datetime, zone: str | None = None) -> str:
+    """GOV.UK style, in UK time (or a site's ``zone``) with its zone: 29 November 2026 at
+    3:41pm GMT."""
+    local = moment.astimezone(i18n.time_zone(zone) if zone else _display_zone())
     hour = local.hour % 12 or 12
     suffix = "am" if local.hour < 12 else "pm"
     return f"{local.day} {local:%B %Y} at {hour}:{local:%M}{suffix} {local:%Z}"

@@ -34,24 +34,24 @@ def strong_etag(*parts: object) -> str:
     return '"' + hashlib.blake2b(raw.encode(), digest_size=12).hexdigest() + '"'
 
 
-def thread_head(slug: str, key: str) -> ThreadHead | None:
+def thread_head(slug: str, key: str, published: dt.datetime | None = None) -> ThreadHead | None:
     """The thread's head (what its ETag is made of), from memory while the database is unchanged.
 
     It also leaves the site's origins for the CORS hook (embed.cors_for_site), so a public read
     never loads the site just for them.
     """
     heads: ThreadHeads = current_app.extensions["moderation.heads"]
-    head = heads.get(lambda: get_session().connection(), slug, key, now=now())
+    head = heads.get(lambda: get_session().connection(), slug, key, now=now(), published=published)
     if head is not None:
         g.site_origins = head.site_state[2]
     return head
 
 
-def thread_probe(slug: str, key: str) -> Probe:
+def thread_probe(slug: str, key: str, published: dt.datetime | None = None) -> Probe:
     """Reads a thread's head again, for the replay layer (see replay.Replayable)."""
 
     def probe(connection: Connection, at: dt.datetime) -> object:
-        return read_thread_head(connection, slug, key, now=at)
+        return read_thread_head(connection, slug, key, now=at, published=published)
 
     return probe
 

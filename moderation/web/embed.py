@@ -9,6 +9,7 @@ cache keyed by their ETag, which names the exact bytes.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -23,13 +24,15 @@ from flask.typing import ResponseReturnValue
 from markupsafe import escape
 from sqlalchemy.exc import SQLAlchemyError
 
-from moderation import comments, i18n, mail, verification
+from moderation import comments, i18n, mail, posts, verification
 from moderation.errors import (
+    Malformed,
     NotFound,
     ThreadClosed,
     UnsupportedMediaType,
     ValidationFailed,
 )
+from moderation.events import rfc3339
 from moderation.models import Post, Site
 from moderation.spam import FORM_TOKEN_FIELD, HONEYPOT_FIELD, form_token_shaped
 from moderation.validation import MAX_BODY, parse_submission
@@ -65,6 +68,7 @@ FORM_FIELDS = (
     "parent_id",
     "notify",
     "notify_replies",
+    "published",
 )
 # Strings embed.js needs, sent with the form so the script carries no catalogue of its own.
 SCRIPT_MESSAGES = (
@@ -134,6 +138,36 @@ def _lang() -> str:
     return i18n.language(request.args.get("lang"))
 
 
+def _published() -> dt.datetime | None:
+    """The post's publication date as the embed sent it (``?published=``, from the host page's
+    ``data-published``); a value that is no date is refused, not echoed."""
+    try:
+        return posts.parse_published(request.args.get("published"))
+    except ValueError:
+        raise Malformed(
+            "published is not a date.",
+            fields={"published": "Give the post's publication date, like 2024-03-28"},
+        ) from None
+
+
+def window_notices(
+    site: Site, post: Post | None, state: posts.PostState, lang: str
+) -> tuple[str, str | None]:
+    """What replaces a post's form when it takes no comments (the site's closed text, or when
+    its window opens), and the window's closing time while it is open."""
+    t = i18n.translator(lang)
+    closed = site.closed_text or t("closed")
+    if post is None:
+        return closed, None
+    if state is posts.PostState.NOT_YET_OPEN and post.opens_at is not None:
+        when = i18n.local_date_time(post.opens_at, site.time_zone, lang)
+        return t("opens_on", when=when), None
+    if state is posts.PostState.OPEN and post.closes_at is not None:
+        when = i18n.local_date_time(post.closes_at, site.time_zone, lang)
+        return closed, t("closes_on", when=when)
+    return closed, None
+
+
 def frame_ancestors(site: Site) -> str:
     return frame_ancestors_for(tuple(site.origins))
 
@@ -164,6 +198,7 @@ def render_thread(
     lang: str = i18n.DEFAULT_LANGUAGE,
     cursor: str | None = None,
     framed: bool | None = None,
+    published: dt.datetime | None = None,
 ) -> str:
     """The thread and the form for one post, as a fragment or a standalone page.
 
@@ -187,6 +222,10 @@ def render_thread(
     query: dict[str, Any] = {"post": key}
     if lang != i18n.DEFAULT_LANGUAGE:
         query["lang"] = lang
+    if published is not None:
+        query["published"] = rfc3339(published)
+    state = posts.thread_state(site, post, now(), published=published)
+    closed_notice, closes_notice = window_notices(site, post, state, lang)
     page_url = url_for("embed.thread", site=site.slug, page="1", _external=True, **query)
     messages = {name: t(name) for name in SCRIPT_MESSAGES}
     messages.update({f"field_{k}": v for k, v in i18n.FIELD_ERRORS.get(lang, {}).items()})
@@ -196,7 +235,13 @@ def render_thread(
         "post_key": key,
         "tree": comments.nest(shown),
         "count": count,
-        "closed": post is not None and comments.is_closed(post, now()),
+        "closed": state is not posts.PostState.OPEN,
+        "closed_notice": closed_notice,
+        "closes_notice": closes_notice,
+        # Only a post that has none stored needs its publication date sent with the comment.
+        "published_value": (
+            query["published"] if "published" in query and not (post and post.published_at) else ""
+        ),
         "values": values,
         "errors": _in_form_order(i18n.field_errors(lang, errors or {})),
         "skip_to_form": len(shown) >= SKIP_LINK_FROM,
@@ -243,12 +288,13 @@ def render_thread(
 def thread(site: str) -> Response:
     key = required_post_key()
     standalone = request.args.get("page") == "1"
-    head = thread_head(site, key)
+    published = _published()
+    head = thread_head(site, key, published)
     if head is None:
         raise NotFound("There is no site with that name.")
     etag = strong_etag(
         "thread", request.host, head.site_id, head.site_state, head.stamp.version,
-        head.stamp.closed, variant(),
+        head.stamp.state, variant(),
     )  # fmt: skip
     response = not_modified(etag, revalidate=True)
     token = None
@@ -259,7 +305,7 @@ def thread(site: str) -> Response:
             reply = request.args.get("reply", "")[:64]
             html = render_thread(
                 found, key, standalone=standalone, lang=_lang(), cursor=request.args.get("cursor"),
-                values={"parent_id": reply} if reply else None,
+                values={"parent_id": reply} if reply else None, published=published,
             )  # fmt: skip
             pieces = _rendered().put(etag, html.encode(), token_slot=True)
         # The cached body is kept in pieces around the token's slot: a fresh token goes in
@@ -269,7 +315,7 @@ def thread(site: str) -> Response:
         response = cacheable(Response(body, mimetype="text/html"), etag, revalidate=True)
     if standalone:
         response.headers["Content-Security-Policy"] = frame_ancestors_for(head.site_state[2])
-    mark_replayable(etag, site, token, state=head, probe=thread_probe(site, key))
+    mark_replayable(etag, site, token, state=head, probe=thread_probe(site, key, published))
     return response
 
 
@@ -299,16 +345,19 @@ def submit(site: str) -> ResponseReturnValue:
     key = required_post_key()
     standalone = request.args.get("page") == "1"
     values = {name: request.form.get(name, "") for name in FORM_FIELDS}
+    published = values["published"] or request.args.get("published", "")
     session = get_session()
     try:
-        submission = parse_submission({**values, "post": key, "lang": _lang()})
+        submission = parse_submission(
+            {**values, "post": key, "lang": _lang(), "published": published}
+        )
         comment = screen_and_submit(site, submission, request.form)
     except (ValidationFailed, ThreadClosed) as error:
         session.rollback()
         found = comments.get_site(session, site)
         page = render_thread(
             found, key, standalone=True, values=values, errors=error.fields, lang=_lang(),
-            framed=standalone,
+            framed=standalone, published=_published_or_none(published),
         )  # fmt: skip
         sent_token = request.form.get(FORM_TOKEN_FIELD, "")[:500]
         response = Response(fill_form_token(page, found.slug, sent_token), status=error.status)
@@ -328,6 +377,13 @@ def submit(site: str) -> ResponseReturnValue:
         back = url_for("embed.thread", site=site, post=key, page="1", lang=request.args.get("lang"))
         return redirect(f"{back}{anchor}", code=303)
     return redirect(f"{post.url}{anchor}", code=303)
+
+
+def _published_or_none(raw: str) -> dt.datetime | None:
+    try:
+        return posts.parse_published(raw)
+    except ValueError:
+        return None
 
 
 @bp.after_request

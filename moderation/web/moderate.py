@@ -35,7 +35,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
-from moderation import actions, audit, moderators, second_factor
+from moderation import actions, audit, moderators, posts, second_factor
 from moderation import queue as queues
 from moderation.comments import client_network, page_limit
 from moderation.db import become_writer, begin_as_writer
@@ -324,7 +324,37 @@ def queue() -> str:
         now=now(),
         back=request.full_path,
         focus=request.args.get("focus"),
+        posts=posts.posts_with_key(db, g.moderator, wanted.post, wanted.site)
+        if wanted.post
+        else [],
+        post_state=posts.post_state,
     )
+
+
+@bp.post("/posts/<action>")
+def post_action(action: str) -> ResponseReturnValue:
+    """Close a post to comments, or open it again (the queue's post filter view)."""
+    if action not in ("close", "open"):
+        raise NotFound("There is no such action on posts.")
+    db = get_session()
+    try:
+        found = posts.update_post(
+            db,
+            g.moderator,
+            request.form.get("site", ""),
+            request.form.get("post", ""),
+            posts.PostChanges(closed=action == "close"),
+            actor=_actor(),
+            now=now(),
+        )
+    except ServiceError as error:
+        db.rollback()
+        flash(" ".join([error.message, *error.fields.values()]), "error")
+    else:
+        db.commit()
+        state = "closed" if action == "close" else "open"
+        flash(f"Comments on {found.title or found.key} are {state}.", "message")
+    return redirect(back_to(request.form.get("next")), code=303)
 
 
 @bp.get("/comments/<comment_id>")

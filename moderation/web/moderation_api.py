@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 
-from moderation import actions, comments, importing, moderators, second_factor, sites
+from moderation import actions, comments, importing, moderators, posts, second_factor, sites
 from moderation import queue as queues
 from moderation.comments import client_network, page_limit
 from moderation.db import begin_as_writer
@@ -25,7 +25,14 @@ from moderation.events import Actor, rfc3339
 from moderation.models import ApiToken, Comment, CommentStatus, LoginSession, Moderator, Site
 from moderation.outbox.events import comment_data
 from moderation.web import devices, webhooks_api
-from moderation.web.context import client_address, json_object, now, save_body, settings
+from moderation.web.context import (
+    client_address,
+    json_object,
+    now,
+    required_post_key,
+    save_body,
+    settings,
+)
 from moderation.web.sessions import get_session
 
 bp = Blueprint("moderation_api", __name__, url_prefix="/api/v1/moderation")
@@ -42,6 +49,8 @@ QUERY_PARAMETERS = {
         "signal",
     },
     "moderation_api.import_comments": {"source"},
+    "moderation_api.get_post": {"post"},
+    "moderation_api.update_post": {"post"},
 }
 # An export is XML; WordPress serves its WXR download as RSS.
 EXPORT_TYPES = ("application/xml", "text/xml", "application/rss+xml")
@@ -197,6 +206,33 @@ def bulk() -> Response:
     )
     get_session().commit()
     return jsonify({"done": result.done, "refused": result.refused})
+
+
+# Posts: closing and reopening (moderators of the post's site) -----------------------------------
+
+
+@bp.get("/sites/<slug>/posts")
+def get_post(slug: str) -> Response:
+    """A post's state: closed by hand, its window, its publication date, and whether it takes
+    comments now."""
+    found = posts.find_post_for(get_session(), g.token.moderator, slug, required_post_key())
+    data = posts.post_data(found, now())
+    get_session().commit()
+    return jsonify(data)
+
+
+@bp.patch("/sites/<slug>/posts")
+def update_post(slug: str) -> Response:
+    """Close or open a post (``{"closed": bool}``), or set its window (``opens_at``,
+    ``closes_at``: RFC 3339, or null to clear)."""
+    key = required_post_key()
+    changes = posts.PostChanges.parse(json_object())
+    found = posts.update_post(
+        get_session(), g.token.moderator, slug, key, changes, actor=_actor(), now=now()
+    )
+    data = posts.post_data(found, now())
+    get_session().commit()
+    return jsonify(data)
 
 
 # Administration: admins only -------------------------------------------------------------------

@@ -23,6 +23,8 @@ LINES = {
     "comment.deleted": "comment deleted on {post}",
     "comment.restored": "comment back in the queue on {post}",
     "comment.erased": "comment erased on {post} (personal data request)",
+    "post.closed": "comments closed on {post}",
+    "post.opened": "comments opened again on {post}",
 }
 HELD_WITHOUT_SIGNALS = "every comment waits for approval"
 MAX_TITLE = 120
