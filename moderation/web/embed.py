@@ -69,7 +69,6 @@ FORM_FIELDS = (
 # Strings embed.js needs, sent with the form so the script carries no catalogue of its own.
 SCRIPT_MESSAGES = (
     "received",
-    "received_check_email",
     "failed",
     "sending",
     "characters_left",
@@ -188,7 +187,12 @@ def render_thread(
     if lang != i18n.DEFAULT_LANGUAGE:
         query["lang"] = lang
     page_url = url_for("embed.thread", site=site.slug, page="1", _external=True, **query)
+    verifying = verification.site_verifies(session, site)
     messages = {name: t(name) for name in SCRIPT_MESSAGES}
+    if verifying:
+        # One answer whether or not the address was verified before (comments.sender_answer).
+        messages["received"] = t("received_check_email")
+        messages["reply_received"] = t("reply_received_check_email")
     messages.update({f"field_{k}": v for k, v in i18n.FIELD_ERRORS.get(lang, {}).items()})
     context: dict[str, Any] = {
         "site": site,
@@ -205,7 +209,7 @@ def render_thread(
         "lang": lang,
         "count_label": i18n.count_label(lang, count),
         "standalone": standalone,
-        "verifying": verification.site_verifies(session, site),
+        "verifying": verifying,
         "mail_on": mail.enabled(session),
         "max_body": MAX_BODY,
         "page_url": page_url,
