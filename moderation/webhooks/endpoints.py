@@ -29,6 +29,7 @@ from moderation.models import (
     WebhookFormat,
 )
 from moderation.outbox.events import SUBSCRIBABLE, EventType
+from moderation.validation import split_url
 from moderation.webhooks.signing import generate_secret
 
 EVENT_TYPES = tuple(t.value for t in SUBSCRIBABLE)
@@ -88,15 +89,15 @@ def _audit(
 
 def check_endpoint_url(url: str, *, allow_http: bool) -> str:
     url = url.strip()
-    parts = urllib.parse.urlsplit(url)
+    if len(url) > 2000:
+        raise ValidationFailed(fields={"url": "The URL is too long."})
+    parts = split_url(url)
     allowed = ("https", "http") if allow_http else ("https",)
-    if parts.scheme not in allowed or not parts.hostname:
+    if parts is None or parts.scheme not in allowed or not parts.hostname:
         wanted = "an http or https" if allow_http else "an https"
         raise ValidationFailed(fields={"url": f"Enter {wanted} URL."})
     if parts.username is not None or parts.password is not None:
         raise ValidationFailed(fields={"url": "Leave credentials out of the URL."})
-    if len(url) > 2000:
-        raise ValidationFailed(fields={"url": "The URL is too long."})
     return url
 
 
