@@ -286,7 +286,7 @@ def test_urls_urlsplit_cannot_take_are_a_422_in_every_admin_path(
     )["id"]
     login(client)
     csrf = csrf_from(client.get("/moderate/admin/sites").get_data(as_text=True))
-    slowest = 0.0
+    costs: list[float] = []  # CPU seconds of each API request
     for value in HOSTILE_URLS:
         api: list[tuple[str, str, str, dict[str, object]]] = [
             ("post", "/api/v1/moderation/sites", "origins", {"slug": "s", "name": "S"}),
@@ -300,7 +300,7 @@ def test_urls_urlsplit_cannot_take_are_a_422_in_every_admin_path(
             body = {**rest, field: [value] if field == "origins" else value}
             started = time.thread_time()
             response = getattr(client, method)(path, json=body, headers=auth)
-            slowest = max(slowest, time.thread_time() - started)
+            costs.append(time.thread_time() - started)
             _refused(response, field, value)
         pages = [
             ("/moderate/admin/sites", {"slug": "s", "name": "S", "origins": value}),
@@ -311,5 +311,7 @@ def test_urls_urlsplit_cannot_take_are_a_422_in_every_admin_path(
             page = client.post(path, data={"csrf_token": csrf, **data})
             assert page.status_code == 422, (path, value[:40])
             # The form keeps what was typed (escaped, in its field); no message repeats it.
-    assert slowest < 0.25, f"a hostile URL took {slowest:.3f} s of CPU"
+    # Bounded: a backtracking check would take seconds on the 10 kB values (a wide margin for
+    # a loaded machine's pauses; typical is under 10 ms).
+    assert max(costs) < 1.0 and sum(costs) / len(costs) < 0.05, (max(costs), sum(costs))
     assert session.scalars(select(Site.slug)).all() == ["luac"]
