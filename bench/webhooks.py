@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from bench.common import migrated_app
 from moderation.config import load_settings
+from moderation.events import Actor
 from moderation.models import DeliveryStatus, Event, Site, WebhookDelivery, utcnow
 from moderation.sites import create_site
 from moderation.webhooks.endpoints import create_endpoint
@@ -68,7 +69,9 @@ def deliveries_per_second(url: str, consumer_url: str, workers: int) -> float:
         site_id = create_site(
             session, slug="bench", name="Bench", origins=["https://bench.example"]
         ).id
-        create_endpoint(session, url=consumer_url, allow_http=True, now=utcnow())
+        create_endpoint(
+            session, actor=Actor("bench"), url=consumer_url, allow_http=True, now=utcnow()
+        )
         session.commit()
     env = {
         **os.environ,
@@ -129,7 +132,11 @@ def submission_p50(url: str, endpoints: int) -> float:
         create_site(session, slug="bench", name="Bench", origins=["https://bench.example"])
         for n in range(endpoints):
             create_endpoint(
-                session, url=f"https://hooks{n}.example/in", allow_http=False, now=utcnow()
+                session,
+                actor=Actor("bench"),
+                url=f"https://hooks{n}.example/in",
+                allow_http=False,
+                now=utcnow(),
             )
         session.commit()
     client = app.test_client()

@@ -19,7 +19,7 @@ from moderation.comments import decode_cursor, encode_cursor
 from moderation.events import rfc3339
 from moderation.models import AuditEvent, Comment, Moderator, Site
 
-CSV_COLUMNS = ("at", "actor", "action", "site", "comment", "before", "after")
+CSV_COLUMNS = ("at", "actor", "action", "site", "comment", "before", "after", "post")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,9 +101,10 @@ def export_csv(session: Session, moderator: Moderator, wanted: AuditFilter) -> I
                 _safe_cell(event.actor),
                 event.action,
                 sites.get(event.site_id or 0, ""),
-                event.comment.public_id if event.comment else "",
+                event.comment_public_id or (event.comment.public_id if event.comment else ""),
                 _safe_cell(json.dumps(event.before, ensure_ascii=False)),
                 _safe_cell(json.dumps(event.after, ensure_ascii=False)),
+                _safe_cell(event.post_key or ""),
             ]
         )
         yield _drain(buffer)
@@ -146,6 +147,12 @@ ACTION_LABELS = {
     "post.close": "Closed a post to comments",
     "post.open": "Opened a post to comments",
     "post.update": "Changed a post's comment window",
+    "webhook.add": "Added a webhook endpoint",
+    "webhook.update": "Changed a webhook endpoint",
+    "webhook.enable": "Enabled a webhook endpoint",
+    "webhook.disable": "Disabled a webhook endpoint",
+    "webhook.rotate_secret": "Rotated a webhook endpoint's secret",
+    "retention.purge": "Purged data past its retention period",
 }
 # Texts longer than this many words are not compared on the page (the CSV has both whole).
 DIFF_MAX_WORDS = 3000

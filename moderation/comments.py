@@ -404,11 +404,18 @@ def nest(flat: Sequence[Comment]) -> list[ThreadNode]:
     return roots
 
 
-def status_for_sender(session: Session, comment: Comment) -> CommentStatus:
-    """The status a comment's sender is told. One filed as spam looks like any other (waiting
-    for its address to be confirmed where the site asks that, else held): bots learn nothing."""
-    if comment.status is not CommentStatus.SPAM:
-        return comment.status
+def sender_answer(session: Session, comment: Comment) -> tuple[CommentStatus, str]:
+    """What a submission's sender is told: a status and the key of the message to show.
+
+    Every comment a submission stores is received and not public, so the status is ``pending``
+    whatever happened to it: filed as spam (bots learn nothing), held, or waiting for its author
+    to confirm the address. On a site that confirms addresses the message is the same for an
+    address already verified and for one that is not, and says what to do in either case: the
+    answer must not tell anyone whether an address was ever verified (a verified address is
+    asked again under the trusted policy, so the answer cannot tell that either).
+    """
+    reply = comment.parent_id is not None
+    key = "reply_received" if reply else "received"
     if verification.site_verifies(session, comment.post.site):
-        return CommentStatus.UNCONFIRMED
-    return CommentStatus.PENDING
+        key += "_check_email"
+    return CommentStatus.PENDING, key

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 PREFIX = "MODERATION_"
 # Former settings, now constants in the module that uses them (CHANGELOG.md says where). A
@@ -219,6 +220,10 @@ class Settings:
                 "address) and MODERATION_PUBLIC_URL (https://... where this service is reached, "
                 "for the links in mail) too"
             )
+        if self.public_url and not _http_address(self.public_url):
+            raise ConfigError(
+                "MODERATION_PUBLIC_URL must be an http(s) address, like https://comments.example.org"
+            )
         if self.mfa_required not in ("", "off", "admins", "all"):
             raise ConfigError(
                 f"MODERATION_MFA_REQUIRED must be off, admins or all, not {self.mfa_required!r}"
@@ -287,3 +292,13 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     settings = Settings(**{name: _coerce(fields[name], raw) for name, raw in values.items()})
     settings.check()
     return settings
+
+
+def _http_address(url: str) -> bool:
+    """An http(s) URL with a host and a port that is a port (urlsplit raises on ``http://[``)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a port that is no port)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -54,6 +54,13 @@ class AuditAction(enum.StrEnum):
     POST_CLOSE = "post.close"
     POST_OPEN = "post.open"
     POST_UPDATE = "post.update"
+    # Webhook endpoints (docs/webhooks.md) and the retention purge (one row per batch).
+    WEBHOOK_ADD = "webhook.add"
+    WEBHOOK_UPDATE = "webhook.update"
+    WEBHOOK_ENABLE = "webhook.enable"
+    WEBHOOK_DISABLE = "webhook.disable"
+    WEBHOOK_ROTATE_SECRET = "webhook.rotate_secret"  # noqa: S105 (an action's name)
+    RETENTION_PURGE = "retention.purge"
 
 
 # The actions on comments, which the audit page filters by.
@@ -88,7 +95,10 @@ def record_audit(
 ) -> AuditEvent:
     """Add an audit event for an action on ``comment`` to the session's transaction."""
     metrics.count_action(session, action, actor.source)
-    return _audit(session, actor, action, comment.post.site_id, comment.id, before, after, now)
+    audit = _audit(session, actor, action, comment.post.site_id, comment.id, before, after, now)
+    audit.comment_public_id = comment.public_id
+    audit.post_key = comment.post.key
+    return audit
 
 
 def record_admin_audit(

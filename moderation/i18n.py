@@ -49,8 +49,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "moderation_note": "Comments are checked by the blog team before they are published.",
         "received": "Thank you. Your comment will be published once a moderator has approved it.",
         "received_check_email": (
-            "Thank you. Check your email: open the link we sent you to confirm your address, "
-            "and your comment will go to the moderators."
+            "Thank you. Your comment will be published once a moderator has approved it. If we "
+            "have sent you an email, check your email and open its link to confirm your address "
+            "first: until then, the moderators do not see your comment."
         ),
         "notify_legend": "Email me (optional)",
         "notify_label": "when my comment is approved or rejected",
@@ -80,6 +81,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "wait_minutes": "You can send another comment in {n} minutes.",
         "reply_received": (
             "Thank you. Your reply will be published once a moderator has approved it."
+        ),
+        "reply_received_check_email": (
+            "Thank you. Your reply will be published once a moderator has approved it. If we "
+            "have sent you an email, check your email and open its link to confirm your address "
+            "first: until then, the moderators do not see your reply."
         ),
         # Mail to commenters (confirm, approved, rejected, reply) and the pages of its links.
         "mail_why": "You are receiving this because you asked to be told about your comment.",
@@ -173,8 +179,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
             "wedi'i gymeradwyo."
         ),
         "received_check_email": (
-            "Diolch. Gwiriwch eich e-bost: agorwch y ddolen a anfonwyd atoch i gadarnhau eich "
-            "cyfeiriad, a bydd eich sylw yn mynd at y cymedrolwyr."
+            "Diolch. Bydd eich sylw yn cael ei gyhoeddi unwaith y bydd cymedrolwr wedi'i "
+            "gymeradwyo. Os ydym wedi anfon e-bost atoch, gwiriwch eich e-bost ac agorwch y "
+            "ddolen ynddo i gadarnhau eich cyfeiriad yn gyntaf: tan hynny, ni fydd y "
+            "cymedrolwyr yn gweld eich sylw."
         ),
         "notify_legend": "Anfonwch e-bost ataf (dewisol)",
         "notify_label": "pan fydd fy sylw yn cael ei gymeradwyo neu ei wrthod",
@@ -210,6 +218,12 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "reply_received": (
             "Diolch. Bydd eich ateb yn cael ei gyhoeddi unwaith y bydd cymedrolwr "
             "wedi'i gymeradwyo."
+        ),
+        "reply_received_check_email": (
+            "Diolch. Bydd eich ateb yn cael ei gyhoeddi unwaith y bydd cymedrolwr wedi'i "
+            "gymeradwyo. Os ydym wedi anfon e-bost atoch, gwiriwch eich e-bost ac agorwch y "
+            "ddolen ynddo i gadarnhau eich cyfeiriad yn gyntaf: tan hynny, ni fydd y "
+            "cymedrolwyr yn gweld eich ateb."
         ),
         "mail_why": "Rydych yn cael yr e-bost hwn am i chi ofyn am gael gwybod am eich sylw.",
         "mail_stop": "Atal y negeseuon e-bost hyn",

@@ -87,6 +87,12 @@ SPAM_OVERTURNS = Counter(
     ["site", "kind"],
     registry=None,
 )
+RESOLVER_DOWN = Counter(
+    "moderation_deliverability_resolver_down",
+    "Email deliverability checks answered unknown because the DNS resolver itself does not work "
+    "(it resolves none of the names that must exist); no address is refused for its domain then.",
+    registry=None,
+)
 OWN_METRICS = (
     SUBMISSIONS,
     ACTIONS,
@@ -95,6 +101,7 @@ OWN_METRICS = (
     REQUEST_SECONDS,
     SPAM_VERDICTS,
     SPAM_OVERTURNS,
+    RESOLVER_DOWN,
 )
 # Each endpoint's timer, looked up once: labels() costs as much again as observe().
 _REQUEST_TIMERS: dict[str, Histogram] = {}

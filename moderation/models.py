@@ -487,6 +487,10 @@ class AuditEvent(Base):
     )
     before: Mapped[dict[str, Any]] = mapped_column(default=dict)
     after: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Kept on the row itself: the audit still names the comment and its post once the comment
+    # is deleted (by a retention purge, say), which sets comment_id to NULL.
+    comment_public_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    post_key: Mapped[str | None] = mapped_column(String(500), default=None)
 
     comment: Mapped[Comment | None] = relationship(lazy="select", viewonly=True)
 

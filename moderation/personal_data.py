@@ -23,7 +23,7 @@ from moderation import duplicates, learning, verification
 from moderation.config import Settings
 from moderation.db import write_transaction
 from moderation.errors import ValidationFailed
-from moderation.events import Actor, AuditAction, record_audit, rfc3339
+from moderation.events import Actor, AuditAction, record_admin_audit, record_audit, rfc3339
 from moderation.models import (
     AuditEvent,
     Comment,
@@ -212,11 +212,22 @@ class PurgeReport:
     originals_cleared: int = 0
 
 
+# Who the audit names for the workers' daily purge.
+RETENTION_ACTOR = Actor("automatic (retention)", None, "worker")
+
+
 def purge_expired(
-    session: Session, retention: Retention, *, now: dt.datetime, dry_run: bool = False
+    session: Session,
+    retention: Retention,
+    *,
+    now: dt.datetime,
+    dry_run: bool = False,
+    actor: Actor = RETENTION_ACTOR,
 ) -> PurgeReport:
     """Drop client data older than its retention period and delete old rejected and spam
-    comments; with ``dry_run`` only count what would go."""
+    comments; with ``dry_run`` only count what would go. A purge that changes anything is
+    audited as one row with its counts (the audit rows of the comments it deletes keep their
+    public ids and post keys)."""
     client_cutoff = now - dt.timedelta(days=retention.client_data_days)
     has_client_data = (Comment.submitted_at < client_cutoff) & (
         Comment.client_network.is_not(None) | Comment.user_agent.is_not(None)
@@ -263,7 +274,24 @@ def purge_expired(
             .execution_options(synchronize_session=False)
         )
         session.execute(delete(Comment).where(expired).execution_options(synchronize_session=False))
-    return PurgeReport(cleared, deleted, dry_run, never_confirmed, originals)
+    report = PurgeReport(cleared, deleted, dry_run, never_confirmed, originals)
+    counts = {
+        "client_data_cleared": cleared,
+        "originals_cleared": originals,
+        "comments_deleted": deleted,
+        "unconfirmed_deleted": never_confirmed,
+    }
+    if not dry_run and any(counts.values()):
+        record_admin_audit(
+            session,
+            actor,
+            AuditAction.RETENTION_PURGE,
+            site_id=None,
+            before={},
+            after={**counts, "retention_days": dataclasses.asdict(retention)},
+            now=now,
+        )
+    return report
 
 
 def purge_if_due(

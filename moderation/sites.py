@@ -8,7 +8,6 @@ import re
 import types
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
@@ -18,6 +17,7 @@ from moderation import i18n, mail
 from moderation.errors import ValidationFailed
 from moderation.events import Actor, AuditAction, record_admin_audit
 from moderation.models import ModerationPolicy, Site, utcnow
+from moderation.validation import split_url
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 EDITABLE = (
@@ -45,10 +45,15 @@ VERIFY_NEEDS_MAIL = (
 )
 
 
+MAX_ORIGIN = 300
+MAX_URL = 2000
+
+
 def normalise_origin(value: str) -> str:
-    """``https://Example.org/`` -> ``https://example.org``; refuse what is not an origin."""
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """``https://Example.org/`` -> ``https://example.org``; refuse what is not an origin (the
+    reason never repeats the value)."""
+    parts = split_url(value.strip()) if len(value) <= MAX_ORIGIN else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("an origin is http(s)://host[:port]")
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         raise ValueError("an origin has no path, query, fragment or user")
@@ -57,11 +62,11 @@ def normalise_origin(value: str) -> str:
 
 def _origins(values: list[str], errors: dict[str, str]) -> list[str]:
     cleaned: list[str] = []
-    for origin in values:
+    for position, origin in enumerate(values, start=1):
         try:
             cleaned.append(normalise_origin(origin))
         except ValueError as exc:
-            errors["origins"] = f"{origin!r} is not an origin: {exc}"
+            errors["origins"] = f"Origin {position} is not an origin: {exc}"
     if not cleaned:
         errors.setdefault("origins", "Give at least one origin, like https://blog.example.gov.uk")
     return cleaned
@@ -114,10 +119,11 @@ def _plain(value: Any) -> Any:
 def _optional_url(raw: object, field: str, errors: dict[str, str]) -> str | None:
     if raw in (None, ""):
         return None
-    if not isinstance(raw, str) or urlsplit(raw).scheme not in ("http", "https") or len(raw) > 2000:
+    parts = split_url(raw) if isinstance(raw, str) and len(raw) <= MAX_URL else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         errors[field] = "Give an address starting with https://"
         return None
-    return raw
+    return str(raw)
 
 
 def _addresses(raw: object, errors: dict[str, str]) -> list[str]:

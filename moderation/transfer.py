@@ -136,6 +136,9 @@ def export_records(session: Session, *, now: dt.datetime) -> Iterator[tuple[str,
                 "comment_id": public_ids.get(audit.comment_id) if audit.comment_id else None,
                 "before": audit.before,
                 "after": audit.after,
+                # The comment's names kept by the row, deleted comments' too.
+                "comment": audit.comment_public_id,
+                "post": audit.post_key,
             },
         )
 
@@ -271,6 +274,8 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
                 comment_id=comments.get(record["comment_id"]) if record["comment_id"] else None,
                 before=record["before"],
                 after=record["after"],
+                comment_public_id=record.get("comment") or record["comment_id"],
+                post_key=record.get("post"),
             )
         )
         added["audit_events"] += 1

@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 import re
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -110,6 +110,18 @@ class _Fields:
             )
             return None
         return value
+
+
+def split_url(url: str) -> SplitResult | None:
+    """``url`` split into its parts, or None where it cannot be an address at all: an unclosed
+    or invalid IPv6 literal (``http://[``), a port that is no port (``https://x:99999``).
+    urlsplit raises ValueError on those; every caller that checks a URL goes through here."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a port out of range or not a number)
+    except ValueError:
+        return None
+    return parts
 
 
 def _scheme(url: str) -> str:

@@ -207,6 +207,9 @@ def _command_environment(tmp_path: Path, env: dict[str, str] | None) -> dict[str
         MODERATION_SECRET_KEY=TEST_SECRET,
         MODERATION_FAST_PASSWORD_HASHING="true",
         MODERATION_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}",
+        # As in settings_for_tests: DNS only in its own tests (the machine's resolver is no
+        # part of the test); they turn it on.
+        MODERATION_CHECK_DELIVERABILITY="false",
     )
     base.update(env or {})
     return base

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import random
+import time
+import urllib.parse
+
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
 
 from moderation.models import ApiToken, AuditEvent, ModerationPolicy, Moderator, Role, Site
 from tests.helpers import csrf_from, json_of, login, make_moderator, make_site, make_token
@@ -213,3 +218,100 @@ def test_a_site_sets_its_own_privacy_text(client: FlaskClient, session: Session)
     assert json_of(patched)["privacy_text"] == text
     page = client.get(fragment).get_data(as_text=True)
     assert text in page and default not in page
+
+
+def _unsplittable(value: str) -> bool:
+    """Whether urllib's urlsplit refuses the value (or its port): the values that gave a 500."""
+    try:
+        urllib.parse.urlsplit(value.strip()).port  # noqa: B018
+    except ValueError:
+        return True
+    return False
+
+
+def _hostile_urls() -> list[str]:
+    named = [
+        "http://[",
+        "https://[",
+        "http://[::1",
+        "https://[::1]:99999",
+        "http://]",
+        "https://[zz::1]",
+        "https://[fe80::1%25eth0",
+        "https://x:99999",
+        "https://x:-1",
+        "https://x:port",
+        "https://x:1:2",
+        "http://[" * 1200,  # about 10 kB
+        "https://[" + ":" * 9980 + "]",
+        "https://user@[::1:",
+        "  http://[  ",
+    ]
+    pieces = ["[", "]", ":", "::1", "%", "@", "/", "?", "#", "x", "99999", "-1", "v1."]
+    generated = [
+        random.Random(seed).choice(["http://", "https://"])
+        + "".join(random.Random(seed).choices(pieces, k=6))
+        for seed in range(400)
+    ]
+    return named + [v for v in dict.fromkeys(generated) if _unsplittable(v)][:30]
+
+
+HOSTILE_URLS = _hostile_urls()
+
+
+def _refused(response: TestResponse, field: str, value: str) -> None:
+    """A 422 in the documented error shape, naming the field, never repeating the value."""
+    assert response.status_code == 422, (value[:40], response.get_data(as_text=True)[:300])
+    error = json_of(response)["error"]
+    assert error["code"] == "validation_failed" and set(error) == {"code", "message", "fields"}
+    assert field in error["fields"]
+    if len(value.strip()) > 8:
+        assert value.strip() not in response.get_data(as_text=True)
+
+
+def test_urls_urlsplit_cannot_take_are_a_422_in_every_admin_path(
+    client: FlaskClient, session: Session
+) -> None:
+    """``http://[`` (and a port that is no port) made urlsplit raise: a 500 from the sites'
+    origins and addresses and from webhook endpoint URLs, in the API and the admin pages."""
+    assert len(HOSTILE_URLS) > 30 and all(_unsplittable(v) for v in HOSTILE_URLS)
+    make_site(session)
+    auth = {"Authorization": f"Bearer {make_token(session, make_moderator(session))}"}
+    endpoint = json_of(
+        client.post(
+            "/api/v1/moderation/webhooks",
+            json={"url": "https://hooks.example.org/in"},
+            headers=auth,
+        )
+    )["id"]
+    login(client)
+    csrf = csrf_from(client.get("/moderate/admin/sites").get_data(as_text=True))
+    costs: list[float] = []  # CPU seconds of each API request
+    for value in HOSTILE_URLS:
+        api: list[tuple[str, str, str, dict[str, object]]] = [
+            ("post", "/api/v1/moderation/sites", "origins", {"slug": "s", "name": "S"}),
+            ("patch", "/api/v1/moderation/sites/luac", "origins", {}),
+            ("patch", "/api/v1/moderation/sites/luac", "privacy_notice_url", {}),
+            ("patch", "/api/v1/moderation/sites/luac", "comment_policy_url", {}),
+            ("post", "/api/v1/moderation/webhooks", "url", {}),
+            ("patch", f"/api/v1/moderation/webhooks/{endpoint}", "url", {}),
+        ]
+        for method, path, field, rest in api:
+            body = {**rest, field: [value] if field == "origins" else value}
+            started = time.thread_time()
+            response = getattr(client, method)(path, json=body, headers=auth)
+            costs.append(time.thread_time() - started)
+            _refused(response, field, value)
+        pages = [
+            ("/moderate/admin/sites", {"slug": "s", "name": "S", "origins": value}),
+            ("/moderate/admin/sites/luac", {"privacy_notice_url": value}),
+            ("/moderate/webhooks/", {"url": value}),
+        ]
+        for path, data in pages:
+            page = client.post(path, data={"csrf_token": csrf, **data})
+            assert page.status_code == 422, (path, value[:40])
+            # The form keeps what was typed (escaped, in its field); no message repeats it.
+    # Bounded: a backtracking check would take seconds on the 10 kB values (a wide margin for
+    # a loaded machine's pauses; typical is under 10 ms).
+    assert max(costs) < 1.0 and sum(costs) / len(costs) < 0.05, (max(costs), sum(costs))
+    assert session.scalars(select(Site.slug)).all() == ["luac"]

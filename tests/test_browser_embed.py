@@ -370,8 +370,8 @@ def test_with_the_script_a_commenter_who_must_confirm_is_told_to_check_their_ema
         page.check("#cm-notify")
         page.click("button[type=submit]")
         page.wait_for_selector("#comment-submitted.cm-notice--shown")
-        announced(page, "Check your email")
-        assert "Check your email" in page.text_content("#comment-submitted")
+        announced(page, "check your email and open its link")
+        assert "check your email and open its link" in page.text_content("#comment-submitted")
         (stored,) = comments_of(server, key)
         assert stored.status is CommentStatus.UNCONFIRMED and stored.notify_decision is True
         context.close()

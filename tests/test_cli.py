@@ -116,6 +116,9 @@ def test_settings_come_from_the_environment_and_a_toml_file(tmp_path: Path) -> N
         load_settings({"MODERATION_CONFIG_FILE": str(toml), "MODERATION_ENV": "development"})
     with pytest.raises(ConfigError, match="only allowed in testing"):
         load_settings({"MODERATION_ENV": "development", "MODERATION_FAST_PASSWORD_HASHING": "true"})
+    for address in ("http://[", "https://x:99999", "comments.example.org"):
+        with pytest.raises(ConfigError, match="MODERATION_PUBLIC_URL must be an http"):
+            load_settings({"MODERATION_ENV": "development", "MODERATION_PUBLIC_URL": address})
 
 
 def test_a_removed_setting_still_starts_with_a_warning(

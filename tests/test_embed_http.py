@@ -18,14 +18,16 @@ from pathlib import Path
 import pytest
 from flask import Flask, request
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, event, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, event, select, update
+from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
 
 from moderation import create_app, schema
 from moderation.actions import moderate_comment, reply_as_blog
+from moderation.db import make_engine
 from moderation.events import Actor
 from moderation.models import Comment, Moderator, Post, utcnow
+from moderation.publishing import ThreadHeads
 from moderation.spam import form_token_age, issue_form_token
 from moderation.web import replay
 from moderation.web.embed import FORM_TOKEN_SLOT
@@ -35,6 +37,7 @@ from tests.helpers import (
     TEST_SECRET,
     comment_json,
     json_of,
+    make_app,
     make_moderator,
     make_site,
     settings_for_tests,
@@ -193,7 +196,127 @@ def test_the_iframe_page_may_be_framed_by_the_site_origins_only(
     assert f"frame-ancestors {ORIGIN};" in csp
     assert "*" not in csp
     assert f'data-cm-origins="{ORIGIN}"' in page.get_data(as_text=True)
-    assert "Content-Security-Policy" not in client.get(THREAD).headers
+
+
+def policy(response: TestResponse) -> dict[str, str]:
+    """The response's Content-Security-Policy, by directive; it must be one that lets nothing
+    run or load from elsewhere."""
+    directives: dict[str, str] = {}
+    for part in response.headers["Content-Security-Policy"].split(";"):
+        name, _, value = part.strip().partition(" ")
+        directives[name] = value
+    assert directives["default-src"] == "'self'" and directives["script-src"] == "'self'"
+    assert directives["object-src"] == "'none'" and directives["base-uri"] == "'none'"
+    assert "unsafe" not in response.headers["Content-Security-Policy"]
+    assert "*" not in response.headers["Content-Security-Policy"]
+    return directives
+
+
+FORM = {"author_name": "Ada", "author_email": "ada@example.com", "body": "Hello there."}
+
+
+@pytest.mark.parametrize(
+    ("kind", "method", "path", "data", "status"),
+    [
+        ("fragment", "GET", THREAD, None, 200),
+        ("standalone page", "GET", THREAD + "&page=1", None, 200),
+        ("form post", "POST", THREAD, FORM, 303),
+        ("form with errors", "POST", THREAD, {**FORM, "author_email": "nope"}, 422),
+        ("no post key", "GET", "/embed/luac/thread", None, 400),
+        ("wrong content type", "POST", THREAD, "plain text", 415),
+        ("too large", "POST", THREAD, {**FORM, "body": "x" * 70_000}, 413),
+    ],
+)
+def test_every_embed_response_of_a_known_site_is_framed_by_its_origins_only(
+    client: FlaskClient,
+    session: Session,
+    kind: str,
+    method: str,
+    path: str,
+    data: object,
+    status: int,
+) -> None:
+    """Error pages under /embed and the fragment carried no CSP: any page could frame them."""
+    make_site(session)
+    response = client.open(path, method=method, data=data)
+    assert response.status_code == status, kind
+    directives = policy(response)
+    assert directives["frame-ancestors"] == ORIGIN, kind
+    assert directives["form-action"] == f"'self' {ORIGIN}", kind
+
+
+def test_a_revalidated_thread_keeps_its_policy(client: FlaskClient, session: Session) -> None:
+    make_site(session)
+    first = client.get(THREAD)
+    again = client.get(THREAD, headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
+    assert policy(again)["frame-ancestors"] == ORIGIN
+
+
+@pytest.mark.parametrize(
+    ("kind", "method", "path", "status"),
+    [
+        ("unknown site", "GET", f"/embed/nosuch/thread?post={POST_KEY}", 404),
+        ("unknown site, form post", "POST", f"/embed/nosuch/thread?post={POST_KEY}", 404),
+        ("no such page", "GET", "/embed/luac/elsewhere", 404),
+        ("the prefix alone", "GET", "/embed", 404),
+        ("method not allowed", "DELETE", THREAD, 405),
+    ],
+)
+def test_an_embed_response_whose_site_is_not_known_is_framed_by_nobody(
+    client: FlaskClient, session: Session, kind: str, method: str, path: str, status: int
+) -> None:
+    make_site(session)
+    response = client.open(path, method=method, data=FORM if method == "POST" else None)
+    assert response.status_code == status, kind
+    assert policy(response)["frame-ancestors"] == "'none'", kind
+    assert policy(response)["form-action"] == "'self'", kind
+
+
+def test_a_rate_limited_form_post_is_framed_by_its_site(
+    session: Session, engine: Engine, connection: Connection
+) -> None:
+    make_site(session)
+    client = make_app(
+        engine, connection, ratelimit_enabled=True, ratelimit_email="1/minute"
+    ).test_client()
+    assert client.post(THREAD, data=FORM).status_code == 303
+    limited = client.post(THREAD, data={**FORM, "body": "Hello again."})
+    assert limited.status_code == 429
+    assert policy(limited)["frame-ancestors"] == ORIGIN
+
+
+def test_an_unexpected_error_page_is_framed_by_its_site(
+    client: FlaskClient, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_site(session)
+
+    def broken(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("a fault injected into rendering")
+
+    monkeypatch.setattr("moderation.web.embed.render_thread", broken)
+    response = client.get(THREAD)
+    assert response.status_code == 500
+    assert policy(response)["frame-ancestors"] == ORIGIN
+
+
+def test_a_database_outage_page_is_framed_by_the_site_this_process_last_saw(
+    client: FlaskClient, session: Session
+) -> None:
+    """The page that gives a commenter's text back must still show in the site's iframe; a
+    process that never saw the site frames it for nobody."""
+    make_site(session)
+    assert policy(client.get(THREAD + "&page=1"))["frame-ancestors"] == ORIGIN
+    dead = make_engine("postgresql://nobody@127.0.0.1:1/none")
+    client.application.extensions["moderation.sessionmaker"] = sessionmaker(dead)
+    client.application.extensions["moderation.heads"] = ThreadHeads(None)
+    down = client.post(THREAD + "&page=1", data=FORM)
+    assert down.status_code == 503
+    assert policy(down)["frame-ancestors"] == ORIGIN
+    never = create_app(settings_for_tests(database_url="postgresql://nobody@127.0.0.1:1/none"))
+    unknown = never.test_client().post(THREAD + "&page=1", data=FORM)
+    assert unknown.status_code == 503
+    assert policy(unknown)["frame-ancestors"] == "'none'"
 
 
 def test_a_closed_thread_refuses_submissions_with_403_and_says_so(

@@ -574,7 +574,9 @@ def test_administrators_hear_when_a_webhook_endpoint_is_disabled(
     now = dt.datetime.now(dt.UTC)
     with running_consumer() as consumer:
         consumer.default = "410"
-        endpoint = create_endpoint(mail_session, url=consumer.url, allow_http=True, now=now)
+        endpoint = create_endpoint(
+            mail_session, actor=Actor("test"), url=consumer.url, allow_http=True, now=now
+        )
         mail_session.commit()
         submit(mail_client)
         settings = mail_settings(

@@ -24,6 +24,7 @@ from moderation import metrics, schema
 from moderation.comments import submit_comment
 from moderation.db import make_engine
 from moderation.errors import ValidationFailed
+from moderation.events import Actor
 from moderation.models import Event
 from moderation.outbox import webhooks as wd
 from moderation.spam import DeliverabilityCheck, Evidence, MailDomain, Pipeline
@@ -225,7 +226,7 @@ def test_webhook_deliveries_by_outcome_and_the_oldest_undelivered_event(
     factory: sessionmaker[Session] = session_factory(connection)
     t0 = dt.datetime.now(dt.UTC)
     with running_consumer(script=["500"]) as consumer:
-        create_endpoint(session, url=consumer.url, allow_http=True, now=t0)
+        create_endpoint(session, actor=Actor("test"), url=consumer.url, allow_http=True, now=t0)
         session.commit()
         scraper.post("/api/v1/sites/luac/comments", json=comment_json())
         created = session.scalars(select(Event.created_at)).one()
@@ -336,7 +337,13 @@ def test_several_processes_sum_in_multiprocess_mode(
         _get(f"{base}/healthz")  # a new connection each: either worker may answer
     with running_consumer() as consumer, Session(engine) as session:
         make_site(session)
-        create_endpoint(session, url=consumer.url, allow_http=True, now=dt.datetime.now(dt.UTC))
+        create_endpoint(
+            session,
+            actor=Actor("test"),
+            url=consumer.url,
+            allow_http=True,
+            now=dt.datetime.now(dt.UTC),
+        )
         session.commit()
         request = urllib.request.Request(
             f"{base}/api/v1/sites/luac/comments",

@@ -214,6 +214,56 @@ def bodies(session: Session) -> set[str]:
     return set(session.scalars(select(Comment.body_text)))
 
 
+def test_a_purge_is_audited_once_with_its_counts_and_the_audit_outlives_the_comments(
+    client: FlaskClient, session: Session
+) -> None:
+    """A retention purge left no audit row, and the audit rows of the comments it deleted lost
+    their comment (a blank comment id in the CSV)."""
+    make_site(session)
+    auth = {"Authorization": f"Bearer {make_token(session, make_moderator(session))}"}
+    ids = [
+        json_of(client.post("/api/v1/sites/luac/comments", json=comment_json(body=f"Old {n}")))[
+            "id"
+        ]
+        for n in range(3)
+    ]
+    for public_id in ids:
+        client.post(f"/api/v1/moderation/comments/{public_id}/reject", headers=auth)
+    session.expire_all()
+    for comment in session.scalars(select(Comment)):
+        comment.moderated_at = NOW - dt.timedelta(days=91)
+        comment.submitted_at = NOW - dt.timedelta(days=91)
+    session.commit()
+
+    purge_expired(session, Retention(30, 90), now=NOW, dry_run=True)
+    purge_expired(session, Retention(30, 90), now=NOW)
+    session.commit()
+    session.expire_all()
+    assert session.scalars(select(Comment)).all() == []
+    rows = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+    rejects = [r for r in rows if r.action == "reject"]
+    assert [(r.comment_id, r.comment_public_id, r.post_key) for r in rejects] == [
+        (None, public_id, POST_KEY) for public_id in ids
+    ]
+    [purge] = [r for r in rows if r.action == "retention.purge"]  # one for the batch
+    assert purge.actor == "automatic (retention)" and purge.site_id is None
+    assert purge.after["comments_deleted"] == 3 and purge.after["client_data_cleared"] == 3
+    assert purge.after["retention_days"]["rejected_days"] == 90
+
+    purge_expired(session, Retention(30, 90), now=NOW + dt.timedelta(days=1))  # nothing left
+    session.commit()
+    assert session.scalar(select(func.count()).select_from(AuditEvent)) == len(rows)
+
+    login(client)
+    csv_text = client.get("/moderate/audit?format=csv").get_data(as_text=True)
+    for public_id in ids:
+        assert f",{public_id}," in csv_text
+    assert csv_text.count(POST_KEY) == 3
+    page = client.get("/moderate/audit").get_data(as_text=True)
+    assert f"comment {ids[0]} on {POST_KEY} (since deleted)" in page
+    assert "Purged data past its retention period" in page
+
+
 def test_the_worker_purges_once_a_day_on_an_injected_clock(
     client: FlaskClient, session: Session, connection: Connection
 ) -> None:
@@ -293,9 +343,14 @@ def test_after_erasure_no_trace_of_the_address_remains_in_tables_outbox_or_logs(
     with running_consumer(default="echo") as personal, running_consumer() as plain:
         # Events wait undispatched in the outbox until a worker fans them out to the endpoints.
         create_endpoint(
-            session, url=personal.url, allow_http=True, now=NOW, include_personal_data=True
+            session,
+            actor=Actor("test"),
+            url=personal.url,
+            allow_http=True,
+            now=NOW,
+            include_personal_data=True,
         )
-        create_endpoint(session, url=plain.url, allow_http=True, now=NOW)
+        create_endpoint(session, actor=Actor("test"), url=plain.url, allow_http=True, now=NOW)
         session.commit()
         form = {**comment_json(author_email=ADDRESS, author_name="Erin Private"), "body": "Form"}
         posted = client.post(

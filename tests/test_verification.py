@@ -69,8 +69,8 @@ def test_a_comment_waits_for_its_author_to_confirm_the_address(
     verifying_site(mail_session)
     make_moderator(mail_session, "mod1", role=Role.MODERATOR, sites=("luac",))
     sent = submit(mail_client)
-    assert sent["status"] == "unconfirmed"
-    assert "Check your email" in sent["message"]
+    assert sent["status"] == "pending"
+    assert "check your email and open its link" in sent["message"]
     assert comment(mail_session, sent["id"]).status is CommentStatus.UNCONFIRMED
     assert mail_session.scalars(select(Event)).all() == []  # comment.submitted only once confirmed
     queue_token = make_token(mail_session, make_moderator(mail_session, "admin"))
@@ -152,7 +152,7 @@ def test_a_trusted_address_is_published_on_confirmation_only(
 
     # Anyone may type a trusted address: the comment waits for the address's owner to confirm.
     claimed = submit(mail_client, body="Typed by someone who knows Ada's address.")
-    assert claimed["status"] == "unconfirmed"
+    assert claimed["status"] == "pending"
     assert comment(mail_session, claimed["id"]).status is CommentStatus.UNCONFIRMED
     done = mail_client.post(confirmation(smtp, mail_sessions))
     assert "Your comment is published" in done.get_data(as_text=True)
@@ -178,12 +178,12 @@ def test_the_no_js_form_tells_the_commenter_to_check_their_email(
 ) -> None:
     verifying_site(mail_session)
     page = mail_client.get(f"/embed/luac/thread?post={POST_KEY}&page=1").get_data(as_text=True)
-    assert "Check your email" in page
+    assert "check your email and open its link" in page
     assert 'name="notify"' in page and 'name="notify_replies"' in page
     welsh = mail_client.get(f"/embed/luac/thread?post={POST_KEY}&page=1&lang=cy").get_data(
         as_text=True
     )
-    assert "Gwiriwch eich e-bost" in welsh and "pan fydd rhywun yn ateb fy sylw" in welsh
+    assert "gwiriwch eich e-bost" in welsh and "pan fydd rhywun yn ateb fy sylw" in welsh
     form: dict[str, Any] = {
         k: v for k, v in comment_json().items() if k not in ("post", "post_title")
     }
@@ -195,6 +195,67 @@ def test_the_no_js_form_tells_the_commenter_to_check_their_email(
     assert stored.status is CommentStatus.UNCONFIRMED and stored.notify_decision is True
     assert stored.notify_replies is False
     assert [m.kind for m in mail_session.scalars(select(OutgoingMail))] == ["confirm"]
+
+
+def answer(web: FlaskClient, **overrides: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """A JSON submission's status code, body and headers, but for the ids (random each time)."""
+    response = web.post("/api/v1/sites/luac/comments", json=comment_json(**overrides))
+    body = dict(response.get_json())
+    assert body.pop("id")
+    headers = {k: v for k, v in response.headers.items() if k != "X-Request-ID"}
+    return response.status_code, body, headers
+
+
+def test_the_submit_answer_does_not_tell_whether_an_address_was_verified(
+    mail_client: FlaskClient, mail_session: Session
+) -> None:
+    """An address verified before (comment pending) and a new one (comment unconfirmed) get the
+    same status, message, fields and headers, from the JSON API and from the no-JS form."""
+    verifying_site(mail_session)
+    now = dt.datetime.now(dt.UTC)
+    verification.remember(mail_session, TEST_SECRET, "known@example.com", now=now)
+    mail_session.commit()
+    known = answer(mail_client, author_email="known@example.com", body="From a known address.")
+    new = answer(mail_client, author_email="new@example.com", body="From a new address.")
+    filed = answer(mail_client, author_email="bot@example.com", body="Spam.", website="x")
+    welsh_known = answer(mail_client, author_email="known@example.com", body="Sylw.", lang="cy")
+    welsh_new = answer(mail_client, author_email="new@example.com", body="Sylw arall.", lang="cy")
+    stored = {c.author_email: c.status for c in mail_session.scalars(select(Comment))}
+    assert stored["known@example.com"] is CommentStatus.PENDING
+    assert stored["new@example.com"] is CommentStatus.UNCONFIRMED
+    assert stored["bot@example.com"] is CommentStatus.SPAM
+    assert known == new == filed
+    assert known[0] == 202 and known[1]["status"] == "pending"
+    assert "check your email and open its link" in known[1]["message"]
+    assert welsh_known == welsh_new and "gwiriwch eich e-bost" in welsh_new[1]["message"]
+
+    # A reply: its own wording, the same for both.
+    mail_session.scalars(select(Comment)).first().status = CommentStatus.APPROVED  # type: ignore[union-attr]
+    parent = mail_session.scalars(
+        select(Comment.public_id).where(Comment.status == CommentStatus.APPROVED)
+    ).one()
+    mail_session.commit()
+    replies = [
+        answer(mail_client, author_email=address, body=f"A reply from {address}.", parent_id=parent)
+        for address in ("known@example.com", "new@example.com")
+    ]
+    assert replies[0] == replies[1] and "Your reply will be published" in replies[0][1]["message"]
+
+    # The no-JS form: the same redirect, to the same notice.
+    form: dict[str, Any] = {
+        k: v for k, v in comment_json().items() if k not in ("post", "post_title")
+    }
+    posted = [
+        mail_client.post(
+            f"/embed/luac/thread?post={POST_KEY}",
+            data={**form, "author_email": address, "body": f"No script, {address}."},
+        )
+        for address in ("known@example.com", "new@example.com")
+    ]
+    assert [p.status_code for p in posted] == [303, 303]
+    headers = [{k: v for k, v in p.headers.items() if k != "X-Request-ID"} for p in posted]
+    assert headers[0] == headers[1]
+    assert posted[0].headers["Location"].endswith("#comment-submitted")
 
 
 def test_unconfirmed_comments_are_purged_and_erasure_forgets_the_verification(
@@ -311,7 +372,7 @@ def test_a_welsh_commenter_gets_mail_and_link_pages_in_welsh(
     admin = make_moderator(mail_session, "admin")
     # From the Welsh embed: the script sends lang; the no-JS form's address carries it.
     sent = submit(mail_client, lang="cy-GB", notify="true")
-    assert sent["message"].startswith("Diolch. Gwiriwch eich e-bost")  # what the Welsh form says
+    assert "gwiriwch eich e-bost ac agorwch" in sent["message"]  # what the Welsh form says
     form: dict[str, Any] = {
         k: v for k, v in comment_json().items() if k not in ("post", "post_title")
     }
@@ -380,7 +441,7 @@ def test_a_welsh_commenter_gets_mail_and_link_pages_in_welsh(
     stopped = mail_client.post(unsubscribe).get_data(as_text=True)
     assert "Ni fyddwch yn cael rhagor o negeseuon e-bost am eich sylwadau" in stopped
     assert comment(mail_session, sent["id"]).notify_decision is False
-    assert english["status"] == "unconfirmed"
+    assert english["status"] == "pending"
 
     # Asked again with the next comments: a rejection with its reason, and a reply.
     now = dt.datetime.now(dt.UTC)

@@ -11,7 +11,16 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
 from moderation.cli import main
-from moderation.models import DeliveryStatus, Role, WebhookAttempt, WebhookDelivery
+from moderation.models import (
+    AuditEvent,
+    DeliveryStatus,
+    Role,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    utcnow,
+)
+from moderation.outbox import webhooks as webhook_outbox
 from tests.helpers import (
     TEST_SECRET,
     app_in_transaction,
@@ -151,6 +160,103 @@ def test_the_admin_pages_add_test_rotate_and_redeliver(
         f"{detail_url}/deliveries/{delivery.id}/redeliver", data={"csrf_token": token}
     )
     assert redo.status_code == 303
+
+
+def audits(session: Session) -> list[AuditEvent]:
+    session.expire_all()
+    return list(session.scalars(select(AuditEvent).order_by(AuditEvent.id)))
+
+
+def test_every_change_of_an_endpoint_through_the_api_is_audited_without_its_secret(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    admin = make_token(session, make_moderator(session, "boss", role=Role.ADMIN))
+    base = "/api/v1/moderation/webhooks"
+    url = "https://hooks.slack.example/services/T0/B0/credential-in-path"
+    created = json_of(client.post(base, json={"url": url, "site": "luac"}, headers=bearer(admin)))
+    endpoint_id, secrets = created["id"], [created["secret"]]
+    patch = {"include_personal_data": True, "event_types": ["comment.approved"]}
+    client.patch(f"{base}/{endpoint_id}", json=patch, headers=bearer(admin))
+    client.patch(f"{base}/{endpoint_id}", json={"description": ""}, headers=bearer(admin))
+    client.post(f"{base}/{endpoint_id}/disable", headers=bearer(admin))
+    client.post(f"{base}/{endpoint_id}/enable", headers=bearer(admin))
+    rotated = client.post(f"{base}/{endpoint_id}/rotate-secret", headers=bearer(admin))
+    secrets.append(json_of(rotated)["secret"])
+    client.post(f"{base}/{endpoint_id}/test", headers=bearer(admin))  # no change: no audit
+
+    rows = audits(session)
+    assert [r.action for r in rows] == [
+        "webhook.add",
+        "webhook.update",  # the unchanged description is no change
+        "webhook.disable",
+        "webhook.enable",
+        "webhook.rotate_secret",
+    ]
+    assert {r.actor for r in rows} == {"boss (token integration)"}
+    assert all(r.before["endpoint"] == r.after["endpoint"] == endpoint_id for r in rows[1:])
+    assert all(r.site_id is not None for r in rows)
+    added, updated, disabled, _, rotation = rows
+    assert added.after["site"] == "luac" and added.after["include_personal_data"] is False
+    assert added.after["url"].startswith("https://hooks.slack.example/… (sha256 ")
+    assert updated.before == {
+        "endpoint": endpoint_id, "include_personal_data": False, "event_types": ["all"]
+    }  # fmt: skip
+    assert updated.after == {
+        "endpoint": endpoint_id, "include_personal_data": True, "event_types": ["comment.approved"]
+    }  # fmt: skip
+    assert disabled.after == {
+        "endpoint": endpoint_id, "enabled": False, "reason": "disabled by an administrator"
+    }  # fmt: skip
+    assert rotation.after["secret"] == "new" and rotation.after["previous_secret_until"]
+    recorded = " ".join(f"{r.before} {r.after}" for r in rows)
+    assert "credential-in-path" not in recorded and "whsec_" not in recorded
+    assert not any(secret in recorded or secret[6:] in recorded for secret in secrets)
+
+    moved = client.patch(f"{base}/{endpoint_id}", json={"url": url + "-2"}, headers=bearer(admin))
+    assert moved.status_code == 200
+    change = audits(session)[-1]
+    assert change.action == "webhook.update" and set(change.after) == {"endpoint", "url"}
+    assert change.before["url"] != change.after["url"]
+
+
+def test_endpoint_changes_in_the_admin_pages_and_by_the_worker_are_audited(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    make_moderator(session, "editor", role=Role.ADMIN)
+    login(client)
+    page = client.get("/moderate/webhooks/").get_data(as_text=True)
+    client.post(
+        "/moderate/webhooks/",
+        data={"url": "https://hooks.example.org/in", "csrf_token": csrf_from(page)},
+    )
+    endpoint = session.scalars(select(WebhookEndpoint)).one()
+    detail_url = f"/moderate/webhooks/{endpoint.public_id}"
+    token = csrf_from(client.get(detail_url).get_data(as_text=True))
+    client.post(f"{detail_url}/rotate-secret", data={"csrf_token": token})
+    client.post(f"{detail_url}/disable", data={"csrf_token": token})
+    client.post(f"{detail_url}/disable", data={"csrf_token": token})  # already: nothing more
+    client.post(f"{detail_url}/enable", data={"csrf_token": token})
+    rows = audits(session)
+    assert [(r.action, r.actor) for r in rows] == [
+        ("webhook.add", "editor"),
+        ("webhook.rotate_secret", "editor"),
+        ("webhook.disable", "editor"),
+        ("webhook.enable", "editor"),
+    ]
+    assert all(r.site_id is None and r.after["endpoint"] == endpoint.public_id for r in rows)
+
+    endpoint = session.scalars(select(WebhookEndpoint)).one()
+    webhook_outbox.disable(session, endpoint, "failing for 3 days", now=utcnow())
+    session.commit()
+    last = audits(session)[-1]
+    assert (last.action, last.actor) == ("webhook.disable", "automatic (the endpoint kept failing)")
+    assert last.after["reason"] == "failing for 3 days" and last.moderator_id is None
+
+    log = client.get("/moderate/audit").get_data(as_text=True)
+    assert "Rotated a webhook endpoint&#39;s secret" in log or "Rotated a webhook endpoint's" in log
+    assert "Disabled a webhook endpoint" in log
 
 
 def test_the_admin_pages_refuse_moderators(client: FlaskClient, session: Session) -> None:

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from moderation.events import Actor
 from moderation.models import WebhookAttempt
 from moderation.outbox import webhooks as wd
 from moderation.webhooks import network
@@ -171,7 +172,7 @@ def test_the_worker_logs_each_refusal_with_its_reason(
 ) -> None:
     urls = [u for u in loopback_forms(canary.port) if u.startswith("http://") and "@" not in u]
     for url in urls:
-        endpoint = create_endpoint(session, url=url, allow_http=True, now=T0)
+        endpoint = create_endpoint(session, actor=Actor("test"), url=url, allow_http=True, now=T0)
         send_test_event(session, endpoint, now=T0)
     session.commit()
     settings = settings_for_tests(webhook_allow_http=True)

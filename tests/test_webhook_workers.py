@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
+from moderation.events import Actor
 from moderation.models import DeliveryStatus, Event, WebhookDelivery
 from moderation.webhooks.endpoints import create_endpoint
 from tests.consumer import running_consumer
@@ -92,7 +93,7 @@ def test_a_killed_worker_loses_no_event_and_nothing_is_sent_before_commit(
         with Session(pg_engine) as session:
             site = make_site(session)
             endpoint = create_endpoint(
-                session, url=consumer.url, allow_http=True, now=site.created_at
+                session, actor=Actor("test"), url=consumer.url, allow_http=True, now=site.created_at
             )
             session.commit()
             consumer.secrets = [endpoint.secret]

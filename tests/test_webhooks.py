@@ -57,7 +57,14 @@ def consumer() -> Iterator[Consumer]:
 
 
 def add_endpoint(session: Session, url: str, **kwargs: object) -> WebhookEndpoint:
-    endpoint = create_endpoint(session, url=url, allow_http=True, now=T0, **kwargs)  # type: ignore[arg-type]
+    endpoint = create_endpoint(
+        session,
+        actor=Actor("test"),
+        url=url,
+        allow_http=True,
+        now=T0,
+        **kwargs,  # type: ignore[arg-type]
+    )
     session.commit()
     return endpoint
 
@@ -168,7 +175,9 @@ def test_rotation_signs_with_both_secrets_during_the_overlap(
     make_site(session)
     endpoint = add_endpoint(session, consumer.url)
     old = endpoint.secret
-    new = rotate_secret(session, endpoint, overlap=dt.timedelta(hours=24), now=T0)
+    new = rotate_secret(
+        session, endpoint, actor=Actor("test"), overlap=dt.timedelta(hours=24), now=T0
+    )
     session.commit()
     consumer.secrets = [old, new]
     submit(client)
@@ -374,7 +383,9 @@ def test_the_in_process_worker_thread_delivers_on_sqlite(tmp_path: Path) -> None
     with running_consumer() as consumer:
         with factory() as session:
             moment = dt.datetime.now(dt.UTC)
-            endpoint = create_endpoint(session, url=consumer.url, allow_http=True, now=moment)
+            endpoint = create_endpoint(
+                session, actor=Actor("test"), url=consumer.url, allow_http=True, now=moment
+            )
             send_test_event(session, endpoint, now=moment)
             session.commit()
             consumer.secrets = [endpoint.secret]
@@ -499,14 +510,22 @@ def test_a_chat_endpoint_needs_the_public_address_and_refuses_personal_data(
     from moderation.errors import ValidationFailed
 
     with pytest.raises(ValidationFailed) as no_address:
-        create_endpoint(session, url="https://hooks.slack.com/services/x", fmt="slack", now=T0)
+        create_endpoint(
+            session,
+            actor=Actor("test"),
+            url="https://hooks.slack.com/services/x",
+            fmt="slack",
+            now=T0,
+        )
     assert "public address is not set up" in no_address.value.fields["format"]
     with pytest.raises(ValidationFailed) as personal:
         create_endpoint(
-            session, url="https://hooks.slack.com/services/x", fmt="teams",
+            session, actor=Actor("test"), url="https://hooks.slack.com/services/x", fmt="teams",
             public_url="https://c.example", include_personal_data=True, now=T0,
         )  # fmt: skip
     assert "include_personal_data" in personal.value.fields
     with pytest.raises(ValidationFailed) as unknown:
-        create_endpoint(session, url="https://x.example/", fmt="discord", now=T0)
+        create_endpoint(
+            session, actor=Actor("test"), url="https://x.example/", fmt="discord", now=T0
+        )
     assert unknown.value.fields == {"format": "Choose standard, slack or teams."}

@@ -58,7 +58,7 @@ def purge(dry_run: bool) -> None:
     settings = app.extensions["moderation.settings"]
     with write_transaction(sessions(app)) as session:
         report = purge_expired(
-            session, Retention.from_settings(settings), now=utcnow(), dry_run=dry_run
+            session, Retention.from_settings(settings), now=utcnow(), dry_run=dry_run, actor=CLI
         )
     verb = "Would clear" if dry_run else "Cleared"
     delete = "would delete" if dry_run else "deleted"

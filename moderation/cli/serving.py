@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from moderation import schema
 from moderation.cli.common import CLI, load_app, sessions
-from moderation.config import ConfigError
+from moderation.config import ConfigError, Settings
 from moderation.db import write_transaction
 from moderation.models import Moderator, Post, Role, Site, utcnow
 
@@ -26,6 +26,35 @@ def _mail_problems(engine: Engine, mail_on: bool) -> list[str]:
         f"site {slug} asks commenters to confirm their email address, but mail is off "
         "(MODERATION_SMTP_HOST is not set): its comments go straight to the queue"
         for slug in verifying
+    ]
+
+
+def _resolver_problems(engine: Engine, settings: Settings) -> list[str]:
+    """Whether the deliverability check's resolver resolves names that must exist (the root
+    zone's nameservers, the sites' own domains); a broken one makes every answer unknown."""
+    from moderation.deliverability import (
+        ROOT,
+        make_resolver,
+        resolver_works,
+        site_canaries,
+    )
+
+    if not settings.deliverability_enabled:
+        click.echo("ok: email deliverability checks are off")
+        return []
+    with Session(engine) as session:
+        origins = [o for found in session.scalars(select(Site.origins)) for o in found]
+    canaries = site_canaries(origins)
+    resolver = make_resolver(
+        settings.dns_nameserver or None, timeout=settings.dns_timeout_ms / 1000
+    )
+    names = ", ".join((ROOT, *canaries))
+    if resolver_works(resolver, canaries):
+        click.echo(f"ok: the DNS resolver answers (tried {names})")
+        return []
+    return [
+        f"the DNS resolver resolves none of {names}: it is not working, so every email "
+        "address's deliverability is unknown and none is refused for its domain"
     ]
 
 
@@ -56,6 +85,7 @@ def check() -> None:
         else:
             click.echo(f"ok: database answers, schema at {current}")
             problems.extend(_mail_problems(engine, settings.mail_enabled))
+            problems.extend(_resolver_problems(engine, settings))
     except Exception as error:  # report any failure to reach the database
         problems.append(f"the database does not answer ({type(error).__name__})")
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from moderation.cli.common import load_app, sessions
+from moderation.cli.common import CLI, load_app, sessions
 from moderation.db import write_transaction
 from moderation.models import utcnow
 
@@ -52,6 +52,7 @@ def webhook_add(
             allow_http=app.extensions["moderation.settings"].webhook_allow_http,
             fmt=fmt,
             public_url=app.extensions["moderation.settings"].public_url,
+            actor=CLI,
             now=utcnow(),
         )
         click.echo(f"Added webhook endpoint {endpoint.public_id} for {endpoint.url}.")
@@ -76,7 +77,7 @@ def _set_webhook_enabled(endpoint_id: str, enabled: bool) -> None:
 
     with write_transaction(sessions(load_app())) as session:
         endpoint = get_endpoint(session, endpoint_id)
-        set_enabled(session, endpoint, enabled, now=utcnow())
+        set_enabled(session, endpoint, enabled, actor=CLI, now=utcnow())
         click.echo(f"Endpoint {endpoint.public_id} {'enabled' if enabled else 'disabled'}.")
 
 
@@ -104,7 +105,7 @@ def webhook_rotate(endpoint_id: str) -> None:
     hours = int(ROTATION_OVERLAP.total_seconds() // 3600)
     with write_transaction(sessions(app)) as session:
         endpoint = get_endpoint(session, endpoint_id)
-        secret = rotate_secret(session, endpoint, now=utcnow())
+        secret = rotate_secret(session, endpoint, actor=CLI, now=utcnow())
         click.echo(f"New secret (the old one stays valid for {hours} h): {secret}")
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from moderation import metrics
 from moderation.config import Settings
 from moderation.db import write_transaction
+from moderation.events import Actor
 from moderation.mail import outbox
 from moderation.models import (
     Comment,
@@ -45,6 +46,8 @@ from moderation.webhooks import chat, network, signing
 from moderation.webhooks.endpoints import set_enabled
 
 logger = logging.getLogger(__name__)
+# Who the audit names when the worker disables an endpoint that keeps failing.
+FAILING = Actor("automatic (the endpoint kept failing)", None, "worker")
 
 # About a day of retries (docs/webhooks.md).
 RETRY_SCHEDULE = RetrySchedule(
@@ -198,7 +201,7 @@ def attempt(
 
 def disable(session: Session, endpoint: WebhookEndpoint, reason: str, *, now: dt.datetime) -> None:
     """Stop delivering to a failing endpoint, and tell the administrators (by mail, if on)."""
-    set_enabled(session, endpoint, False, now=now, reason=reason)
+    set_enabled(session, endpoint, False, actor=FAILING, now=now, reason=reason)
     outbox.queue_endpoint_disabled(session, endpoint, now=now)
     logger.warning("webhook endpoint %s disabled: %s", endpoint.public_id, reason)
 

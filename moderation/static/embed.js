@@ -221,8 +221,7 @@
           textarea.value = "";
           updateCount(false);
           cancelReply(false);
-          var said = result.body.status === "unconfirmed" ? messages.received_check_email
-            : repliedTo ? messages.reply_received : messages.received;
+          var said = repliedTo ? messages.reply_received : messages.received;
           // The notice goes where the reader was: under the comment replied to, or at the top.
           var article = repliedTo && $(repliedTo, ".cm-article");
           if (article) { article.parentNode.insertBefore(notice, article.nextSibling); }

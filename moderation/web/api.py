@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 from moderation import comments, i18n, publishing, spam
 from moderation.errors import Malformed, NotFound
 from moderation.events import rfc3339
-from moderation.models import Comment, CommentStatus, Post, Site
+from moderation.models import Comment, Post, Site
 from moderation.publishing import Probe
 from moderation.validation import parse_submission
 from moderation.web.caching import (
@@ -184,10 +184,9 @@ def submit_comment(site: str) -> tuple[Response, int]:
     data = json_object()
     comment = screen_and_submit(site, parse_submission(data), data)
     get_session().commit()
-    status = comments.status_for_sender(get_session(), comment)
+    status, said = comments.sender_answer(get_session(), comment)
     # What the embed's form says, in the comment's language.
-    t = i18n.translator(comment.lang)
-    message = t("received_check_email" if status is CommentStatus.UNCONFIRMED else "received")
+    message = i18n.translator(comment.lang)(said)
     return jsonify({"id": comment.public_id, "status": status.value, "message": message}), 202
 
 

@@ -16,6 +16,7 @@ import logging
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,6 @@ FORM_FIELDS = (
 # Strings embed.js needs, sent with the form so the script carries no catalogue of its own.
 SCRIPT_MESSAGES = (
     "received",
-    "received_check_email",
     "failed",
     "sending",
     "characters_left",
@@ -94,6 +94,9 @@ FIELD_ORDER = ("author_name", "author_email", "body")
 # From this many comments on the page, a link at the top skips to the form.
 SKIP_LINK_FROM = 5
 RENDERED_CACHE_SIZE = 256
+# Sites whose origins a process remembers for its error pages during a database outage.
+REMEMBERED_SITES = 1024
+NO_FRAMING = "'none'"
 # Where a rendered form's time-trap token goes; random per process, so no comment can contain it.
 FORM_TOKEN_SLOT = f"__form_token_{secrets.token_hex(16)}__"
 
@@ -168,18 +171,51 @@ def window_notices(
     return closed, None
 
 
-def frame_ancestors(site: Site) -> str:
-    return frame_ancestors_for(tuple(site.origins))
-
-
-def frame_ancestors_for(site_origins: object) -> str:
-    """The iframe page's CSP: framed only by the site's own origins."""
-    listed = " ".join(str(o) for o in site_origins) if isinstance(site_origins, tuple) else ""
+def frame_ancestors_for(site_origins: Sequence[str] | None) -> str:
+    """The Content-Security-Policy of every response under /embed: no inline script, nothing
+    from elsewhere, framed only by the site's own origins (``None``: the site is not known, so
+    framed by nobody)."""
+    listed = " ".join(str(o) for o in site_origins or ())
+    form_action = f"'self' {listed}" if listed else "'self'"
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        f"form-action 'self' {listed}; frame-ancestors {listed or chr(39) + 'none' + chr(39)}; "
+        f"form-action {form_action}; frame-ancestors {listed or NO_FRAMING}; "
         "object-src 'none'; base-uri 'none'"
-    ).replace("  ", " ")
+    )
+
+
+def known_origins() -> tuple[str, ...] | None:
+    """The origins of the site the request names, or None when no site is known: no route
+    matched, no such site, or the database cannot be asked. Read once per request (the public
+    reads and a stored submission leave them in ``g``); the last ones read are kept in memory
+    so that the error page of a database outage can still be framed by its own site."""
+    if request.blueprint not in ("embed", "api"):
+        return None
+    slug = (request.view_args or {}).get("site")
+    if not isinstance(slug, str):
+        return None
+    remembered: dict[str, tuple[str, ...]] = current_app.extensions.setdefault(
+        "moderation.site_origins", {}
+    )
+    origins = g.get("site_origins")
+    if origins is None:
+        if g.get("database_unavailable"):
+            return remembered.get(slug)
+        try:
+            origins = comments.get_site(get_session(), slug).origins
+        except NotFound:
+            return None
+        except SQLAlchemyError as error:
+            # The database went away after the view answered: keep its answer.
+            log.error("site origins: database unavailable (%s)", type(error).__name__)
+            return remembered.get(slug)
+        g.site_origins = origins
+    found = tuple(str(o) for o in origins)
+    if remembered.get(slug) != found:
+        if len(remembered) >= REMEMBERED_SITES:
+            remembered.clear()
+        remembered[slug] = found
+    return found
 
 
 def _in_form_order(errors: dict[str, str]) -> dict[str, str]:
@@ -227,7 +263,12 @@ def render_thread(
     state = posts.thread_state(site, post, now(), published=published)
     closed_notice, closes_notice = window_notices(site, post, state, lang)
     page_url = url_for("embed.thread", site=site.slug, page="1", _external=True, **query)
+    verifying = verification.site_verifies(session, site)
     messages = {name: t(name) for name in SCRIPT_MESSAGES}
+    if verifying:
+        # One answer whether or not the address was verified before (comments.sender_answer).
+        messages["received"] = t("received_check_email")
+        messages["reply_received"] = t("reply_received_check_email")
     messages.update({f"field_{k}": v for k, v in i18n.FIELD_ERRORS.get(lang, {}).items()})
     context: dict[str, Any] = {
         "site": site,
@@ -250,7 +291,7 @@ def render_thread(
         "lang": lang,
         "count_label": i18n.count_label(lang, count),
         "standalone": standalone,
-        "verifying": verification.site_verifies(session, site),
+        "verifying": verifying,
         "mail_on": mail.enabled(session),
         "max_body": MAX_BODY,
         "page_url": page_url,
@@ -313,8 +354,6 @@ def thread(site: str) -> Response:
         token = screening().form_token(site)
         body = token.encode().join(pieces)
         response = cacheable(Response(body, mimetype="text/html"), etag, revalidate=True)
-    if standalone:
-        response.headers["Content-Security-Policy"] = frame_ancestors_for(head.site_state[2])
     mark_replayable(etag, site, token, state=head, probe=thread_probe(site, key, published))
     return response
 
@@ -362,7 +401,7 @@ def submit(site: str) -> ResponseReturnValue:
         sent_token = request.form.get(FORM_TOKEN_FIELD, "")[:500]
         response = Response(fill_form_token(page, found.slug, sent_token), status=error.status)
         response.headers["Cache-Control"] = "no-store"
-        response.headers["Content-Security-Policy"] = frame_ancestors(found)
+        g.site_origins = found.origins  # for the policy and CORS hooks
         return response
     post: Post = comment.post
     parent = comment.parent.public_id if comment.parent else None
@@ -386,6 +425,15 @@ def _published_or_none(raw: str) -> dt.datetime | None:
         return None
 
 
+@bp.after_app_request
+def embed_policy(response: Response) -> Response:
+    """Every response under /embed carries the policy, whatever answered: the fragment, the
+    standalone page, the form post and every error page (those of paths no route matches too)."""
+    if request.path == "/embed" or request.path.startswith("/embed/"):
+        response.headers["Content-Security-Policy"] = frame_ancestors_for(known_origins())
+    return response
+
+
 @bp.after_request
 def allow_site_origins(response: Response) -> Response:
     """embed.js fetches the fragment from the host page: CORS for the site's origins only."""
@@ -401,16 +449,9 @@ def cors_for_site(response: Response) -> Response:
     origin = request.environ.get("HTTP_ORIGIN")
     if origin is None or g.get("database_unavailable"):
         return response  # without the database the site's origins are unknown: no CORS
-    origins = g.get("site_origins")  # left by caching.thread_head on the public reads
+    origins = known_origins()
     if origins is None:
-        try:
-            origins = comments.get_site(get_session(), slug).origins
-        except NotFound:
-            return response
-        except SQLAlchemyError as error:
-            # The database went away after the view answered: keep its answer, without CORS.
-            log.error("CORS: database unavailable (%s)", type(error).__name__)
-            return response
+        return response
     if comments.origin_listed(origins, origin):
         response.headers["Access-Control-Allow-Origin"] = origin
         # Retry-After: the embed tells a rate-limited commenter how long to wait.

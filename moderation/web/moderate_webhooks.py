@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from moderation import moderators
 from moderation.errors import NotFound, ValidationFailed
+from moderation.events import Actor
 from moderation.models import Site
 from moderation.web.context import now, settings
 from moderation.web.sessions import get_session
@@ -22,6 +23,10 @@ bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 def admins_only() -> None:
     if g.get("moderator") is not None:
         moderators.require_admin(g.moderator, endpoints.ADMINS_ONLY)
+
+
+def _actor() -> Actor:
+    return Actor(g.moderator.login, g.moderator.id, "ui")
 
 
 def _list_page(errors: dict[str, str] | None = None, status: int = 200) -> ResponseReturnValue:
@@ -58,6 +63,7 @@ def add() -> ResponseReturnValue:
             allow_http=settings().webhook_allow_http,
             fmt=request.form.get("format", "standard"),
             public_url=settings().public_url,
+            actor=_actor(),
             now=now(),
         )
     except ValidationFailed as error:
@@ -91,13 +97,13 @@ def act(endpoint_id: str, action: str) -> ResponseReturnValue:
     session = get_session()
     endpoint = endpoints.get_endpoint(session, endpoint_id)
     if action in ("enable", "disable"):
-        endpoints.set_enabled(session, endpoint, action == "enable", now=now())
+        endpoints.set_enabled(session, endpoint, action == "enable", actor=_actor(), now=now())
         flash(f"Endpoint {action}d.")
     elif action == "test":
         endpoints.send_test_event(session, endpoint, now=now())
         flash("A test event is queued; it appears in the delivery log once sent.")
     elif action == "rotate-secret":
-        secret = endpoints.rotate_secret(session, endpoint, now=now())
+        secret = endpoints.rotate_secret(session, endpoint, actor=_actor(), now=now())
         session.commit()
         return render_template(
             "moderate/webhook_secret.html",

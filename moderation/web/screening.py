@@ -22,8 +22,8 @@ from limits.strategies import MovingWindowRateLimiter
 from moderation import comments, metrics, spam
 from moderation.comments import client_network
 from moderation.config import Settings
-from moderation.deliverability import DeliverabilityChecker, make_resolver
-from moderation.errors import RateLimited
+from moderation.deliverability import DeliverabilityChecker, make_resolver, site_canaries
+from moderation.errors import NotFound, RateLimited
 from moderation.models import Comment
 from moderation.validation import CommentSubmission
 from moderation.web.context import client_address, foreign_origin, now
@@ -85,12 +85,16 @@ class Screening:
         reset_at, _ = self.limiter.get_window_stats(item, *self._keys(*keys))
         return max(1, math.ceil(reset_at - time.time()))
 
-    def evidence(self, submission: CommentSubmission, form: Mapping[str, object]) -> spam.Evidence:
+    def evidence(
+        self, submission: CommentSubmission, form: Mapping[str, object], site: str | None = None
+    ) -> spam.Evidence:
         honeypot = form.get(spam.HONEYPOT_FIELD)
         token = form.get(spam.FORM_TOKEN_FIELD)
         mail_domain = spam.MailDomain.UNKNOWN
         if self.deliverability is not None:
-            mail_domain = self.deliverability.check(spam.email_domain(submission.author_email))
+            mail_domain = self.deliverability.check(
+                spam.email_domain(submission.author_email), lambda: _site_canaries(site)
+            )
         return spam.Evidence(
             client_address=client_address(),
             honeypot=honeypot if isinstance(honeypot, str) and honeypot.strip() else None,
@@ -100,6 +104,16 @@ class Screening:
 
     def form_token(self, site: str) -> str:
         return spam.issue_form_token(current_app.config["SECRET_KEY"], site, now=now())
+
+
+def _site_canaries(slug: str | None) -> tuple[str, ...]:
+    """The site's own domains, which its resolver must resolve (none for an unknown site)."""
+    if slug is None:
+        return ()
+    try:
+        return site_canaries(comments.get_site(get_session(), slug).origins)
+    except NotFound:
+        return ()
 
 
 def screening() -> Screening:
@@ -120,7 +134,7 @@ def screen_and_submit(
     """
     screen = screening()
     screen.rate_limit(site, submission)
-    evidence = screen.evidence(submission, fields)
+    evidence = screen.evidence(submission, fields, site)
     comment = comments.submit_comment(
         get_session(),
         site,

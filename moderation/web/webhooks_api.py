@@ -9,14 +9,19 @@ from flask import Blueprint, Response, g, jsonify
 
 from moderation import moderators
 from moderation.errors import ValidationFailed
-from moderation.events import rfc3339
-from moderation.models import WebhookDelivery, WebhookEndpoint
+from moderation.events import Actor, rfc3339
+from moderation.models import ApiToken, WebhookDelivery, WebhookEndpoint
 from moderation.web.context import json_object, now, settings
 from moderation.web.sessions import get_session
 from moderation.webhooks import endpoints
 
 # Nested in the moderation API blueprint, whose guard authenticates the bearer token first.
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+
+def _actor() -> Actor:
+    token: ApiToken = g.token
+    return Actor(f"{token.moderator.login} (token {token.name})", token.moderator_id, "api")
 
 
 def _time(moment: dt.datetime | None) -> str | None:
@@ -120,6 +125,7 @@ def create_endpoint() -> Response:
         allow_http=settings().webhook_allow_http,
         fmt=_str(data, "format") or "standard",
         public_url=settings().public_url,
+        actor=_actor(),
         now=now(),
     )
     body = {**endpoint_json(endpoint), "secret": endpoint.secret}
@@ -154,6 +160,7 @@ def update_endpoint(endpoint_id: str) -> Response:
         endpoint,
         changes,
         allow_http=allow_http,
+        actor=_actor(),
         now=now(),
         public_url=settings().public_url,
     )
@@ -168,10 +175,10 @@ def switch(endpoint_id: str, action: str) -> Response:
     session = get_session()
     endpoint = endpoints.get_endpoint(session, endpoint_id)
     if action == "rotate-secret":
-        secret = endpoints.rotate_secret(session, endpoint, now=now())
+        secret = endpoints.rotate_secret(session, endpoint, actor=_actor(), now=now())
         body = {**endpoint_json(endpoint), "secret": secret}
     elif action in ("enable", "disable"):
-        endpoints.set_enabled(session, endpoint, action == "enable", now=now())
+        endpoints.set_enabled(session, endpoint, action == "enable", actor=_actor(), now=now())
         body = endpoint_json(endpoint)
     else:
         delivery = endpoints.send_test_event(session, endpoint, now=now())

@@ -1,17 +1,24 @@
-"""Managing webhook endpoints: admins add, change, disable, rotate, test and redeliver."""
+"""Managing webhook endpoints: admins add, change, disable, rotate, test and redeliver.
+
+Every change of an endpoint (add, change, enable, disable, secret rotation; a failing endpoint
+disabled by the worker too) is audited, with what changed: never a secret, and the URL only as
+its origin and a fingerprint (a chat webhook's path is its credential).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import urllib.parse
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moderation.errors import NotFound, ValidationFailed
-from moderation.events import rfc3339
+from moderation.events import Actor, AuditAction, record_admin_audit, rfc3339
 from moderation.models import (
     DeliveryStatus,
     Event,
@@ -22,6 +29,7 @@ from moderation.models import (
     WebhookFormat,
 )
 from moderation.outbox.events import SUBSCRIBABLE, EventType
+from moderation.validation import split_url
 from moderation.webhooks.signing import generate_secret
 
 EVENT_TYPES = tuple(t.value for t in SUBSCRIBABLE)
@@ -34,17 +42,62 @@ ADMINS_ONLY = "Only administrators manage webhooks."
 ROTATION_OVERLAP = dt.timedelta(hours=24)
 
 
+def audited_url(url: str) -> str:
+    """An endpoint's URL as the audit keeps it: its origin and a fingerprint of the whole, so a
+    change shows without keeping a credential that a chat webhook carries in its path."""
+    parts = urllib.parse.urlsplit(url)
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+    return f"{parts.scheme}://{parts.netloc}/… (sha256 {digest})"
+
+
+def audited(session: Session, endpoint: WebhookEndpoint) -> dict[str, Any]:
+    """What the audit keeps of an endpoint's settings."""
+    site = session.get(Site, endpoint.site_id) if endpoint.site_id is not None else None
+    return {
+        "endpoint": endpoint.public_id,
+        "url": audited_url(endpoint.url),
+        "event_types": list(endpoint.event_types) or ["all"],
+        "site": site.slug if site is not None else "all",
+        "include_personal_data": endpoint.include_personal_data,
+        "format": endpoint.format.value,
+        "description": endpoint.description,
+        "enabled": endpoint.enabled,
+    }
+
+
+def _audit(
+    session: Session,
+    actor: Actor,
+    action: AuditAction,
+    endpoint: WebhookEndpoint,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    now: dt.datetime,
+) -> None:
+    """One audit row for a change of ``endpoint``: only what changed, and which endpoint."""
+    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    record_admin_audit(
+        session,
+        actor,
+        action,
+        site_id=endpoint.site_id,
+        before={"endpoint": endpoint.public_id} | {k: before[k] for k in changed if k in before},
+        after={"endpoint": endpoint.public_id} | {k: after[k] for k in changed if k in after},
+        now=now,
+    )
+
+
 def check_endpoint_url(url: str, *, allow_http: bool) -> str:
     url = url.strip()
-    parts = urllib.parse.urlsplit(url)
+    if len(url) > 2000:
+        raise ValidationFailed(fields={"url": "The URL is too long."})
+    parts = split_url(url)
     allowed = ("https", "http") if allow_http else ("https",)
-    if parts.scheme not in allowed or not parts.hostname:
+    if parts is None or parts.scheme not in allowed or not parts.hostname:
         wanted = "an http or https" if allow_http else "an https"
         raise ValidationFailed(fields={"url": f"Enter {wanted} URL."})
     if parts.username is not None or parts.password is not None:
         raise ValidationFailed(fields={"url": "Leave credentials out of the URL."})
-    if len(url) > 2000:
-        raise ValidationFailed(fields={"url": "The URL is too long."})
     return url
 
 
@@ -98,11 +151,13 @@ def update_endpoint(
     changes: EndpointChanges,
     *,
     allow_http: bool,
+    actor: Actor,
     now: dt.datetime,
     public_url: str = "",
 ) -> WebhookEndpoint:
-    """Apply ``changes``, each checked as on creation; enabling or disabling goes through
-    :func:`set_enabled`."""
+    """Apply ``changes``, each checked as on creation, and audit what changed; enabling or
+    disabling goes through :func:`set_enabled` (audited on its own)."""
+    before = audited(session, endpoint)
     if changes.format is not None or changes.include_personal_data:
         endpoint.format = check_format(
             changes.format or endpoint.format.value,
@@ -119,8 +174,11 @@ def update_endpoint(
         endpoint.description = changes.description.strip()[:200]
     if changes.include_personal_data is not None:
         endpoint.include_personal_data = changes.include_personal_data
+    after = audited(session, endpoint)
+    if after != before:
+        _audit(session, actor, AuditAction.WEBHOOK_UPDATE, endpoint, before, after, now)
     if changes.enabled is not None and changes.enabled != endpoint.enabled:
-        set_enabled(session, endpoint, changes.enabled, now=now)
+        set_enabled(session, endpoint, changes.enabled, actor=actor, now=now)
     return endpoint
 
 
@@ -135,6 +193,7 @@ def create_endpoint(
     allow_http: bool = False,
     fmt: str = WebhookFormat.STANDARD.value,
     public_url: str = "",
+    actor: Actor,
     now: dt.datetime,
 ) -> WebhookEndpoint:
     """Add an enabled endpoint with a new secret; an empty ``event_types`` means every type.
@@ -160,6 +219,7 @@ def create_endpoint(
     )
     session.add(endpoint)
     session.flush()
+    _audit(session, actor, AuditAction.WEBHOOK_ADD, endpoint, {}, audited(session, endpoint), now)
     return endpoint
 
 
@@ -179,9 +239,12 @@ def set_enabled(
     endpoint: WebhookEndpoint,
     enabled: bool,
     *,
+    actor: Actor,
     now: dt.datetime,
     reason: str = "disabled by an administrator",
 ) -> None:
+    """Enable or disable ``endpoint``, audited (a change to the same state records nothing)."""
+    was = endpoint.enabled
     endpoint.enabled = enabled
     if enabled:
         endpoint.disabled_reason = None
@@ -190,19 +253,36 @@ def set_enabled(
     else:
         endpoint.disabled_reason = reason[:300]
         endpoint.disabled_at = now
+    if was != enabled:
+        action = AuditAction.WEBHOOK_ENABLE if enabled else AuditAction.WEBHOOK_DISABLE
+        after: dict[str, Any] = {"enabled": enabled}
+        if not enabled:
+            after["reason"] = endpoint.disabled_reason
+        _audit(session, actor, action, endpoint, {"enabled": was}, after, now)
 
 
 def rotate_secret(
     session: Session,
     endpoint: WebhookEndpoint,
     *,
+    actor: Actor,
     now: dt.datetime,
     overlap: dt.timedelta = ROTATION_OVERLAP,
 ) -> str:
-    """A new secret; the old one keeps signing too until ``now + overlap``."""
+    """A new secret; the old one keeps signing too until ``now + overlap``. Audited, without
+    either secret."""
     endpoint.previous_secret = endpoint.secret
     endpoint.previous_secret_expires_at = now + overlap
     endpoint.secret = generate_secret()
+    _audit(
+        session,
+        actor,
+        AuditAction.WEBHOOK_ROTATE_SECRET,
+        endpoint,
+        {"secret": "previous"},
+        {"secret": "new", "previous_secret_until": rfc3339(now + overlap)},
+        now,
+    )
     return endpoint.secret
 
 
