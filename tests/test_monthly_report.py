@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from moderation import actions
 from moderation.errors import Malformed, NotFound
 from moderation.events import Actor
-from moderation.models import AuditEvent, Comment, CommentStatus, Moderator, Post, Role, Site
+from moderation.models import AuditEvent, Comment, CommentStatus, Moderator, Role
 from moderation.monthly_report import (
     Month,
     describe_duration,
@@ -23,7 +23,7 @@ from moderation.monthly_report import (
     percentile,
     report_csv,
 )
-from tests.helpers import login, make_moderator, make_site
+from tests.helpers import add_comment, login, make_moderator, make_site
 
 S = CommentStatus
 NOVEMBER = Month(2026, 11)
@@ -33,33 +33,6 @@ HOUR = dt.timedelta(hours=1)
 
 def at(day: int, hour: int = 10, month: int = 11) -> dt.datetime:
     return dt.datetime(2026, month, day, hour, tzinfo=dt.UTC)
-
-
-def add_comment(
-    session: Session,
-    site: Site,
-    submitted_at: dt.datetime,
-    *,
-    status: CommentStatus = S.PENDING,
-    **values: object,
-) -> Comment:
-    post = session.scalar(select(Post).where(Post.site_id == site.id))
-    if post is None:
-        post = Post(site_id=site.id, key="/2026/report/", title="A post", url=site.origins[0] + "/")
-        session.add(post)
-    comment = Comment(
-        post=post,
-        author_name="Ada Lovelace",
-        author_email="ada@example.com",
-        body_text="A comment.",
-        body_html="<p>A comment.</p>",
-        status=status,
-        submitted_at=submitted_at,
-        **values,
-    )
-    session.add(comment)
-    session.flush()
-    return comment
 
 
 def decide(

@@ -263,6 +263,14 @@ SIGNAL_CHOICES = (
 )
 
 
+ORDER_CHOICES = (
+    (queues.QueueOrder.OLDEST, "Oldest first"),
+    (queues.QueueOrder.NEWEST, "Newest first"),
+    (queues.QueueOrder.HIGHEST_SCORE, "Most likely spam first"),
+    (queues.QueueOrder.LOWEST_SCORE, "Least likely spam first"),
+)
+
+
 def _queue_filter(args: MultiDict[str, str] | None = None) -> queues.QueueFilter:
     """The queue's filters from a query string (the request's own by default)."""
     if args is None:
@@ -277,7 +285,7 @@ def _queue_filter(args: MultiDict[str, str] | None = None) -> queues.QueueFilter
         site=args.get("site") or None,
         post=args.get("post") or None,
         search=(args.get("q") or "").strip() or None,
-        newest_first=queues.newest_first(args.get("order")),
+        order=queues.queue_order(args.get("order")),
         signal=queues.signal_filter(args.get("signal") or None),
     )
 
@@ -322,6 +330,7 @@ def queue() -> str:
         statuses=list(queues.QUEUE_STATUSES),
         bulk_actions=actions.BULK_ACTIONS,
         signal_choices=SIGNAL_CHOICES,
+        order_choices=ORDER_CHOICES,
         now=now(),
         back=request.full_path,
         focus=request.args.get("focus"),
