@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, selectinload
 from moderation.comments import Page, decode_cursor, encode_cursor
 from moderation.errors import Malformed
 from moderation.models import Comment, CommentStatus, Moderator, Post, Site
-from moderation.spam import CHECK_NAMES
+from moderation.spam import check_labels
 
 COUNT_CAP = 1000
 
@@ -75,8 +75,9 @@ def signal_filter(raw: str | None) -> str | None:
     """The ``signal`` filter: the name of a spam check, or None when absent."""
     if raw is None:
         return None
-    if raw not in CHECK_NAMES:
-        raise Malformed("Unknown signal.", fields={"signal": "One of " + ", ".join(CHECK_NAMES)})
+    if raw not in check_labels():
+        names = ", ".join(check_labels())
+        raise Malformed("Unknown signal.", fields={"signal": "One of " + names})
     return raw
 
 

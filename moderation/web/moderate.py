@@ -58,6 +58,7 @@ from moderation.models import (
     Site,
 )
 from moderation.outbox.mail import DIGEST_INTERVAL
+from moderation.spam import check_labels
 from moderation.web import admin, devices, mfa, moderate_webhooks, monthly, sso
 from moderation.web.context import client_address, hasher, now, settings
 from moderation.web.logins import back_to, begin_login, csrf_token
@@ -252,17 +253,6 @@ def end_sessions() -> ResponseReturnValue:
     return redirect(url_for("moderate.login"), code=303)
 
 
-SIGNAL_CHOICES = (
-    ("honeypot", "Hidden field filled in"),
-    ("time_trap", "Sent too fast or without a valid form token"),
-    ("links", "Too many links"),
-    ("blocklist", "Blocklisted term"),
-    ("duplicate", "Duplicate comment"),
-    ("personal_data", "Contains personal data"),
-    ("disposable_email", "Disposable email address"),
-)
-
-
 ORDER_CHOICES = (
     (queues.QueueOrder.OLDEST, "Oldest first"),
     (queues.QueueOrder.NEWEST, "Newest first"),
@@ -329,7 +319,7 @@ def queue() -> str:
         sites=_sites_for(g.moderator),
         statuses=list(queues.QUEUE_STATUSES),
         bulk_actions=actions.BULK_ACTIONS,
-        signal_choices=SIGNAL_CHOICES,
+        signal_choices=check_labels().items(),
         order_choices=ORDER_CHOICES,
         now=now(),
         back=request.full_path,
