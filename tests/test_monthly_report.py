@@ -243,3 +243,18 @@ def test_reports_and_bans_are_counted_from_their_audit_actions(
     session.flush()
     report = monthly_report(session, admin, "luac", NOVEMBER, now=AFTER_NOVEMBER)
     assert (report.reports, report.bans) == (2, 1)
+
+
+def test_a_moderator_of_no_site_is_told_so_and_an_unknown_site_is_not_echoed(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    make_moderator(session, "new", role=Role.MODERATOR)
+    login(client, "new")
+    page = client.get("/moderate/report/")
+    assert page.status_code == 200
+    assert "You do not moderate any site yet." in page.get_data(as_text=True)
+    hostile = "<b>" + "s" * 10_000
+    response = client.get("/moderate/report/", query_string={"site": hostile})
+    assert response.status_code == 404
+    assert "<b>" not in response.get_data(as_text=True)
