@@ -192,9 +192,10 @@ def monthly_report(
         raise NotFound("There is no site with that name.")
     zone = site_zone(site)
     month = month or Month.of(now, zone).previous()
-    start, end = month.start(zone), month.next().start(zone)
-    if start > now:
+    start = month.start(zone)
+    if start > now:  # checked first: the month after December 9999 has no datetime
         raise Malformed("That month has not begun.", fields={"month": "A month up to this one"})
+    end = month.next().start(zone)
     received, filed = _arrivals(session, site, start, end)
     tally = _Tally()
     for row in session.execute(_audit_rows(site, start, end)).mappings():

@@ -220,6 +220,7 @@ def test_the_page_refuses_other_sites_and_bad_months_without_echo(
     response = client.get("/moderate/report/", query_string={"month": hostile})
     assert response.status_code == 400
     assert "<script>" not in response.get_data(as_text=True)
+    assert client.get("/moderate/report/?month=9999-12").status_code == 400
 
 
 def test_a_report_csv_has_every_measure_once(session: Session, admin: Moderator) -> None:
