@@ -98,13 +98,13 @@ def export_csv(session: Session, moderator: Moderator, wanted: AuditFilter) -> I
         writer.writerow(
             [
                 rfc3339(event.at),
-                _safe_cell(event.actor),
+                safe_cell(event.actor),
                 event.action,
                 sites.get(event.site_id or 0, ""),
                 event.comment_public_id or (event.comment.public_id if event.comment else ""),
-                _safe_cell(json.dumps(event.before, ensure_ascii=False)),
-                _safe_cell(json.dumps(event.after, ensure_ascii=False)),
-                _safe_cell(event.post_key or ""),
+                safe_cell(json.dumps(event.before, ensure_ascii=False)),
+                safe_cell(json.dumps(event.after, ensure_ascii=False)),
+                safe_cell(event.post_key or ""),
             ]
         )
         yield _drain(buffer)
@@ -117,7 +117,7 @@ def _drain(buffer: io.StringIO) -> str:
     return value
 
 
-def _safe_cell(value: str) -> str:
+def safe_cell(value: str) -> str:
     """Defuse spreadsheet formulas (CSV injection): a leading = + - @ is quoted as text."""
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 

@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import enum
+import re
 import typing
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, String, cast, func, or_, select
+from sqlalchemy import Select, String, and_, cast, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from moderation.comments import Page, decode_cursor, encode_cursor
 from moderation.errors import Malformed
 from moderation.models import Comment, CommentStatus, Moderator, Post, Site
-from moderation.spam import CHECK_NAMES
+from moderation.spam import check_labels
 
 COUNT_CAP = 1000
+
+
+class QueueOrder(enum.StrEnum):
+    """The queue's ``order``: by arrival, or by the learned check's spam score (highest or lowest
+    first; comments without a score, such as imports and the blog's replies, come last)."""
+
+    OLDEST = "oldest"
+    NEWEST = "newest"
+    HIGHEST_SCORE = "highest_score"
+    LOWEST_SCORE = "lowest_score"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,26 +41,43 @@ class QueueFilter:
     site: str | None = None
     post: str | None = None
     search: str | None = None
-    newest_first: bool = False
+    order: QueueOrder = QueueOrder.OLDEST
     # The name of a spam check (``links``, ``personal_data``...) that fired on the comment.
     signal: str | None = None
 
+    @property
+    def newest_first(self) -> bool:
+        return self.order is QueueOrder.NEWEST
 
-def newest_first(order: str | None) -> bool:
-    """Read the ``order`` parameter: oldest (the default) or newest first."""
-    if order in (None, "oldest"):
-        return False
-    if order == "newest":
-        return True
-    raise Malformed("Unknown order.", fields={"order": "One of oldest, newest"})
+    @property
+    def by_score(self) -> bool:
+        return self.order in (QueueOrder.HIGHEST_SCORE, QueueOrder.LOWEST_SCORE)
+
+    @property
+    def order_param(self) -> str | None:
+        """The ``order`` to carry in the queue's links (None for the default)."""
+        return None if self.order is QueueOrder.OLDEST else self.order.value
+
+
+def queue_order(raw: str | None) -> QueueOrder:
+    """Read the ``order`` parameter (oldest first when absent)."""
+    if raw is None:
+        return QueueOrder.OLDEST
+    try:
+        return QueueOrder(raw)
+    except ValueError:
+        raise Malformed(
+            "Unknown order.", fields={"order": "One of " + ", ".join(QueueOrder)}
+        ) from None
 
 
 def signal_filter(raw: str | None) -> str | None:
     """The ``signal`` filter: the name of a spam check, or None when absent."""
     if raw is None:
         return None
-    if raw not in CHECK_NAMES:
-        raise Malformed("Unknown signal.", fields={"signal": "One of " + ", ".join(CHECK_NAMES)})
+    if raw not in check_labels():
+        names = ", ".join(check_labels())
+        raise Malformed("Unknown signal.", fields={"signal": "One of " + names})
     return raw
 
 
@@ -87,6 +118,14 @@ def _filtered(query: Select[Any], wanted: QueueFilter) -> Select[Any]:
     return query
 
 
+def _loads() -> tuple[Any, ...]:
+    return (
+        selectinload(Comment.parent),
+        selectinload(Comment.moderated_by),
+        selectinload(Comment.claimed_by),
+    )
+
+
 def list_queue(
     session: Session,
     moderator: Moderator,
@@ -95,26 +134,88 @@ def list_queue(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page:
-    """One page of the queue, by id (oldest or newest first), keyset-paginated."""
+    """One page of the queue, by id (oldest or newest first) or by spam score, keyset-paginated."""
     query = _filtered(_visible(select(Comment), moderator), wanted)
     if wanted.status is not None:
         query = query.where(Comment.status == wanted.status)
-    after = decode_cursor(cursor)
-    if after is not None:
-        query = query.where(Comment.id < after if wanted.newest_first else Comment.id > after)
-    order = Comment.id.desc() if wanted.newest_first else Comment.id
-    rows = session.scalars(
-        query.order_by(order)
-        .limit(limit + 1)
-        .options(
-            selectinload(Comment.parent),
-            selectinload(Comment.moderated_by),
-            selectinload(Comment.claimed_by),
-        )
-    ).all()
+    if wanted.by_score:
+        after_score = decode_score_cursor(cursor)
+        rows = _by_score(session, query, wanted.order, after_score, limit + 1)
+    else:
+        after = decode_cursor(cursor)
+        if after is not None:
+            query = query.where(Comment.id < after if wanted.newest_first else Comment.id > after)
+        order = Comment.id.desc() if wanted.newest_first else Comment.id
+        rows = list(session.scalars(query.order_by(order).limit(limit + 1).options(*_loads())))
     shown = rows[:limit]
-    more = len(rows) > limit
-    return Page(shown, encode_cursor(shown[-1].id) if more and shown else None)
+    if len(rows) <= limit or not shown:
+        return Page(shown, None)
+    last = shown[-1]
+    if wanted.by_score:
+        return Page(shown, encode_score_cursor(last.spam_score, last.id))
+    return Page(shown, encode_cursor(last.id))
+
+
+def _by_score(
+    session: Session,
+    query: Select[Any],
+    order: QueueOrder,
+    after: tuple[float | None, int] | None,
+    count: int,
+) -> list[Comment]:
+    """Up to ``count`` comments by spam score after ``after`` (equal scores: the newest first
+    when highest first, else the oldest first); comments without a score come last, oldest
+    first. Two plain queries rather than one with NULLS LAST, so that each reads the
+    (status, spam_score) index in order on SQLite and PostgreSQL alike."""
+    highest = order is QueueOrder.HIGHEST_SCORE
+    score = Comment.spam_score
+    rows: list[Comment] = []
+    if after is None or after[0] is not None:
+        scored = query.where(score.is_not(None))
+        if after is not None:
+            last_score, last_id = after
+            # The bound on the score alone lets the index seek to the page's start.
+            if highest:
+                later = and_(score <= last_score, or_(score < last_score, Comment.id < last_id))
+            else:
+                later = and_(score >= last_score, or_(score > last_score, Comment.id > last_id))
+            scored = scored.where(later)
+        # Ties by id in the score's direction: the index's own order (it ends with the row id).
+        scored = scored.order_by(
+            *((score.desc(), Comment.id.desc()) if highest else (score, Comment.id))
+        )
+        rows.extend(session.scalars(scored.limit(count).options(*_loads())))
+    if len(rows) < count:
+        unscored = query.where(score.is_(None))
+        if after is not None and after[0] is None:
+            unscored = unscored.where(Comment.id > after[1])
+        unscored = unscored.order_by(Comment.id).limit(count - len(rows))
+        rows.extend(session.scalars(unscored.options(*_loads())))
+    return rows
+
+
+# A score cursor: "s" and the score's repr (exact for a float), or "n" (no score), then the id.
+_SCORE_CURSOR = re.compile(r"(?:s(\d(?:\.\d{1,20})?(?:e-\d{1,3})?)|n):(\d{1,18})")
+
+
+def encode_score_cursor(score: float | None, comment_id: int) -> str:
+    raw = f"{'n' if score is None else 's' + repr(score)}:{comment_id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_score_cursor(cursor: str | None) -> tuple[float | None, int] | None:
+    if not cursor:
+        return None
+    match = None
+    if len(cursor) <= 100:
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+            match = _SCORE_CURSOR.fullmatch(raw)
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            pass
+    if match is None:
+        raise Malformed("The cursor is not valid.", fields={"cursor": "Not a cursor from this API"})
+    return (float(match[1]) if match[1] is not None else None), int(match[2])
 
 
 def status_counts(

@@ -110,7 +110,12 @@ class Candidate:
 
 class Check(Protocol):
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """What its signals are stored under (``{"check": name, ...}``)."""
+
+    @property
+    def label(self) -> str:
+        """What it found, in a moderator's words: the queue's "Why it was held" filter."""
 
     def __call__(self, session: Session, candidate: Candidate) -> Signal | None: ...
 
@@ -160,18 +165,13 @@ def _overrule(signal: Signal) -> Signal:
     return dataclasses.replace(signal, verdict=Verdict.HOLD, reason=reason)
 
 
-# The name of every check, as stored in signals and used by the queue's filter.
-CHECK_NAMES = (
-    "honeypot",
-    "deliverability",
-    "time_trap",
-    "links",
-    "blocklist",
-    "personal_data",
-    "disposable_email",
-    "duplicate",
-    "classifier",
-)
+@functools.cache
+def check_labels() -> dict[str, str]:
+    """Every check's name and label in the pipeline's order, optional checks included: what the
+    queue and the moderation API filter signals by, read from the pipeline so as never to drift."""
+    # A pipeline built only to be read: no check runs, so its form-token key is never used.
+    pipeline = default_pipeline(secret="unused")  # noqa: S106
+    return {check.name: check.label for check in pipeline.checks}
 
 
 # Honeypot ------------------------------------------------------------------------------------
@@ -184,6 +184,7 @@ class HoneypotCheck:
     """A field people never see or fill in; bots that fill every field give themselves away."""
 
     name: str = "honeypot"
+    label: str = "Hidden field filled in"
 
     def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
         if candidate.evidence.honeypot:
@@ -244,6 +245,7 @@ class TimeTrapCheck:
     max_age: dt.timedelta = TIME_TRAP_MAX_AGE
     verdict: Verdict = Verdict.HOLD
     name: str = "time_trap"
+    label: str = "Sent too fast or without a valid form token"
 
     def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
         token = candidate.evidence.form_token
@@ -274,6 +276,7 @@ class LinksCheck:
     """More links than the site allows (default 2) is the shape of most link spam."""
 
     name: str = "links"
+    label: str = "Too many links"
 
     def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
         links = count_links(candidate.body)
@@ -307,6 +310,7 @@ class BlocklistCheck:
     """
 
     name: str = "blocklist"
+    label: str = "Blocklisted term"
 
     def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
         values = {
@@ -352,6 +356,7 @@ class DuplicateCheck:
     near: float = 0.8
     min_spam_words: int = 6
     name: str = "duplicate"
+    label: str = "Duplicate comment"
 
     def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
         post_id: int | None = candidate.post.id  # None: a new post, so nothing to repeat
@@ -431,6 +436,7 @@ class PersonalDataCheck:
     """Commenters often paste their phone number or address: hold so it is not published."""
 
     name: str = "personal_data"
+    label: str = "Contains personal data"
 
     def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
         kinds = personal_data_kinds(candidate.body)
@@ -452,6 +458,7 @@ class DeliverabilityCheck:
     """
 
     name: str = "deliverability"
+    label: str = "Email domain takes no mail"
 
     def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
         if candidate.evidence.mail_domain is MailDomain.NO_MAIL:
@@ -480,6 +487,7 @@ class DisposableEmailCheck:
 
     blocklist: frozenset[str] | set[str]
     name: str = "disposable_email"
+    label: str = "Disposable email address"
 
     def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
         if is_disposable(email_domain(candidate.author_email), self.blocklist):
@@ -576,6 +584,7 @@ class ClassifierCheck:
     """
 
     name: str = "classifier"
+    label: str = "Likely spam (learned from your decisions)"
 
     def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
         tokens = learning.tokens(

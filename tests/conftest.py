@@ -12,12 +12,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, Engine, delete
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from moderation import create_app
 from moderation.db import make_engine
 from moderation.models import SpamToken
-from moderation.publishing import ThreadHeads
 from tests.helpers import app_in_transaction, database_url, reset_schema, session_factory
 
 
@@ -74,39 +72,13 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def smtp() -> Iterator[Any]:
-    """A real SMTP server (aiosmtpd) on a free loopback port; ``smtp.inbox`` holds what came."""
-    from tests.mailserver import SMTPServer, free_port
+def mail(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A real SMTP server (aiosmtpd) on a free loopback port, ``mail.inbox`` what came; with
+    ``mail.client``, ``mail.session`` and ``mail.sessions`` (tests.mailserver.MailTest), an app
+    with mail on in the test's transaction, built when first used."""
+    from tests.mailserver import MailTest, SMTPServer, free_port
 
     server = SMTPServer(free_port())
     server.start()
-    yield server
+    yield MailTest(server, request)
     server.stop()
-
-
-@pytest.fixture
-def mail_sessions(connection: Connection) -> sessionmaker[Session]:
-    """Sessions in the test's transaction, as an app with mail on makes them."""
-    from tests.mailserver import mail_factory
-
-    return mail_factory(connection)
-
-
-@pytest.fixture
-def mail_session(mail_sessions: sessionmaker[Session]) -> Iterator[Session]:
-    with mail_sessions() as session:
-        yield session
-
-
-@pytest.fixture
-def mail_client(engine: Engine, mail_sessions: sessionmaker[Session], smtp: Any) -> FlaskClient:
-    """A client of an app whose mail goes to ``smtp``."""
-    from tests.mailserver import mail_settings
-
-    app = create_app(mail_settings(smtp.port), engine=engine)
-    app.extensions["moderation.sessionmaker"] = mail_sessions
-    app.extensions["moderation.heads"] = ThreadHeads(None)  # as in app_in_transaction
-    app.extensions["moderation.probes"] = None
-    app.config["SERVER_NAME"] = "comments.example.org"
-    app.config["PREFERRED_URL_SCHEME"] = "https"
-    return app.test_client()

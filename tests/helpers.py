@@ -25,7 +25,7 @@ from werkzeug.test import TestResponse
 from moderation import schema
 from moderation.app import create_app
 from moderation.config import Settings
-from moderation.models import Comment, Moderator, Role, Site, utcnow
+from moderation.models import Comment, CommentStatus, Moderator, Post, Role, Site, utcnow
 from moderation.moderators import create_api_token, create_moderator, password_hasher
 from moderation.publishing import ThreadHeads
 from moderation.sites import create_site
@@ -193,6 +193,37 @@ def stored(app: Flask, public_id: str) -> Comment:
         comment = get_session().scalars(select(Comment).where(Comment.public_id == public_id)).one()
         comment.signals  # noqa: B018 (load before the session closes)
         return comment
+
+
+def add_comment(
+    session: Session,
+    site: Site,
+    submitted_at: dt.datetime | None = None,
+    *,
+    status: CommentStatus = CommentStatus.PENDING,
+    **values: object,
+) -> Comment:
+    """A comment on the site's first post (made if need be), added directly: for tests of what is
+    read back (the queue's orders, reports) that need set times, scores or statuses."""
+    post = session.scalar(select(Post).where(Post.site_id == site.id).order_by(Post.id))
+    if post is None:
+        post = Post(site_id=site.id, key="/2026/a-post/", title="A post", url=site.origins[0] + "/")
+        session.add(post)
+    defaults: dict[str, object] = {
+        "author_name": "Ada Lovelace",
+        "author_email": "ada@example.com",
+        "body_text": "A comment.",
+        "body_html": "<p>A comment.</p>",
+    }
+    comment = Comment(
+        post=post,
+        status=status,
+        submitted_at=submitted_at or utcnow(),
+        **(defaults | values),
+    )
+    session.add(comment)
+    session.flush()
+    return comment
 
 
 # The command line ------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import functools
 import random
 import re
 import socket
@@ -13,15 +14,18 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from aiosmtpd.controller import Controller
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from moderation.app import create_app
 from moderation.config import Settings
 from moderation.mail import MAIL_ENABLED
 from moderation.models import Comment
 from moderation.outbox.mail import send_due_mail
+from moderation.publishing import ThreadHeads
 from tests.helpers import TEST_SECRET, comment_json, settings_for_tests
 
 PUBLIC = "https://comments.example.org"
@@ -92,6 +96,50 @@ def mail_factory(connection: Connection) -> sessionmaker[Session]:
         expire_on_commit=False,
         info={MAIL_ENABLED: True},
     )
+
+
+class MailTest:
+    """What a mail test works with (the ``mail`` fixture): a real SMTP server on loopback and,
+    built when first used, sessions as an app with mail on makes them, inside the test's
+    transaction, and a client of such an app whose mail goes to the server.
+
+    A test that needs only the server (a worker in its own process, on its own database) never
+    opens the test's transaction."""
+
+    def __init__(self, server: SMTPServer, request: pytest.FixtureRequest) -> None:
+        self.server = server
+        self._request = request
+
+    @property
+    def inbox(self) -> Inbox:
+        return self.server.inbox
+
+    @functools.cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return mail_factory(self._request.getfixturevalue("connection"))
+
+    @functools.cached_property
+    def session(self) -> Session:
+        session = self.sessions()
+        # Closed with the fixture, before the test's connection goes.
+        self._request.addfinalizer(session.close)
+        return session
+
+    @functools.cached_property
+    def client(self) -> FlaskClient:
+        app = create_app(
+            mail_settings(self.server.port), engine=self._request.getfixturevalue("engine")
+        )
+        app.extensions["moderation.sessionmaker"] = self.sessions
+        app.extensions["moderation.heads"] = ThreadHeads(None)  # as in app_in_transaction
+        app.extensions["moderation.probes"] = None
+        app.config["SERVER_NAME"] = "comments.example.org"
+        app.config["PREFERRED_URL_SCHEME"] = "https"
+        return app.test_client()
+
+    def send(self, now: dt.datetime | None = None) -> int:
+        """Run the worker's mail step once, as a worker would (see :func:`send`)."""
+        return send(self.sessions, self.server.port, now)
 
 
 def send(factory: sessionmaker[Session], port: int, now: dt.datetime | None = None) -> int:

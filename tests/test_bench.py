@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bench import harness, peer
+from moderation.models import Comment
+from tests.helpers import SUBMIT, comment_json, json_of, make_site
 
 pytestmark = pytest.mark.bench
 
@@ -97,3 +102,31 @@ def test_the_spam_corpus_replay_reports_every_figure_on_a_short_run() -> None:
     # Every submission was accepted (202): the filter never refuses on its own word.
     rows = [line for line in section.splitlines() if line.startswith("| **all** |")]
     assert rows and rows[0].rstrip("| ").endswith("| 0")
+
+
+def test_each_choice_of_what_filed_spam_teaches_is_replayed_and_undone() -> None:
+    import moderation.comments
+    from bench import filed_spam_learning, spam_corpus
+    from moderation import learning
+
+    videos = {title: rows[:60] for title, rows in list(spam_corpus.load().items())[:2]}
+    section = filed_spam_learning.run(videos)
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "%" in line]
+    assert [row.split(" | ")[0] for row in rows] == [f"| {n}" for n in filed_spam_learning.CHOICES]
+    assert vars(moderation.comments)["learning"] is learning  # the real one is back
+
+
+def test_the_choice_swapped_in_decides_what_a_filed_comment_teaches(
+    client: FlaskClient, session: Session
+) -> None:
+    from bench.filed_spam_learning import _none, learning_on_submission
+
+    make_site(session)
+    with learning_on_submission(_none):
+        untaught = json_of(client.post(SUBMIT, json=comment_json(website="bot")))["id"]
+    taught = json_of(client.post(SUBMIT, json=comment_json(website="bot", body="Again")))["id"]
+    session.expire_all()
+    learned = {
+        row[0]: row[1] for row in session.execute(select(Comment.public_id, Comment.learned))
+    }
+    assert (learned[untaught], learned[taught]) == (None, "spam")

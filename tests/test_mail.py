@@ -53,41 +53,35 @@ from tests.helpers import (
 from tests.mailserver import (
     FROM,
     PUBLIC,
-    SMTPServer,
+    MailTest,
     anchors,
     comment,
     link,
     mail_settings,
     parts,
-    send,
     submit,
 )
 
 
-def moderators_for(mail_session: Session) -> tuple[Moderator, Moderator]:
-    each = make_moderator(mail_session, "mod1", role=Role.MODERATOR, sites=("luac",))
-    digest = make_moderator(mail_session, "mod2", role=Role.MODERATOR, sites=("luac",))
+def moderators_for(session: Session) -> tuple[Moderator, Moderator]:
+    each = make_moderator(session, "mod1", role=Role.MODERATOR, sites=("luac",))
+    digest = make_moderator(session, "mod2", role=Role.MODERATOR, sites=("luac",))
     digest.mail_preference = MailPreference.DIGEST
-    mail_session.commit()
+    session.commit()
     return each, digest
 
 
-def test_moderators_hear_of_held_comments_each_or_as_a_digest(
-    mail_client: FlaskClient,
-    mail_session: Session,
-    mail_sessions: sessionmaker[Session],
-    smtp: SMTPServer,
-) -> None:
-    site = make_site(mail_session)
+def test_moderators_hear_of_held_comments_each_or_as_a_digest(mail: MailTest) -> None:
+    site = make_site(mail.session)
     site.notify_emails = ["team@example.gov.uk"]
-    mail_session.commit()
-    moderators_for(mail_session)
-    first = submit(mail_client, author_name="Ada")
+    mail.session.commit()
+    moderators_for(mail.session)
+    first = submit(mail.client, author_name="Ada")
     now = dt.datetime.now(dt.UTC)
 
-    assert send(mail_sessions, smtp.port, now) == 2  # mod1 and the team; mod2's digest waits
-    [to_mod1] = smtp.inbox.to("mod1@example.gov.uk")
-    [to_team] = smtp.inbox.to("team@example.gov.uk")
+    assert mail.send(now) == 2  # mod1 and the team; mod2's digest waits
+    [to_mod1] = mail.inbox.to("mod1@example.gov.uk")
+    [to_team] = mail.inbox.to("team@example.gov.uk")
     assert to_mod1["From"] == FROM and to_mod1["To"] == "mod1@example.gov.uk"
     assert to_mod1["Subject"] == (
         "Comment waiting for moderation on From industrial decline to growth"
@@ -99,119 +93,99 @@ def test_moderators_hear_of_held_comments_each_or_as_a_digest(
     assert "/mail/act/" not in parts(to_team)[1]  # no moderator, no action links
     assert to_team["List-Unsubscribe"] is None
 
-    second = submit(mail_client, author_name="Grace", body="A second thought.")
-    assert send(mail_sessions, smtp.port, now + dt.timedelta(minutes=5)) == 2  # mod1 and the team
-    assert len(smtp.inbox.to("mod2@example.gov.uk")) == 0
-    assert send(mail_sessions, smtp.port, now + dt.timedelta(minutes=61)) == 1
-    [digest] = smtp.inbox.to("mod2@example.gov.uk")
+    second = submit(mail.client, author_name="Grace", body="A second thought.")
+    assert mail.send(now + dt.timedelta(minutes=5)) == 2  # mod1 and the team
+    assert len(mail.inbox.to("mod2@example.gov.uk")) == 0
+    assert mail.send(now + dt.timedelta(minutes=61)) == 1
+    [digest] = mail.inbox.to("mod2@example.gov.uk")
     assert digest["Subject"] == "2 comments waiting for moderation"
     text, html = parts(digest)
     assert "Ada" in text and "Grace" in text and "A second thought." in html
     assert len([h for h in anchors(html).hrefs if "/mail/act/" in h]) == 6
-    assert send(mail_sessions, smtp.port, now + dt.timedelta(hours=3)) == 0  # nothing sent twice
+    assert mail.send(now + dt.timedelta(hours=3)) == 0  # nothing sent twice
     assert {first["id"], second["id"]}
 
 
-def test_administrators_of_every_site_hear_of_held_comments(
-    mail_client: FlaskClient,
-    mail_session: Session,
-    mail_sessions: sessionmaker[Session],
-    smtp: SMTPServer,
-) -> None:
+def test_administrators_of_every_site_hear_of_held_comments(mail: MailTest) -> None:
     """An administrator assigned to no site oversees them all; one assigned to some sites, and a
     moderator of another site, hear only of theirs."""
-    make_site(mail_session)
-    make_site(mail_session, slug="other")
-    make_moderator(mail_session, "overseer", role=Role.ADMIN)
-    make_moderator(mail_session, "elsewhere", role=Role.ADMIN, sites=("other",))
-    make_moderator(mail_session, "othermod", role=Role.MODERATOR, sites=("other",))
-    submit(mail_client)
-    assert send(mail_sessions, smtp.port) == 1
-    [held] = smtp.inbox.to("overseer@example.gov.uk")
+    make_site(mail.session)
+    make_site(mail.session, slug="other")
+    make_moderator(mail.session, "overseer", role=Role.ADMIN)
+    make_moderator(mail.session, "elsewhere", role=Role.ADMIN, sites=("other",))
+    make_moderator(mail.session, "othermod", role=Role.MODERATOR, sites=("other",))
+    submit(mail.client)
+    assert mail.send() == 1
+    [held] = mail.inbox.to("overseer@example.gov.uk")
     assert held["Subject"].startswith("Comment waiting for moderation")
     assert "/mail/act/" in parts(held)[1]
 
 
-def test_a_moderation_link_acts_once_and_only_on_post(
-    mail_client: FlaskClient,
-    mail_session: Session,
-    mail_sessions: sessionmaker[Session],
-    smtp: SMTPServer,
-) -> None:
-    make_site(mail_session)
-    mod1, _ = moderators_for(mail_session)
-    sent = submit(mail_client)
-    send(mail_sessions, smtp.port)
-    [message] = smtp.inbox.to("mod1@example.gov.uk")
+def test_a_moderation_link_acts_once_and_only_on_post(mail: MailTest) -> None:
+    make_site(mail.session)
+    mod1, _ = moderators_for(mail.session)
+    sent = submit(mail.client)
+    mail.send()
+    [message] = mail.inbox.to("mod1@example.gov.uk")
     approve = link(message, "Approve")
 
-    page = mail_client.get(approve)
+    page = mail.client.get(approve)
     assert page.status_code == 200 and "Approve this comment?" in page.get_data(as_text=True)
     assert page.headers["Referrer-Policy"] == "no-referrer"
-    assert comment(mail_session, sent["id"]).status is CommentStatus.PENDING
+    assert comment(mail.session, sent["id"]).status is CommentStatus.PENDING
     assert (
-        mail_session.scalars(select(AuditEvent).where(AuditEvent.action == "approve")).all() == []
+        mail.session.scalars(select(AuditEvent).where(AuditEvent.action == "approve")).all() == []
     )
 
-    done = mail_client.post(approve)
+    done = mail.client.post(approve)
     assert done.status_code == 200, done.get_data(as_text=True)
-    assert comment(mail_session, sent["id"]).status is CommentStatus.APPROVED
-    [audit] = mail_session.scalars(select(AuditEvent).where(AuditEvent.action == "approve")).all()
+    assert comment(mail.session, sent["id"]).status is CommentStatus.APPROVED
+    [audit] = mail.session.scalars(select(AuditEvent).where(AuditEvent.action == "approve")).all()
     assert audit.actor == "mod1 (from mail)" and audit.moderator_id == mod1.id
 
-    again = mail_client.post(approve)
+    again = mail.client.post(approve)
     assert again.status_code == 410
     assert (
-        len(mail_session.scalars(select(AuditEvent).where(AuditEvent.action == "approve")).all())
+        len(mail.session.scalars(select(AuditEvent).where(AuditEvent.action == "approve")).all())
         == 1
     )
 
     forged = approve[:-3] + ("AAA" if not approve.endswith("AAA") else "BBB")
-    assert mail_client.get(forged).status_code == 400
-    assert mail_client.post(forged).status_code == 400
+    assert mail.client.get(forged).status_code == 400
+    assert mail.client.post(forged).status_code == 400
 
 
-def test_moderation_links_expire_and_die_with_the_moderators_access(
-    mail_client: FlaskClient,
-    mail_session: Session,
-    mail_sessions: sessionmaker[Session],
-    smtp: SMTPServer,
-) -> None:
-    make_site(mail_session)
-    mod1, _ = moderators_for(mail_session)
-    sent = submit(mail_client)
+def test_moderation_links_expire_and_die_with_the_moderators_access(mail: MailTest) -> None:
+    make_site(mail.session)
+    mod1, _ = moderators_for(mail.session)
+    sent = submit(mail.client)
     now = dt.datetime.now(dt.UTC)
-    send(mail_sessions, smtp.port, now)
-    [message] = smtp.inbox.to("mod1@example.gov.uk")
+    mail.send(now)
+    [message] = mail.inbox.to("mod1@example.gov.uk")
     token = link(message, "Reject").rsplit("/", 1)[1]
 
     with pytest.raises(BadLink) as expired:
-        link_actions.act(mail_session, token, secret=TEST_SECRET, now=now + dt.timedelta(hours=25))
+        link_actions.act(mail.session, token, secret=TEST_SECRET, now=now + dt.timedelta(hours=25))
     assert expired.value.status == 410
 
     update_moderator(
-        mail_session, mod1, role="moderator", site_slugs=(), actor=Actor("admin"), now=now
+        mail.session, mod1, role="moderator", site_slugs=(), actor=Actor("admin"), now=now
     )
-    mail_session.commit()
-    refused = mail_client.post(link(message, "Reject"))
+    mail.session.commit()
+    refused = mail.client.post(link(message, "Reject"))
     assert refused.status_code == 403
-    assert comment(mail_session, sent["id"]).status is CommentStatus.PENDING
+    assert comment(mail.session, sent["id"]).status is CommentStatus.PENDING
 
 
-def test_commenters_hear_of_approval_and_rejection_with_the_reason(
-    mail_client: FlaskClient,
-    mail_session: Session,
-    mail_sessions: sessionmaker[Session],
-    smtp: SMTPServer,
-) -> None:
-    site = make_site(mail_session)
+def test_commenters_hear_of_approval_and_rejection_with_the_reason(mail: MailTest) -> None:
+    site = make_site(mail.session)
     site.reject_reasons = ["Off topic"]
     site.comment_policy_url = "https://levellingupadvisorycouncil.blog.gov.uk/comments-policy/"
-    admin = make_moderator(mail_session, "admin")
-    told = submit(mail_client, author_email="told@example.com", notify=True)
-    quiet = submit(mail_client, author_email="quiet@example.com", body="Say nothing to me.")
+    admin = make_moderator(mail.session, "admin")
+    told = submit(mail.client, author_email="told@example.com", notify=True)
+    quiet = submit(mail.client, author_email="quiet@example.com", body="Say nothing to me.")
     rejected = submit(
-        mail_client, author_email="told@example.com", body="Off the point.", notify=True
+        mail.client, author_email="told@example.com", body="Off the point.", notify=True
     )
     now = dt.datetime.now(dt.UTC)
     for public_id, action, reason in (
@@ -220,7 +194,7 @@ def test_commenters_hear_of_approval_and_rejection_with_the_reason(
         (rejected["id"], "reject", "Off topic"),
     ):
         moderate_comment(
-            mail_session,
+            mail.session,
             admin,
             public_id,
             action,
@@ -228,11 +202,11 @@ def test_commenters_hear_of_approval_and_rejection_with_the_reason(
             now=now,
             reason=reason,
         )
-    mail_session.commit()
+    mail.session.commit()
 
-    assert send(mail_sessions, smtp.port, now) == 2
-    assert smtp.inbox.to("quiet@example.com") == []
-    approved, refused = sorted(smtp.inbox.to("told@example.com"), key=lambda m: m["Subject"])
+    assert mail.send(now) == 2
+    assert mail.inbox.to("quiet@example.com") == []
+    approved, refused = sorted(mail.inbox.to("told@example.com"), key=lambda m: m["Subject"])
     assert approved["Subject"] == "Your comment on From industrial decline to growth is published"
     assert (
         refused["Subject"] == "Your comment on From industrial decline to growth was not published"
@@ -251,48 +225,43 @@ def test_commenters_hear_of_approval_and_rejection_with_the_reason(
     )
 
 
-def test_reply_notifications_stop_after_one_click_unsubscribe(
-    mail_client: FlaskClient,
-    mail_session: Session,
-    mail_sessions: sessionmaker[Session],
-    smtp: SMTPServer,
-) -> None:
-    make_site(mail_session)
-    admin = make_moderator(mail_session, "admin")
+def test_reply_notifications_stop_after_one_click_unsubscribe(mail: MailTest) -> None:
+    make_site(mail.session)
+    admin = make_moderator(mail.session, "admin")
     actor = Actor("admin", admin.id)
     now = dt.datetime.now(dt.UTC)
-    parent = submit(mail_client, author_email="ada@example.com", notify_replies=True)
-    moderate_comment(mail_session, admin, parent["id"], "approve", actor=actor, now=now)
-    mail_session.commit()
+    parent = submit(mail.client, author_email="ada@example.com", notify_replies=True)
+    moderate_comment(mail.session, admin, parent["id"], "approve", actor=actor, now=now)
+    mail.session.commit()
     reply = submit(
-        mail_client, author_email="bob@example.com", body="I agree.", parent_id=parent["id"]
+        mail.client, author_email="bob@example.com", body="I agree.", parent_id=parent["id"]
     )
-    moderate_comment(mail_session, admin, reply["id"], "approve", actor=actor, now=now)
-    mail_session.commit()
+    moderate_comment(mail.session, admin, reply["id"], "approve", actor=actor, now=now)
+    mail.session.commit()
 
-    send(mail_sessions, smtp.port, now)
-    [told] = smtp.inbox.to("ada@example.com")
+    mail.send(now)
+    [told] = mail.inbox.to("ada@example.com")
     assert told["Subject"] == "A reply to your comment on From industrial decline to growth"
     assert "I agree." in parts(told)[0]
     unsubscribe = urlsplit(told["List-Unsubscribe"].strip("<>")).path
-    assert mail_client.get(unsubscribe).status_code == 200  # a scanner's GET changes nothing
-    assert comment(mail_session, parent["id"]).notify_replies is True
+    assert mail.client.get(unsubscribe).status_code == 200  # a scanner's GET changes nothing
+    assert comment(mail.session, parent["id"]).notify_replies is True
 
-    one_click = mail_client.post(
+    one_click = mail.client.post(
         unsubscribe,
         data="List-Unsubscribe=One-Click",
         content_type="application/x-www-form-urlencoded",
     )
     assert one_click.status_code == 200
-    assert comment(mail_session, parent["id"]).notify_replies is False
+    assert comment(mail.session, parent["id"]).notify_replies is False
     another = submit(
-        mail_client, author_email="cy@example.com", body="Me too.", parent_id=parent["id"]
+        mail.client, author_email="cy@example.com", body="Me too.", parent_id=parent["id"]
     )
-    moderate_comment(mail_session, admin, another["id"], "approve", actor=actor, now=now)
-    mail_session.commit()
-    assert send(mail_sessions, smtp.port, now + dt.timedelta(minutes=1)) == 0
-    assert len(smtp.inbox.to("ada@example.com")) == 1
-    assert mail_client.post(unsubscribe[:-4] + "xxxx").status_code == 400
+    moderate_comment(mail.session, admin, another["id"], "approve", actor=actor, now=now)
+    mail.session.commit()
+    assert mail.send(now + dt.timedelta(minutes=1)) == 0
+    assert len(mail.inbox.to("ada@example.com")) == 1
+    assert mail.client.post(unsubscribe[:-4] + "xxxx").status_code == 400
 
 
 HOSTILE_NAME = '<script>alert(1)</script><a href="javascript:alert(2)">Eve</a> http://evil.example'
@@ -325,25 +294,20 @@ def assert_harmless(message: EmailMessage) -> None:
     assert "<script>" not in html and "&lt;script&gt;" in html  # the name, escaped
 
 
-def test_a_hostile_comment_yields_mail_with_nothing_live_in_it(
-    mail_client: FlaskClient,
-    mail_session: Session,
-    mail_sessions: sessionmaker[Session],
-    smtp: SMTPServer,
-) -> None:
-    make_site(mail_session)
-    make_moderator(mail_session, "mod1", role=Role.MODERATOR, sites=("luac",))
-    admin = make_moderator(mail_session, "admin")
+def test_a_hostile_comment_yields_mail_with_nothing_live_in_it(mail: MailTest) -> None:
+    make_site(mail.session)
+    make_moderator(mail.session, "mod1", role=Role.MODERATOR, sites=("luac",))
+    admin = make_moderator(mail.session, "admin")
     actor = Actor("admin", admin.id)
     now = dt.datetime.now(dt.UTC)
-    injected = mail_client.post(
+    injected = mail.client.post(
         "/api/v1/sites/luac/comments",
         json=comment_json(author_name="Eve\r\nBcc: victim@example.com"),
     )
     assert injected.status_code == 422  # no second line in a name, so no header from it
 
     parent = submit(
-        mail_client,
+        mail.client,
         author_name=HOSTILE_NAME,
         author_email="eve@example.com",
         body=HOSTILE_BODY,
@@ -351,29 +315,29 @@ def test_a_hostile_comment_yields_mail_with_nothing_live_in_it(
         notify=True,
         notify_replies=True,
     )
-    send(mail_sessions, smtp.port)  # the held notice to mod1 and the admin (of every site)
-    moderate_comment(mail_session, admin, parent["id"], "approve", actor=actor, now=now)
-    mail_session.commit()
+    mail.send()  # the held notice to mod1 and the admin (of every site)
+    moderate_comment(mail.session, admin, parent["id"], "approve", actor=actor, now=now)
+    mail.session.commit()
     reply = submit(
-        mail_client,
+        mail.client,
         author_name=HOSTILE_NAME,
         author_email="mallory@example.com",
         body='<iframe src="http://evil.example"></iframe> Visit https://evil.example/win now!',
         parent_id=parent["id"],
     )
-    moderate_comment(mail_session, admin, reply["id"], "approve", actor=actor, now=now)
-    mail_session.commit()
-    send(mail_sessions, smtp.port)
+    moderate_comment(mail.session, admin, reply["id"], "approve", actor=actor, now=now)
+    mail.session.commit()
+    mail.send()
 
-    kinds = {m["Subject"].split(" on ")[0] for m in smtp.inbox.messages}
+    kinds = {m["Subject"].split(" on ")[0] for m in mail.inbox.messages}
     assert kinds == {
         "Comment waiting for moderation",
         "Your comment",
         "A reply to your comment",
     }, kinds
     # The reply was approved before its held notices went, so they were dropped as stale.
-    assert len(smtp.inbox.messages) == 4
-    for message in smtp.inbox.messages:
+    assert len(mail.inbox.messages) == 4
+    for message in mail.inbox.messages:
         assert_harmless(message)
 
 
@@ -388,51 +352,44 @@ def test_header_values_are_one_line_and_link_like_text_is_defanged() -> None:
     )
 
 
-def test_mail_waits_while_the_smtp_server_is_down_and_is_sent_later(
-    mail_client: FlaskClient,
-    mail_session: Session,
-    mail_sessions: sessionmaker[Session],
-    smtp: SMTPServer,
-) -> None:
-    make_site(mail_session)
-    make_moderator(mail_session, "mod1", role=Role.MODERATOR, sites=("luac",))
-    submit(mail_client)
-    submit(mail_client, body="Another one.")
-    smtp.stop()
+def test_mail_waits_while_the_smtp_server_is_down_and_is_sent_later(mail: MailTest) -> None:
+    make_site(mail.session)
+    make_moderator(mail.session, "mod1", role=Role.MODERATOR, sites=("luac",))
+    submit(mail.client)
+    submit(mail.client, body="Another one.")
+    mail.server.stop()
     now = dt.datetime.now(dt.UTC)
 
-    assert send(mail_sessions, smtp.port, now) == 1  # one tried; the other released, not counted
-    mail_session.expire_all()
-    rows = mail_session.scalars(select(OutgoingMail).order_by(OutgoingMail.id)).all()
+    assert mail.send(now) == 1  # one tried; the other released, not counted
+    mail.session.expire_all()
+    rows = mail.session.scalars(select(OutgoingMail).order_by(OutgoingMail.id)).all()
     assert [r.status for r in rows] == [MailStatus.PENDING, MailStatus.PENDING]
     assert rows[0].attempts == 1 and rows[0].next_attempt_at > now
     assert "ConnectionRefusedError" in (rows[0].last_error or "")
     assert rows[1].attempts == 0 and rows[1].lease_owner is None
 
-    smtp.start()
-    assert send(mail_sessions, smtp.port, now + dt.timedelta(minutes=2)) == 2
-    assert len(smtp.inbox.to("mod1@example.gov.uk")) == 2
-    mail_session.expire_all()
-    assert {r.status for r in mail_session.scalars(select(OutgoingMail))} == {MailStatus.SENT}
+    mail.server.start()
+    assert mail.send(now + dt.timedelta(minutes=2)) == 2
+    assert len(mail.inbox.to("mod1@example.gov.uk")) == 2
+    mail.session.expire_all()
+    assert {r.status for r in mail.session.scalars(select(OutgoingMail))} == {MailStatus.SENT}
 
 
-def test_two_workers_never_claim_the_same_mail(
-    mail_client: FlaskClient, mail_session: Session, mail_sessions: sessionmaker[Session]
-) -> None:
-    make_site(mail_session)
-    make_moderator(mail_session, "mod1", role=Role.MODERATOR, sites=("luac",))
+def test_two_workers_never_claim_the_same_mail(mail: MailTest) -> None:
+    make_site(mail.session)
+    make_moderator(mail.session, "mod1", role=Role.MODERATOR, sites=("luac",))
     for n in range(3):
-        submit(mail_client, body=f"Comment {n}.")
+        submit(mail.client, body=f"Comment {n}.")
     now = dt.datetime.now(dt.UTC)
-    with mail_sessions() as one:
+    with mail.sessions() as one:
         first = claim_due(one, "worker-1", now=now, digest_after=dt.timedelta(hours=1), limit=2)
         one.commit()
-    with mail_sessions() as two:
+    with mail.sessions() as two:
         second = claim_due(two, "worker-2", now=now, digest_after=dt.timedelta(hours=1))
         two.commit()
     assert len(first) == 2 and len(second) == 1
     assert not {i for b in first for i in b} & {i for b in second for i in b}
-    with mail_sessions() as three:
+    with mail.sessions() as three:
         assert claim_due(three, "worker-3", now=now, digest_after=dt.timedelta(hours=1)) == []
 
 
@@ -444,56 +401,54 @@ def test_nothing_is_queued_while_mail_is_off(client: FlaskClient, session: Sessi
     assert session.scalars(select(OutgoingMail)).all() == []
 
 
-def test_moderators_choose_their_own_mail_preference(
-    mail_client: FlaskClient, mail_session: Session
-) -> None:
-    make_site(mail_session)
-    mod1 = make_moderator(mail_session, "mod1", role=Role.MODERATOR, sites=("luac",))
-    token = make_token(mail_session, mod1)
+def test_moderators_choose_their_own_mail_preference(mail: MailTest) -> None:
+    make_site(mail.session)
+    mod1 = make_moderator(mail.session, "mod1", role=Role.MODERATOR, sites=("luac",))
+    token = make_token(mail.session, mod1)
     auth = {"Authorization": f"Bearer {token}"}
-    me = mail_client.get("/api/v1/moderation/me", headers=auth).get_json()
+    me = mail.client.get("/api/v1/moderation/me", headers=auth).get_json()
     assert me["login"] == "mod1" and me["mail_preference"] == "each"
-    changed = mail_client.patch(
+    changed = mail.client.patch(
         "/api/v1/moderation/me", json={"mail_preference": "digest"}, headers=auth
     )
     assert changed.status_code == 200 and changed.get_json()["mail_preference"] == "digest"
-    bad = mail_client.patch(
+    bad = mail.client.patch(
         "/api/v1/moderation/me", json={"mail_preference": "hourly"}, headers=auth
     )
     assert bad.status_code == 422
-    not_mine = mail_client.patch("/api/v1/moderation/me", json={"role": "admin"}, headers=auth)
+    not_mine = mail.client.patch("/api/v1/moderation/me", json={"role": "admin"}, headers=auth)
     assert not_mine.status_code == 422
 
-    login(mail_client, "mod1")
-    page = mail_client.get("/moderate/account").get_data(as_text=True)
+    login(mail.client, "mod1")
+    page = mail.client.get("/moderate/account").get_data(as_text=True)
     assert 'value="digest" checked' in page
-    saved = mail_client.post(
+    saved = mail.client.post(
         "/moderate/account", data={"mail_preference": "off", "csrf_token": csrf_from(page)}
     )
     assert saved.status_code == 303
-    mail_session.expire_all()
-    assert mail_session.get_one(Moderator, mod1.id).mail_preference is MailPreference.OFF
-    audits = mail_session.scalars(
+    mail.session.expire_all()
+    assert mail.session.get_one(Moderator, mod1.id).mail_preference is MailPreference.OFF
+    audits = mail.session.scalars(
         select(AuditEvent.after).where(AuditEvent.action == "moderator.mail_preference")
     ).all()
     assert [a["mail_preference"] for a in audits] == ["digest", "off"]
-    submit(mail_client)
-    assert mail_session.scalars(select(OutgoingMail)).all() == []  # mod1 wants nothing
+    submit(mail.client)
+    assert mail.session.scalars(select(OutgoingMail)).all() == []  # mod1 wants nothing
 
 
-def test_the_worker_command_sends_the_outbox(tmp_path: Path, smtp: SMTPServer) -> None:
+def test_the_worker_command_sends_the_outbox(tmp_path: Path, mail: MailTest) -> None:
     """`moderation worker --once`, a real process, sends what a request queued."""
     from tests.helpers import run_command
 
     mail_env = {
         "MODERATION_SMTP_HOST": "127.0.0.1",
-        "MODERATION_SMTP_PORT": str(smtp.port),
+        "MODERATION_SMTP_PORT": str(mail.server.port),
         "MODERATION_SMTP_SECURITY": "none",
         "MODERATION_MAIL_FROM": FROM,
         "MODERATION_PUBLIC_URL": PUBLIC,
     }
     app = create_app(
-        mail_settings(smtp.port, database_url=f"sqlite:///{tmp_path / 'cli.db'}"),
+        mail_settings(mail.server.port, database_url=f"sqlite:///{tmp_path / 'cli.db'}"),
     )
     engine = app.extensions["moderation.engine"]
     schema.upgrade(engine)
@@ -507,7 +462,7 @@ def test_the_worker_command_sends_the_outbox(tmp_path: Path, smtp: SMTPServer) -
     worked = run_command(tmp_path, "worker", "--once", env=mail_env)
     assert worked.returncode == 0, worked.stderr
     assert "and 1 mails" in worked.stdout
-    [message] = smtp.inbox.to("mod1@example.gov.uk")
+    [message] = mail.inbox.to("mod1@example.gov.uk")
     assert link(message, "Approve").startswith("/mail/act/")
 
 
@@ -518,7 +473,7 @@ MAIL_TABLES = (
 
 
 @pytest.mark.concurrency
-def test_two_workers_on_postgresql_send_each_mail_once(engine: Engine, smtp: SMTPServer) -> None:
+def test_two_workers_on_postgresql_send_each_mail_once(engine: Engine, mail: MailTest) -> None:
     """Two workers at once, each with its own connection: SKIP LOCKED claims, no mail twice."""
     if engine.dialect.name != "postgresql":
         pytest.skip("needs PostgreSQL (SKIP LOCKED between connections)")
@@ -535,7 +490,7 @@ def test_two_workers_on_postgresql_send_each_mail_once(engine: Engine, smtp: SMT
                     now=dt.datetime.now(dt.UTC),
                 )  # fmt: skip
             session.commit()
-        settings = mail_settings(smtp.port)
+        settings = mail_settings(mail.server.port)
         start = threading.Barrier(2)
         sent: list[int] = []
 
@@ -555,44 +510,39 @@ def test_two_workers_on_postgresql_send_each_mail_once(engine: Engine, smtp: SMT
             worker.start()
         for worker in workers:
             worker.join(timeout=60)
-        ids = [m["Message-ID"] for m in smtp.inbox.messages]
+        ids = [m["Message-ID"] for m in mail.inbox.messages]
         assert len(ids) == 30 and len(set(ids)) == 30 and sum(sent) == 30
     finally:
         with engine.begin() as connection:
             connection.execute(text(f"TRUNCATE {MAIL_TABLES} RESTART IDENTITY CASCADE"))
 
 
-def test_administrators_hear_when_a_webhook_endpoint_is_disabled(
-    mail_client: FlaskClient,
-    mail_session: Session,
-    mail_sessions: sessionmaker[Session],
-    smtp: SMTPServer,
-) -> None:
-    make_site(mail_session)
-    make_moderator(mail_session, "admin1", role=Role.ADMIN)
-    make_moderator(mail_session, "mod1", role=Role.MODERATOR, sites=("luac",))
+def test_administrators_hear_when_a_webhook_endpoint_is_disabled(mail: MailTest) -> None:
+    make_site(mail.session)
+    make_moderator(mail.session, "admin1", role=Role.ADMIN)
+    make_moderator(mail.session, "mod1", role=Role.MODERATOR, sites=("luac",))
     now = dt.datetime.now(dt.UTC)
     with running_consumer() as consumer:
         consumer.default = "410"
         endpoint = create_endpoint(
-            mail_session, actor=Actor("test"), url=consumer.url, allow_http=True, now=now
+            mail.session, actor=Actor("test"), url=consumer.url, allow_http=True, now=now
         )
-        mail_session.commit()
-        submit(mail_client)
+        mail.session.commit()
+        submit(mail.client)
         settings = mail_settings(
-            smtp.port, webhook_allow_http=True, webhook_allowed_networks="127.0.0.0/8"
+            mail.server.port, webhook_allow_http=True, webhook_allowed_networks="127.0.0.0/8"
         )
-        assert deliver_due(mail_sessions, settings, now=now, owner="test") == 1
-    mail_session.expire_all()
-    assert not mail_session.get_one(type(endpoint), endpoint.id).enabled
+        assert deliver_due(mail.sessions, settings, now=now, owner="test") == 1
+    mail.session.expire_all()
+    assert not mail.session.get_one(type(endpoint), endpoint.id).enabled
 
-    send(mail_sessions, smtp.port, now)
-    [notice] = smtp.inbox.to("admin1@example.gov.uk")
+    mail.send(now)
+    [notice] = mail.inbox.to("admin1@example.gov.uk")
     assert notice["Subject"] == "Webhooks stopped: an endpoint was disabled"
     text, html = parts(notice)
     assert consumer.url in text and "the consumer answered 410 Gone" in text
     assert f"{PUBLIC}/moderate/webhooks/{endpoint.public_id}" in text
     assert anchors(html).hrefs == [f"{PUBLIC}/moderate/webhooks/{endpoint.public_id}"]
     # Moderators hear of the held comment only; no one hears twice.
-    assert all("Webhooks" not in m["Subject"] for m in smtp.inbox.to("mod1@example.gov.uk"))
-    assert send(mail_sessions, smtp.port, now) == 0
+    assert all("Webhooks" not in m["Subject"] for m in mail.inbox.to("mod1@example.gov.uk"))
+    assert mail.send(now) == 0

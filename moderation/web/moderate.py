@@ -58,7 +58,8 @@ from moderation.models import (
     Site,
 )
 from moderation.outbox.mail import DIGEST_INTERVAL
-from moderation.web import admin, devices, mfa, moderate_webhooks, sso
+from moderation.spam import check_labels
+from moderation.web import admin, devices, mfa, moderate_webhooks, monthly, sso
 from moderation.web.context import client_address, hasher, now, settings
 from moderation.web.logins import back_to, begin_login, csrf_token
 from moderation.web.sessions import close_session, get_session, reads_first
@@ -68,6 +69,7 @@ bp.register_blueprint(admin.bp)
 bp.register_blueprint(moderate_webhooks.bp)
 bp.register_blueprint(sso.bp)
 bp.register_blueprint(mfa.bp)
+bp.register_blueprint(monthly.bp)
 
 PUBLIC_ENDPOINTS = frozenset(
     {"moderate.login", "moderate.do_login", *sso.PUBLIC_ENDPOINTS, *mfa.PUBLIC_ENDPOINTS}
@@ -251,14 +253,11 @@ def end_sessions() -> ResponseReturnValue:
     return redirect(url_for("moderate.login"), code=303)
 
 
-SIGNAL_CHOICES = (
-    ("honeypot", "Hidden field filled in"),
-    ("time_trap", "Sent too fast or without a valid form token"),
-    ("links", "Too many links"),
-    ("blocklist", "Blocklisted term"),
-    ("duplicate", "Duplicate comment"),
-    ("personal_data", "Contains personal data"),
-    ("disposable_email", "Disposable email address"),
+ORDER_CHOICES = (
+    (queues.QueueOrder.OLDEST, "Oldest first"),
+    (queues.QueueOrder.NEWEST, "Newest first"),
+    (queues.QueueOrder.HIGHEST_SCORE, "Most likely spam first"),
+    (queues.QueueOrder.LOWEST_SCORE, "Least likely spam first"),
 )
 
 
@@ -276,7 +275,7 @@ def _queue_filter(args: MultiDict[str, str] | None = None) -> queues.QueueFilter
         site=args.get("site") or None,
         post=args.get("post") or None,
         search=(args.get("q") or "").strip() or None,
-        newest_first=queues.newest_first(args.get("order")),
+        order=queues.queue_order(args.get("order")),
         signal=queues.signal_filter(args.get("signal") or None),
     )
 
@@ -320,7 +319,8 @@ def queue() -> str:
         sites=_sites_for(g.moderator),
         statuses=list(queues.QUEUE_STATUSES),
         bulk_actions=actions.BULK_ACTIONS,
-        signal_choices=SIGNAL_CHOICES,
+        signal_choices=check_labels().items(),
+        order_choices=ORDER_CHOICES,
         now=now(),
         back=request.full_path,
         focus=request.args.get("focus"),

@@ -122,7 +122,7 @@ def list_comments() -> Response:
         site=request.args.get("site") or None,
         post=request.args.get("post") or None,
         search=request.args.get("q") or None,
-        newest_first=queues.newest_first(request.args.get("order")),
+        order=queues.queue_order(request.args.get("order")),
         signal=queues.signal_filter(request.args.get("signal")),
     )
     page = queues.list_queue(
