@@ -143,6 +143,9 @@ ACTION_LABELS = {
     "moderator.enable": "Enabled a moderator",
     "token.add": "Created an API token",
     "token.revoke": "Revoked an API token",
+    "ban.add": "Banned",
+    "ban.lift": "Lifted a ban",
+    "ban.remove_recent": "Rejected a banned author's recent comments",
 }
 # Texts longer than this many words are not compared on the page (the CSV has both whole).
 DIFF_MAX_WORDS = 3000

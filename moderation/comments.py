@@ -24,6 +24,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 from moderation import duplicates, learning, metrics, verification
 from moderation.db import become_writer
 from moderation.errors import (
+    Banned,
     Malformed,
     NotFound,
     OriginNotAllowed,
@@ -221,6 +222,7 @@ def submit_comment(
     verdict = Verdict.ACCEPT
     spam_score: float | None = None
     text_sketch: duplicates.Sketch | None = None
+    network = client_network(client_address)
     if pipeline is not None:
         candidate = Candidate(
             site=site,
@@ -230,11 +232,16 @@ def submit_comment(
             body=submission.body,
             evidence=evidence or Evidence(client_address=client_address),
             now=now,
+            client_network=network,
+            lang=submission.lang,
         )
         try:
             outcome = pipeline.run(session, candidate)
         except ValidationFailed:
             metrics.SUBMISSIONS.labels(Verdict.REJECT.value).inc()  # nothing will be committed
+            raise
+        except Banned:
+            metrics.SUBMISSIONS.labels("banned").inc()
             raise
         verdict, signals = outcome.verdict, outcome.signals_json()
         spam_score = outcome.spam_score
@@ -266,7 +273,7 @@ def submit_comment(
         status=status,
         signals=signals,
         official=False,
-        client_network=client_network(client_address),
+        client_network=network,
         user_agent=(user_agent or "")[:300] or None,
         submitted_at=now,
         moderated_at=None,

@@ -50,6 +50,10 @@ class AuditAction(enum.StrEnum):
     MODERATOR_MFA_CODES = "moderator.mfa_codes"
     MODERATOR_MFA_RESET = "moderator.mfa_reset"
     MODERATOR_SESSIONS_END = "moderator.sessions_end"
+    # Bans (moderation/bans.py): made, lifted, and a banned author's recent comments rejected.
+    BAN_ADD = "ban.add"
+    BAN_LIFT = "ban.lift"
+    BAN_REMOVE_RECENT = "ban.remove_recent"
 
 
 # The actions on comments, which the audit page filters by.

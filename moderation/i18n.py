@@ -26,6 +26,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "cancel_reply": "Cancel reply",
         "show_more": "Show more comments",
         "closed": "Comments are closed on this post.",
+        # What a banned sender is told where the site refuses bans openly and gave no text.
+        "banned": "You cannot comment on this blog.",
         "form_heading": "Leave a comment",
         "error_summary_title": "There is a problem",
         "error_prefix": "Error:",
@@ -141,6 +143,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "cancel_reply": "Canslo'r ateb",
         "show_more": "Dangos rhagor o sylwadau",
         "closed": "Mae'r sylwadau ar gau ar y blogbost hwn.",
+        "banned": "Ni allwch adael sylwadau ar y blog hwn.",
         "form_heading": "Gadael sylw",
         "error_summary_title": "Mae problem wedi codi",
         "error_prefix": "Gwall:",

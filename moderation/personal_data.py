@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from moderation import duplicates, learning, verification
+from moderation import bans, duplicates, learning, verification
 from moderation.config import Settings
 from moderation.db import write_transaction
 from moderation.errors import ValidationFailed
@@ -89,6 +89,8 @@ def export_personal_data(session: Session, email: str, *, now: dt.datetime) -> d
         "email": address,
         "exported_at": rfc3339(now),
         "comments": comments,
+        # Bans of the address (in force or expired, until erased or lifted).
+        "bans": [bans.ban_json(ban, now=now) for ban in bans.bans_of_address(session, address)],
         "moderator_accounts": [
             {
                 "login": m.login,
@@ -105,6 +107,7 @@ def export_personal_data(session: Session, email: str, *, now: dt.datetime) -> d
 class Erasure:
     comments: int
     texts_removed: int
+    bans_lifted: int = 0
 
 
 def erase_personal_data(
@@ -117,6 +120,7 @@ def erase_personal_data(
     address = normalise_address(email)
     if secret is not None:
         verification.forget(session, secret, address)
+    lifted = bans.erase_bans_of(session, address, actor=actor, now=now)
     comments = _comments_of(session, address)
     # What their moderators' decisions taught the spam model goes first, while the text is known.
     learning.forget_comments(session, comments)
@@ -149,7 +153,7 @@ def erase_personal_data(
         )
         if comment.status is not CommentStatus.UNCONFIRMED:  # never announced, so no event
             record_event(session, EventType.ERASED, comment, now=now)
-    return Erasure(comments=len(comments), texts_removed=removed)
+    return Erasure(comments=len(comments), texts_removed=removed, bans_lifted=lifted)
 
 
 def _scrub_copies(session: Session, comment: Comment, keep_text: bool) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from moderation import mail
 from moderation.errors import ValidationFailed
 from moderation.events import Actor, AuditAction, record_admin_audit
-from moderation.models import ModerationPolicy, Site, utcnow
+from moderation.models import BanResponse, ModerationPolicy, Site, utcnow
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 EDITABLE = (
@@ -36,6 +36,8 @@ EDITABLE = (
     "verify_email",
     "notify_emails",
     "spam_threshold",
+    "ban_response",
+    "banned_text",
 )
 VERIFY_NEEDS_MAIL = (
     "Email verification sends mail, and mail is off: set MODERATION_SMTP_HOST, "
@@ -106,7 +108,7 @@ def site_settings(site: Site) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, ModerationPolicy) else value
+    return value.value if isinstance(value, ModerationPolicy | BanResponse) else value
 
 
 def _optional_url(raw: object, field: str, errors: dict[str, str]) -> str | None:
@@ -191,6 +193,20 @@ def _spam_threshold(raw: object, name: str, errors: dict[str, str]) -> float | N
     return float(number)
 
 
+def _ban_response(raw: object, name: str, errors: dict[str, str]) -> BanResponse | None:
+    if isinstance(raw, str) and raw in {r.value for r in BanResponse}:
+        return BanResponse(raw)
+    errors[name] = "Choose quiet (banned senders see the usual answer) or refuse"
+    return None
+
+
+def _banned_text(raw: object, name: str, errors: dict[str, str]) -> str | None:
+    if raw is not None and (not isinstance(raw, str) or len(raw) > 500):
+        errors[name] = "Give a text of up to 500 characters, or leave it empty"
+        return None
+    return raw.strip() or None if isinstance(raw, str) else None
+
+
 def _flag(message: str) -> Callable[[object, str, dict[str, str]], bool | None]:
     def parse(raw: object, name: str, errors: dict[str, str]) -> bool | None:
         if not isinstance(raw, bool):
@@ -240,6 +256,8 @@ _PARSERS: dict[str, Callable[[object, str, dict[str, str]], Any]] = {
         "Give a list of terms of up to 200 characters each", 200, allow_empty=True
     ),
     "spam_threshold": _spam_threshold,
+    "ban_response": _ban_response,
+    "banned_text": _banned_text,
 }
 assert set(_PARSERS) == set(EDITABLE)
 
