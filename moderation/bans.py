@@ -41,7 +41,7 @@ from moderation.models import (
     Site,
     address_key,
 )
-from moderation.spam import BAN_NETWORK_PREFIXES
+from moderation.spam import BAN_NETWORK_PREFIXES, ascii_domain
 
 MAX_REASON = 500
 MAX_REMOVE_DAYS = 90
@@ -278,6 +278,44 @@ def create_ban(
     if request.remove_recent_days:
         removed = remove_recent(session, ban, request.remove_recent_days, actor=actor, now=now)
     return Created(ban, removed)
+
+
+def ban_comment_author(
+    session: Session,
+    moderator: Moderator,
+    public_id: str,
+    *,
+    target: str,
+    duration: str,
+    reason: str,
+    every_site: bool = False,
+    remove_recent_days: object = None,
+    actor: Actor,
+    now: dt.datetime,
+) -> Created:
+    """ "Ban this address" on a comment's page: its author's address, the address's domain or
+    the network it was sent from, on the comment's site (or, by an admin, on every site), for
+    one of :data:`DURATIONS`."""
+    comment = actions.get_comment_for(session, moderator, public_id)
+    if target not in KINDS:
+        raise ValidationFailed(fields={"target": "Choose the address, its domain or its network"})
+    values = {
+        BanKind.EMAIL.value: comment.author_email,
+        BanKind.DOMAIN.value: ascii_domain(comment.author_email) if comment.author_email else "",
+        BanKind.NETWORK.value: comment.client_network or "",
+    }
+    if not values[target]:
+        gone = "Its network is no longer kept" if target == "network" else "Its address was erased"
+        raise ValidationFailed(fields={"target": f"{gone}: it cannot be banned from here"})
+    data: dict[str, object] = {
+        target: values[target],
+        "reason": reason,
+        "site": None if every_site else comment.post.site.slug,
+        "remove_recent_days": remove_recent_days,
+    }
+    wanted = BanRequest.parse(data, now=now)
+    wanted = dataclasses.replace(wanted, expires_at=expiry_after(duration, now))
+    return create_ban(session, moderator, wanted, actor=actor, now=now)
 
 
 def _visible(moderator: Moderator) -> Any:
