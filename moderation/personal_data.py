@@ -26,6 +26,7 @@ from moderation.errors import ValidationFailed
 from moderation.events import Actor, AuditAction, record_audit, rfc3339
 from moderation.models import (
     AuditEvent,
+    Ban,
     Comment,
     CommentStatus,
     Event,
@@ -214,6 +215,7 @@ class PurgeReport:
     dry_run: bool
     unconfirmed_deleted: int = 0
     originals_cleared: int = 0
+    bans_deleted: int = 0
 
 
 def purge_expired(
@@ -242,6 +244,9 @@ def purge_expired(
     originals = session.scalar(count.where(has_original)) or 0
     deleted = session.scalar(count.where(expired)) or 0
     never_confirmed = session.scalar(count.where(unconfirmed)) or 0
+    # A ban that ended longer ago than client data is kept has no more use for what it names.
+    ended = Ban.expires_at < client_cutoff
+    ended_bans = session.scalar(select(func.count()).select_from(Ban).where(ended)) or 0
     if not dry_run:
         # Their queued confirmation mail goes with them (the outbox row cascades).
         session.execute(
@@ -267,7 +272,8 @@ def purge_expired(
             .execution_options(synchronize_session=False)
         )
         session.execute(delete(Comment).where(expired).execution_options(synchronize_session=False))
-    return PurgeReport(cleared, deleted, dry_run, never_confirmed, originals)
+        session.execute(delete(Ban).where(ended).execution_options(synchronize_session=False))
+    return PurgeReport(cleared, deleted, dry_run, never_confirmed, originals, ended_bans)
 
 
 def purge_if_due(

@@ -5,7 +5,9 @@ export, erasure and audit."""
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
+import random
 import time
 from typing import Any
 
@@ -27,7 +29,12 @@ from moderation.models import (
     Role,
     utcnow,
 )
-from moderation.personal_data import erase_personal_data, export_personal_data
+from moderation.personal_data import (
+    Retention,
+    erase_personal_data,
+    export_personal_data,
+    purge_expired,
+)
 from moderation.sites import update_site
 from moderation.transfer import export_records, import_document
 from moderation.validation import parse_submission
@@ -567,3 +574,56 @@ def test_the_openapi_description_has_the_ban_routes(client: FlaskClient) -> None
     assert {"post", "get"} <= set(spec["paths"]["/api/v1/moderation/bans"])
     assert "delete" in spec["paths"]["/api/v1/moderation/bans/{ban_id}"]
     assert "ban_response" in spec["components"]["schemas"]["SiteSettings"]["properties"]
+
+
+def test_bans_that_ended_long_ago_are_purged_with_client_data(session: Session) -> None:
+    site = make_site(session)
+    moment = utcnow()
+    for days_ago in (31, 29):
+        ended = moment - dt.timedelta(days=days_ago)
+        session.add(Ban(site=site, kind=BanKind.EMAIL, value=f"{days_ago}@example.com",
+                        reason="r", expires_at=ended))  # fmt: skip
+    session.add(Ban(site=site, kind=BanKind.EMAIL, value="forever@example.com", reason="r"))
+    session.commit()
+    assert purge_expired(session, Retention(), now=moment, dry_run=True).bans_deleted == 1
+    assert purge_expired(session, Retention(), now=moment).bans_deleted == 1
+    left = set(session.scalars(select(Ban.value)))
+    assert left == {"29@example.com", "forever@example.com"}
+
+
+def test_supernets_are_what_ipaddress_would_say() -> None:
+    """The hand-made networks the check looks up are exactly ipaddress's (how bans are stored)."""
+    generator = random.Random(18)
+    addresses = ["0.0.0.0", "255.255.255.255", "::", "0:5::1", "1::", "ffff:ffff:ffff::"]
+    addresses += [str(ipaddress.IPv4Address(generator.getrandbits(32))) for _ in range(500)]
+    for _ in range(500):
+        bits = generator.getrandbits(48)
+        for group in range(3):  # runs of zero groups, where IPv6's "::" is decided
+            if generator.random() < 0.4:
+                bits &= ~(0xFFFF << (16 * group))
+        addresses.append(str(ipaddress.IPv6Address(bits << 80 | generator.getrandbits(80))))
+    for address in addresses:
+        network = comments.client_network(address)
+        assert network is not None
+        net = ipaddress.ip_network(network)
+        widest = spam.BAN_NETWORK_PREFIXES[net.version][0]
+        expected = [str(net.supernet(new_prefix=p)) for p in range(net.prefixlen, widest - 1, -1)]
+        assert spam.supernets(network) == expected, address
+
+
+def test_the_no_javascript_form_answers_a_quiet_ban_as_usual(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    token = admin_token(session)
+    ban(client, token, site="luac", email="ada@example.com")
+    answers = []
+    for email in ("bob@example.com", "ada@example.com"):
+        response = client.post(
+            f"/embed/luac/thread?post={POST_KEY}",
+            data={**comment_json(author_email=email), "form_token": good_token()},
+        )
+        answers.append((response.status_code, response.headers["Location"]))
+    assert answers[0] == answers[1] and answers[0][0] == 303
+    newest = session.scalars(select(Comment).order_by(Comment.id.desc()).limit(2)).all()
+    assert [banned(c) for c in newest] == [True, False]
