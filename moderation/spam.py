@@ -549,10 +549,10 @@ def supernets(network: str | None) -> list[str]:
     # ipaddress's supernet() and IPv6 str() cost ten times as much, on every submission.
     if net.version == 4:
         top = int(net.network_address)
-        masked = [top & ~((1 << (32 - p)) - 1) for p in prefixes]
+        fours = [top & ~((1 << (32 - p)) - 1) for p in prefixes]
         return [
             f"{m >> 24}.{(m >> 16) & 255}.{(m >> 8) & 255}.{m & 255}/{p}"
-            for m, p in zip(masked, prefixes, strict=True)
+            for m, p in zip(fours, prefixes, strict=True)
         ]
     top = int(net.network_address) >> 80  # a /48 or wider: the first three groups, then zeros
     found = []
