@@ -35,7 +35,7 @@ from moderation.mail import outbox
 from moderation.models import Comment, CommentStatus, Post, Site, new_public_id
 from moderation.outbox.events import EventType, record_event
 from moderation.sanitising import render_comment
-from moderation.spam import Candidate, Evidence, Pipeline, Verdict
+from moderation.spam import Candidate, Evidence, Pipeline, Verdict, filed_for_ban_only
 from moderation.validation import MAX_DEPTH, CommentSubmission
 
 DEFAULT_PAGE = 50
@@ -298,7 +298,7 @@ def submit_comment(
         # Nothing is announced until the author confirms (verification.confirm_comment).
         outbox.queue_confirmation(session, comment, now=now)
         return comment
-    if status is CommentStatus.SPAM:
+    if status is CommentStatus.SPAM and not filed_for_ban_only(signals):
         # Filed with no moderator: learned as spam until a moderator rescues it (which unlearns).
         learning.follow_decision(session, comment)
     record_event(session, EventType.SUBMITTED, comment, now=now)

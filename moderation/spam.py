@@ -629,6 +629,13 @@ class BanCheck:
         return Signal(self.name, Verdict.SPAM, f"{_BANNED[kind]} is banned (ban {ban_id})")
 
 
+def filed_for_ban_only(signals: Sequence[Any]) -> bool:
+    """Whether a comment is spam for a ban alone: it teaches the learned filter nothing, as a ban
+    is about its sender, not its text."""
+    filed = {s.get("check") for s in signals if isinstance(s, dict) and s.get("verdict") == "spam"}
+    return filed == {BanCheck.name}
+
+
 # The learned check ----------------------------------------------------------------------------
 
 LIKELY_SPAM = "likely spam"

@@ -629,3 +629,16 @@ def test_the_no_javascript_form_answers_a_quiet_ban_as_usual(
     assert answers[0] == answers[1] and answers[0][0] == 303
     newest = session.scalars(select(Comment).order_by(Comment.id.desc()).limit(2)).all()
     assert [banned(c) for c in newest] == [True, False]
+
+
+def test_a_comment_filed_for_a_ban_alone_teaches_the_spam_filter_nothing(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    token = admin_token(session)
+    ban(client, token, site="luac", email="ada@example.com")
+    quiet = sent(client, author_email="ada@example.com")
+    assert banned(quiet) and quiet.learned is None
+    # With another check's spam verdict too (the honeypot), it is learned as spam as before.
+    both = sent(client, author_email="ada@example.com", website="http://spam.example")
+    assert banned(both) and both.learned == "spam"
