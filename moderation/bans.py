@@ -375,8 +375,13 @@ def lift_ban(
     if ban.site_id is None and not moderator.is_admin:
         raise Forbidden("Only admins lift a ban on every site.")
     record, site_id = audit_record(ban), ban.site_id
-    session.delete(ban)
-    session.flush()
+    # A conditional delete: of two moderators lifting it at once, the second finds nothing.
+    gone = session.execute(
+        delete(Ban).where(Ban.id == ban.id).execution_options(synchronize_session=False)
+    )
+    if gone.rowcount != 1:  # type: ignore[attr-defined]
+        raise NotFound("There is no ban with that id.")
+    session.expunge(ban)
     record_admin_audit(
         session,
         actor,
@@ -468,8 +473,14 @@ def remove_recent(
         actor,
         AuditAction.BAN_REMOVE_RECENT,
         site_id=ban.site_id,
-        before={"status": "approved", "count": len(ids)},
-        after={"status": "rejected", "ban": ban.id, "days": days, "comments": list(ids)},
+        before={"status": "approved"},
+        after={
+            "status": "rejected",
+            "ban": ban.id,
+            "days": days,
+            "count": len(ids),
+            "comments": list(ids),
+        },
         now=now,
     )
     return ids

@@ -532,6 +532,8 @@ def test_ban_this_address_from_a_comments_page(client: FlaskClient, session: Ses
     lifted = client.post(f"/moderate/bans/{made.id}/lift", data={"csrf_token": csrf_from(listing)})
     assert lifted.status_code == 303
     assert session.scalars(select(Ban)).all() == []
+    audit = client.get("/moderate/audit").get_data(as_text=True)
+    assert "Banned" in audit and "Lifted a ban" in audit and "203.0.113.0/24" in audit
     # Without the CSRF token nothing happens.
     refused = client.post(
         f"/moderate/comments/{comment.public_id}/ban",
