@@ -257,6 +257,12 @@ def test_a_refusing_site_answers_403_banned_with_its_text(
     }
     welsh = json_of(send(client, author_email="ada@example.com", lang="cy"))["error"]
     assert welsh["message"] == "Ni allwch adael sylwadau ar y blog hwn."
+    cymraeg = client.post(
+        f"/embed/luac/thread?post={POST_KEY}&lang=cy",
+        data={**comment_json(author_email="ada@example.com"), "form_token": good_token()},
+    )
+    assert cymraeg.status_code == 403
+    assert "Ni allwch adael sylwadau ar y blog hwn." in cymraeg.get_data(as_text=True)
     text = "Your comments are not accepted here. Write to the blog team."
     update_site(session, site, {"banned_text": text}, actor=ADMIN, now=utcnow())
     session.commit()
