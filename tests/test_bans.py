@@ -181,6 +181,9 @@ def test_a_moderator_bans_on_their_own_sites_only(client: FlaskClient, session: 
     listed = json_of(client.get(BANS, headers=auth(mod)))["bans"]
     # Their site's bans and the every-site bans that act on it; not another site's.
     assert {b["id"] for b in listed} == {mine["id"], everywhere["id"]}
+    assert client.get(f"{BANS}?site=other", headers=auth(mod)).status_code == 404
+    narrowed = json_of(client.get(f"{BANS}?site=other", headers=auth(admin)))["bans"]
+    assert {b["id"] for b in narrowed} == {elsewhere["id"], everywhere["id"]}
     assert client.delete(f"{BANS}/{elsewhere['id']}", headers=auth(mod)).status_code == 404
     refused = client.delete(f"{BANS}/{everywhere['id']}", headers=auth(mod))
     assert refused.status_code == 403 and json_of(refused)["error"]["code"] == "forbidden"
@@ -228,6 +231,9 @@ def test_the_quiet_answer_is_the_usual_answer(client: FlaskClient, session: Sess
         k: v for k, v in quiet.headers if k not in drop
     }
     assert banned(stored(client.application, b["id"]))
+    # Moderators find them by their signal.
+    queue = client.get("/api/v1/moderation/comments?status=spam&signal=ban", headers=auth(token))
+    assert [c["id"] for c in json_of(queue)["comments"]] == [b["id"]]
     # Nothing public shows the ban: the thread, its JSON, counts and feed know no banned comment.
     for path in (
         f"/embed/luac/thread?post={POST_KEY}",
