@@ -656,3 +656,29 @@ def test_a_comment_filed_for_a_ban_alone_teaches_the_spam_filter_nothing(
     # With another check's spam verdict too (the honeypot), it is learned as spam as before.
     both = sent(client, author_email="ada@example.com", website="http://spam.example")
     assert banned(both) and both.learned == "spam"
+
+
+def test_a_moderator_cannot_ban_everywhere_from_a_comments_page(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    make_moderator(session, "mo", role=Role.MODERATOR, sites=("luac",))
+    comment = approved(session, "ada@example.com", 1, status=CommentStatus.PENDING)
+    login(client, "mo")
+    page = client.get(f"/moderate/comments/{comment.public_id}").get_data(as_text=True)
+    assert "On every site" not in page
+    form = {"csrf_token": csrf_from(page), "target": "email", "duration": "day", "reason": "x"}
+    refused = client.post(
+        f"/moderate/comments/{comment.public_id}/ban", data={**form, "every_site": "1"}
+    )
+    assert refused.status_code == 303 and refused.headers["Location"].endswith("#ban")
+    assert session.scalars(select(Ban)).all() == []
+    hostile = {**form, "target": "x" * 10000, "duration": "y" * 10000, "reason": "z" * 10000}
+    started = time.perf_counter()
+    response = client.post(f"/moderate/comments/{comment.public_id}/ban", data=hostile)
+    assert response.status_code == 303 and time.perf_counter() - started < 0.5
+    notice = client.get(f"/moderate/comments/{comment.public_id}").get_data(as_text=True)
+    assert "Not banned" in notice and "x" * 50 not in notice
+    assert client.post(f"/moderate/comments/{comment.public_id}/ban", data=form).status_code == 303
+    made = session.scalars(select(Ban)).one()
+    assert made.site_id == comment.post.site_id and made.value == "ada@example.com"
