@@ -386,3 +386,31 @@ def claim(session: Session, moderator: Moderator, comment: Comment, *, now: dt.d
     comment.claimed_by_id = moderator.id
     comment.claimed_until = now + CLAIM_FOR
     return True
+
+
+def reject_published(
+    session: Session, found: Iterable[Comment], *, actor: Actor, now: dt.datetime
+) -> list[Comment]:
+    """Take approved comments down by rejecting them (a ban's ``remove_recent_days``): each
+    leaves its thread at once (the thread's version, so its ETag, changes) and records
+    ``comment.rejected``; the caller audits the whole as one action. A comment someone else
+    moderated meanwhile is left as it is. No mail goes to the authors."""
+    done: list[Comment] = []
+    for comment in found:
+        try:
+            _transition(
+                session,
+                comment,
+                [S.APPROVED],
+                status=S.REJECTED,
+                moderated_at=now,
+                moderated_by_id=actor.moderator_id,
+                claimed_by_id=None,
+                claimed_until=None,
+            )
+        except AlreadyModerated:
+            continue
+        record_event(session, EventType.REJECTED, comment, now=now)
+        metrics.count_action(session, A.REJECT, actor.source)
+        done.append(comment)
+    return done

@@ -153,6 +153,9 @@ ACTION_LABELS = {
     "webhook.disable": "Disabled a webhook endpoint",
     "webhook.rotate_secret": "Rotated a webhook endpoint's secret",
     "retention.purge": "Purged data past its retention period",
+    "ban.add": "Banned",
+    "ban.lift": "Lifted a ban",
+    "ban.remove_recent": "Rejected a banned author's recent comments",
 }
 # Texts longer than this many words are not compared on the page (the CSV has both whole).
 DIFF_MAX_WORDS = 3000

@@ -24,6 +24,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 from moderation import duplicates, learning, metrics, posts, verification
 from moderation.db import become_writer
 from moderation.errors import (
+    Banned,
     Malformed,
     NotFound,
     OriginNotAllowed,
@@ -34,7 +35,7 @@ from moderation.mail import outbox
 from moderation.models import Comment, CommentStatus, Post, Site, new_public_id
 from moderation.outbox.events import EventType, record_event
 from moderation.sanitising import render_comment
-from moderation.spam import Candidate, Evidence, Pipeline, Verdict
+from moderation.spam import Candidate, Evidence, Pipeline, Verdict, filed_for_ban_only
 from moderation.validation import MAX_DEPTH, CommentSubmission
 
 DEFAULT_PAGE = 50
@@ -226,6 +227,7 @@ def submit_comment(
     verdict = Verdict.ACCEPT
     spam_score: float | None = None
     text_sketch: duplicates.Sketch | None = None
+    network = client_network(client_address)
     if pipeline is not None:
         candidate = Candidate(
             site=site,
@@ -235,11 +237,16 @@ def submit_comment(
             body=submission.body,
             evidence=evidence or Evidence(client_address=client_address),
             now=now,
+            client_network=network,
+            lang=submission.lang,
         )
         try:
             outcome = pipeline.run(session, candidate)
         except ValidationFailed:
             metrics.SUBMISSIONS.labels(Verdict.REJECT.value).inc()  # nothing will be committed
+            raise
+        except Banned:
+            metrics.SUBMISSIONS.labels("banned").inc()
             raise
         verdict, signals = outcome.verdict, outcome.signals_json()
         spam_score = outcome.spam_score
@@ -272,7 +279,7 @@ def submit_comment(
         status=status,
         signals=signals,
         official=False,
-        client_network=client_network(client_address),
+        client_network=network,
         user_agent=(user_agent or "")[:300] or None,
         submitted_at=now,
         moderated_at=None,
@@ -297,7 +304,7 @@ def submit_comment(
         # Nothing is announced until the author confirms (verification.confirm_comment).
         outbox.queue_confirmation(session, comment, now=now)
         return comment
-    if status is CommentStatus.SPAM:
+    if status is CommentStatus.SPAM and not filed_for_ban_only(signals):
         # Filed with no moderator: learned as spam until a moderator rescues it (which unlearns).
         learning.follow_decision(session, comment)
     record_event(session, EventType.SUBMITTED, comment, now=now)

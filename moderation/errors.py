@@ -52,6 +52,15 @@ class ThreadClosed(ServiceError):
     default_message = "Comments are closed on this post."
 
 
+class Banned(ServiceError):
+    """A banned sender, on a site that says so (``ban_response`` refuse); the message is the
+    site's own text, or the catalogue's in the sender's language."""
+
+    code = "banned"
+    status = 403
+    default_message = "You cannot comment on this blog."
+
+
 class Forbidden(ServiceError):
     code = "forbidden"
     status = 403

@@ -61,6 +61,10 @@ class AuditAction(enum.StrEnum):
     WEBHOOK_DISABLE = "webhook.disable"
     WEBHOOK_ROTATE_SECRET = "webhook.rotate_secret"  # noqa: S105 (an action's name)
     RETENTION_PURGE = "retention.purge"
+    # Bans (moderation/bans.py): made, lifted, and a banned author's recent comments rejected.
+    BAN_ADD = "ban.add"
+    BAN_LIFT = "ban.lift"
+    BAN_REMOVE_RECENT = "ban.remove_recent"
 
 
 # The actions on comments, which the audit page filters by.

@@ -32,6 +32,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "closes_on": "Comments close on {when}.",
         "opens_on": "Comments open on {when}.",
         "at_time": "{date} at {time}",
+        # What a banned sender is told where the site refuses bans openly and gave no text.
+        "banned": "You cannot comment on this blog.",
         "form_heading": "Leave a comment",
         "error_summary_title": "There is a problem",
         "error_prefix": "Error:",
@@ -156,6 +158,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "closes_on": "Bydd y sylwadau'n cau ar {when}.",
         "opens_on": "Bydd y sylwadau'n agor ar {when}.",
         "at_time": "{date} am {time}",
+        "banned": "Ni allwch adael sylwadau ar y blog hwn.",
         "form_heading": "Gadael sylw",
         "error_summary_title": "Mae problem wedi codi",
         "error_prefix": "Gwall:",

@@ -108,6 +108,13 @@ class ModerationPolicy(enum.StrEnum):
     TRUSTED = "trusted"
 
 
+class BanResponse(enum.StrEnum):
+    """What a banned sender is told: the usual answer (``quiet``) or ``403 banned`` (``refuse``)."""
+
+    QUIET = "quiet"
+    REFUSE = "refuse"
+
+
 class Role(enum.StrEnum):
     ADMIN = "admin"
     MODERATOR = "moderator"
@@ -165,6 +172,11 @@ class Site(Base):
     time_zone: Mapped[str] = mapped_column(
         String(64), default="Europe/London", server_default="Europe/London"
     )
+    # Bans (moderation/bans.py): a banned sender sees the usual answer, or 403 with this text.
+    ban_response: Mapped[BanResponse] = mapped_column(
+        _enum(BanResponse), default=BanResponse.QUIET, server_default=BanResponse.QUIET.value
+    )
+    banned_text: Mapped[str | None] = mapped_column(String(500), default=None)
 
     def __repr__(self) -> str:
         return f"<Site {self.slug}>"
@@ -685,3 +697,40 @@ class OutgoingMail(Base):
 
     comment: Mapped[Comment | None] = relationship(lazy="joined")
     moderator: Mapped[Moderator | None] = relationship(lazy="joined")
+
+
+class BanKind(enum.StrEnum):
+    EMAIL = "email"
+    DOMAIN = "domain"
+    NETWORK = "network"
+
+
+class Ban(Base):
+    """An email address, a mail domain or a client network barred from a site (``site_id``) or
+    from every site (None, set by admins only), until ``expires_at`` (None: for good).
+
+    ``value`` is what submissions are matched by, one indexed column for all three kinds so the
+    check is one index lookup: an address's ``address_key``, a domain in lower-case ASCII (IDNA),
+    a network in CIDR (never narrower than the /24 or /48 a comment keeps).
+    """
+
+    __tablename__ = "bans"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[BanKind] = mapped_column(_enum(BanKind))
+    value: Mapped[str] = mapped_column(String(762), index=True)
+    reason: Mapped[str] = mapped_column(String(500))
+    expires_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("moderators.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    site: Mapped[Site | None] = relationship(lazy="joined")
+    created_by: Mapped[Moderator | None] = relationship(lazy="joined")
+
+    def active(self, now: dt.datetime) -> bool:
+        return self.expires_at is None or self.expires_at > now

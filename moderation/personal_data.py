@@ -19,13 +19,14 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from moderation import duplicates, learning, verification
+from moderation import bans, duplicates, learning, verification
 from moderation.config import Settings
 from moderation.db import write_transaction
 from moderation.errors import ValidationFailed
 from moderation.events import Actor, AuditAction, record_admin_audit, record_audit, rfc3339
 from moderation.models import (
     AuditEvent,
+    Ban,
     Comment,
     CommentStatus,
     Event,
@@ -89,6 +90,8 @@ def export_personal_data(session: Session, email: str, *, now: dt.datetime) -> d
         "email": address,
         "exported_at": rfc3339(now),
         "comments": comments,
+        # Bans of the address (in force or expired, until erased or lifted).
+        "bans": [bans.ban_json(ban, now=now) for ban in bans.bans_of_address(session, address)],
         "moderator_accounts": [
             {
                 "login": m.login,
@@ -105,6 +108,7 @@ def export_personal_data(session: Session, email: str, *, now: dt.datetime) -> d
 class Erasure:
     comments: int
     texts_removed: int
+    bans_lifted: int = 0
 
 
 def erase_personal_data(
@@ -117,6 +121,7 @@ def erase_personal_data(
     address = normalise_address(email)
     if secret is not None:
         verification.forget(session, secret, address)
+    lifted = bans.erase_bans_of(session, address, actor=actor, now=now)
     comments = _comments_of(session, address)
     # What their moderators' decisions taught the spam model goes first, while the text is known.
     learning.forget_comments(session, comments)
@@ -149,7 +154,7 @@ def erase_personal_data(
         )
         if comment.status is not CommentStatus.UNCONFIRMED:  # never announced, so no event
             record_event(session, EventType.ERASED, comment, now=now)
-    return Erasure(comments=len(comments), texts_removed=removed)
+    return Erasure(comments=len(comments), texts_removed=removed, bans_lifted=lifted)
 
 
 def _scrub_copies(session: Session, comment: Comment, keep_text: bool) -> None:
@@ -210,6 +215,7 @@ class PurgeReport:
     dry_run: bool
     unconfirmed_deleted: int = 0
     originals_cleared: int = 0
+    bans_deleted: int = 0
 
 
 # Who the audit names for the workers' daily purge.
@@ -249,6 +255,9 @@ def purge_expired(
     originals = session.scalar(count.where(has_original)) or 0
     deleted = session.scalar(count.where(expired)) or 0
     never_confirmed = session.scalar(count.where(unconfirmed)) or 0
+    # A ban that ended longer ago than client data is kept has no more use for what it names.
+    ended = Ban.expires_at < client_cutoff
+    ended_bans = session.scalar(select(func.count()).select_from(Ban).where(ended)) or 0
     if not dry_run:
         # Their queued confirmation mail goes with them (the outbox row cascades).
         session.execute(
@@ -274,12 +283,14 @@ def purge_expired(
             .execution_options(synchronize_session=False)
         )
         session.execute(delete(Comment).where(expired).execution_options(synchronize_session=False))
-    report = PurgeReport(cleared, deleted, dry_run, never_confirmed, originals)
+        session.execute(delete(Ban).where(ended).execution_options(synchronize_session=False))
+    report = PurgeReport(cleared, deleted, dry_run, never_confirmed, originals, ended_bans)
     counts = {
         "client_data_cleared": cleared,
         "originals_cleared": originals,
         "comments_deleted": deleted,
         "unconfirmed_deleted": never_confirmed,
+        "bans_deleted": ended_bans,
     }
     if not dry_run and any(counts.values()):
         record_admin_audit(

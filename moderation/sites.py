@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from moderation import i18n, mail
 from moderation.errors import ValidationFailed
 from moderation.events import Actor, AuditAction, record_admin_audit
-from moderation.models import ModerationPolicy, Site, utcnow
+from moderation.models import BanResponse, ModerationPolicy, Site, utcnow
 from moderation.validation import split_url
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -38,6 +38,8 @@ EDITABLE = (
     "spam_threshold",
     "closed_text",
     "time_zone",
+    "ban_response",
+    "banned_text",
 )
 VERIFY_NEEDS_MAIL = (
     "Email verification sends mail, and mail is off: set MODERATION_SMTP_HOST, "
@@ -113,7 +115,7 @@ def site_settings(site: Site) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, ModerationPolicy) else value
+    return value.value if isinstance(value, ModerationPolicy | BanResponse) else value
 
 
 def _optional_url(raw: object, field: str, errors: dict[str, str]) -> str | None:
@@ -214,6 +216,20 @@ def _spam_threshold(raw: object, name: str, errors: dict[str, str]) -> float | N
     return float(number)
 
 
+def _ban_response(raw: object, name: str, errors: dict[str, str]) -> BanResponse | None:
+    if isinstance(raw, str) and raw in {r.value for r in BanResponse}:
+        return BanResponse(raw)
+    errors[name] = "Choose quiet (banned senders see the usual answer) or refuse"
+    return None
+
+
+def _banned_text(raw: object, name: str, errors: dict[str, str]) -> str | None:
+    if raw is not None and (not isinstance(raw, str) or len(raw) > 500):
+        errors[name] = "Give a text of up to 500 characters, or leave it empty"
+        return None
+    return raw.strip() or None if isinstance(raw, str) else None
+
+
 def _flag(message: str) -> Callable[[object, str, dict[str, str]], bool | None]:
     def parse(raw: object, name: str, errors: dict[str, str]) -> bool | None:
         if not isinstance(raw, bool):
@@ -265,6 +281,8 @@ _PARSERS: dict[str, Callable[[object, str, dict[str, str]], Any]] = {
     "spam_threshold": _spam_threshold,
     "closed_text": _closed_text,
     "time_zone": _time_zone,
+    "ban_response": _ban_response,
+    "banned_text": _banned_text,
 }
 assert set(_PARSERS) == set(EDITABLE)
 

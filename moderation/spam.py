@@ -19,15 +19,18 @@ import enum
 import functools
 import hashlib
 import hmac
+import ipaddress
 import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import Select, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
-from moderation import duplicates, learning
-from moderation.errors import ValidationFailed
-from moderation.models import Post, Site
+from moderation import duplicates, i18n, learning
+from moderation.errors import Banned, ValidationFailed
+from moderation.models import Ban, BanKind, BanResponse, Post, Site, address_key
 
 
 class Verdict(enum.StrEnum):
@@ -101,6 +104,10 @@ class Candidate:
     body: str
     evidence: Evidence
     now: dt.datetime
+    # The client's network as a comment keeps it (/24, /48; comments.client_network), and the
+    # language of the form it came from.
+    client_network: str | None = None
+    lang: str = i18n.DEFAULT_LANGUAGE
 
     @functools.cached_property
     def sketch(self) -> duplicates.Sketch:
@@ -505,6 +512,138 @@ def disposable_domains() -> set[str]:
     return result
 
 
+# Bans -----------------------------------------------------------------------------------------
+
+# A network ban is never narrower than what a comment keeps of its client's address (/24, /48),
+# nor wider than these: a ban of a sixteen-millionth of the Internet is the broadest there is.
+BAN_NETWORK_PREFIXES = {4: (8, 24), 6: (16, 48)}
+# A domain ban matches the domain and its subdomains; an address's domain is looked up with this
+# many of its suffixes at most (itself and the shortest ones), so a hostile domain costs little.
+BAN_DOMAIN_SUFFIXES = 10
+
+
+def ascii_domain(address: str) -> str:
+    """The lower-case ASCII (IDNA) form of an address's domain, as domain bans are stored."""
+    domain = email_domain(address)
+    if domain.isascii():
+        return domain
+    try:
+        return validate_email(address, check_deliverability=False).ascii_domain.lower()
+    except EmailNotValidError:
+        return domain
+
+
+def domain_suffixes(domain: str) -> list[str]:
+    """The domain and its parents of two labels or more (a bounded number of them)."""
+    labels = domain.split(".")
+    suffixes = [".".join(labels[i:]) for i in range(len(labels) - 1)]
+    if len(suffixes) > BAN_DOMAIN_SUFFIXES:
+        suffixes = [suffixes[0], *suffixes[-(BAN_DOMAIN_SUFFIXES - 1) :]]
+    return suffixes
+
+
+def supernets(network: str | None) -> list[str]:
+    """A comment's network (/24 or /48) and every network a ban may name that holds it."""
+    if not network:
+        return []
+    try:
+        net = ipaddress.ip_network(network)
+    except ValueError:
+        return []
+    widest, narrowest = BAN_NETWORK_PREFIXES[net.version]
+    prefixes = range(min(net.prefixlen, narrowest), widest - 1, -1)
+    # By integer masks and, for IPv6, by hand in RFC 5952's form (what str() of a network gives):
+    # ipaddress's supernet() and IPv6 str() cost ten times as much, on every submission.
+    if net.version == 4:
+        top = int(net.network_address)
+        fours = [top & ~((1 << (32 - p)) - 1) for p in prefixes]
+        return [
+            f"{m >> 24}.{(m >> 16) & 255}.{(m >> 8) & 255}.{m & 255}/{p}"
+            for m, p in zip(fours, prefixes, strict=True)
+        ]
+    top = int(net.network_address) >> 80  # a /48 or wider: the first three groups, then zeros
+    found = []
+    for p in prefixes:
+        masked = top & ~((1 << (48 - p)) - 1)
+        groups = [masked >> 32, (masked >> 16) & 0xFFFF, masked & 0xFFFF]
+        while groups and groups[-1] == 0:
+            groups.pop()  # trailing zero groups join the run of zeros that "::" stands for
+        found.append(":".join(f"{g:x}" for g in groups) + f"::/{p}")
+    return found
+
+
+def ban_values(author_email: str, client_network: str | None) -> list[str]:
+    """Every ``Ban.value`` that would bar this sender: the address's key, its domain and parent
+    domains, the network and the networks holding it (the three kinds never share a value)."""
+    return [
+        address_key(author_email),
+        *domain_suffixes(ascii_domain(author_email)),
+        *supernets(client_network),
+    ]
+
+
+@functools.cache
+def _active_ban() -> Select[int, BanKind]:
+    """One indexed lookup (``ix_bans_value``), built once: the check runs on every submission."""
+    return (
+        select(Ban.id, Ban.kind)
+        .where(
+            Ban.value.in_(bindparam("values", expanding=True)),
+            # This site's or every site's (NULL); written so that no planner prefers the site's
+            # index (a site with many bans) over the value's.
+            func.coalesce(Ban.site_id, bindparam("site_id")) == bindparam("site_id"),
+            or_(Ban.expires_at.is_(None), Ban.expires_at > bindparam("now")),
+        )
+        .order_by(Ban.id)
+        .limit(1)
+    )
+
+
+def find_ban(
+    session: Session, site_id: int, values: Sequence[str], *, now: dt.datetime
+) -> tuple[int, BanKind] | None:
+    """The first ban in force on the site (or on every site) naming one of ``values``."""
+    row = session.execute(
+        _active_ban(), {"values": list(values), "site_id": site_id, "now": now}
+    ).first()
+    return None if row is None else (row[0], row[1])
+
+
+_BANNED = {
+    BanKind.EMAIL: "the email address",
+    BanKind.DOMAIN: "the email domain",
+    BanKind.NETWORK: "the client network",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class BanCheck:
+    """A banned address, domain or network: filed as spam, the sender told what anyone is told;
+    or, where the site says so, refused with ``403 banned`` and the site's text. Expired bans
+    stop matching by themselves (the lookup compares with now)."""
+
+    name: str = "ban"
+    label: str = "Banned address, domain or network"
+
+    def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
+        values = ban_values(candidate.author_email, candidate.client_network)
+        found = find_ban(session, candidate.site.id, values, now=candidate.now)
+        if found is None:
+            return None
+        ban_id, kind = found
+        site = candidate.site
+        if site.ban_response is BanResponse.REFUSE:
+            raise Banned(site.banned_text or i18n.translator(candidate.lang)("banned"))
+        return Signal(self.name, Verdict.SPAM, f"{_BANNED[kind]} is banned (ban {ban_id})")
+
+
+def filed_for_ban_only(signals: Sequence[Any]) -> bool:
+    """Whether a comment is spam for a ban alone: it teaches the learned filter nothing, as a ban
+    is about its sender, not its text."""
+    filed = {s.get("check") for s in signals if isinstance(s, dict) and s.get("verdict") == "spam"}
+    return filed == {BanCheck.name}
+
+
 # The learned check ----------------------------------------------------------------------------
 
 LIKELY_SPAM = "likely spam"
@@ -615,8 +754,9 @@ def default_pipeline(
     disposable: bool = True,
     classifier: bool = True,
 ) -> Pipeline:
-    """Every check, in order: cheap and decisive first, the database query last."""
-    checks: list[Check] = [HoneypotCheck(), DeliverabilityCheck()]
+    """Every check, in order: decisive first (a ban is one indexed query), the costly last."""
+    # A ban first: where the site refuses banned senders, nothing else need run.
+    checks: list[Check] = [BanCheck(), HoneypotCheck(), DeliverabilityCheck()]
     if time_trap:
         checks.append(
             TimeTrapCheck(

@@ -19,6 +19,9 @@ from moderation.errors import ValidationFailed
 from moderation.events import rfc3339
 from moderation.models import (
     AuditEvent,
+    Ban,
+    BanKind,
+    BanResponse,
     Comment,
     CommentStatus,
     MailPreference,
@@ -123,6 +126,19 @@ def export_records(session: Session, *, now: dt.datetime) -> Iterator[tuple[str,
         if row.scope != learning.INSTALLATION and slug is None:
             continue  # a removed site's leftovers
         yield "spam_model", {"site": slug, "token": row.token, "spam": row.spam, "ham": row.ham}
+    for ban in session.scalars(select(Ban).order_by(Ban.id)):
+        yield (
+            "bans",
+            {
+                "site": slugs[ban.site_id] if ban.site_id else None,
+                "kind": ban.kind.value,
+                "value": ban.value,
+                "reason": ban.reason,
+                "expires_at": _time(ban.expires_at),
+                "created_by": logins.get(ban.created_by_id) if ban.created_by_id else None,
+                "created_at": _time(ban.created_at),
+            },
+        )
     audits = select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=BATCH)
     for audit in session.scalars(audits):
         yield (
@@ -149,7 +165,7 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ValidationFailed(fields={"file": f"Not a {FORMAT} version {VERSION} document"})
     added = dict.fromkeys(
-        ("sites", "moderators", "posts", "comments", "audit_events", "spam_model"), 0
+        ("sites", "moderators", "posts", "comments", "audit_events", "spam_model", "bans"), 0
     )
     sites = {site.slug: site for site in session.scalars(select(Site))}
     existing_sites = set(sites)
@@ -175,6 +191,8 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
             notify_emails=record.get("notify_emails", []),
             closed_text=record.get("closed_text"),
             time_zone=record.get("time_zone", "Europe/London"),
+            ban_response=BanResponse(record.get("ban_response", "quiet")),
+            banned_text=record.get("banned_text"),
             created_at=_parse_time(record["created_at"]),
         )
         session.add(site)
@@ -256,6 +274,7 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
         comments[record["id"]] = comment.id
         new_comments.add(record["id"])
         added["comments"] += 1
+    _import_bans(session, document.get("bans", []), sites, moderators, added)
     # Audit events come along with the comments they describe (or with none), never twice.
     fresh_import = not any(session.scalars(select(AuditEvent.id).limit(1)))
     for record in document.get("audit_events", []):
@@ -294,3 +313,38 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
     learning.add_counts(session, rows)
     added["spam_model"] = len(rows)
     return added
+
+
+def _import_bans(
+    session: Session,
+    records: list[dict[str, Any]],
+    sites: dict[str, Site],
+    moderators: dict[str, Moderator],
+    added: dict[str, int],
+) -> None:
+    """Bans, each once: one with the same place, kind, value and time is there already."""
+    # Exports keep times to the second.
+    have: set[tuple[int | None, str, str, dt.datetime | None]] = {
+        (b.site_id, b.kind.value, b.value, b.created_at.replace(microsecond=0))
+        for b in session.scalars(select(Ban))
+    }
+    for record in records:
+        site = sites[record["site"]] if record["site"] else None
+        created_at = _parse_time(record["created_at"])
+        key = (site.id if site else None, record["kind"], record["value"], created_at)
+        if key in have:
+            continue
+        creator = moderators.get(record["created_by"]) if record["created_by"] else None
+        session.add(
+            Ban(
+                site=site,
+                kind=BanKind(record["kind"]),
+                value=record["value"],
+                reason=record["reason"],
+                expires_at=_parse_time(record["expires_at"]),
+                created_by_id=creator.id if creator else None,
+                created_at=created_at,
+            )
+        )
+        have.add(key)
+        added["bans"] += 1

@@ -59,7 +59,7 @@ from moderation.models import (
 )
 from moderation.outbox.mail import DIGEST_INTERVAL
 from moderation.spam import check_labels
-from moderation.web import admin, devices, mfa, moderate_webhooks, monthly, sso
+from moderation.web import admin, devices, mfa, moderate_bans, moderate_webhooks, monthly, sso
 from moderation.web.context import client_address, hasher, now, settings
 from moderation.web.logins import back_to, begin_login, csrf_token
 from moderation.web.sessions import close_session, get_session, reads_first
@@ -70,6 +70,7 @@ bp.register_blueprint(moderate_webhooks.bp)
 bp.register_blueprint(sso.bp)
 bp.register_blueprint(mfa.bp)
 bp.register_blueprint(monthly.bp)
+bp.register_blueprint(moderate_bans.bp)
 
 PUBLIC_ENDPOINTS = frozenset(
     {"moderate.login", "moderate.do_login", *sso.PUBLIC_ENDPOINTS, *mfa.PUBLIC_ENDPOINTS}

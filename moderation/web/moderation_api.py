@@ -24,7 +24,7 @@ from moderation.errors import (
 from moderation.events import Actor, rfc3339
 from moderation.models import ApiToken, Comment, CommentStatus, LoginSession, Moderator, Site
 from moderation.outbox.events import comment_data
-from moderation.web import devices, webhooks_api
+from moderation.web import bans_api, devices, webhooks_api
 from moderation.web.context import (
     client_address,
     json_object,
@@ -37,6 +37,7 @@ from moderation.web.sessions import get_session
 
 bp = Blueprint("moderation_api", __name__, url_prefix="/api/v1/moderation")
 bp.register_blueprint(webhooks_api.bp)
+bp.register_blueprint(bans_api.bp)
 QUERY_PARAMETERS = {
     "moderation_api.list_comments": {
         "status",
@@ -51,6 +52,7 @@ QUERY_PARAMETERS = {
     "moderation_api.import_comments": {"source"},
     "moderation_api.get_post": {"post"},
     "moderation_api.update_post": {"post"},
+    **bans_api.QUERY_PARAMETERS,
 }
 # An export is XML; WordPress serves its WXR download as RSS.
 EXPORT_TYPES = ("application/xml", "text/xml", "application/rss+xml")
