@@ -75,6 +75,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "reply_received": (
             "Thank you. Your reply will be published once a moderator has approved it."
         ),
+        # Pinned comments and permalinks; the commenter's own comment, shown to them only.
+        "pinned_badge": "Pinned by the blog team",
+        "first_comments": "Show the first comments",
+        "awaiting_moderation": "Your comment, awaiting moderation",
         # Mail to commenters (confirm, approved, rejected, reply) and the pages of its links.
         "mail_why": "You are receiving this because you asked to be told about your comment.",
         "mail_stop": "Stop these emails",
@@ -202,6 +206,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
             "Diolch. Bydd eich ateb yn cael ei gyhoeddi unwaith y bydd cymedrolwr "
             "wedi'i gymeradwyo."
         ),
+        "pinned_badge": "Wedi'i binio gan dîm y blog",
+        "first_comments": "Dangos y sylwadau cyntaf",
+        "awaiting_moderation": "Eich sylw, yn aros i gael ei gymedroli",
         "mail_why": "Rydych yn cael yr e-bost hwn am i chi ofyn am gael gwybod am eich sylw.",
         "mail_stop": "Atal y negeseuon e-bost hyn",
         "mail_on": "ar",

@@ -30,6 +30,10 @@ class EventType(enum.StrEnum):
     DELETED = "comment.deleted"
     RESTORED = "comment.restored"
     ERASED = "comment.erased"
+    # Reversible decisions and pins (docs/after-publication.md).
+    UNAPPROVED = "comment.unapproved"
+    PINNED = "comment.pinned"
+    UNPINNED = "comment.unpinned"
     # Sent to one endpoint on request, never fanned out.
     WEBHOOK_TEST = "webhook.test"
 
@@ -60,6 +64,7 @@ def comment_data(comment: Comment) -> dict[str, Any]:
         "signals": list(comment.signals),
         "submitted_at": rfc3339(comment.submitted_at),
         "moderated_at": rfc3339(comment.moderated_at) if comment.moderated_at else None,
+        "pinned": comment.pinned_at is not None,
         "post": {"key": post.key, "title": post.title, "url": post.url},
         "site": {"slug": site.slug, "name": site.name},
     }

@@ -227,6 +227,15 @@
           else { noticeHome.parentNode.insertBefore(notice, noticeHome.nextSibling); }
           notice.textContent = said;
           notice.classList.add("cm-notice--shown");
+          // Their own comment, on this page only.
+          var own = $(root, ".cm-own[hidden]");
+          if (own && result.body.status !== "approved") {
+            own = own.cloneNode(true);
+            own.hidden = false;
+            $(own, ".cm-author").textContent = data.author_name;
+            $(own, ".cm-body").textContent = data.body;
+            notice.parentNode.insertBefore(own, notice.nextSibling);
+          }
           notice.focus();
           announce(said);
           reportHeight();
@@ -292,8 +301,11 @@
     if (!site) { return; }
     var post = root.getAttribute("data-post") || location.pathname;
     var lang = root.getAttribute("data-lang") || document.documentElement.lang || "en";
+    // A permalink: the page that holds it.
+    var hash = /^#comment-([\w-]+)$/.exec(location.hash);
     var url = base + "/embed/" + encodeURIComponent(site) + "/thread?post=" +
-      encodeURIComponent(post) + "&lang=" + encodeURIComponent(lang.split("-")[0].toLowerCase());
+      encodeURIComponent(post) + "&lang=" + encodeURIComponent(lang.split("-")[0].toLowerCase()) +
+      (hash ? "&comment=" + hash[1] : "");
     root.setAttribute("aria-busy", "true");
     fetch(url, { credentials: "omit" }).then(function (response) {
       if (!response.ok) { throw new Error(String(response.status)); }
@@ -311,6 +323,8 @@
         }
       }
       enhance(root);
+      var target = hash && document.getElementById(location.hash.slice(1));
+      if (target) { target.scrollIntoView(); }
     }).catch(function () {
       root.removeAttribute("aria-busy"); /* the fallback link inside #comments stays */
     });

@@ -23,6 +23,9 @@ LINES = {
     "comment.deleted": "comment deleted on {post}",
     "comment.restored": "comment back in the queue on {post}",
     "comment.erased": "comment erased on {post} (personal data request)",
+    "comment.unapproved": "comment unpublished (back in the queue) on {post}",
+    "comment.pinned": "comment pinned on {post}",
+    "comment.unpinned": "comment unpinned on {post}",
 }
 HELD_WITHOUT_SIGNALS = "every comment waits for approval"
 MAX_TITLE = 120
