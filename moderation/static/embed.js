@@ -227,14 +227,14 @@
           else { noticeHome.parentNode.insertBefore(notice, noticeHome.nextSibling); }
           notice.textContent = said;
           notice.classList.add("cm-notice--shown");
-          // Their own comment, on this page only.
+          // Own comment, this page only.
           var own = $(root, ".cm-own[hidden]");
           if (own && result.body.status !== "approved") {
             own = own.cloneNode(true);
             own.hidden = false;
             $(own, ".cm-author").textContent = data.author_name;
             $(own, ".cm-body").textContent = data.body;
-            notice.parentNode.insertBefore(own, notice.nextSibling);
+            notice.after(own);
           }
           notice.focus();
           announce(said);
@@ -301,7 +301,7 @@
     if (!site) { return; }
     var post = root.getAttribute("data-post") || location.pathname;
     var lang = root.getAttribute("data-lang") || document.documentElement.lang || "en";
-    // A permalink: the page that holds it.
+    // A permalink's page, once styled.
     var hash = /^#comment-([\w-]+)$/.exec(location.hash);
     var url = base + "/embed/" + encodeURIComponent(site) + "/thread?post=" +
       encodeURIComponent(post) + "&lang=" + encodeURIComponent(lang.split("-")[0].toLowerCase()) +
@@ -323,8 +323,8 @@
         }
       }
       enhance(root);
-      var target = hash && document.getElementById(location.hash.slice(1));
-      if (target) { target.scrollIntoView(); }
+      var at = hash && document.getElementById(location.hash.slice(1));
+      if (at) { $(root, "link").onload = function () { at.scrollIntoView(); }; }
     }).catch(function () {
       root.removeAttribute("aria-busy"); /* the fallback link inside #comments stays */
     });
