@@ -1,7 +1,7 @@
 """Permalinks, pinned comments and a commenter's own comment, in headless Chromium: a link to
 comment 350 of 400 opens the page of the thread that holds it with embed.js and in the iframe,
 in English and Welsh; the pinned label; the comment a commenter just sent, shown to them alone
-as they typed it; axe-core on each."""
+as they typed it; the queue's Not spam, Unpublish and Pin; axe-core on each."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ from sqlalchemy import select
 from moderation.models import Comment, CommentStatus, Post, Site
 from moderation.sites import create_site
 from tests.browser import LiveServer, axe_violations, live_server, require_browser, serving
+from tests.helpers import PASSWORD, make_moderator
 
 pytestmark = pytest.mark.browser
 
 LONG = "/long-thread/"
+OVERFLOW = "document.documentElement.scrollWidth - window.innerWidth"
 LABELS = {
     "en": ("Pinned by the blog team", "Your comment, awaiting moderation"),
     "cy": ("Wedi'i binio gan dîm y blog", "Eich sylw, yn aros i gael ei gymedroli"),
@@ -233,4 +235,69 @@ def test_a_commenter_sees_their_own_comment_awaiting_moderation_and_no_one_else_
             .where(Post.key == key, Comment.author_name != "Earlier reader")
         ).all()
         assert held == [CommentStatus.PENDING, CommentStatus.PENDING]
+    context.close()
+
+
+def test_the_queue_reverses_unpublishes_and_pins_in_place(server: LiveServer, browser: Any) -> None:
+    """Issue 19's "not spam" and "unapprove" in the queue: in place, by key, axe-clean at 320 px."""
+    with server.session() as session:
+        make_moderator(session)
+        site = session.scalars(select(Site)).one()
+        post = Post(site=site, key="/queue/", title="Queue", url="https://q.example/queue/")
+        comments = {
+            status: Comment(
+                post=post,
+                author_name=f"Reader {status.value}",
+                author_email="reader@example.com",
+                body_text=f"A {status.value} comment",
+                body_html=f"<p>A {status.value} comment</p>",
+                status=status,
+            )
+            for status in (CommentStatus.SPAM, CommentStatus.REJECTED, CommentStatus.APPROVED)
+        }
+        session.add_all(comments.values())
+        session.commit()
+        ids = {status: comment.public_id for status, comment in comments.items()}
+
+    def status_of(public_id: str) -> tuple[CommentStatus, bool]:
+        with server.session() as session:
+            found = session.scalars(select(Comment).where(Comment.public_id == public_id)).one()
+            return found.status, found.pinned_at is not None
+
+    context = browser.new_context(bypass_csp=True, viewport={"width": 320, "height": 800})
+    page = context.new_page()
+    page.goto(f"{server.url}/moderate/login")
+    page.fill("#login", "editor")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server.url}/moderate/")
+
+    page.goto(f"{server.url}/moderate/?status=spam&post=/queue/")
+    spam = ids[CommentStatus.SPAM]
+    assert page.text_content(f"#queue-{spam} button[data-action=approve]").startswith("Not spam")
+    assert axe_violations(page) == []
+    assert page.evaluate(OVERFLOW) <= 0
+    page.keyboard.press("j")
+    page.keyboard.press("a")  # "a" is Not spam here
+    page.locator(f"#queue-{spam}.queue-item--done").wait_for()
+    assert status_of(spam) == (CommentStatus.APPROVED, False)
+
+    page.goto(f"{server.url}/moderate/?status=rejected&post=/queue/")
+    rejected = ids[CommentStatus.REJECTED]
+    page.click(f"#queue-{rejected} button[data-action=approve]")
+    page.locator(f"#queue-{rejected}.queue-item--done").wait_for()
+    assert status_of(rejected) == (CommentStatus.APPROVED, False)
+
+    page.goto(f"{server.url}/moderate/?status=approved&post=/queue/")
+    approved = ids[CommentStatus.APPROVED]
+    assert axe_violations(page) == []
+    assert page.evaluate(OVERFLOW) <= 0, "the approved tab scrolls sideways at 320 px"
+    page.click(f"#queue-{approved} button[data-action=pin]")
+    page.locator(f"#queue-{approved} button[data-action=unpin]").wait_for()
+    assert "pinned to the top of its thread" in page.text_content("#queue-status")
+    assert status_of(approved) == (CommentStatus.APPROVED, True)
+    page.click(f"#queue-{approved} button[data-action=unapprove]")
+    page.locator(f"#queue-{approved}.queue-item--done").wait_for()
+    assert "unpublished: it is back in the queue" in page.text_content("#queue-status")
+    assert status_of(approved) == (CommentStatus.PENDING, False)
     context.close()
