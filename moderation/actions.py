@@ -186,20 +186,41 @@ def moderate_comment(
     after: dict[str, Any] = {"status": action.to.value}
     if action.name is A.REJECT and reason:
         values["reject_reason"] = after["reason"] = check_reason(comment, reason)
-    reversal = REVERSALS.get(comment.status) if action.name is A.APPROVE else None
+    # The decision applies to the status the moderator acted on, and only to that: a comment
+    # decided meanwhile is "already moderated", not decided twice (two moderators at once).
+    seen = comment.status
+    reversal = REVERSALS.get(seen) if action.name is A.APPROVE else None
+    if seen not in action.applies_to or (
+        reversal and _freshly_decided_by_another(comment, actor, now)
+    ):
+        session.refresh(comment)
+        raise AlreadyModerated(
+            f"This comment has already been moderated (it is {comment.status.value})."
+        )
     if reversal:
         values["reject_reason"] = None
         after["reversal"] = reversal
-    was_pending = comment.status is S.PENDING
-    _transition(session, comment, action.applies_to, **values)
+    _transition(session, comment, [seen], **values)
     _record(session, actor, action.name, action.event_type, comment, before, after, now)
-    if action.name in DECISIONS and was_pending:  # a reversal is not a first decision's delay
+    if action.name in DECISIONS and seen is S.PENDING:  # a reversal is no first decision
         metrics.count_decision(session, comment, action.name)
     if action.name in (A.APPROVE, A.REJECT):
         outbox.queue_decision(session, comment, now=now)
     if action.name is A.APPROVE:
         outbox.queue_reply(session, comment, now=now)
     return comment
+
+
+def _freshly_decided_by_another(comment: Comment, actor: Actor, now: dt.datetime) -> bool:
+    """Whether another moderator decided the comment within the undo window: until it ends the
+    decision is its maker's (to undo or reverse), so two moderators deciding a pending comment at
+    the same moment cannot both succeed, the second as a "reversal" of what they never saw."""
+    return (
+        comment.moderated_by_id is not None
+        and comment.moderated_by_id != actor.moderator_id
+        and comment.moderated_at is not None
+        and now - comment.moderated_at < UNDO_WINDOW
+    )
 
 
 def confirm_address(

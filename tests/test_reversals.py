@@ -18,9 +18,9 @@ from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation import learning
-from moderation.actions import pin_comment
+from moderation.actions import UNDO_WINDOW, moderate_comment, pin_comment
 from moderation.db import begin_as_writer
-from moderation.errors import ValidationFailed
+from moderation.errors import AlreadyModerated, ValidationFailed
 from moderation.events import Actor
 from moderation.models import (
     AuditEvent,
@@ -180,6 +180,35 @@ def test_approve_reverses_spam_and_rejected_decisions_in_one_step(
     # A deleted comment is restored first; an approved one is approved already.
     assert act(client, auth, deleted, "approve").status_code == 409
     assert act(client, auth, filed, "approve").status_code == 409
+
+
+def test_a_fresh_decision_is_its_makers_to_reverse_for_the_undo_window(
+    client: FlaskClient, session: Session, auth: dict[str, str]
+) -> None:
+    """Two moderators deciding one pending comment at the same moment: the second approve is
+    refused, not turned into a reversal of a decision its moderator never saw."""
+    (public_id,) = submit(client)
+    marker = session.scalars(select(Moderator)).one()
+    other = make_moderator(session, "colleague")
+    moment = dt.datetime.now(dt.UTC)
+
+    def approve(by: Moderator, at: dt.datetime) -> Comment:
+        actor = Actor(by.login, by.id)
+        return moderate_comment(session, by, public_id, "approve", actor=actor, now=at)
+
+    moderate_comment(
+        session, marker, public_id, "spam", actor=Actor(marker.login, marker.id), now=moment
+    )
+    with pytest.raises(AlreadyModerated, match="it is spam"):
+        approve(other, moment + UNDO_WINDOW - dt.timedelta(seconds=1))
+    assert approve(other, moment + UNDO_WINDOW).status is S.APPROVED
+    # Its maker may reverse their own decision at once (as they may undo it).
+    later = moment + UNDO_WINDOW
+    for action in ("unapprove", "spam"):
+        actor = Actor(other.login, other.id)
+        moderate_comment(session, other, public_id, action, actor=actor, now=later)
+    assert approve(other, later).status is S.APPROVED
+    assert audits(session, public_id)[-1][2] == {"status": "approved", "reversal": "not spam"}
 
 
 def test_bulk_approve_takes_spam_and_rejected_comments_too(
