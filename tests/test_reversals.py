@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from moderation import learning
+from moderation import learning, metrics
 from moderation.actions import UNDO_WINDOW, moderate_comment, pin_comment
 from moderation.db import begin_as_writer
 from moderation.errors import AlreadyModerated, ValidationFailed
@@ -262,13 +262,17 @@ def test_approving_what_the_filter_filed_as_spam_counts_as_rescued(
     comment.status, comment.verdict = S.SPAM, "spam"  # filed by the filter, no moderator
     session.commit()
     site_id = comment.post.site_id
+    rescues = metrics.SPAM_OVERTURNS.labels("luac", "rescued")
+    counted = rescues._value.get()
     assert learning.filter_report(session, site_id).rescued == 0
     assert act(client, auth, public_id, "approve").status_code == 200
     report = learning.filter_report(session, site_id)
     assert (report.filed, report.rescued) == (1, 1)
+    assert rescues._value.get() == counted + 1
     # Unpublishing it later is no second rescue, and leaves the comment counted once.
     act(client, auth, public_id, "unapprove")
     assert learning.filter_report(session, site_id).rescued == 1
+    assert rescues._value.get() == counted + 1
 
 
 # Pins ----------------------------------------------------------------------------------------
