@@ -12,10 +12,11 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from moderation import duplicates, learning, metrics
+from moderation.db import become_writer
 from moderation.errors import AlreadyModerated, NotFound, ValidationFailed
 from moderation.events import Actor, AuditAction, record_audit
 from moderation.mail import outbox
@@ -47,7 +48,10 @@ class Action:
 ACTIONS: dict[str, Action] = {
     action.name: action
     for action in (
-        Action(A.APPROVE, S.APPROVED, frozenset({S.PENDING}), EventType.APPROVED),
+        # From spam or rejected too: a reversal in one step ("not spam"), audited as one.
+        Action(
+            A.APPROVE, S.APPROVED, frozenset({S.PENDING, S.SPAM, S.REJECTED}), EventType.APPROVED
+        ),
         Action(A.REJECT, S.REJECTED, frozenset({S.PENDING}), EventType.REJECTED),
         Action(A.SPAM, S.SPAM, frozenset({S.PENDING}), EventType.SPAM),
         Action(
@@ -59,11 +63,17 @@ ACTIONS: dict[str, Action] = {
         Action(
             A.RESTORE, S.PENDING, frozenset({S.REJECTED, S.SPAM, S.DELETED}), EventType.RESTORED
         ),
+        # Unpublish: back to the queue at once, hidden from every public read.
+        Action(A.UNAPPROVE, S.PENDING, frozenset({S.APPROVED}), EventType.UNAPPROVED),
     )
 }
 BULK_ACTIONS = (A.APPROVE, A.REJECT, A.SPAM, A.DELETE)
 # The actions that decide a pending comment's fate; their delay is measured.
 DECISIONS = frozenset({A.APPROVE, A.REJECT, A.SPAM})
+# How the audit names an approval that reverses an earlier decision.
+REVERSALS = {S.SPAM: "not spam", S.REJECTED: "reversed"}
+# Pinned comments a post may have at once.
+MAX_PINS = 3
 
 
 def get_comment_for(session: Session, moderator: Moderator, public_id: str) -> Comment:
@@ -89,6 +99,8 @@ def _transition(
     (``teach`` False: an automatic decision, which teaches nothing).
     """
     before, decided_by = comment.status, comment.moderated_by_id
+    if "status" in values and values["status"] is not S.APPROVED:
+        values.setdefault("pinned_at", None)  # only a published comment stays pinned
     changed = session.execute(
         update(Comment)
         .where(Comment.id == comment.id, Comment.status.in_(list(applies_to)))
@@ -174,15 +186,41 @@ def moderate_comment(
     after: dict[str, Any] = {"status": action.to.value}
     if action.name is A.REJECT and reason:
         values["reject_reason"] = after["reason"] = check_reason(comment, reason)
-    _transition(session, comment, action.applies_to, **values)
+    # The decision applies to the status the moderator acted on, and only to that: a comment
+    # decided meanwhile is "already moderated", not decided twice (two moderators at once).
+    seen = comment.status
+    reversal = REVERSALS.get(seen) if action.name is A.APPROVE else None
+    if seen not in action.applies_to or (
+        reversal and _freshly_decided_by_another(comment, actor, now)
+    ):
+        session.refresh(comment)
+        raise AlreadyModerated(
+            f"This comment has already been moderated (it is {comment.status.value})."
+        )
+    if reversal:
+        values["reject_reason"] = None
+        after["reversal"] = reversal
+    _transition(session, comment, [seen], **values)
     _record(session, actor, action.name, action.event_type, comment, before, after, now)
-    if action.name in DECISIONS:
+    if action.name in DECISIONS and seen is S.PENDING:  # a reversal is no first decision
         metrics.count_decision(session, comment, action.name)
     if action.name in (A.APPROVE, A.REJECT):
         outbox.queue_decision(session, comment, now=now)
     if action.name is A.APPROVE:
         outbox.queue_reply(session, comment, now=now)
     return comment
+
+
+def _freshly_decided_by_another(comment: Comment, actor: Actor, now: dt.datetime) -> bool:
+    """Whether another moderator decided the comment within the undo window: until it ends the
+    decision is its maker's (to undo or reverse), so two moderators deciding a pending comment at
+    the same moment cannot both succeed, the second as a "reversal" of what they never saw."""
+    return (
+        comment.moderated_by_id is not None
+        and comment.moderated_by_id != actor.moderator_id
+        and comment.moderated_at is not None
+        and now - comment.moderated_at < UNDO_WINDOW
+    )
 
 
 def confirm_address(
@@ -233,6 +271,56 @@ def undo(
         reject_reason=None,
     )
     _record(session, actor, A.UNDO, EventType.RESTORED, comment, before, {"status": "pending"}, now)
+    return comment
+
+
+def pin_comment(
+    session: Session, moderator: Moderator, public_id: str, *, actor: Actor, now: dt.datetime
+) -> Comment:
+    """Pin an approved top-level comment to the top of its thread; at most MAX_PINS a post.
+
+    The post's row is locked first (FOR UPDATE on PostgreSQL; SQLite's write transaction already
+    serialises writers), so two moderators pinning at once cannot make a fourth pin.
+    """
+    comment = get_comment_for(session, moderator, public_id)
+    become_writer(session)
+    session.execute(select(Post.id).where(Post.id == comment.post_id).with_for_update())
+    session.refresh(comment)
+    if comment.pinned_at is not None:
+        return comment
+    if comment.status is not S.APPROVED:
+        raise ValidationFailed(fields={"comment": "Only a published comment can be pinned"})
+    if comment.parent_id is not None:
+        raise ValidationFailed(fields={"comment": "Only a top-level comment can be pinned"})
+    pinned = session.scalar(
+        select(func.count())
+        .select_from(Comment)
+        .where(
+            Comment.post_id == comment.post_id,
+            Comment.pinned_at.is_not(None),
+            Comment.status == S.APPROVED,
+        )
+    )
+    if (pinned or 0) >= MAX_PINS:
+        raise ValidationFailed(
+            fields={"comment": f"A post has at most {MAX_PINS} pinned comments: unpin one first"}
+        )
+    _transition(session, comment, [S.APPROVED], pinned_at=now)
+    after = {"pinned": True}
+    _record(session, actor, A.PIN, EventType.PINNED, comment, {"pinned": False}, after, now)
+    return comment
+
+
+def unpin_comment(
+    session: Session, moderator: Moderator, public_id: str, *, actor: Actor, now: dt.datetime
+) -> Comment:
+    """Take the pin off a comment (nothing to do if it is not pinned)."""
+    comment = get_comment_for(session, moderator, public_id)
+    if comment.pinned_at is None:
+        return comment
+    _transition(session, comment, [S.APPROVED], pinned_at=None)
+    after = {"pinned": False}
+    _record(session, actor, A.UNPIN, EventType.UNPINNED, comment, {"pinned": True}, after, now)
     return comment
 
 

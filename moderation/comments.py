@@ -369,18 +369,64 @@ def find_post(session: Session, site: Site, key: str) -> Post | None:
     return session.scalar(_post_by_key(), {"site_id": site.id, "key": key})
 
 
+def _unpinned(post: Post) -> Select[Comment]:
+    return select(Comment).where(
+        Comment.post_id == post.id,
+        Comment.status == CommentStatus.APPROVED,
+        Comment.pinned_at.is_(None),
+    )
+
+
 def approved_comments(
     session: Session, post: Post, *, cursor: str | None = None, limit: int = DEFAULT_PAGE
 ) -> Page:
-    """A post's approved comments, oldest first, one page at a time."""
+    """A post's approved comments, one page at a time: the first page starts with the pinned
+    ones (in the order they were pinned, besides ``limit``), then every other oldest first."""
     after = decode_cursor(cursor)
-    query = select(Comment).where(
-        Comment.post_id == post.id, Comment.status == CommentStatus.APPROVED
-    )
+    query = _unpinned(post)
     if after is not None:
         query = query.where(Comment.id > after)
     rows = session.scalars(query.order_by(Comment.id).limit(limit + 1)).all()
-    return _page(rows, limit)
+    page = _page(rows, limit)
+    if after is not None:
+        return page
+    pinned = session.scalars(
+        select(Comment)
+        .where(
+            Comment.post_id == post.id,
+            Comment.pinned_at.is_not(None),
+            Comment.status == CommentStatus.APPROVED,
+        )
+        .order_by(Comment.pinned_at, Comment.id)
+    ).all()
+    return Page([*pinned, *page.comments], page.next_cursor) if pinned else page
+
+
+def cursor_for(session: Session, post: Post, public_id: str, limit: int) -> str | None:
+    """The cursor of the page of :func:`approved_comments` that shows ``public_id`` (a permalink
+    to comment 350 of 400); None, the first page, for a pinned, unknown or unpublished one."""
+    target = session.scalar(
+        select(Comment.id).where(
+            Comment.public_id == public_id[:64],
+            Comment.post_id == post.id,
+            Comment.status == CommentStatus.APPROVED,
+            Comment.pinned_at.is_(None),
+        )
+    )
+    if target is None:
+        return None
+    earlier = _unpinned(post).where(Comment.id < target).with_only_columns(func.count())
+    before = (session.scalar(earlier) or 0) // limit * limit
+    if before == 0:
+        return None
+    last_id = session.scalar(
+        _unpinned(post)
+        .with_only_columns(Comment.id)
+        .order_by(Comment.id)
+        .offset(before - 1)
+        .limit(1)
+    )
+    return encode_cursor(last_id) if last_id is not None else None
 
 
 def count_approved(session: Session, post: Post) -> int:

@@ -28,6 +28,10 @@ class AuditAction(enum.StrEnum):
     EDIT = "edit"
     REPLY = "reply"
     ERASE = "erase"
+    # Reversible decisions and pins (docs/after-publication.md).
+    UNAPPROVE = "unapprove"
+    PIN = "pin"
+    UNPIN = "unpin"
     SITE_ADD = "site.add"
     SITE_UPDATE = "site.update"
     MODERATOR_ADD = "moderator.add"

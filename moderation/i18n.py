@@ -89,6 +89,10 @@ CATALOGUE: dict[str, dict[str, str]] = {
             "have sent you an email, check your email and open its link to confirm your address "
             "first: until then, the moderators do not see your reply."
         ),
+        # Pinned comments and permalinks; the commenter's own comment, shown to them only.
+        "pinned_badge": "Pinned by the blog team",
+        "first_comments": "Show the first comments",
+        "awaiting_moderation": "Your comment, awaiting moderation",
         # Mail to commenters (confirm, approved, rejected, reply) and the pages of its links.
         "mail_why": "You are receiving this because you asked to be told about your comment.",
         "mail_stop": "Stop these emails",
@@ -228,6 +232,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
             "ddolen ynddo i gadarnhau eich cyfeiriad yn gyntaf: tan hynny, ni fydd y "
             "cymedrolwyr yn gweld eich ateb."
         ),
+        "pinned_badge": "Wedi'i binio gan dîm y blog",
+        "first_comments": "Dangos y sylwadau cyntaf",
+        "awaiting_moderation": "Eich sylw, yn aros i gael ei gymedroli",
         "mail_why": "Rydych yn cael yr e-bost hwn am i chi ofyn am gael gwybod am eich sylw.",
         "mail_stop": "Atal y negeseuon e-bost hyn",
         "mail_on": "ar",

@@ -254,6 +254,8 @@ class Comment(Base):
         # An imported comment's id in its source, so that importing the same export twice adds
         # nothing; NULL for comments submitted here (NULLs never collide).
         UniqueConstraint("post_id", "import_ref"),
+        # A post's pinned comments, found without reading its unpinned ones.
+        Index("ix_comments_post_pinned", "post_id", "pinned_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -311,6 +313,9 @@ class Comment(Base):
     # the smallest hashes of its word 3-grams; NULL once the text is erased.
     text_fingerprint: Mapped[int | None] = mapped_column(BigInteger, default=None)
     text_sketch: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    # Set while the blog team has pinned the comment (approved, top level; at most
+    # actions.MAX_PINS a post): public reads show it first. Leaving "approved" unpins it.
+    pinned_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
     post: Mapped[Post] = relationship(lazy="joined", innerjoin=True)
     parent: Mapped[Comment | None] = relationship(remote_side=[id], lazy="select")

@@ -52,9 +52,11 @@ def model_differences(connection: Connection) -> list[Any]:
 
 
 def next_revision_id() -> str:
-    """Revisions are numbered 0001, 0002, ...: one more than the head."""
-    head = head_revision() or "0000"
-    return f"{int(head) + 1:04d}"
+    """Revisions are numbered 0001, 0002, ...: one more than the highest number in use, which
+    need not be the head's (branches merged side by side are chained in the order they land)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    numbers = [int(r.revision) for r in script.walk_revisions() if r.revision.isdigit()]
+    return f"{max(numbers, default=0) + 1:04d}"
 
 
 def new_revision(engine: Engine, message: str, revision_id: str | None = None) -> Path:

@@ -118,6 +118,7 @@ def export_records(session: Session, *, now: dt.datetime) -> Iterator[tuple[str,
                 "spam_score": c.spam_score,
                 "learned": c.learned,
                 "learned_tokens": c.learned_tokens,
+                "pinned_at": _time(c.pinned_at),
             },
         )
     tokens = select(SpamToken).order_by(SpamToken.scope, SpamToken.token)
@@ -265,6 +266,7 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
             spam_score=record.get("spam_score"),
             learned=record.get("learned"),
             learned_tokens=record.get("learned_tokens"),
+            pinned_at=_parse_time(record.get("pinned_at")),
         )
         session.add(comment)
         duplicates.record(session, comment)  # flushes: the comment has its id

@@ -149,7 +149,9 @@ def test_bulk_actions_moderate_each_once(client: FlaskClient, session: Session) 
     make_site(session)
     auth = {"Authorization": f"Bearer {make_token(session, make_moderator(session))}"}
     ids = submit(client, 4)
-    client.post(f"/api/v1/moderation/comments/{ids[0]}/spam", headers=auth)
+    # Approve reverses spam and rejected decisions too (tests/test_reversals.py); a deleted
+    # comment is restored first, so bulk approve leaves it alone.
+    client.post(f"/api/v1/moderation/comments/{ids[0]}/delete", headers=auth)
 
     result = json_of(
         client.post(
@@ -160,7 +162,12 @@ def test_bulk_actions_moderate_each_once(client: FlaskClient, session: Session) 
     )
     assert result["done"] == ids[1:]
     assert set(result["refused"]) == {ids[0], "no-such-id"}
-    assert [status_of(session, i) for i in ids] == [S.SPAM, S.APPROVED, S.APPROVED, S.APPROVED]
+    assert [status_of(session, i) for i in ids] == [
+        S.DELETED,
+        S.APPROVED,
+        S.APPROVED,
+        S.APPROVED,
+    ]
 
     login(client)
     page = ui(client, "/moderate/bulk", action="delete", ids=ids[1])
@@ -412,7 +419,8 @@ def test_the_script_decides_in_place_from_a_json_answer(
         "reason": "Choose a reason from the site's comment policy"
     }
     assert "queue-item--done" not in json_of(refused)["card"]
-    again = client.post(f"/moderate/comments/{a}/approve", data=form, headers=headers)
+    # (Approve would reverse the rejection: tests/test_reversals.py.)
+    again = client.post(f"/moderate/comments/{a}/spam", data=form, headers=headers)
     assert again.status_code == 409
     assert json_of(again)["error"]["code"] == "already_moderated"
     assert "undo" not in json_of(again)

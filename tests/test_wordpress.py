@@ -272,6 +272,11 @@ def test_readers_with_and_without_javascript_comment_and_see_approved_comments(
     time.sleep(3.2)
     page.click("button.cm-button")
     page.wait_for_function("document.querySelector('#cm-status').textContent.includes('Thank you')")
+    # Their own comment shows to them, awaiting moderation: the include (through wp_kses) kept
+    # the service's empty copy that embed.js fills in as text.
+    own = page.locator(".cm-own:not([hidden])")
+    assert own.locator(".cm-body").text_content() == "With JavaScript, the enhanced form."
+    assert own.locator(".cm-badge").text_content() == "Your comment, awaiting moderation"
     assert [c.status for c in service_comments(server, post["key"])] == [
         CommentStatus.APPROVED,
         CommentStatus.PENDING,

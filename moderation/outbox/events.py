@@ -33,6 +33,10 @@ class EventType(enum.StrEnum):
     # A post closed or opened again (data: the post and its site, no comment).
     POST_CLOSED = "post.closed"
     POST_OPENED = "post.opened"
+    # Reversible decisions and pins (docs/after-publication.md).
+    UNAPPROVED = "comment.unapproved"
+    PINNED = "comment.pinned"
+    UNPINNED = "comment.unpinned"
     # Sent to one endpoint on request, never fanned out.
     WEBHOOK_TEST = "webhook.test"
 
@@ -63,6 +67,7 @@ def comment_data(comment: Comment) -> dict[str, Any]:
         "signals": list(comment.signals),
         "submitted_at": rfc3339(comment.submitted_at),
         "moderated_at": rfc3339(comment.moderated_at) if comment.moderated_at else None,
+        "pinned": comment.pinned_at is not None,
         "post": {"key": post.key, "title": post.title, "url": post.url},
         "site": {"slug": site.slug, "name": site.name},
     }

@@ -228,6 +228,15 @@
           else { noticeHome.parentNode.insertBefore(notice, noticeHome.nextSibling); }
           notice.textContent = said;
           notice.classList.add("cm-notice--shown");
+          // Own comment, this page only.
+          var own = $(root, ".cm-own[hidden]");
+          if (own && result.body.status !== "approved") {
+            own = own.cloneNode(true);
+            own.hidden = false;
+            $(own, ".cm-author").textContent = data.author_name;
+            $(own, ".cm-body").textContent = data.body;
+            notice.after(own);
+          }
           notice.focus();
           announce(said);
           reportHeight();
@@ -294,9 +303,12 @@
     var post = root.getAttribute("data-post") || location.pathname;
     var lang = root.getAttribute("data-lang") || document.documentElement.lang || "en";
     var published = root.getAttribute("data-published");
+    // A permalink's page, once styled.
+    var hash = /^#comment-([\w-]+)$/.exec(location.hash);
     var url = base + "/embed/" + encodeURIComponent(site) + "/thread?post=" +
       encodeURIComponent(post) + "&lang=" + encodeURIComponent(lang.split("-")[0].toLowerCase()) +
-      (published ? "&published=" + encodeURIComponent(published) : "");
+      (published ? "&published=" + encodeURIComponent(published) : "") +
+      (hash ? "&comment=" + hash[1] : "");
     root.setAttribute("aria-busy", "true");
     fetch(url, { credentials: "omit" }).then(function (response) {
       if (!response.ok) { throw new Error(String(response.status)); }
@@ -314,6 +326,8 @@
         }
       }
       enhance(root);
+      var at = hash && document.getElementById(location.hash.slice(1));
+      if (at) { $(root, "link").onload = function () { at.scrollIntoView(); }; }
     }).catch(function () {
       root.removeAttribute("aria-busy"); /* the fallback link inside #comments stays */
     });

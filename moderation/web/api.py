@@ -47,6 +47,7 @@ def public_comment(comment: Comment) -> dict[str, Any]:
         "author_name": comment.author_name,
         "body_html": comment.body_html,
         "official": comment.official,
+        "pinned": comment.pinned_at is not None,
         "submitted_at": rfc3339(comment.submitted_at),
     }
 

@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 import secrets
 import threading
 from collections import OrderedDict
@@ -97,6 +98,8 @@ RENDERED_CACHE_SIZE = 256
 # Sites whose origins a process remembers for its error pages during a database outage.
 REMEMBERED_SITES = 1024
 NO_FRAMING = "'none'"
+# What a permalink's comment id (?comment=) may look like; anything else shows the first page.
+COMMENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # Where a rendered form's time-trap token goes; random per process, so no comment can contain it.
 FORM_TOKEN_SLOT = f"__form_token_{secrets.token_hex(16)}__"
 
@@ -235,16 +238,20 @@ def render_thread(
     cursor: str | None = None,
     framed: bool | None = None,
     published: dt.datetime | None = None,
+    comment: str | None = None,
 ) -> str:
     """The thread and the form for one post, as a fragment or a standalone page.
 
     ``framed``: whether a successful form post returns to the standalone page (the iframe mode)
-    rather than to the blog's post (default: when standalone).
+    rather than to the blog's post (default: when standalone). ``comment``: a permalink's
+    comment id; without a cursor, the page that shows it (the first for any other id).
     """
     framed = standalone if framed is None else framed
     session = get_session()
     post = comments.find_post(session, site, key)
     size = settings().embed_page_size
+    if post is not None and cursor is None and comment and COMMENT_ID.fullmatch(comment):
+        cursor = comments.cursor_for(session, post, comment, size)
     page = comments.approved_comments(session, post, cursor=cursor, limit=size) if post else None
     shown = list(page.comments) if page else []
     values = dict(values or {})
@@ -300,6 +307,8 @@ def render_thread(
             if page and page.next_cursor
             else None
         ),
+        # A later page (a permalink's, or "Show more" without script) links back to the first.
+        "first_url": (page_url if standalone or post is None else post.url) if cursor else None,
         "more_page_url": (
             url_for("embed.thread", site=site.slug, page="1", cursor=page.next_cursor, **query)
             if page and page.next_cursor
@@ -347,6 +356,7 @@ def thread(site: str) -> Response:
             html = render_thread(
                 found, key, standalone=standalone, lang=_lang(), cursor=request.args.get("cursor"),
                 values={"parent_id": reply} if reply else None, published=published,
+                comment=request.args.get("comment", "")[:64],
             )  # fmt: skip
             pieces = _rendered().put(etag, html.encode(), token_slot=True)
         # The cached body is kept in pieces around the token's slot: a fresh token goes in

@@ -472,6 +472,34 @@ def _act(comment_id: str, do: Callable[[], Comment], done: str) -> ResponseRetur
     return redirect(_landing(request.form.get("next"), focus), code=303)
 
 
+# What the live region and the flash say after an action, by action (else "marked STATUS").
+ACT_DONE = {
+    "unapprove": "Comment by {name} unpublished: it is back in the queue.",
+}
+
+
+@bp.post("/comments/<comment_id>/pin")
+def pin(comment_id: str) -> ResponseReturnValue:
+    return _act(
+        "",  # nothing to undo: Unpin is the way back
+        lambda: actions.pin_comment(
+            get_session(), g.moderator, comment_id, actor=_actor(), now=now()
+        ),
+        "Comment by {name} pinned to the top of its thread.",
+    )
+
+
+@bp.post("/comments/<comment_id>/unpin")
+def unpin(comment_id: str) -> ResponseReturnValue:
+    return _act(
+        "",
+        lambda: actions.unpin_comment(
+            get_session(), g.moderator, comment_id, actor=_actor(), now=now()
+        ),
+        "Comment by {name} unpinned.",
+    )
+
+
 @bp.post("/comments/<comment_id>/<action>")
 def act(comment_id: str, action: str) -> ResponseReturnValue:
     if action not in actions.ACTIONS:
@@ -489,7 +517,7 @@ def act(comment_id: str, action: str) -> ResponseReturnValue:
         ),
         "Comment by {name} rejected (reason: {reason})."
         if action == "reject" and request.form.get("reason")
-        else "Comment by {name} marked {status}.",
+        else ACT_DONE.get(action, "Comment by {name} marked {status}."),
     )
 
 

@@ -67,6 +67,7 @@ def moderation_comment(comment: Comment) -> dict[str, Any]:
     data["reject_reason"] = comment.reject_reason
     # The learned spam check's score (0 legitimate to 1 spam), None when it did not run.
     data["spam_score"] = comment.spam_score
+    data["pinned_at"] = rfc3339(comment.pinned_at) if comment.pinned_at else None
     return data
 
 
@@ -175,6 +176,22 @@ def reply(comment_id: str) -> tuple[Response, int]:
         approve_first=body.get("approve") is True,
     )
     return _respond(created), 201
+
+
+@bp.post("/comments/<comment_id>/pin")
+def pin(comment_id: str) -> Response:
+    return _respond(
+        actions.pin_comment(get_session(), g.token.moderator, comment_id, actor=_actor(), now=now())
+    )
+
+
+@bp.post("/comments/<comment_id>/unpin")
+def unpin(comment_id: str) -> Response:
+    return _respond(
+        actions.unpin_comment(
+            get_session(), g.token.moderator, comment_id, actor=_actor(), now=now()
+        )
+    )
 
 
 @bp.post("/comments/<comment_id>/<action>")

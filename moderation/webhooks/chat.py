@@ -25,6 +25,9 @@ LINES = {
     "comment.erased": "comment erased on {post} (personal data request)",
     "post.closed": "comments closed on {post}",
     "post.opened": "comments opened again on {post}",
+    "comment.unapproved": "comment unpublished (back in the queue) on {post}",
+    "comment.pinned": "comment pinned on {post}",
+    "comment.unpinned": "comment unpinned on {post}",
 }
 HELD_WITHOUT_SIGNALS = "every comment waits for approval"
 MAX_TITLE = 120
