@@ -28,6 +28,9 @@ class AuditAction(enum.StrEnum):
     EDIT = "edit"
     REPLY = "reply"
     ERASE = "erase"
+    # Readers' reports (moderation/reports.py): one counted report, and a moderator's dismissal.
+    REPORT = "report"
+    DISMISS_REPORTS = "dismiss_reports"
     SITE_ADD = "site.add"
     SITE_UPDATE = "site.update"
     MODERATOR_ADD = "moderator.add"

@@ -36,6 +36,7 @@ EDITABLE = (
     "verify_email",
     "notify_emails",
     "spam_threshold",
+    "report_threshold",
 )
 VERIFY_NEEDS_MAIL = (
     "Email verification sends mail, and mail is off: set MODERATION_SMTP_HOST, "
@@ -191,6 +192,13 @@ def _spam_threshold(raw: object, name: str, errors: dict[str, str]) -> float | N
     return float(number)
 
 
+def _report_threshold(raw: object, name: str, errors: dict[str, str]) -> int | None:
+    if not _whole(raw) or not 1 <= raw <= 100:  # type: ignore[operator]
+        errors[name] = "Give a number of networks from 1 to 100"
+        return None
+    return raw  # type: ignore[return-value]
+
+
 def _flag(message: str) -> Callable[[object, str, dict[str, str]], bool | None]:
     def parse(raw: object, name: str, errors: dict[str, str]) -> bool | None:
         if not isinstance(raw, bool):
@@ -240,6 +248,7 @@ _PARSERS: dict[str, Callable[[object, str, dict[str, str]], Any]] = {
         "Give a list of terms of up to 200 characters each", 200, allow_empty=True
     ),
     "spam_threshold": _spam_threshold,
+    "report_threshold": _report_threshold,
 }
 assert set(_PARSERS) == set(EDITABLE)
 

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 
-from moderation import actions, comments, importing, moderators, second_factor, sites
+from moderation import actions, comments, importing, moderators, reports, second_factor, sites
 from moderation import queue as queues
 from moderation.comments import client_network, page_limit
 from moderation.db import begin_as_writer
@@ -40,6 +40,7 @@ QUERY_PARAMETERS = {
         "cursor",
         "limit",
         "signal",
+        "reported",
     },
     "moderation_api.import_comments": {"source"},
 }
@@ -56,6 +57,8 @@ def moderation_comment(comment: Comment) -> dict[str, Any]:
     data["reject_reason"] = comment.reject_reason
     # The learned spam check's score (0 legitimate to 1 spam), None when it did not run.
     data["spam_score"] = comment.spam_score
+    # Readers' reports, live and dismissed, with their reasons and detail (never a network).
+    data["reports"] = [reports.report_json(r) for r in comment.reports]
     return data
 
 
@@ -101,7 +104,9 @@ def _respond(comment: Comment) -> Response:
 
 @bp.get("/comments")
 def list_comments() -> Response:
-    raw = request.args.get("status", CommentStatus.PENDING.value)
+    reported = queues.reported_filter(request.args.get("reported"))
+    # Reported comments are in any status unless one is asked for.
+    raw = request.args.get("status", "all" if reported else CommentStatus.PENDING.value)
     try:
         status = None if raw == "all" else CommentStatus(raw)
     except ValueError:
@@ -115,6 +120,7 @@ def list_comments() -> Response:
         search=request.args.get("q") or None,
         newest_first=queues.newest_first(request.args.get("order")),
         signal=queues.signal_filter(request.args.get("signal")),
+        reported=reported,
     )
     page = queues.list_queue(
         get_session(),
@@ -164,6 +170,16 @@ def reply(comment_id: str) -> tuple[Response, int]:
         approve_first=body.get("approve") is True,
     )
     return _respond(created), 201
+
+
+@bp.post("/comments/<comment_id>/dismiss-reports")
+def dismiss_reports(comment_id: str) -> Response:
+    """Readers' reports found unfounded: republished if they took it down; never count again."""
+    return _respond(
+        reports.dismiss_reports(
+            get_session(), g.token.moderator, comment_id, actor=_actor(), now=now()
+        )
+    )
 
 
 @bp.post("/comments/<comment_id>/<action>")

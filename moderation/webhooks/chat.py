@@ -23,6 +23,7 @@ LINES = {
     "comment.deleted": "comment deleted on {post}",
     "comment.restored": "comment back in the queue on {post}",
     "comment.erased": "comment erased on {post} (personal data request)",
+    "comment.reported": "comment reported by a reader on {post}",
 }
 HELD_WITHOUT_SIGNALS = "every comment waits for approval"
 MAX_TITLE = 120
@@ -56,6 +57,8 @@ def line_for(payload: dict[str, Any]) -> str:
             what = f"new comment held on {title} ({why})"
         else:
             what = f"new comment published on {title}"
+    elif kind == "comment.reported" and (data.get("report") or {}).get("taken_down"):
+        what = f"comment reported by readers and taken down on {title}"
     else:
         what = LINES.get(kind, "{post}: " + _plain(kind, 40)).format(post=title)
     name = _plain(site.get("name"), 80)
