@@ -4,16 +4,19 @@ every public read, moderators' Reported tab and dismissal, and what the public n
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from jsonschema import Draft202012Validator
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
@@ -204,6 +207,11 @@ def test_one_personal_data_report_takes_a_comment_down_and_withholds_its_text(
         "taken_down": True,
     }
     assert DETAIL not in str(event.payload)  # a reader's words go to moderators only
+    schema = json.loads(
+        (Path(__file__).parents[1] / "docs/webhook-payload.schema.json").read_text()
+    )
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    assert [e.message for e in validator.iter_errors(event.payload)] == []
 
 
 def test_dismissing_republishes_and_the_same_reports_never_count_again(
