@@ -210,3 +210,38 @@ def test_in_the_iframe_the_report_returns_to_the_frame(
     assert page.frames[1].url.endswith("#comment-reported") and "page=1" in page.frames[1].url
     assert [r.reason for r in reports_of(server, comment_id)] == ["off_topic"]
     context.close()
+
+
+def test_moderators_dismiss_reports_in_place_in_the_reported_tab(
+    server: LiveServer, browser: Any, blog: Blog
+) -> None:
+    from tests.helpers import PASSWORD
+
+    key, comment_id = published_post(server, blog, "include", "en")
+    context = browser.new_context(bypass_csp=True)  # axe is injected
+    reader = context.new_page()
+    reader.goto(f"{server.url}/embed/blog/comments/{comment_id}/report")
+    reader.check(f"#cm-report-{comment_id}-personal_data")
+    reader.fill(f"#cm-report-{comment_id}-detail", "Her phone number is in it")
+    reader.click(".cm-report-button")
+    reader.wait_for_url(f"{blog.url}{key}#comment-reported")
+    assert status_of(server, comment_id) is CommentStatus.PENDING
+
+    queue = context.new_page()
+    queue.goto(f"{server.url}/moderate/login")
+    queue.fill("#login", "editor")
+    queue.fill("#password", PASSWORD)
+    queue.click("button[type=submit]")
+    queue.wait_for_url(f"{server.url}/moderate/")
+    queue.click("a[data-count=reported]")
+    queue.wait_for_selector(f"#queue-{comment_id}")
+    card = queue.text_content(f"#queue-{comment_id}") or ""
+    assert "Personal data" in card and "Her phone number is in it" in card
+    assert queue.get_attribute("a[data-count=reported]", "aria-current") == "page"
+    assert axe_violations(queue) == []
+    queue.click(f"#queue-{comment_id} button[data-action=dismiss-reports]")
+    # The queue's script acts in place: the card is marked done, the tab's count falls.
+    queue.locator(f"#queue-{comment_id}.queue-item--done").wait_for()
+    assert (queue.text_content("a[data-count=reported] .count") or "").strip() == "(0)"
+    assert status_of(server, comment_id) is CommentStatus.APPROVED
+    context.close()

@@ -402,7 +402,8 @@ def _in_place(changed: Comment | None, message: str, error: ServiceError | None)
             back=back,
             then=_then(),
             focus=None,
-            decided=wanted.status is not None and changed.status is not wanted.status,
+            decided=(wanted.status is not None and changed.status is not wanted.status)
+            or (wanted.reported and all(r.dismissed_at for r in changed.reports)),
         )
     undo_offer = session.get("undo")
     if error is None and undo_offer and undo_offer.get("id") == body.get("id"):
@@ -457,8 +458,9 @@ def _act(comment_id: str, do: Callable[[], Comment], done: str) -> ResponseRetur
 
 @bp.post("/comments/<comment_id>/dismiss-reports")
 def dismiss_reports(comment_id: str) -> ResponseReturnValue:
+    # Not an undoable decision (no id for the undo offer): the reports stay dismissed.
     return _act(
-        comment_id,
+        "",
         lambda: reports.dismiss_reports(
             get_session(), g.moderator, comment_id, actor=_actor(), now=now()
         ),
