@@ -133,6 +133,8 @@ ACTION_LABELS = {
     "reply": "Replied as the blog",
     "confirm": "Confirmed their address",
     "erase": "Erased personal data",
+    "report": "Reported by a reader",
+    "dismiss_reports": "Dismissed readers' reports",
     "site.add": "Added a site",
     "site.update": "Changed a site's settings",
     "moderator.add": "Added a moderator",

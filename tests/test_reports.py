@@ -3,6 +3,7 @@ every public read, moderators' Reported tab and dismissal, and what the public n
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import threading
@@ -100,7 +101,8 @@ def stored(session: Session, comment_id: str) -> Comment:
 
 def reports_of(session: Session, comment_id: str) -> list[Report]:
     comment = stored(session, comment_id)
-    return list(session.scalars(select(Report).where(Report.comment_id == comment.id)))
+    query = select(Report).where(Report.comment_id == comment.id).order_by(Report.id)
+    return list(session.scalars(query))
 
 
 def public_bodies(client: FlaskClient) -> dict[str, str]:
@@ -571,3 +573,25 @@ def test_two_concurrent_reports_count_exactly(racing: tuple[str, sessionmaker[Se
             ).all()
             assert sorted(a["status"] for a in audits) == ["approved", "pending"]
             assert version >= 2
+
+
+def test_reporters_networks_go_after_the_client_data_retention_period(
+    client: FlaskClient, session: Session, moderator: Moderator
+) -> None:
+    from moderation.personal_data import Retention, purge_expired
+
+    comment_id = published(client, session, moderator)
+    for network in ("198.51.100.1", "203.0.113.1"):
+        report(client, comment_id, network)
+    first, _ = reports_of(session, comment_id)
+    first.created_at = utcnow() - dt.timedelta(days=31)
+    session.commit()
+    for _ in range(2):  # a second run changes nothing more
+        purge_expired(session, Retention(client_data_days=30), now=utcnow())
+        session.commit()
+    session.expire_all()
+    assert [r.network for r in reports_of(session, comment_id)] == [
+        f"purged:{first.id}",
+        "203.0.113.0/24",
+    ]
+    assert stored(session, comment_id).status is CommentStatus.APPROVED  # still two, live
