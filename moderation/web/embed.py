@@ -378,9 +378,6 @@ def render_report(
             _external=True,
             **query,
         ),
-        api_url=url_for(
-            "api.report_comment", site=site.slug, comment_id=comment.public_id, _external=True
-        ),
         stylesheet=url_for("static", filename="embed.css", _external=True),
         loader_script=url_for("embed_loader.embed_js", _external=True),
     )
