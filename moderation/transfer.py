@@ -167,6 +167,7 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
             spam_terms=record.get("spam_terms", []),
             verify_email=record.get("verify_email", False),
             notify_emails=record.get("notify_emails", []),
+            report_threshold=record.get("report_threshold", 3),
             created_at=_parse_time(record["created_at"]),
         )
         session.add(site)

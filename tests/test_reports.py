@@ -595,3 +595,26 @@ def test_reporters_networks_go_after_the_client_data_retention_period(
         "203.0.113.0/24",
     ]
     assert stored(session, comment_id).status is CommentStatus.APPROVED  # still two, live
+
+
+def test_integrations_hear_of_reports_and_the_route_answers_cors_preflights(
+    client: FlaskClient, session: Session, moderator: Moderator
+) -> None:
+    from moderation.webhooks.chat import line_for
+
+    comment_id = published(client, session, moderator)
+    preflight = client.options(
+        report_url(comment_id),
+        headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.headers["Access-Control-Allow-Origin"] == ORIGIN
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    report(client, comment_id, reason="personal_data")
+    event = session.scalars(select(Event).where(Event.type == "comment.reported")).one()
+    line = line_for(event.payload)
+    assert (
+        line == "Blog luac: comment reported by readers and taken down on “From industrial "
+        "decline to growth”"
+    )
+    event.payload["data"]["report"]["taken_down"] = False
+    assert "comment reported by a reader on" in line_for(event.payload)
