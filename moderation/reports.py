@@ -28,6 +28,7 @@ from moderation.actions import _transition, dismiss_live_reports, get_comment_fo
 from moderation.comments import get_site, is_closed, origin_allowed
 from moderation.errors import NotFound, OriginNotAllowed, ThreadClosed, ValidationFailed
 from moderation.events import Actor, AuditAction, record_audit, rfc3339
+from moderation.mail import outbox
 from moderation.models import (
     Comment,
     CommentStatus,
@@ -200,6 +201,7 @@ def report_comment(
             session, comment, [CommentStatus.APPROVED], teach=False,
             status=CommentStatus.PENDING, signals=signals,
         )  # fmt: skip
+        outbox.queue_held(session, comment, now=now)  # its moderators hear it is back
     after = {"status": comment.status.value, "reason": submission.reason.value, "reports": total}
     record_audit(
         session, READERS, AuditAction.REPORT, comment,

@@ -33,6 +33,7 @@ from moderation.models import (
     Moderator,
     Post,
     Report,
+    ReportReason,
     Site,
     utcnow,
 )
@@ -618,3 +619,41 @@ def test_integrations_hear_of_reports_and_the_route_answers_cors_preflights(
     )
     event.payload["data"]["report"]["taken_down"] = False
     assert "comment reported by a reader on" in line_for(event.payload)
+
+
+def test_the_sites_moderators_are_mailed_when_readers_take_a_comment_down(
+    mail_sessions: sessionmaker[Session], smtp: Any
+) -> None:
+    from moderation import reports
+    from tests.mailserver import send
+
+    with mail_sessions() as session:
+        make_site(session)
+        moderator = make_moderator(session)
+        comment_id = published_directly(session, moderator)
+        submission = reports.ReportSubmission(ReportReason.PERSONAL_DATA, DETAIL)
+        reports.report_comment(
+            session, "luac", comment_id, submission, now=utcnow(), network="198.51.100.0/24"
+        )
+        session.commit()
+    assert send(mail_sessions, smtp.port) == 2  # when it was submitted, and now
+    message = smtp.inbox.messages[-1]
+    text = message.get_body(("plain",)).get_content()
+    assert "waiting for moderation" in text and "Reported by readers from 1 network" in text
+    assert DETAIL not in text  # a reader's words stay in the queue
+
+
+def published_directly(session: Session, moderator: Moderator) -> str:
+    from moderation.comments import submit_comment
+    from moderation.validation import CommentSubmission
+
+    comment = submit_comment(
+        session,
+        "luac",
+        CommentSubmission(post=POST_KEY, author_name="A", author_email="a@example.com", body="Hi"),
+        now=utcnow(),
+    )
+    actor = Actor(moderator.login, moderator.id)
+    moderate_comment(session, moderator, comment.public_id, "approve", actor=actor, now=utcnow())
+    session.commit()
+    return comment.public_id
