@@ -54,7 +54,7 @@ def signal_filter(raw: str | None) -> str | None:
 
 def reported_filter(raw: str | None) -> bool:
     """The ``reported`` filter: ``true`` (only reported comments) or ``false``/absent."""
-    if raw in (None, "", "false"):
+    if raw in (None, "false"):
         return False
     if raw == "true":
         return True

@@ -267,7 +267,7 @@ def _queue_filter(args: MultiDict[str, str] | None = None) -> queues.QueueFilter
     """The queue's filters from a query string (the request's own by default)."""
     if args is None:
         args = request.args
-    reported = queues.reported_filter(args.get("reported"))
+    reported = queues.reported_filter(args.get("reported") or None)
     raw = args.get("status", "all" if reported else CommentStatus.PENDING.value)
     try:
         status = None if raw == "all" else CommentStatus(raw)
