@@ -661,3 +661,19 @@ def published_directly(session: Session, moderator: Moderator) -> str:
     moderate_comment(session, moderator, comment.public_id, "approve", actor=actor, now=utcnow())
     session.commit()
     return comment.public_id
+
+
+def test_hostile_comments_are_escaped_on_the_report_page(
+    client: FlaskClient, session: Session, moderator: Moderator
+) -> None:
+    comment_id = published(
+        client,
+        session,
+        moderator,
+        author_name='"><script>alert(1)</script>',
+        body='<img src=x onerror="alert(2)"><a href="javascript:alert(3)">x</a>',
+    )
+    for url in (f"/embed/luac/comments/{comment_id}/report?lang=cy", THREAD):
+        html = client.get(url).get_data(as_text=True)
+        assert "<script>alert" not in html and "<img" not in html, url
+        assert 'href="javascript:' not in html and not re.search(r"<[^>]+\son\w+=", html), url
