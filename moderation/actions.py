@@ -20,7 +20,7 @@ from moderation.db import become_writer
 from moderation.errors import AlreadyModerated, NotFound, ValidationFailed
 from moderation.events import Actor, AuditAction, record_audit
 from moderation.mail import outbox
-from moderation.models import AuditEvent, Comment, CommentStatus, Event, Moderator, Post
+from moderation.models import AuditEvent, Comment, CommentStatus, Event, Moderator, Post, Report
 from moderation.outbox.events import EventType, record_event
 from moderation.sanitising import normalise_text, render_comment
 from moderation.spam import redact_personal_data
@@ -148,6 +148,20 @@ def _record(
     record_event(session, event_type, comment, now=now)
 
 
+def dismiss_live_reports(
+    session: Session, comment: Comment, *, now: dt.datetime, by: int | None = None
+) -> int:
+    """Mark the comment's live reports dismissed, so they never count again; how many."""
+    result = session.execute(
+        update(Report)
+        .where(Report.comment_id == comment.id, Report.dismissed_at.is_(None))
+        .values(dismissed_at=now, dismissed_by_id=by)
+        .execution_options(synchronize_session=False)
+    )
+    dismissed: int = result.rowcount  # type: ignore[attr-defined]
+    return dismissed
+
+
 def check_reason(comment: Comment, reason: str | None) -> str | None:
     """A rejection reason must come from the site's published list, when it has one."""
     if not reason:
@@ -201,6 +215,11 @@ def moderate_comment(
         values["reject_reason"] = None
         after["reversal"] = reversal
     _transition(session, comment, [seen], **values)
+    if action.name is A.APPROVE and (
+        dismissed := dismiss_live_reports(session, comment, now=now, by=actor.moderator_id)
+    ):
+        # Approving a comment readers took down answers their reports (moderation/reports.py).
+        after["reports_dismissed"] = dismissed
     _record(session, actor, action.name, action.event_type, comment, before, after, now)
     if action.name in DECISIONS and seen is S.PENDING:  # a reversal is no first decision
         metrics.count_decision(session, comment, action.name)

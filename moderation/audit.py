@@ -137,6 +137,8 @@ ACTION_LABELS = {
     "unapprove": "Unpublished (back to the queue)",
     "pin": "Pinned",
     "unpin": "Unpinned",
+    "report": "Reported by a reader",
+    "dismiss_reports": "Dismissed readers' reports",
     "site.add": "Added a site",
     "site.update": "Changed a site's settings",
     "moderator.add": "Added a moderator",

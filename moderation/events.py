@@ -32,6 +32,9 @@ class AuditAction(enum.StrEnum):
     UNAPPROVE = "unapprove"
     PIN = "pin"
     UNPIN = "unpin"
+    # Readers' reports (moderation/reports.py): one counted report, and a moderator's dismissal.
+    REPORT = "report"
+    DISMISS_REPORTS = "dismiss_reports"
     SITE_ADD = "site.add"
     SITE_UPDATE = "site.update"
     MODERATOR_ADD = "moderator.add"

@@ -93,6 +93,27 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "pinned_badge": "Pinned by the blog team",
         "first_comments": "Show the first comments",
         "awaiting_moderation": "Your comment, awaiting moderation",
+        # Readers' reports of published comments (moderation/reports.py).
+        "report": "Report",
+        "report_hidden": "the comment by {name}",
+        "report_title": "Report a comment",
+        "report_comment_by": "The comment by {name}",
+        "report_intro": (
+            "Tell the blog team what is wrong with this comment. We do not ask who you are."
+        ),
+        "report_legend": "Why are you reporting this comment?",
+        "report_reason_personal_data": "It contains someone's personal information",
+        "report_reason_abusive": "It is abusive or offensive",
+        "report_reason_spam": "It is spam or advertising",
+        "report_reason_off_topic": "It is off topic",
+        "report_reason_other": "Something else",
+        "report_detail_label": "More detail (optional)",
+        "report_detail_hint": "Up to 500 characters.",
+        "report_submit": "Send report",
+        "report_received": ("Thank you for your report. The blog team will look at the comment."),
+        "report_rate_limited": (
+            "You have sent several reports in a short time. Wait a little, then try again."
+        ),
         # Mail to commenters (confirm, approved, rejected, reply) and the pages of its links.
         "mail_why": "You are receiving this because you asked to be told about your comment.",
         "mail_stop": "Stop these emails",
@@ -235,6 +256,28 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "pinned_badge": "Wedi'i binio gan dîm y blog",
         "first_comments": "Dangos y sylwadau cyntaf",
         "awaiting_moderation": "Eich sylw, yn aros i gael ei gymedroli",
+        "report": "Rhoi gwybod",
+        "report_hidden": "am y sylw gan {name}",
+        "report_title": "Rhoi gwybod am sylw",
+        "report_comment_by": "Y sylw gan {name}",
+        "report_intro": (
+            "Dywedwch wrth dîm y blog beth sydd o'i le ar y sylw hwn. Nid ydym yn gofyn pwy "
+            "ydych chi."
+        ),
+        "report_legend": "Pam ydych chi'n rhoi gwybod am y sylw hwn?",
+        "report_reason_personal_data": "Mae'n cynnwys gwybodaeth bersonol rhywun",
+        "report_reason_abusive": "Mae'n sarhaus neu'n dramgwyddus",
+        "report_reason_spam": "Sbam neu hysbyseb ydyw",
+        "report_reason_off_topic": "Nid yw'n berthnasol i'r blogbost",
+        "report_reason_other": "Rhywbeth arall",
+        "report_detail_label": "Rhagor o fanylion (dewisol)",
+        "report_detail_hint": "Hyd at 500 nod.",
+        "report_submit": "Anfon adroddiad",
+        "report_received": ("Diolch am roi gwybod. Bydd tîm y blog yn edrych ar y sylw."),
+        "report_rate_limited": (
+            "Rydych wedi anfon sawl adroddiad mewn amser byr. Arhoswch ychydig, yna rhowch "
+            "gynnig arall arni."
+        ),
         "mail_why": "Rydych yn cael yr e-bost hwn am i chi ofyn am gael gwybod am eich sylw.",
         "mail_stop": "Atal y negeseuon e-bost hyn",
         "mail_on": "ar",
@@ -330,6 +373,8 @@ FIELD_ERRORS: dict[str, dict[str, str]] = {
         "post_url": "Rhaid i gyfeiriad y blogbost fod ar y wefan hon",
         "post_title": "Rhaid i deitl y blogbost fod yn 300 nod neu lai",
         "post": "Rhowch y blogbost",
+        "reason": "Dewiswch pam rydych yn rhoi gwybod am y sylw hwn",
+        "detail": "Rhaid i'r manylion fod yn 500 nod neu lai",
     }
 }
 

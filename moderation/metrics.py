@@ -93,6 +93,13 @@ RESOLVER_DOWN = Counter(
     "(it resolves none of the names that must exist); no address is refused for its domain then.",
     registry=None,
 )
+REPORTS = Counter(
+    "moderation_reports",
+    "Readers' reports of published comments, by reason and outcome: counted, taken_down (it "
+    "took the comment down), ignored (a network's second report, or a comment not published).",
+    ["reason", "outcome"],
+    registry=None,
+)
 OWN_METRICS = (
     SUBMISSIONS,
     ACTIONS,
@@ -102,6 +109,7 @@ OWN_METRICS = (
     SPAM_VERDICTS,
     SPAM_OVERTURNS,
     RESOLVER_DOWN,
+    REPORTS,
 )
 # Each endpoint's timer, looked up once: labels() costs as much again as observe().
 _REQUEST_TIMERS: dict[str, Histogram] = {}
@@ -167,6 +175,10 @@ def count_overturn(session: Session, site: str, kind: str) -> None:
 
 def count_action(session: Session, action: str, source: str) -> None:
     on_commit(session, ACTIONS.labels(action, source).inc)
+
+
+def count_report(session: Session, reason: str, outcome: str) -> None:
+    on_commit(session, REPORTS.labels(reason, outcome).inc)
 
 
 def count_decision(session: Session, comment: Comment, action: str) -> None:

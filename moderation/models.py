@@ -165,6 +165,9 @@ class Site(Base):
     # The learned spam check files a comment as spam at this score or above (0.5 to 1; higher
     # is safer), once the model has enough decisions; "likely spam" below it is held.
     spam_threshold: Mapped[float] = mapped_column(default=0.9, server_default="0.9")
+    # Readers' reports from this many client networks take a published comment down (back to
+    # the queue); one report for personal data is enough.
+    report_threshold: Mapped[int] = mapped_column(default=3, server_default="3")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # What replaces a closed post's form; None shows the default, in the reader's language.
     closed_text: Mapped[str | None] = mapped_column(String(500), default=None)
@@ -323,6 +326,43 @@ class Comment(Base):
         lazy="select", foreign_keys=[moderated_by_id]
     )
     claimed_by: Mapped[Moderator | None] = relationship(lazy="select", foreign_keys=[claimed_by_id])
+    # Readers' reports, for the moderators' eyes only (the queue loads them in one query).
+    reports: Mapped[list[Report]] = relationship(lazy="select", viewonly=True, order_by="Report.id")
+
+
+class ReportReason(enum.StrEnum):
+    """Why a reader reports a published comment."""
+
+    PERSONAL_DATA = "personal_data"
+    ABUSIVE = "abusive"
+    SPAM = "spam"
+    OFF_TOPIC = "off_topic"
+    OTHER = "other"
+
+
+class Report(Base):
+    """A reader's report of a published comment: no account, only the reader's client network
+    (reduced as ``Comment.client_network``), so that one network counts once per comment (the
+    unique constraint, also after a moderator dismissed its report). A dismissed report stays
+    for the record and counts no more."""
+
+    __tablename__ = "reports"
+    __table_args__ = (
+        UniqueConstraint("comment_id", "network"),
+        # The queue's "Reported" tab: the live reports.
+        Index("ix_reports_dismissed_at_comment_id", "dismissed_at", "comment_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    comment_id: Mapped[int] = mapped_column(ForeignKey("comments.id", ondelete="CASCADE"))
+    reason: Mapped[ReportReason] = mapped_column(_enum(ReportReason))
+    detail: Mapped[str | None] = mapped_column(String(500), default=None)
+    network: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    dismissed_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    dismissed_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("moderators.id", ondelete="SET NULL"), default=None
+    )
 
 
 class SpamToken(Base):

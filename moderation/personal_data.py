@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import String, cast, delete, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +35,7 @@ from moderation.models import (
     Moderator,
     OutgoingMail,
     Post,
+    Report,
     UsedLink,
     WebhookAttempt,
     WebhookDelivery,
@@ -46,6 +47,8 @@ from moderation.sanitising import render_comment
 ERASED_NAME = "Name removed"
 ERASED_TEXT = "This comment was removed at its author's request."
 PURGE_TASK = "retention"
+# What a report's network becomes past the client-data retention period (then its id).
+PURGED_NETWORK = "purged:"
 
 logger = logging.getLogger(__name__)
 
@@ -284,6 +287,14 @@ def purge_expired(
         )
         session.execute(delete(Comment).where(expired).execution_options(synchronize_session=False))
         session.execute(delete(Ban).where(ended).execution_options(synchronize_session=False))
+        # Readers' networks in their reports go as comments' client data does; each report
+        # keeps a placeholder of its own, so the one-report-per-network rule stays a constraint.
+        session.execute(
+            update(Report)
+            .where(Report.created_at < client_cutoff, ~Report.network.startswith(PURGED_NETWORK))
+            .values(network=literal(PURGED_NETWORK) + cast(Report.id, String))
+            .execution_options(synchronize_session=False)
+        )
     report = PurgeReport(cleared, deleted, dry_run, never_confirmed, originals, ended_bans)
     counts = {
         "client_data_cleared": cleared,

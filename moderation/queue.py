@@ -12,12 +12,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, String, and_, cast, func, or_, select
+from sqlalchemy import Select, String, and_, cast, exists, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from moderation.comments import Page, decode_cursor, encode_cursor
 from moderation.errors import Malformed
-from moderation.models import Comment, CommentStatus, Moderator, Post, Site
+from moderation.models import Comment, CommentStatus, Moderator, Post, Report, Site
 from moderation.spam import check_labels
 
 COUNT_CAP = 1000
@@ -44,6 +44,8 @@ class QueueFilter:
     order: QueueOrder = QueueOrder.OLDEST
     # The name of a spam check (``links``, ``personal_data``...) that fired on the comment.
     signal: str | None = None
+    # Only comments with live (not dismissed) readers' reports.
+    reported: bool = False
 
     @property
     def newest_first(self) -> bool:
@@ -81,6 +83,15 @@ def signal_filter(raw: str | None) -> str | None:
     return raw
 
 
+def reported_filter(raw: str | None) -> bool:
+    """The ``reported`` filter: ``true`` (only reported comments) or ``false``/absent."""
+    if raw in (None, "false"):
+        return False
+    if raw == "true":
+        return True
+    raise Malformed("Unknown reported value.", fields={"reported": "One of true, false"})
+
+
 # Unconfirmed comments wait for their authors, not for moderators: never in the queue.
 QUEUE_STATUSES = tuple(s for s in CommentStatus if s is not CommentStatus.UNCONFIRMED)
 
@@ -101,6 +112,9 @@ def _filtered(query: Select[Any], wanted: QueueFilter) -> Select[Any]:
         if wanted.post:
             posts = posts.where(Post.key == wanted.post)
         query = query.where(Comment.post_id.in_(posts))
+    if wanted.reported:
+        live = exists().where(Report.comment_id == Comment.id, Report.dismissed_at.is_(None))
+        query = query.where(live)
     if wanted.signal:
         # Signals are a JSON list of {"check": name, ...}; the stored text is portable to match.
         pattern = f'%"check": "{wanted.signal}"%'
@@ -123,6 +137,7 @@ def _loads() -> tuple[Any, ...]:
         selectinload(Comment.parent),
         selectinload(Comment.moderated_by),
         selectinload(Comment.claimed_by),
+        selectinload(Comment.reports),
     )
 
 
@@ -236,6 +251,15 @@ def status_counts(
         )
         counts[status] = session.scalar(select(func.count()).select_from(capped)) or 0
     return counts
+
+
+def reported_count(
+    session: Session, moderator: Moderator, wanted: QueueFilter, *, cap: int = COUNT_CAP
+) -> int:
+    """How many comments (any status) with live reports match the filter, at most cap + 1."""
+    every = dataclasses.replace(wanted, status=None, reported=True)
+    capped = _filtered(_visible(select(Comment.id), moderator), every).limit(cap + 1).subquery()
+    return session.scalar(select(func.count()).select_from(capped)) or 0
 
 
 def author_history(

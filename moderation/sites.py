@@ -40,6 +40,7 @@ EDITABLE = (
     "time_zone",
     "ban_response",
     "banned_text",
+    "report_threshold",
 )
 VERIFY_NEEDS_MAIL = (
     "Email verification sends mail, and mail is off: set MODERATION_SMTP_HOST, "
@@ -230,6 +231,13 @@ def _banned_text(raw: object, name: str, errors: dict[str, str]) -> str | None:
     return raw.strip() or None if isinstance(raw, str) else None
 
 
+def _report_threshold(raw: object, name: str, errors: dict[str, str]) -> int | None:
+    if not _whole(raw) or not 1 <= raw <= 100:  # type: ignore[operator]
+        errors[name] = "Give a number of networks from 1 to 100"
+        return None
+    return raw  # type: ignore[return-value]
+
+
 def _flag(message: str) -> Callable[[object, str, dict[str, str]], bool | None]:
     def parse(raw: object, name: str, errors: dict[str, str]) -> bool | None:
         if not isinstance(raw, bool):
@@ -283,6 +291,7 @@ _PARSERS: dict[str, Callable[[object, str, dict[str, str]], Any]] = {
     "time_zone": _time_zone,
     "ban_response": _ban_response,
     "banned_text": _banned_text,
+    "report_threshold": _report_threshold,
 }
 assert set(_PARSERS) == set(EDITABLE)
 

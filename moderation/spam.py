@@ -429,8 +429,16 @@ def redact_personal_data(text: str) -> str:
 
 
 def held_for_personal_data(signals: Sequence[Any]) -> bool:
-    """Whether the personal-data check fired on a comment (its stored signals)."""
-    return any(isinstance(s, dict) and s.get("check") == "personal_data" for s in signals)
+    """Whether the personal-data check fired on a comment (its stored signals), or readers
+    reported it for personal data and it was taken down."""
+    return any(
+        isinstance(s, dict)
+        and (
+            s.get("check") == "personal_data"
+            or (s.get("check") == "reported" and bool((s.get("counts") or {}).get("personal_data")))
+        )
+        for s in signals
+    )
 
 
 def personal_data_kinds(text: str) -> list[str]:

@@ -194,6 +194,7 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
             time_zone=record.get("time_zone", "Europe/London"),
             ban_response=BanResponse(record.get("ban_response", "quiet")),
             banned_text=record.get("banned_text"),
+            report_threshold=record.get("report_threshold", 3),
             created_at=_parse_time(record["created_at"]),
         )
         session.add(site)

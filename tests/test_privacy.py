@@ -27,8 +27,9 @@ SECRET_EMAIL = "private.person@example.com"
 CLIENT_IP = "203.0.113.77"
 
 
-def public_urls(app: Flask) -> list[str]:
-    """Every GET route that needs no login, filled in for the luac site and its post."""
+def public_urls(app: Flask, comment_ids: tuple[str, ...] = ("no-such-comment",)) -> list[str]:
+    """Every GET route that needs no login, filled in for the luac site and its post (and each
+    of ``comment_ids`` where a route names a comment)."""
     urls = []
     for rule in app.url_map.iter_rules():
         if "GET" not in (rule.methods or set()) or rule.endpoint.startswith(
@@ -38,8 +39,10 @@ def public_urls(app: Flask) -> list[str]:
         path = rule.rule.replace("<site>", "luac").replace("<path:filename>", "embed.css")
         # The pages behind links in mail: without a genuine token they show nothing.
         path = path.replace("<token>", "forged.token")
-        assert "<" not in path, f"fill in the parameters of {rule.rule}"
-        urls += [f"{path}?post={POST_KEY}", f"{path}?post={POST_KEY}&page=1", path]
+        for comment_id in comment_ids if "<comment_id>" in path else ("",):
+            filled = path.replace("<comment_id>", comment_id)
+            assert "<" not in filled, f"fill in the parameters of {rule.rule}"
+            urls += [f"{filled}?post={POST_KEY}", f"{filled}?post={POST_KEY}&page=1", filled]
     return urls
 
 
@@ -64,7 +67,9 @@ def test_no_public_response_contains_email_ip_or_unapproved_text(
     for status in ("unconfirmed", "pending", "rejected", "spam", "deleted"):
         submit_everywhere(client, session, f"Hidden {status} words", status)
 
-    urls = public_urls(app)
+    # Every comment's own pages too (a reader's report form): only the approved one shows.
+    ids = tuple(session.scalars(select(Comment.public_id)))
+    urls = public_urls(app, ids)
     assert len(urls) >= 9
     seen_approved = False
     for url in urls:

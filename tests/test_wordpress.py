@@ -24,9 +24,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from moderation.actions import moderate_comment
+from moderation.comments import submit_comment
 from moderation.events import Actor
-from moderation.models import Comment, CommentStatus, Moderator, Post, Site, utcnow
+from moderation.models import Comment, CommentStatus, Moderator, Post, Report, Site, utcnow
 from moderation.sites import create_site
+from moderation.validation import CommentSubmission
 from tests.browser import LiveServer, live_server, require_browser
 from tests.helpers import PASSWORD, make_moderator, make_token
 from tests.wordpress import (
@@ -506,3 +508,42 @@ def test_wordpress_keeps_no_reader_data(wp: WordPress, server: LiveServer) -> No
     dump = wp.dump()
     assert "Alys" in dump  # the dump holds the blog's own comments
     assert not [a for a in addresses if a in dump]
+
+
+def test_readers_report_a_comment_in_the_included_thread(
+    browser: Any, wp: WordPress, server: LiveServer
+) -> None:
+    """The Report link passes the plugin's wp_kses; without script the report page, with it the
+    form in place, and both return to the WordPress post with the notice."""
+    post = publish(wp, "Reported in WordPress")
+    with server.session() as session:
+        submission = CommentSubmission(
+            post=post["key"], post_url=post["url"], author_name="Ada",
+            author_email="ada@example.com", body="A comment to report",
+        )  # fmt: skip
+        comment_id = submit_comment(session, "blog", submission, now=utcnow()).public_id
+        session.commit()
+        moderate_comment(
+            session, editor(session), comment_id, "approve", actor=Actor("editor"), now=utcnow()
+        )
+        session.commit()
+    form = f"#comment-{comment_id} > .cm-report-form"
+    for script in (False, True):
+        context = browser.new_context(java_script_enabled=script)
+        page = context.new_page()
+        page.goto(post["url"])
+        page.click(f"#comment-{comment_id} .cm-report-link")
+        if script:
+            page.wait_for_selector(form)  # in place, on the WordPress page
+            assert page.url == post["url"]
+            assert page.locator("#cm-form").count() == 1
+        else:
+            page.wait_for_url(f"{server.url}/embed/blog/comments/{comment_id}/report**")
+        page.check(f"#cm-report-{comment_id}-{'abusive' if script else 'spam'}")
+        page.click(".cm-report-button")
+        page.wait_for_url(f"{post['url']}#comment-reported")
+        assert page.is_visible("#comment-reported")
+        context.close()
+    with server.session() as session:
+        reports = session.scalars(select(Report)).all()
+        assert [r.reason for r in reports] == ["spam"]  # one network: the second is not counted

@@ -37,6 +37,8 @@ class EventType(enum.StrEnum):
     UNAPPROVED = "comment.unapproved"
     PINNED = "comment.pinned"
     UNPINNED = "comment.unpinned"
+    # A reader's report counted (data.report says why, and whether it took the comment down).
+    REPORTED = "comment.reported"
     # Sent to one endpoint on request, never fanned out.
     WEBHOOK_TEST = "webhook.test"
 
@@ -78,9 +80,16 @@ def _insert_event() -> Insert:
     return insert(cast(Table, Event.__table__))
 
 
-def record_event(session: Session, type_: EventType, comment: Comment, *, now: dt.datetime) -> None:
+def record_event(
+    session: Session,
+    type_: EventType,
+    comment: Comment,
+    *,
+    now: dt.datetime,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Insert an outbox event for ``comment`` in the session's transaction (a Core statement:
-    nothing reads the event back, and every submission writes one)."""
+    nothing reads the event back, and every submission writes one). ``extra`` joins ``data``."""
     session.execute(
         _insert_event(),
         {
@@ -90,7 +99,7 @@ def record_event(session: Session, type_: EventType, comment: Comment, *, now: d
             "payload": {
                 "type": type_.value,
                 "timestamp": rfc3339(now),
-                "data": comment_data(comment),
+                "data": {**comment_data(comment), **(extra or {})},
             },
             "created_at": now,
             "dispatched_at": None,

@@ -91,12 +91,22 @@
       var link = event.target.closest && event.target.closest("a");
       if (!link || !root.contains(link)) { return; }
       if (link.hasAttribute("data-cm-reply")) { event.preventDefault(); setReply(link); }
+      else if (link.hasAttribute("data-cm-report")) { event.preventDefault(); link.cm = link.cm || report(link); }
       else if (link.classList.contains("cm-cancel-reply")) { event.preventDefault(); cancelReply(true); }
       else if (link.closest(".cm-error-summary")) {
         var field = document.getElementById(link.getAttribute("href").slice(1));
         if (field) { event.preventDefault(); field.focus(); }
       }
     });
+
+    /* The report page's form, under the comment. */
+    function report(link) {
+      return fetch(link.href).then(function (r) { return r.text(); }).then(function (html) {
+        var box = $(new DOMParser().parseFromString(html, "text/html"), "form");
+        link.closest(".cm-article").after(box);
+        $(box, "input").focus();
+      });
+    }
 
     function clearErrors() {
       summary.hidden = true;
@@ -328,6 +338,9 @@
       enhance(root);
       var at = hash && document.getElementById(location.hash.slice(1));
       if (at) { $(root, "link").onload = function () { at.scrollIntoView(); }; }
+      /* Back from a report (:target missed it). */
+      var note = location.hash == "#comment-reported" && $(root, location.hash);
+      if (note) { note.className += " cm-notice--shown"; note.focus(); }
     }).catch(function () {
       root.removeAttribute("aria-busy"); /* the fallback link inside #comments stays */
     });

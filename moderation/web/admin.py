@@ -49,7 +49,7 @@ class SiteForm:
             value = raw.strip()
             if name in ("origins", "reject_reasons", "hold_terms", "spam_terms", "notify_emails"):
                 changes[name] = [line.strip() for line in raw.splitlines() if line.strip()]
-            elif name in ("link_limit", "close_after_days"):
+            elif name in ("link_limit", "close_after_days", "report_threshold"):
                 changes[name] = int(value) if value.isdigit() else (value or None)
             elif name == "spam_threshold":
                 try:

@@ -12,7 +12,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import Connection
 
-from moderation import comments, i18n, publishing, spam
+from moderation import comments, i18n, publishing, reports, spam
+from moderation.comments import client_network
 from moderation.errors import Malformed, NotFound
 from moderation.events import rfc3339
 from moderation.models import Comment, Post, Site
@@ -27,6 +28,8 @@ from moderation.web.caching import (
     variant,
 )
 from moderation.web.context import (
+    client_address,
+    foreign_origin,
     json_object,
     now,
     required_post_key,
@@ -189,6 +192,21 @@ def submit_comment(site: str) -> tuple[Response, int]:
     # What the embed's form says, in the comment's language.
     message = i18n.translator(comment.lang)(said)
     return jsonify({"id": comment.public_id, "status": status.value, "message": message}), 202
+
+
+@bp.post("/sites/<site>/comments/<comment_id>/reports")
+def report_comment(site: str, comment_id: str) -> tuple[Response, int]:
+    """A reader reports a published comment. The answer is the same whatever it changed: an
+    unknown or unpublished comment, or a second report from one network, is "received" too."""
+    submission = reports.parse_report(json_object())
+    screening().rate_limit_report(site)
+    session = get_session()
+    reports.report_comment(
+        session, site, comment_id, submission, now=now(),
+        network=client_network(client_address()), origin=foreign_origin(),
+    )  # fmt: skip
+    session.commit()
+    return jsonify({"status": "received"}), 202
 
 
 @bp.get("/sites/<site>/form-token")

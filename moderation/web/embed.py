@@ -26,7 +26,8 @@ from flask.typing import ResponseReturnValue
 from markupsafe import escape
 from sqlalchemy.exc import SQLAlchemyError
 
-from moderation import comments, i18n, mail, posts, verification
+from moderation import comments, i18n, mail, posts, reports, verification
+from moderation.comments import client_network
 from moderation.errors import (
     Malformed,
     NotFound,
@@ -35,7 +36,7 @@ from moderation.errors import (
     ValidationFailed,
 )
 from moderation.events import rfc3339
-from moderation.models import Post, Site
+from moderation.models import Comment, Post, ReportReason, Site
 from moderation.spam import FORM_TOKEN_FIELD, HONEYPOT_FIELD, form_token_shaped
 from moderation.validation import MAX_BODY, parse_submission
 from moderation.web.caching import (
@@ -47,6 +48,8 @@ from moderation.web.caching import (
     variant,
 )
 from moderation.web.context import (
+    client_address,
+    foreign_origin,
     now,
     required_post_key,
     settings,
@@ -322,6 +325,15 @@ def render_thread(
             **query,
         ),
         "api_url": url_for("api.submit_comment", site=site.slug, _external=True),
+        # Each comment's "Report" link: this one with the comment's id in place of "-".
+        "report_url": url_for(
+            "embed.report_form",
+            site=site.slug,
+            comment_id="-",
+            _external=True,
+            **({"lang": lang} if lang != i18n.DEFAULT_LANGUAGE else {}),
+            **({"page": "1"} if framed else {}),
+        ),
         "script_messages": json.dumps(messages, ensure_ascii=False),
         "stylesheet": url_for("static", filename="embed.css", _external=True),
         "loader_script": url_for("embed_loader.embed_js", _external=True),
@@ -442,6 +454,94 @@ def embed_policy(response: Response) -> Response:
     if request.path == "/embed" or request.path.startswith("/embed/"):
         response.headers["Content-Security-Policy"] = frame_ancestors_for(known_origins())
     return response
+
+
+def render_report(
+    comment: Comment,
+    *,
+    lang: str,
+    framed: bool,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
+    """The report form's page for a published comment (``framed``: it returns to the iframe's
+    page rather than to the blog's post)."""
+    site, post = comment.post.site, comment.post
+    query: dict[str, Any] = {"lang": lang} if lang != i18n.DEFAULT_LANGUAGE else {}
+    back = post.url
+    if framed:
+        back = url_for("embed.thread", site=site.slug, post=post.key, page="1", **query)
+        query["page"] = "1"
+    html = render_template(
+        "embed/report.html",
+        c=comment,
+        site=site,
+        post=post,
+        t=i18n.translator(lang),
+        lang=lang,
+        reasons=[reason.value for reason in ReportReason],
+        values=values or {},
+        errors=i18n.field_errors(lang, errors or {}),
+        max_detail=reports.MAX_DETAIL,
+        back_url=back,
+        action=url_for(
+            "embed.report_submit",
+            site=site.slug,
+            comment_id=comment.public_id,
+            _external=True,
+            **query,
+        ),
+        stylesheet=url_for("static", filename="embed.css", _external=True),
+        loader_script=url_for("embed_loader.embed_js", _external=True),
+    )
+    response = Response(html, status=status, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/<site>/comments/<comment_id>/report")
+def report_form(site: str, comment_id: str) -> Response:
+    """A published comment's report form (no script needed); a closed post's answers 403."""
+    comment = reports.published_comment(get_session(), site, comment_id)
+    if comments.is_closed(comment.post, now()):
+        raise ThreadClosed()
+    return render_report(comment, lang=_lang(), framed=request.args.get("page") == "1")
+
+
+@bp.post("/<site>/comments/<comment_id>/report")
+def report_submit(site: str, comment_id: str) -> ResponseReturnValue:
+    """The report form's post: back to the post (or the iframe's page) with a notice that says
+    the same whatever the report changed; the form again with errors if it needs correcting."""
+    if request.mimetype not in FORM_TYPES:
+        raise UnsupportedMediaType("Send the form as application/x-www-form-urlencoded.")
+    values = {name: request.form.get(name, "") for name in ("reason", "detail")}
+    framed = request.args.get("page") == "1"
+    session = get_session()
+    try:
+        submission = reports.parse_report(values)
+    except ValidationFailed as error:
+        comment = reports.published_comment(session, site, comment_id)
+        kept = {"reason": values["reason"][:20], "detail": values["detail"][: reports.MAX_DETAIL]}
+        return render_report(
+            comment, lang=_lang(), framed=framed, values=kept, errors=error.fields, status=422
+        )
+    screening().rate_limit_report(site)
+    reported = reports.report_comment(
+        session, site, comment_id, submission, now=now(),
+        network=client_network(client_address()), origin=foreign_origin(),
+    )  # fmt: skip
+    if reported is None:
+        raise NotFound("There is no published comment with that id.")
+    post: Post = reported.post
+    session.commit()
+    # As after a comment: the iframe's page posts back to itself, a full page to the post.
+    if framed and request.headers.get("Sec-Fetch-Dest") != "document":
+        back = url_for(
+            "embed.thread", site=site, post=post.key, page="1", lang=request.args.get("lang")
+        )
+        return redirect(f"{back}#comment-reported", code=303)
+    return redirect(f"{post.url}#comment-reported", code=303)
 
 
 @bp.after_request

@@ -7,6 +7,7 @@ refreshed on each request, and the CSRF token.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hmac
 import re
@@ -35,7 +36,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
-from moderation import actions, audit, moderators, posts, second_factor
+from moderation import actions, audit, moderators, posts, reports, second_factor
 from moderation import queue as queues
 from moderation.comments import client_network, page_limit
 from moderation.db import become_writer, begin_as_writer
@@ -266,7 +267,8 @@ def _queue_filter(args: MultiDict[str, str] | None = None) -> queues.QueueFilter
     """The queue's filters from a query string (the request's own by default)."""
     if args is None:
         args = request.args
-    raw = args.get("status", CommentStatus.PENDING.value)
+    reported = queues.reported_filter(args.get("reported") or None)
+    raw = args.get("status", "all" if reported else CommentStatus.PENDING.value)
     try:
         status = None if raw == "all" else CommentStatus(raw)
     except ValueError:
@@ -278,6 +280,7 @@ def _queue_filter(args: MultiDict[str, str] | None = None) -> queues.QueueFilter
         search=(args.get("q") or "").strip() or None,
         order=queues.queue_order(args.get("order")),
         signal=queues.signal_filter(args.get("signal") or None),
+        reported=reported,
     )
 
 
@@ -287,7 +290,7 @@ def _sites_for(moderator: Moderator) -> list[Site]:
     return sorted(moderator.sites, key=lambda site: site.name)
 
 
-def _count_labels(counts: dict[CommentStatus, int]) -> dict[str, str]:
+def _count_labels(counts: dict[CommentStatus, int], reported: int = 0) -> dict[str, str]:
     """Counts for the navigation; past the cap they read "1,000+"."""
     cap = queues.COUNT_CAP
 
@@ -297,7 +300,18 @@ def _count_labels(counts: dict[CommentStatus, int]) -> dict[str, str]:
     labels = {status.value: label(min(n, cap), n > cap) for status, n in counts.items()}
     total = sum(min(n, cap) for n in counts.values())
     labels["all"] = label(total, any(n > cap for n in counts.values()))
+    labels["reported"] = label(min(reported, cap), reported > cap)
     return labels
+
+
+def _queue_counts(wanted: queues.QueueFilter) -> dict[str, str]:
+    """The tabs' counts: each status (whether or not the Reported tab is open) and Reported."""
+    db = get_session()
+    by_status = dataclasses.replace(wanted, reported=False)
+    return _count_labels(
+        queues.status_counts(db, g.moderator, by_status),
+        queues.reported_count(db, g.moderator, wanted),
+    )
 
 
 @bp.get("/")
@@ -315,7 +329,7 @@ def queue() -> str:
         "moderate/queue.html",
         page=page,
         wanted=wanted,
-        counts=_count_labels(queues.status_counts(db, g.moderator, wanted)),
+        counts=_queue_counts(wanted),
         history=queues.author_history(db, g.moderator, page.comments),
         sites=_sites_for(g.moderator),
         statuses=list(queues.QUEUE_STATUSES),
@@ -406,7 +420,7 @@ def _in_place(changed: Comment | None, message: str, error: ServiceError | None)
     wanted = _queue_filter(MultiDict(parse_qsl(urlsplit(back).query)))
     body: dict[str, object] = {
         "message": message,
-        "counts": _count_labels(queues.status_counts(db, g.moderator, wanted)),
+        "counts": _queue_counts(wanted),
     }
     if changed is not None:
         body["id"] = changed.public_id
@@ -419,7 +433,8 @@ def _in_place(changed: Comment | None, message: str, error: ServiceError | None)
             back=back,
             then=_then(),
             focus=None,
-            decided=wanted.status is not None and changed.status is not wanted.status,
+            decided=(wanted.status is not None and changed.status is not wanted.status)
+            or (wanted.reported and all(r.dismissed_at for r in changed.reports)),
         )
     undo_offer = session.get("undo")
     if error is None and undo_offer and undo_offer.get("id") == body.get("id"):
@@ -497,6 +512,18 @@ def unpin(comment_id: str) -> ResponseReturnValue:
             get_session(), g.moderator, comment_id, actor=_actor(), now=now()
         ),
         "Comment by {name} unpinned.",
+    )
+
+
+@bp.post("/comments/<comment_id>/dismiss-reports")
+def dismiss_reports(comment_id: str) -> ResponseReturnValue:
+    # Not an undoable decision (no id for the undo offer): the reports stay dismissed.
+    return _act(
+        "",
+        lambda: reports.dismiss_reports(
+            get_session(), g.moderator, comment_id, actor=_actor(), now=now()
+        ),
+        "Reports on the comment by {name} dismissed (it is {status}).",
     )
 
 

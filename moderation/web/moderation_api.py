@@ -9,7 +9,16 @@ from typing import Any
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 
-from moderation import actions, comments, importing, moderators, posts, second_factor, sites
+from moderation import (
+    actions,
+    comments,
+    importing,
+    moderators,
+    posts,
+    reports,
+    second_factor,
+    sites,
+)
 from moderation import queue as queues
 from moderation.comments import client_network, page_limit
 from moderation.db import begin_as_writer
@@ -48,6 +57,7 @@ QUERY_PARAMETERS = {
         "cursor",
         "limit",
         "signal",
+        "reported",
     },
     "moderation_api.import_comments": {"source"},
     "moderation_api.get_post": {"post"},
@@ -68,6 +78,8 @@ def moderation_comment(comment: Comment) -> dict[str, Any]:
     # The learned spam check's score (0 legitimate to 1 spam), None when it did not run.
     data["spam_score"] = comment.spam_score
     data["pinned_at"] = rfc3339(comment.pinned_at) if comment.pinned_at else None
+    # Readers' reports, live and dismissed, with their reasons and detail (never a network).
+    data["reports"] = [reports.report_json(r) for r in comment.reports]
     return data
 
 
@@ -113,7 +125,9 @@ def _respond(comment: Comment) -> Response:
 
 @bp.get("/comments")
 def list_comments() -> Response:
-    raw = request.args.get("status", CommentStatus.PENDING.value)
+    reported = queues.reported_filter(request.args.get("reported"))
+    # Reported comments are in any status unless one is asked for.
+    raw = request.args.get("status", "all" if reported else CommentStatus.PENDING.value)
     try:
         status = None if raw == "all" else CommentStatus(raw)
     except ValueError:
@@ -127,6 +141,7 @@ def list_comments() -> Response:
         search=request.args.get("q") or None,
         order=queues.queue_order(request.args.get("order")),
         signal=queues.signal_filter(request.args.get("signal")),
+        reported=reported,
     )
     page = queues.list_queue(
         get_session(),
@@ -189,6 +204,16 @@ def pin(comment_id: str) -> Response:
 def unpin(comment_id: str) -> Response:
     return _respond(
         actions.unpin_comment(
+            get_session(), g.token.moderator, comment_id, actor=_actor(), now=now()
+        )
+    )
+
+
+@bp.post("/comments/<comment_id>/dismiss-reports")
+def dismiss_reports(comment_id: str) -> Response:
+    """Readers' reports found unfounded: republished if they took it down; never count again."""
+    return _respond(
+        reports.dismiss_reports(
             get_session(), g.token.moderator, comment_id, actor=_actor(), now=now()
         )
     )

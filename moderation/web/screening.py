@@ -33,6 +33,12 @@ from moderation.web.sessions import get_session
 # that share a Redis server use a database each, in MODERATION_RATELIMIT_STORAGE_URL).
 KEY_PREFIX = "moderation"
 RATE_LIMITED = "You have sent several comments in a short time. Wait a little, then try again."
+# Readers' reports, per client network: a constant, not a setting (one network's reports of one
+# comment count once anyway; this bounds the writes and the audit it costs).
+REPORT_LIMITS = "5/minute;30/hour"
+REPORT_RATE_LIMITED = (
+    "You have sent several reports in a short time. Wait a little, then try again."
+)
 
 
 class Screening:
@@ -52,6 +58,7 @@ class Screening:
             "email": parse_many(settings.ratelimit_email),
             "post": parse_many(settings.ratelimit_post),
         }
+        self.report_limits = parse_many(REPORT_LIMITS)
         self.deliverability: DeliverabilityChecker | None = None
         if settings.deliverability_enabled:
             timeout = settings.dns_timeout_ms / 1000
@@ -77,6 +84,21 @@ class Screening:
                     raise RateLimited(
                         RATE_LIMITED, retry_after=self._retry_after(item, site, kind, keys[kind])
                     )
+
+    def rate_limit_report(self, site: str) -> None:
+        """Count a reader's report against their network; the documented 429 when over."""
+        if not self.settings.ratelimit_enabled:
+            return
+        network = client_network(client_address()) or "unknown"
+        for item in self.report_limits:
+            keys = (KEY_PREFIX, "report", site, "network", network)
+            if not self.limiter.hit(item, *keys):
+                reset_at, _ = self.limiter.get_window_stats(item, *keys)
+                error = RateLimited(
+                    REPORT_RATE_LIMITED, retry_after=max(1, math.ceil(reset_at - time.time()))
+                )
+                error.message_key = "report_rate_limited"  # the reader's language on HTML pages
+                raise error
 
     def _keys(self, site: str, kind: str, key: str) -> tuple[str, ...]:
         return (KEY_PREFIX, "submit", site, kind, key)

@@ -28,6 +28,7 @@ LINES = {
     "comment.unapproved": "comment unpublished (back in the queue) on {post}",
     "comment.pinned": "comment pinned on {post}",
     "comment.unpinned": "comment unpinned on {post}",
+    "comment.reported": "comment reported by a reader on {post}",
 }
 HELD_WITHOUT_SIGNALS = "every comment waits for approval"
 MAX_TITLE = 120
@@ -61,6 +62,8 @@ def line_for(payload: dict[str, Any]) -> str:
             what = f"new comment held on {title} ({why})"
         else:
             what = f"new comment published on {title}"
+    elif kind == "comment.reported" and (data.get("report") or {}).get("taken_down"):
+        what = f"comment reported by readers and taken down on {title}"
     else:
         what = LINES.get(kind, "{post}: " + _plain(kind, 40)).format(post=title)
     name = _plain(site.get("name"), 80)
