@@ -184,6 +184,9 @@ class _Markup:
 
 
 _SEPARATORS = re.compile(r"[\s/]+")
+# A quoted attribute value counts as one separator, whatever its spaces and slashes (a link's
+# path), so that the next attribute, written straight after it, still counts.
+_QUOTED = re.compile(r"\"[^\"]*+\"|'[^']*+'")
 
 
 def _is_tag(found: str) -> bool:
@@ -192,7 +195,7 @@ def _is_tag(found: str) -> bool:
         len(found) > 1
         and found[-1] == ">"
         and len(found) <= MAX_TAG_CHARS
-        and len(_SEPARATORS.findall(found)) <= MAX_TAG_ATTRIBUTES + 1
+        and len(_SEPARATORS.findall(_QUOTED.sub(" ", found))) <= MAX_TAG_ATTRIBUTES + 1
     )
 
 

@@ -234,6 +234,20 @@ def test_markup_past_the_budget_is_shown_as_typed() -> None:
 def test_a_tag_with_too_many_attributes_is_shown_as_typed() -> None:
     tag = "<b " + " ".join(f"x{i}" for i in range(MAX_TAG_ATTRIBUTES + 2)) + ">"
     assert render_comment(tag + "bold") == "<p>&lt;b " + tag[3:-1] + "&gt;bold</p>"
+    # Written straight after quoted values, with no space between, attributes still count.
+    packed = "<b " + "".join(f'x{i}="v"' for i in range(MAX_TAG_ATTRIBUTES + 2)) + ">"
+    assert render_comment(packed + "bold").startswith("<p>&lt;b ")
+
+
+def test_a_link_with_a_long_path_is_a_link_and_cleaning_it_again_changes_nothing() -> None:
+    """The slashes and spaces inside a quoted value separate no attributes: a deep address is
+    no "tag with too many attributes", typed or as the cleaner wrote it."""
+    url = "https://www.gov.uk/" + "/".join("abcdefghijklmnop")
+    html = render_comment(f'<a href="{url}">the guide</a>')
+    assert html == f'<p><a href="{url}" rel="nofollow ugc noopener">the guide</a></p>'
+    # Found by the mutated-corpus property test: a disallowed tag around a deep address.
+    once = clean(f'<embed src="http://example.com/{url}"> ?')
+    assert clean(once) == once
 
 
 def test_private_use_characters_typed_by_a_commenter_cannot_pose_as_markup() -> None:
