@@ -29,6 +29,7 @@ from moderation.models import (
     Ban,
     Comment,
     CommentStatus,
+    DeliveryStatus,
     Event,
     MailStatus,
     MaintenanceRun,
@@ -219,6 +220,7 @@ class PurgeReport:
     unconfirmed_deleted: int = 0
     originals_cleared: int = 0
     bans_deleted: int = 0
+    events_deleted: int = 0
 
 
 # Who the audit names for the workers' daily purge.
@@ -261,6 +263,16 @@ def purge_expired(
     # A ban that ended longer ago than client data is kept has no more use for what it names.
     ended = Ban.expires_at < client_cutoff
     ended_bans = session.scalar(select(func.count()).select_from(Ban).where(ended)) or 0
+    # The outbox keeps an event (and its endpoints' delivery log, which cascades) as long as a
+    # decided comment: then, once it has gone out to every endpoint, it goes. An event some
+    # delivery still retries stays.
+    retrying = select(WebhookDelivery.id).where(
+        WebhookDelivery.event_id == Event.id, WebhookDelivery.status == DeliveryStatus.PENDING
+    )
+    old_events = (
+        (Event.created_at < rejected_cutoff) & Event.dispatched_at.is_not(None) & ~retrying.exists()
+    )
+    events = session.scalar(select(func.count()).select_from(Event).where(old_events)) or 0
     if not dry_run:
         # Their queued confirmation mail goes with them (the outbox row cascades).
         session.execute(
@@ -287,6 +299,9 @@ def purge_expired(
         )
         session.execute(delete(Comment).where(expired).execution_options(synchronize_session=False))
         session.execute(delete(Ban).where(ended).execution_options(synchronize_session=False))
+        session.execute(
+            delete(Event).where(old_events).execution_options(synchronize_session=False)
+        )
         # Readers' networks in their reports go as comments' client data does; each report
         # keeps a placeholder of its own, so the one-report-per-network rule stays a constraint.
         session.execute(
@@ -295,13 +310,14 @@ def purge_expired(
             .values(network=literal(PURGED_NETWORK) + cast(Report.id, String))
             .execution_options(synchronize_session=False)
         )
-    report = PurgeReport(cleared, deleted, dry_run, never_confirmed, originals, ended_bans)
+    report = PurgeReport(cleared, deleted, dry_run, never_confirmed, originals, ended_bans, events)
     counts = {
         "client_data_cleared": cleared,
         "originals_cleared": originals,
         "comments_deleted": deleted,
         "unconfirmed_deleted": never_confirmed,
         "bans_deleted": ended_bans,
+        "events_deleted": events,
     }
     if not dry_run and any(counts.values()):
         record_admin_audit(

@@ -21,11 +21,14 @@ from moderation.models import (
     Base,
     Comment,
     CommentStatus,
+    DeliveryStatus,
     Event,
     MaintenanceRun,
     Moderator,
     Post,
     WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
     utcnow,
 )
 from moderation.outbox import webhooks as wd
@@ -262,6 +265,47 @@ def test_a_purge_is_audited_once_with_its_counts_and_the_audit_outlives_the_comm
     page = client.get("/moderate/audit").get_data(as_text=True)
     assert f"comment {ids[0]} on {POST_KEY} (since deleted)" in page
     assert "Purged data past its retention period" in page
+
+
+def test_the_purge_prunes_old_events_once_every_endpoint_has_had_them(session: Session) -> None:
+    """The outbox's events (and their delivery log) went on for ever; now they go with decided
+    comments' retention, except one a delivery still retries."""
+    site = make_site(session)
+    endpoint = WebhookEndpoint(url="https://hooks.example.com/", secret="whsec_x")
+    session.add(endpoint)
+    old = NOW - dt.timedelta(days=91)
+
+    def event(created: dt.datetime, dispatched: bool, delivery: DeliveryStatus | None) -> int:
+        row = Event(
+            type="comment.approved", site_id=site.id, payload={}, created_at=created,
+            dispatched_at=created if dispatched else None,
+        )  # fmt: skip
+        session.add(row)
+        session.flush()
+        if delivery is not None:
+            session.add(WebhookDelivery(endpoint=endpoint, event_id=row.id, status=delivery))
+        return row.id
+
+    gone = event(old, True, DeliveryStatus.SUCCEEDED)
+    given_up = event(old, True, DeliveryStatus.FAILED)
+    kept = {
+        event(old, True, DeliveryStatus.PENDING),  # still retried
+        event(old, False, None),  # not yet fanned out
+        event(NOW - dt.timedelta(days=89), True, DeliveryStatus.SUCCEEDED),  # recent
+    }
+    session.commit()
+
+    assert purge_expired(session, Retention(30, 90), now=NOW, dry_run=True).events_deleted == 2
+    assert session.scalar(select(func.count()).select_from(Event)) == 5
+    report = purge_expired(session, Retention(30, 90), now=NOW)
+    session.commit()
+    assert report.events_deleted == 2
+    assert set(session.scalars(select(Event.id))) == kept
+    assert gone not in kept and given_up not in kept
+    # Their delivery log went with them; the retried delivery stays.
+    assert session.scalar(select(func.count()).select_from(WebhookDelivery)) == 2
+    [purge] = session.scalars(select(AuditEvent).where(AuditEvent.action == "retention.purge"))
+    assert purge.after["events_deleted"] == 2
 
 
 def test_the_worker_purges_once_a_day_on_an_injected_clock(
