@@ -166,10 +166,14 @@ class Client(threading.Thread):
             self.unanswered.add(marker)
 
     def moderate(self) -> None:
+        # Each comment is taken off the list once chosen, so it gets one decision: a second
+        # (say approve after reject) would be a legitimate reversal, with its own audit row, and
+        # the fault test counts exactly one per 200. Moderators racing on one comment are
+        # tests/test_concurrency.py's subject.
         with self.shared.lock:
             if not self.shared.pending:
                 return
-            comment_id = self.random.choice(self.shared.pending)
+            comment_id = self.shared.pending.pop(self.random.randrange(len(self.shared.pending)))
         action = self.random.choice(["approve", "reject", "spam"])
         status, _ = self.request(
             "POST", f"/api/v1/moderation/comments/{comment_id}/{action}", public=False
