@@ -14,6 +14,14 @@ Counts change in the transaction of the decision itself, by atomic upserts in a 
 (several processes may learn at once, on SQLite and PostgreSQL). Each comment keeps the tokens it
 taught, so unlearning (restore, undo, erasure) removes exactly what it added, and a token no
 decision holds any more is deleted.
+
+Every change to a scope's counts also draws a new random stamp for the scope
+(``spam_model_versions``), in the same transaction. Scoring reads the stamps first (two rows by
+primary key) and, while a scope's stamp is the one this process last read its counts at, takes
+the counts it read then from memory, asking the database only for tokens it has not seen: a
+decision in any process changes the stamp, so no process scores with counts older than the last
+committed decision. A stamp is random rather than a counter so that a rolled-back change, or a
+model deleted and learned again, never brings back a stamp that named other counts.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import itertools
 import json
 import math
 import re
+import secrets
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
@@ -33,7 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
-from moderation.models import Comment, CommentStatus, SpamToken
+from moderation.models import Comment, CommentStatus, SpamModelVersion, SpamToken
 
 INSTALLATION = 0  # the scope of the installation-wide model
 DOCUMENTS = ""  # the token whose counts are the number of spam and legitimate decisions
@@ -169,12 +178,27 @@ def comment_tokens(comment: Comment) -> list[str]:
 # Learning ------------------------------------------------------------------------------------
 
 
+def _new_versions(session: Session, scopes: Iterable[int]) -> None:
+    """Draw new stamps for these scopes' counts, in scope order (the first rows a learning
+    transaction locks, so two of them wait for each other here rather than deadlock later)."""
+    table = cast(Table, SpamModelVersion.__table__)
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    rows = [{"scope": scope, "version": secrets.randbits(62)} for scope in sorted(set(scopes))]
+    statement = insert(table).values(rows)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.scope], set_={"version": statement.excluded.version}
+    )
+    session.execute(statement)
+
+
 def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
     """Add counts to tokens, creating them as needed, in (scope, token) order so that two
     transactions learning overlapping tokens lock them in the same order (no deadlock)."""
     if not rows:
         return
     rows.sort(key=lambda r: (r["scope"], r["token"]))
+    _new_versions(session, (r["scope"] for r in rows))
     table = cast(Table, SpamToken.__table__)
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -349,6 +373,11 @@ def _counts_statement(dialect: str) -> TextClause:
     ).bindparams(tokens_param)
 
 
+@functools.cache
+def _versions_statement() -> TextClause:
+    return text("SELECT scope, version FROM spam_model_versions WHERE scope IN (0, :site)")
+
+
 def _chi2q(chi: float, freedom: int) -> float:
     """P(X >= chi) for a chi-square variable with an even number of degrees of freedom."""
     half = chi / 2.0
@@ -369,29 +398,83 @@ def token_probability(spam: float, ham: float, spam_docs: float, ham_docs: float
     return (PRIOR_STRENGTH * 0.5 + seen * share) / (PRIOR_STRENGTH + seen)
 
 
+_ABSENT = (0, 0)  # a token the scope's model does not have
+CACHED_TOKENS = 100_000  # per scope: a process's memory for counts stays bounded
+
+
+@dataclasses.dataclass(frozen=True)
+class _ScopeCounts:
+    """What this process has read of one scope's counts while its stamp was ``version``."""
+
+    version: int
+    counts: dict[str, tuple[int, int]]
+
+
+# Per scope, shared by the process's threads: an entry is replaced whole when the stamp moves,
+# and only ever gains counts read at its own stamp.
+_READ: dict[int, _ScopeCounts] = {}
+
+
+def _scope_counts(
+    session: Session, scopes: Sequence[int], wanted: Sequence[str]
+) -> list[dict[str, tuple[int, int]]]:
+    """Each scope's counts of the wanted tokens (a token absent from a dict has none): from what
+    this process read at the scope's current stamp, and one query for the rest. A scope without
+    a stamp has never learned anything, so it needs no query. The stamps are read first, so
+    counts read after them are never older than their stamp (a newer decision changes it)."""
+    versions: dict[int, int] = {
+        scope: version
+        for scope, version in session.execute(_versions_statement(), {"site": scopes[-1]})
+    }
+    entries: list[_ScopeCounts | None] = []
+    for scope in scopes:
+        version = versions.get(scope)
+        entry = _READ.get(scope)
+        if version is None:
+            entry = None
+        elif entry is None or entry.version != version or len(entry.counts) > CACHED_TOKENS:
+            entry = _ScopeCounts(version, {})
+            _READ[scope] = entry
+        entries.append(entry)
+    missing = [
+        token
+        for token in wanted
+        if any(entry is not None and token not in entry.counts for entry in entries)
+    ]
+    if missing:
+        dialect = session.get_bind().dialect.name
+        read: dict[int, dict[str, tuple[int, int]]] = {scope: {} for scope in scopes}
+        rows = session.execute(
+            _counts_statement(dialect),
+            {
+                "site": scopes[-1],
+                "tokens": missing if dialect == "postgresql" else json.dumps(missing),
+            },
+        )
+        for scope, token, spam, ham in rows:
+            read[scope][token] = (spam, ham)
+        for scope, entry in zip(scopes, entries, strict=True):
+            if entry is not None:
+                entry.counts.update({token: read[scope].get(token, _ABSENT) for token in missing})
+    return [entry.counts if entry is not None else {} for entry in entries]
+
+
 def score(session: Session, site_id: int | None, tokens_: Sequence[str]) -> Score:
     """Score tokens with the site's model refining the installation's (their counts averaged)."""
-    dialect = session.get_bind().dialect.name
     wanted = [DOCUMENTS, *tokens_]
-    rows = session.execute(
-        _counts_statement(dialect),
-        {
-            "site": site_id or INSTALLATION,
-            "tokens": wanted if dialect == "postgresql" else json.dumps(wanted),
-        },
-    ).all()
+    scopes = [INSTALLATION, site_id] if site_id else [INSTALLATION]
+    read = _scope_counts(session, scopes, wanted)
+    installation_documents = read[0].get(DOCUMENTS, _ABSENT)
+    site_documents = read[-1].get(DOCUMENTS, _ABSENT) if site_id else _ABSENT
     counts: dict[str, tuple[int, int]] = {}
-    site_documents = (0, 0)
-    installation_documents = (0, 0)
-    for scope, token, spam, ham in rows:
-        if token == DOCUMENTS:
-            if scope == INSTALLATION:
-                installation_documents = (spam, ham)
-            else:
-                site_documents = (spam, ham)
-            continue
-        before = counts.get(token, (0, 0))
-        counts[token] = (before[0] + spam, before[1] + ham)
+    for token in tokens_:
+        spam = ham = 0
+        for scope_counts in read:
+            token_spam, token_ham = scope_counts.get(token, _ABSENT)
+            spam += token_spam
+            ham += token_ham
+        if spam or ham:
+            counts[token] = (spam, ham)
     # The mean of the two scopes' counts: the site's own decisions weigh as much as every
     # site's together (the installation's include the site's, so theirs count 1.5 times).
     share = 0.5 if site_id else 1.0
@@ -438,6 +521,8 @@ def rebuild(session: Session, site_id: int) -> dict[str, int]:
     spam: spam). The installation's counts lose the site's old lessons and gain the new ones.
     Returns how many comments taught each lesson."""
     from moderation.models import Post
+
+    _new_versions(session, [INSTALLATION, site_id])
 
     decided = (
         select(Comment)

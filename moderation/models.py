@@ -308,6 +308,19 @@ class SpamToken(Base):
     ham: Mapped[int] = mapped_column(default=0)
 
 
+class SpamModelVersion(Base):
+    """A random stamp per scope of the learned model, drawn anew by every change to the scope's
+    counts: a process keeps the counts it has read while the stamp is unchanged (see
+    :mod:`moderation.learning`). Random, not a counter, so a rolled-back change or a model reset
+    can never bring back a stamp that named other counts. A scope without a stamp has learned
+    nothing: every change to ``spam_tokens`` goes through moderation.learning, which stamps it."""
+
+    __tablename__ = "spam_model_versions"
+
+    scope: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
 class CommentSketchKey(Base):
     """A few of a comment's sketch values, so the duplicate check finds a post's texts that may
     resemble a new one by index, however many comments the post has."""
