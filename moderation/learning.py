@@ -15,13 +15,13 @@ Counts change in the transaction of the decision itself, by atomic upserts in a 
 taught, so unlearning (restore, undo, erasure) removes exactly what it added, and a token no
 decision holds any more is deleted.
 
-Every change to a scope's counts also draws a new random stamp for the scope
-(``spam_model_versions``), in the same transaction. Scoring reads the stamps first (two rows by
-primary key) and, while a scope's stamp is the one this process last read its counts at, takes
-the counts it read then from memory, asking the database only for tokens it has not seen: a
-decision in any process changes the stamp, so no process scores with counts older than the last
-committed decision. A stamp is random rather than a counter so that a rolled-back change, or a
-model deleted and learned again, never brings back a stamp that named other counts.
+Every change to a scope's counts also advances the scope's version (``spam_model_versions``:
+a random epoch and a change count) and logs which tokens it changed (``spam_model_changes``), in
+the same transaction. A process keeps each scope's counts whole in memory: scoring reads the two
+versions (two rows by primary key) and, when one has moved, reads again only the tokens the
+logged changes name. Since a decision in any process moves the version, no process scores with
+counts older than the last committed decision; a transaction that has itself changed the model
+reads the database directly (what it sees is not yet everyone's).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ import json
 import math
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, case, delete, select, text, update
@@ -42,7 +43,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
-from moderation.models import Comment, CommentStatus, SpamModelVersion, SpamToken
+from moderation.models import (
+    Comment,
+    CommentStatus,
+    SpamModelChange,
+    SpamModelVersion,
+    SpamToken,
+)
 
 INSTALLATION = 0  # the scope of the installation-wide model
 DOCUMENTS = ""  # the token whose counts are the number of spam and legitimate decisions
@@ -56,6 +63,8 @@ MIN_DEVIATION = 0.1
 # the installation's), and this many of the site's own; below either, "likely spam" only holds.
 MIN_EACH_KIND = 100
 MIN_SITE_DECISIONS = 20
+KEPT_CHANGES = 1000  # logged changes per scope: a process further behind reads the scope again
+KEPT_TOKENS = 200_000  # a scope with more tokens is not kept in memory, but read per score
 
 
 class Lesson(enum.StrEnum):
@@ -178,18 +187,46 @@ def comment_tokens(comment: Comment) -> list[str]:
 # Learning ------------------------------------------------------------------------------------
 
 
-def _new_versions(session: Session, scopes: Iterable[int]) -> None:
-    """Draw new stamps for these scopes' counts, in scope order (the first rows a learning
-    transaction locks, so two of them wait for each other here rather than deadlock later)."""
-    table = cast(Table, SpamModelVersion.__table__)
+_WROTE = "moderation.learning.wrote"  # session.info: the transaction that changed the model
+
+
+def _record_changes(session: Session, changed: Mapping[int, Iterable[str] | None]) -> None:
+    """Advance the changed scopes' versions, in scope order (the first rows a learning
+    transaction locks, so two of them wait for each other here rather than deadlock later), and
+    log which tokens changed (None: any)."""
+    session.info[_WROTE] = session.get_transaction()
+    versions = cast(Table, SpamModelVersion.__table__)
+    changes = cast(Table, SpamModelChange.__table__)
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    rows = [{"scope": scope, "version": secrets.randbits(62)} for scope in sorted(set(scopes))]
-    statement = insert(table).values(rows)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.scope], set_={"version": statement.excluded.version}
+    rows = [{"scope": scope, "epoch": secrets.randbits(62), "seq": 1} for scope in sorted(changed)]
+    statement = insert(versions).values(rows)
+    advance = statement.on_conflict_do_update(
+        index_elements=[versions.c.scope], set_={"seq": versions.c.seq + 1}
+    ).returning(versions.c.scope, versions.c.seq)
+    reached = {scope: seq for scope, seq in session.execute(advance)}
+    # An upsert: rows a deleted model left behind are overwritten, never in the way.
+    logged = insert(changes).values(
+        [
+            {
+                "scope": scope,
+                "seq": seq,
+                "tokens": None if changed[scope] is None else sorted(set(changed[scope] or ())),
+            }
+            for scope, seq in sorted(reached.items())
+        ]
     )
-    session.execute(statement)
+    session.execute(
+        logged.on_conflict_do_update(
+            index_elements=[changes.c.scope, changes.c.seq],
+            set_={"tokens": logged.excluded.tokens},
+        )
+    )
+    for scope, seq in sorted(reached.items()):
+        if seq > KEPT_CHANGES:
+            session.execute(
+                delete(changes).where(changes.c.scope == scope, changes.c.seq <= seq - KEPT_CHANGES)
+            )
 
 
 def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -198,7 +235,12 @@ def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     rows.sort(key=lambda r: (r["scope"], r["token"]))
-    _new_versions(session, (r["scope"] for r in rows))
+    changed: dict[int, list[str] | None] = {}
+    for row in rows:
+        tokens_ = changed.setdefault(row["scope"], [])
+        if tokens_ is not None:
+            tokens_.append(row["token"])
+    _record_changes(session, changed)
     table = cast(Table, SpamToken.__table__)
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -299,6 +341,7 @@ def apply_lesson(session: Session, comment: Comment) -> None:
 
 def add_counts(session: Session, rows: list[dict[str, Any]]) -> None:
     """Add token counts as they are (an imported model)."""
+    _record_changes(session, {row["scope"]: None for row in rows})
     for start in range(0, len(rows), 500):
         _upsert(session, rows[start : start + 500])
 
@@ -375,7 +418,7 @@ def _counts_statement(dialect: str) -> TextClause:
 
 @functools.cache
 def _versions_statement() -> TextClause:
-    return text("SELECT scope, version FROM spam_model_versions WHERE scope IN (0, :site)")
+    return text("SELECT scope, epoch, seq FROM spam_model_versions WHERE scope IN (0, :site)")
 
 
 def _chi2q(chi: float, freedom: int) -> float:
@@ -399,64 +442,111 @@ def token_probability(spam: float, ham: float, spam_docs: float, ham_docs: float
 
 
 _ABSENT = (0, 0)  # a token the scope's model does not have
-CACHED_TOKENS = 100_000  # per scope: a process's memory for counts stays bounded
 
 
-@dataclasses.dataclass(frozen=True)
-class _ScopeCounts:
-    """What this process has read of one scope's counts while its stamp was ``version``."""
+@dataclasses.dataclass
+class _Kept:
+    """A scope's counts as this process last read them, at version (epoch, seq); None when the
+    scope has more than :data:`KEPT_TOKENS` tokens (then read per score)."""
 
-    version: int
-    counts: dict[str, tuple[int, int]]
+    epoch: int
+    seq: int
+    counts: dict[str, tuple[int, int]] | None
 
 
-# Per scope, shared by the process's threads: an entry is replaced whole when the stamp moves,
-# and only ever gains counts read at its own stamp.
-_READ: dict[int, _ScopeCounts] = {}
+_KEPT: dict[int, _Kept] = {}  # per scope, shared by the process's threads
+_KEEPING = threading.Lock()  # held while a scope's kept counts are read or brought up to date
+
+
+def _scope_rows(
+    session: Session, scope: int, tokens_: Sequence[str] | None = None
+) -> dict[str, tuple[int, int]]:
+    """The scope's counts of these tokens (every token: at most KEPT_TOKENS + 1 of them)."""
+    if tokens_ is None:
+        whole = session.execute(
+            select(SpamToken.token, SpamToken.spam, SpamToken.ham)
+            .where(SpamToken.scope == scope)
+            .limit(KEPT_TOKENS + 1)
+        )
+        return {token: (spam, ham) for token, spam, ham in whole}
+    dialect = session.get_bind().dialect.name
+    some = session.execute(
+        _counts_statement(dialect),
+        {"site": scope, "tokens": tokens_ if dialect == "postgresql" else json.dumps(tokens_)},
+    )
+    return {token: (spam, ham) for row_scope, token, spam, ham in some if row_scope == scope}
+
+
+def _catch_up(session: Session, scope: int, kept: _Kept, seq: int) -> bool:
+    """Bring kept counts to change ``seq`` by reading again the tokens the changes since name;
+    False when the log cannot say (a change of any token, or changes no longer kept)."""
+    if kept.counts is None:
+        return False
+    logged = session.execute(
+        select(SpamModelChange.tokens)
+        .where(
+            SpamModelChange.scope == scope,
+            SpamModelChange.seq > kept.seq,
+            SpamModelChange.seq <= seq,
+        )
+        .order_by(SpamModelChange.seq)
+    ).all()
+    if len(logged) != seq - kept.seq or any(tokens_ is None for (tokens_,) in logged):
+        return False
+    changed = sorted({token for (tokens_,) in logged for token in tokens_ or ()})
+    fresh = _scope_rows(session, scope, changed)
+    for token in changed:
+        if token in fresh:
+            kept.counts[token] = fresh[token]
+        else:
+            kept.counts.pop(token, None)
+    kept.seq = seq
+    return True
+
+
+def _kept_counts(
+    session: Session, scope: int, epoch: int, seq: int
+) -> dict[str, tuple[int, int]] | None:
+    with _KEEPING:
+        kept = _KEPT.get(scope)
+        if (
+            kept is not None
+            and kept.epoch == epoch
+            and (kept.seq == seq or (kept.seq < seq and _catch_up(session, scope, kept, seq)))
+        ):
+            return kept.counts
+        counts: dict[str, tuple[int, int]] | None = _scope_rows(session, scope)
+        if counts is not None and len(counts) > KEPT_TOKENS:
+            counts = None  # too many to keep: read per score
+        _KEPT[scope] = _Kept(epoch, seq, counts)
+        return counts
 
 
 def _scope_counts(
     session: Session, scopes: Sequence[int], wanted: Sequence[str]
 ) -> list[dict[str, tuple[int, int]]]:
-    """Each scope's counts of the wanted tokens (a token absent from a dict has none): from what
-    this process read at the scope's current stamp, and one query for the rest. A scope without
-    a stamp has never learned anything, so it needs no query. The stamps are read first, so
-    counts read after them are never older than their stamp (a newer decision changes it)."""
-    versions: dict[int, int] = {
-        scope: version
-        for scope, version in session.execute(_versions_statement(), {"site": scopes[-1]})
+    """Each scope's counts (a token absent from a dict has none): kept in memory while the
+    scope's version stands, caught up from the change log when it moves, read from the database
+    for a transaction that has changed the model itself or a scope too large to keep. A scope
+    without a version has never learned anything. The versions are read first, so counts read
+    after them are never older than their version."""
+    versions = {
+        scope: (epoch, seq)
+        for scope, epoch, seq in session.execute(_versions_statement(), {"site": scopes[-1]})
     }
-    entries: list[_ScopeCounts | None] = []
+    wrote = session.info.get(_WROTE) is session.get_transaction()
+    found: list[dict[str, tuple[int, int]] | None] = []
     for scope in scopes:
-        version = versions.get(scope)
-        entry = _READ.get(scope)
-        if version is None:
-            entry = None
-        elif entry is None or entry.version != version or len(entry.counts) > CACHED_TOKENS:
-            entry = _ScopeCounts(version, {})
-            _READ[scope] = entry
-        entries.append(entry)
-    missing = [
-        token
-        for token in wanted
-        if any(entry is not None and token not in entry.counts for entry in entries)
+        if scope not in versions:
+            found.append({})
+        elif wrote:
+            found.append(None)
+        else:
+            found.append(_kept_counts(session, scope, *versions[scope]))
+    return [
+        counts if counts is not None else _scope_rows(session, scope, wanted)
+        for scope, counts in zip(scopes, found, strict=True)
     ]
-    if missing:
-        dialect = session.get_bind().dialect.name
-        read: dict[int, dict[str, tuple[int, int]]] = {scope: {} for scope in scopes}
-        rows = session.execute(
-            _counts_statement(dialect),
-            {
-                "site": scopes[-1],
-                "tokens": missing if dialect == "postgresql" else json.dumps(missing),
-            },
-        )
-        for scope, token, spam, ham in rows:
-            read[scope][token] = (spam, ham)
-        for scope, entry in zip(scopes, entries, strict=True):
-            if entry is not None:
-                entry.counts.update({token: read[scope].get(token, _ABSENT) for token in missing})
-    return [entry.counts if entry is not None else {} for entry in entries]
 
 
 def score(session: Session, site_id: int | None, tokens_: Sequence[str]) -> Score:
@@ -522,7 +612,7 @@ def rebuild(session: Session, site_id: int) -> dict[str, int]:
     Returns how many comments taught each lesson."""
     from moderation.models import Post
 
-    _new_versions(session, [INSTALLATION, site_id])
+    _record_changes(session, {INSTALLATION: None, site_id: None})
 
     decided = (
         select(Comment)

@@ -309,16 +309,29 @@ class SpamToken(Base):
 
 
 class SpamModelVersion(Base):
-    """A random stamp per scope of the learned model, drawn anew by every change to the scope's
-    counts: a process keeps the counts it has read while the stamp is unchanged (see
-    :mod:`moderation.learning`). Random, not a counter, so a rolled-back change or a model reset
-    can never bring back a stamp that named other counts. A scope without a stamp has learned
-    nothing: every change to ``spam_tokens`` goes through moderation.learning, which stamps it."""
+    """Where each scope of the learned model stands: ``seq`` counts the changes to its counts,
+    ``epoch`` is drawn at random when the row is made, so a model deleted and learned again never
+    repeats a (epoch, seq) that named other counts. A process keeps the counts it has read while
+    they stand (see :mod:`moderation.learning`). A scope without this row has learned nothing:
+    every change to ``spam_tokens`` goes through moderation.learning, which writes it."""
 
     __tablename__ = "spam_model_versions"
 
     scope: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    version: Mapped[int] = mapped_column(BigInteger)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class SpamModelChange(Base):
+    """Which tokens change ``seq`` of a scope changed (None: any of them), the last
+    :data:`moderation.learning.KEPT_CHANGES` per scope: a process brings the counts it keeps up
+    to date by reading those tokens again."""
+
+    __tablename__ = "spam_model_changes"
+
+    scope: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    tokens: Mapped[list[Any] | None] = mapped_column(default=None)
 
 
 class CommentSketchKey(Base):

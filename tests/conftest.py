@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from moderation import create_app
 from moderation.db import make_engine
-from moderation.models import SpamModelVersion, SpamToken
+from moderation.models import SpamModelChange, SpamModelVersion, SpamToken
 from moderation.publishing import ThreadHeads
 from tests.helpers import app_in_transaction, database_url, reset_schema, session_factory
 
@@ -40,6 +40,7 @@ def connection(engine: Engine) -> Iterator[Connection]:
         transaction = connection.begin()
         connection.execute(delete(SpamToken))
         connection.execute(delete(SpamModelVersion))
+        connection.execute(delete(SpamModelChange))
         yield connection
         transaction.rollback()
 

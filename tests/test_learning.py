@@ -26,6 +26,7 @@ from moderation.models import (
     Moderator,
     Post,
     Site,
+    SpamModelChange,
     SpamModelVersion,
     SpamToken,
     utcnow,
@@ -254,6 +255,7 @@ def committed(engine: Engine) -> Iterator[sessionmaker[Session]]:
     with factory() as session:
         session.execute(delete(SpamToken))
         session.execute(delete(SpamModelVersion))
+        session.execute(delete(SpamModelChange))
         post_ids = select(Post.id).join(Site).where(Site.slug == "learners")
         from moderation.models import AuditEvent, Event
 
@@ -391,6 +393,40 @@ def test_a_rolled_back_lesson_never_reaches_a_later_score(
         session.rollback()
     with committed() as session:
         assert _housing_evidence(session) == (0, [])
+
+
+@pytest.mark.parametrize("kept_changes", [learning.KEPT_CHANGES, 1])
+def test_kept_counts_follow_learning_and_unlearning_elsewhere(
+    committed: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch, kept_changes: int
+) -> None:
+    # With one change kept, a reader two changes behind cannot catch up and reads it all again.
+    monkeypatch.setattr(learning, "KEPT_CHANGES", kept_changes)
+    with committed() as session:
+        spam, ham, more = _learners(
+            session,
+            [
+                "cheap followers, visit my shop now",
+                "housing and transport matter",
+                "transport for the town",
+            ],
+        )
+        teacher = session.scalars(select(Moderator).where(Moderator.login == "teacher")).one()
+        actor = Actor("teacher", teacher.id)
+        moderate_comment(session, teacher, spam.public_id, "spam", actor=actor, now=NOW)
+        moderate_comment(session, teacher, ham.public_id, "approve", actor=actor, now=NOW)
+        session.commit()
+    with committed() as reader:
+        decisions, evidence = _housing_evidence(reader)
+        assert decisions == 1 and {"housing", "transport"} <= set(evidence)
+    with committed() as session:  # a decision and an unlearning, committed elsewhere
+        teacher = session.scalars(select(Moderator).where(Moderator.login == "teacher")).one()
+        actor = Actor("teacher", teacher.id)
+        moderate_comment(session, teacher, more.public_id, "approve", actor=actor, now=NOW)
+        undo(session, teacher, ham.public_id, actor=actor, now=NOW)
+        session.commit()
+    with committed() as reader:
+        decisions, evidence = _housing_evidence(reader)
+        assert decisions == 1 and "transport" in evidence and "housing" not in evidence
 
 
 def test_spam_train_rebuilds_a_site_model_from_its_decided_comments(tmp_path: Path) -> None:
