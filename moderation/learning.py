@@ -92,8 +92,14 @@ _URL = re.compile(
     re.IGNORECASE,
 )
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}+@[\w-]{1,63}+(?:\.[\w-]{1,63}+){1,5}")
-_PHONE = re.compile(r"\+?\d[\d ().-]{6,18}\d")
-_MONEY = re.compile(r"[$£€]\s?\d|\d\s?(?:[$£€]|usd\b|gbp\b|dollars?\b|pounds?\b)", re.IGNORECASE)
+# Searched for, never extracted: a phone shape ("+44 ..." included, as its digits match) and a
+# sum of money ("$5", "5 dollars"). Each begins with a plain character class, so the search
+# skips to the digits (and currency signs) instead of trying the pattern at every position.
+_PHONE = re.compile(r"\d[\d ().-]{6,18}\d")
+_MONEY = re.compile(
+    r"[$£€\d](?:(?<=[$£€])\s?\d|(?<=\d)\s?(?:[$£€]|usd\b|gbp\b|dollars?\b|pounds?\b))",
+    re.IGNORECASE,
+)
 _REPEAT = re.compile(r"(\S)\1{2,}")
 
 
@@ -135,15 +141,17 @@ def tokens(body: str, *, author_name: str = "", title: str = "") -> list[str]:
             add("link:" + ".".join(labels[-2:]))
         if "?" in url or "=" in url:
             add("link:query")
-    for name, pattern in (("email", _EMAIL), ("phone", _PHONE), ("money", _MONEY)):
+    if "@" in text and _EMAIL.search(text):
+        add("shape:email")
+    for name, pattern in (("phone", _PHONE), ("money", _MONEY)):
         if pattern.search(text):
             add("shape:" + name)
     for match in _REPEAT.finditer(text):
         char = match.group(1)
         add("repeat:" + ("letter" if char.isalpha() else "digit" if char.isdigit() else char))
-    letters = [c for c in text if c.isalpha()]
+    letters = "".join(filter(str.isalpha, text))
     if len(letters) >= 10:
-        upper = sum(c.isupper() for c in letters) / len(letters)
+        upper = sum(map(str.isupper, letters)) / len(letters)
         add("capitals:" + ("most" if upper > 0.6 else "some" if upper > 0.2 else "few"))
     squashed: dict[str, str] = {}  # a word once, however often it repeats
     words = [
