@@ -137,7 +137,9 @@ def record_keys(session: Session, comments: Sequence[tuple[int, int, dt.datetime
         for key in text_sketch.keys
     ]
     if rows:
-        session.execute(insert(CommentSketchKey), rows)
+        # The table, not the mapped class: Core's executemany, not the ORM's bulk insert (a
+        # third of the cost, on every submission).
+        session.execute(insert(cast_table(CommentSketchKey)), rows)
 
 
 def forget(session: Session, comment: Comment) -> None:
