@@ -357,6 +357,7 @@ def add_counts(session: Session, rows: list[dict[str, Any]]) -> None:
 def forget_comments(session: Session, comments: Iterable[Comment]) -> int:
     """Unlearn what these comments taught (before their author's data is erased)."""
     forgotten = 0
+    scopes: set[int] = set()
     for comment in comments:
         if comment.learned:
             _change(
@@ -374,6 +375,13 @@ def forget_comments(session: Session, comments: Iterable[Comment]) -> int:
             )
             comment.learned, comment.learned_tokens = None, None
             forgotten += 1
+            scopes.update((INSTALLATION, comment.post.site_id))
+    if scopes:
+        # The change log named these comments' tokens when they were learned and again now:
+        # it forgets every change of these scopes (a process behind reads them whole again).
+        changes = cast(Table, SpamModelChange.__table__)
+        session.execute(delete(changes).where(changes.c.scope.in_(sorted(scopes))))
+        _record_changes(session, dict.fromkeys(scopes))
     return forgotten
 
 

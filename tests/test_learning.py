@@ -151,6 +151,9 @@ def test_erasure_leaves_nothing_learned_only_from_the_address(session: Session) 
     after = model(session)
     assert after == before  # exactly what the other address taught, no "zanzibar", no name
     assert not any("zanzibar" in token or "erin" in token for _, token in after)
+    logged = [t for tokens in session.scalars(select(SpamModelChange.tokens)) for t in tokens or []]
+    assert not any("zanzibar" in token or "erin" in token for token in logged)
+    assert learning.score(session, site_id(session), ["zanzibar"]).evidence == ()
 
 
 def train_on_corpus(session: Session, editor: Moderator, rows: int) -> None:
