@@ -202,6 +202,8 @@ def _record_changes(session: Session, changed: Mapping[int, Iterable[str] | None
     """Advance the changed scopes' versions, in scope order (the first rows a learning
     transaction locks, so two of them wait for each other here rather than deadlock later), and
     log which tokens changed (None: any)."""
+    if not changed:
+        return
     session.info[_WROTE] = session.get_transaction()
     versions = cast(Table, SpamModelVersion.__table__)
     changes = cast(Table, SpamModelChange.__table__)
