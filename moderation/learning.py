@@ -527,12 +527,11 @@ def _kept_counts(
 ) -> dict[str, tuple[int, int]] | None:
     with _KEEPING:
         kept = _KEPT.get(scope)
-        if (
-            kept is not None
-            and kept.epoch == epoch
-            and (kept.seq == seq or (kept.seq < seq and _catch_up(session, scope, kept, seq)))
-        ):
-            return kept.counts
+        if kept is not None and kept.epoch == epoch:
+            if kept.counts is None:
+                return None  # too large to keep: not read whole again at every change
+            if kept.seq == seq or (kept.seq < seq and _catch_up(session, scope, kept, seq)):
+                return kept.counts
         counts: dict[str, tuple[int, int]] | None = _scope_rows(session, scope)
         if counts is not None and len(counts) > KEPT_TOKENS:
             counts = None  # too many to keep: read per score

@@ -398,12 +398,20 @@ def test_a_rolled_back_lesson_never_reaches_a_later_score(
         assert _housing_evidence(session) == (0, [])
 
 
-@pytest.mark.parametrize("kept_changes", [learning.KEPT_CHANGES, 1])
+@pytest.mark.parametrize(
+    ("kept_changes", "kept_tokens"),
+    [(learning.KEPT_CHANGES, learning.KEPT_TOKENS), (1, learning.KEPT_TOKENS), (1000, 3)],
+)
 def test_kept_counts_follow_learning_and_unlearning_elsewhere(
-    committed: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch, kept_changes: int
+    committed: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    kept_changes: int,
+    kept_tokens: int,
 ) -> None:
-    # With one change kept, a reader two changes behind cannot catch up and reads it all again.
+    # With one change kept, a reader two changes behind cannot catch up and reads it all again;
+    # with a scope too large to keep, each score reads its tokens' counts.
     monkeypatch.setattr(learning, "KEPT_CHANGES", kept_changes)
+    monkeypatch.setattr(learning, "KEPT_TOKENS", kept_tokens)
     with committed() as session:
         spam, ham, more = _learners(
             session,
