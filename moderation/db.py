@@ -118,15 +118,20 @@ def _begin_immediate(connection: Connection) -> None:
     assert driver is not None
     driver.execute("PRAGMA busy_timeout=0")
     try:
-        while True:
+        # The attempts go to the driver itself: through SQLAlchemy, each refused one cost its
+        # statement events and a wrapped exception, CPU that eight waiting threads paid many
+        # times over for each submission.
+        while time.monotonic() < deadline:
             try:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                driver.execute("BEGIN IMMEDIATE")
                 return
-            except OperationalError as error:
-                busy = getattr(error.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
-                if not busy or time.monotonic() >= deadline:
-                    raise
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+                    break
             time.sleep(WRITE_LOCK_POLL_SECONDS * random.uniform(0.5, 1.5))  # noqa: S311 (jitter)
+        # The last attempt through SQLAlchemy: its error (still busy, or another) is wrapped as
+        # every other database error is.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
     finally:
         driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 

@@ -14,6 +14,14 @@ Counts change in the transaction of the decision itself, by atomic upserts in a 
 (several processes may learn at once, on SQLite and PostgreSQL). Each comment keeps the tokens it
 taught, so unlearning (restore, undo, erasure) removes exactly what it added, and a token no
 decision holds any more is deleted.
+
+Every change to a scope's counts also advances the scope's version (``spam_model_versions``:
+a random epoch and a change count) and logs which tokens it changed (``spam_model_changes``), in
+the same transaction. A process keeps each scope's counts whole in memory: scoring reads the two
+versions (two rows by primary key) and, when one has moved, reads again only the tokens the
+logged changes name. Since a decision in any process moves the version, no process scores with
+counts older than the last committed decision; a transaction that has itself changed the model
+reads the database directly (what it sees is not yet everyone's).
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+import secrets
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, case, delete, select, text, update
@@ -33,7 +43,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
-from moderation.models import Comment, CommentStatus, SpamToken
+from moderation.models import (
+    Comment,
+    CommentStatus,
+    SpamModelChange,
+    SpamModelVersion,
+    SpamToken,
+)
 
 INSTALLATION = 0  # the scope of the installation-wide model
 DOCUMENTS = ""  # the token whose counts are the number of spam and legitimate decisions
@@ -47,6 +63,8 @@ MIN_DEVIATION = 0.1
 # the installation's), and this many of the site's own; below either, "likely spam" only holds.
 MIN_EACH_KIND = 100
 MIN_SITE_DECISIONS = 20
+KEPT_CHANGES = 1000  # logged changes per scope: a process further behind reads the scope again
+KEPT_TOKENS = 200_000  # a scope with more tokens is not kept in memory, but read per score
 
 
 class Lesson(enum.StrEnum):
@@ -74,8 +92,14 @@ _URL = re.compile(
     re.IGNORECASE,
 )
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}+@[\w-]{1,63}+(?:\.[\w-]{1,63}+){1,5}")
-_PHONE = re.compile(r"\+?\d[\d ().-]{6,18}\d")
-_MONEY = re.compile(r"[$£€]\s?\d|\d\s?(?:[$£€]|usd\b|gbp\b|dollars?\b|pounds?\b)", re.IGNORECASE)
+# Searched for, never extracted: a phone shape ("+44 ..." included, as its digits match) and a
+# sum of money ("$5", "5 dollars"). Each begins with a plain character class, so the search
+# skips to the digits (and currency signs) instead of trying the pattern at every position.
+_PHONE = re.compile(r"\d[\d ().-]{6,18}\d")
+_MONEY = re.compile(
+    r"[$£€\d](?:(?<=[$£€])\s?\d|(?<=\d)\s?(?:[$£€]|usd\b|gbp\b|dollars?\b|pounds?\b))",
+    re.IGNORECASE,
+)
 _REPEAT = re.compile(r"(\S)\1{2,}")
 
 
@@ -117,15 +141,17 @@ def tokens(body: str, *, author_name: str = "", title: str = "") -> list[str]:
             add("link:" + ".".join(labels[-2:]))
         if "?" in url or "=" in url:
             add("link:query")
-    for name, pattern in (("email", _EMAIL), ("phone", _PHONE), ("money", _MONEY)):
+    if "@" in text and _EMAIL.search(text):
+        add("shape:email")
+    for name, pattern in (("phone", _PHONE), ("money", _MONEY)):
         if pattern.search(text):
             add("shape:" + name)
     for match in _REPEAT.finditer(text):
         char = match.group(1)
         add("repeat:" + ("letter" if char.isalpha() else "digit" if char.isdigit() else char))
-    letters = [c for c in text if c.isalpha()]
+    letters = "".join(filter(str.isalpha, text))
     if len(letters) >= 10:
-        upper = sum(c.isupper() for c in letters) / len(letters)
+        upper = sum(map(str.isupper, letters)) / len(letters)
         add("capitals:" + ("most" if upper > 0.6 else "some" if upper > 0.2 else "few"))
     squashed: dict[str, str] = {}  # a word once, however often it repeats
     words = [
@@ -169,12 +195,62 @@ def comment_tokens(comment: Comment) -> list[str]:
 # Learning ------------------------------------------------------------------------------------
 
 
+_WROTE = "moderation.learning.wrote"  # session.info: the transaction that changed the model
+
+
+def _record_changes(session: Session, changed: Mapping[int, Iterable[str] | None]) -> None:
+    """Advance the changed scopes' versions, in scope order (the first rows a learning
+    transaction locks, so two of them wait for each other here rather than deadlock later), and
+    log which tokens changed (None: any)."""
+    if not changed:
+        return
+    session.info[_WROTE] = session.get_transaction()
+    versions = cast(Table, SpamModelVersion.__table__)
+    changes = cast(Table, SpamModelChange.__table__)
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    rows = [{"scope": scope, "epoch": secrets.randbits(62), "seq": 1} for scope in sorted(changed)]
+    statement = insert(versions).values(rows)
+    advance = statement.on_conflict_do_update(
+        index_elements=[versions.c.scope], set_={"seq": versions.c.seq + 1}
+    ).returning(versions.c.scope, versions.c.seq)
+    reached = {scope: seq for scope, seq in session.execute(advance)}
+    # An upsert: rows a deleted model left behind are overwritten, never in the way.
+    logged = insert(changes).values(
+        [
+            {
+                "scope": scope,
+                "seq": seq,
+                "tokens": None if changed[scope] is None else sorted(set(changed[scope] or ())),
+            }
+            for scope, seq in sorted(reached.items())
+        ]
+    )
+    session.execute(
+        logged.on_conflict_do_update(
+            index_elements=[changes.c.scope, changes.c.seq],
+            set_={"tokens": logged.excluded.tokens},
+        )
+    )
+    for scope, seq in sorted(reached.items()):
+        if seq > KEPT_CHANGES:
+            session.execute(
+                delete(changes).where(changes.c.scope == scope, changes.c.seq <= seq - KEPT_CHANGES)
+            )
+
+
 def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
     """Add counts to tokens, creating them as needed, in (scope, token) order so that two
     transactions learning overlapping tokens lock them in the same order (no deadlock)."""
     if not rows:
         return
     rows.sort(key=lambda r: (r["scope"], r["token"]))
+    changed: dict[int, list[str] | None] = {}
+    for row in rows:
+        tokens_ = changed.setdefault(row["scope"], [])
+        if tokens_ is not None:
+            tokens_.append(row["token"])
+    _record_changes(session, changed)
     table = cast(Table, SpamToken.__table__)
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
@@ -275,6 +351,7 @@ def apply_lesson(session: Session, comment: Comment) -> None:
 
 def add_counts(session: Session, rows: list[dict[str, Any]]) -> None:
     """Add token counts as they are (an imported model)."""
+    _record_changes(session, {row["scope"]: None for row in rows})
     for start in range(0, len(rows), 500):
         _upsert(session, rows[start : start + 500])
 
@@ -282,6 +359,7 @@ def add_counts(session: Session, rows: list[dict[str, Any]]) -> None:
 def forget_comments(session: Session, comments: Iterable[Comment]) -> int:
     """Unlearn what these comments taught (before their author's data is erased)."""
     forgotten = 0
+    scopes: set[int] = set()
     for comment in comments:
         if comment.learned:
             _change(
@@ -299,6 +377,13 @@ def forget_comments(session: Session, comments: Iterable[Comment]) -> int:
             )
             comment.learned, comment.learned_tokens = None, None
             forgotten += 1
+            scopes.update((INSTALLATION, comment.post.site_id))
+    if scopes:
+        # The change log named these comments' tokens when they were learned and again now:
+        # it forgets every change of these scopes (a process behind reads them whole again).
+        changes = cast(Table, SpamModelChange.__table__)
+        session.execute(delete(changes).where(changes.c.scope.in_(sorted(scopes))))
+        _record_changes(session, dict.fromkeys(scopes))
     return forgotten
 
 
@@ -349,6 +434,11 @@ def _counts_statement(dialect: str) -> TextClause:
     ).bindparams(tokens_param)
 
 
+@functools.cache
+def _versions_statement() -> TextClause:
+    return text("SELECT scope, epoch, seq FROM spam_model_versions WHERE scope IN (0, :site)")
+
+
 def _chi2q(chi: float, freedom: int) -> float:
     """P(X >= chi) for a chi-square variable with an even number of degrees of freedom."""
     half = chi / 2.0
@@ -369,29 +459,129 @@ def token_probability(spam: float, ham: float, spam_docs: float, ham_docs: float
     return (PRIOR_STRENGTH * 0.5 + seen * share) / (PRIOR_STRENGTH + seen)
 
 
+_ABSENT = (0, 0)  # a token the scope's model does not have
+
+
+@dataclasses.dataclass
+class _Kept:
+    """A scope's counts as this process last read them, at version (epoch, seq); None when the
+    scope has more than :data:`KEPT_TOKENS` tokens (then read per score)."""
+
+    epoch: int
+    seq: int
+    counts: dict[str, tuple[int, int]] | None
+
+
+_KEPT: dict[int, _Kept] = {}  # per scope, shared by the process's threads
+_KEEPING = threading.Lock()  # held while a scope's kept counts are read or brought up to date
+
+
+def _scope_rows(
+    session: Session, scope: int, tokens_: Sequence[str] | None = None
+) -> dict[str, tuple[int, int]]:
+    """The scope's counts of these tokens (every token: at most KEPT_TOKENS + 1 of them)."""
+    if tokens_ is None:
+        whole = session.execute(
+            select(SpamToken.token, SpamToken.spam, SpamToken.ham)
+            .where(SpamToken.scope == scope)
+            .limit(KEPT_TOKENS + 1)
+        )
+        return {token: (spam, ham) for token, spam, ham in whole}
+    dialect = session.get_bind().dialect.name
+    some = session.execute(
+        _counts_statement(dialect),
+        {"site": scope, "tokens": tokens_ if dialect == "postgresql" else json.dumps(tokens_)},
+    )
+    return {token: (spam, ham) for row_scope, token, spam, ham in some if row_scope == scope}
+
+
+def _catch_up(session: Session, scope: int, kept: _Kept, seq: int) -> bool:
+    """Bring kept counts to change ``seq`` by reading again the tokens the changes since name;
+    False when the log cannot say (a change of any token, or changes no longer kept)."""
+    if kept.counts is None:
+        return False
+    logged = session.execute(
+        select(SpamModelChange.tokens)
+        .where(
+            SpamModelChange.scope == scope,
+            SpamModelChange.seq > kept.seq,
+            SpamModelChange.seq <= seq,
+        )
+        .order_by(SpamModelChange.seq)
+    ).all()
+    if len(logged) != seq - kept.seq or any(tokens_ is None for (tokens_,) in logged):
+        return False
+    changed = sorted({token for (tokens_,) in logged for token in tokens_ or ()})
+    fresh = _scope_rows(session, scope, changed)
+    for token in changed:
+        if token in fresh:
+            kept.counts[token] = fresh[token]
+        else:
+            kept.counts.pop(token, None)
+    kept.seq = seq
+    return True
+
+
+def _kept_counts(
+    session: Session, scope: int, epoch: int, seq: int
+) -> dict[str, tuple[int, int]] | None:
+    with _KEEPING:
+        kept = _KEPT.get(scope)
+        if kept is not None and kept.epoch == epoch:
+            if kept.counts is None:
+                return None  # too large to keep: not read whole again at every change
+            if kept.seq == seq or (kept.seq < seq and _catch_up(session, scope, kept, seq)):
+                return kept.counts
+        counts: dict[str, tuple[int, int]] | None = _scope_rows(session, scope)
+        if counts is not None and len(counts) > KEPT_TOKENS:
+            counts = None  # too many to keep: read per score
+        _KEPT[scope] = _Kept(epoch, seq, counts)
+        return counts
+
+
+def _scope_counts(
+    session: Session, scopes: Sequence[int], wanted: Sequence[str]
+) -> list[dict[str, tuple[int, int]]]:
+    """Each scope's counts (a token absent from a dict has none): kept in memory while the
+    scope's version stands, caught up from the change log when it moves, read from the database
+    for a transaction that has changed the model itself or a scope too large to keep. A scope
+    without a version has never learned anything. The versions are read first, so counts read
+    after them are never older than their version."""
+    versions = {
+        scope: (epoch, seq)
+        for scope, epoch, seq in session.execute(_versions_statement(), {"site": scopes[-1]})
+    }
+    wrote = session.info.get(_WROTE) is session.get_transaction()
+    found: list[dict[str, tuple[int, int]] | None] = []
+    for scope in scopes:
+        if scope not in versions:
+            found.append({})
+        elif wrote:
+            found.append(None)
+        else:
+            found.append(_kept_counts(session, scope, *versions[scope]))
+    return [
+        counts if counts is not None else _scope_rows(session, scope, wanted)
+        for scope, counts in zip(scopes, found, strict=True)
+    ]
+
+
 def score(session: Session, site_id: int | None, tokens_: Sequence[str]) -> Score:
     """Score tokens with the site's model refining the installation's (their counts averaged)."""
-    dialect = session.get_bind().dialect.name
     wanted = [DOCUMENTS, *tokens_]
-    rows = session.execute(
-        _counts_statement(dialect),
-        {
-            "site": site_id or INSTALLATION,
-            "tokens": wanted if dialect == "postgresql" else json.dumps(wanted),
-        },
-    ).all()
+    scopes = [INSTALLATION, site_id] if site_id else [INSTALLATION]
+    read = _scope_counts(session, scopes, wanted)
+    installation_documents = read[0].get(DOCUMENTS, _ABSENT)
+    site_documents = read[-1].get(DOCUMENTS, _ABSENT) if site_id else _ABSENT
     counts: dict[str, tuple[int, int]] = {}
-    site_documents = (0, 0)
-    installation_documents = (0, 0)
-    for scope, token, spam, ham in rows:
-        if token == DOCUMENTS:
-            if scope == INSTALLATION:
-                installation_documents = (spam, ham)
-            else:
-                site_documents = (spam, ham)
-            continue
-        before = counts.get(token, (0, 0))
-        counts[token] = (before[0] + spam, before[1] + ham)
+    for token in tokens_:
+        spam = ham = 0
+        for scope_counts in read:
+            token_spam, token_ham = scope_counts.get(token, _ABSENT)
+            spam += token_spam
+            ham += token_ham
+        if spam or ham:
+            counts[token] = (spam, ham)
     # The mean of the two scopes' counts: the site's own decisions weigh as much as every
     # site's together (the installation's include the site's, so theirs count 1.5 times).
     share = 0.5 if site_id else 1.0
@@ -438,6 +628,8 @@ def rebuild(session: Session, site_id: int) -> dict[str, int]:
     spam: spam). The installation's counts lose the site's old lessons and gain the new ones.
     Returns how many comments taught each lesson."""
     from moderation.models import Post
+
+    _record_changes(session, {INSTALLATION: None, site_id: None})
 
     decided = (
         select(Comment)

@@ -378,6 +378,32 @@ class SpamToken(Base):
     ham: Mapped[int] = mapped_column(default=0)
 
 
+class SpamModelVersion(Base):
+    """Where each scope of the learned model stands: ``seq`` counts the changes to its counts,
+    ``epoch`` is drawn at random when the row is made, so a model deleted and learned again never
+    repeats a (epoch, seq) that named other counts. A process keeps the counts it has read while
+    they stand (see :mod:`moderation.learning`). A scope without this row has learned nothing:
+    every change to ``spam_tokens`` goes through moderation.learning, which writes it."""
+
+    __tablename__ = "spam_model_versions"
+
+    scope: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(BigInteger)
+
+
+class SpamModelChange(Base):
+    """Which tokens change ``seq`` of a scope changed (None: any of them), the last
+    :data:`moderation.learning.KEPT_CHANGES` per scope: a process brings the counts it keeps up
+    to date by reading those tokens again."""
+
+    __tablename__ = "spam_model_changes"
+
+    scope: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    tokens: Mapped[list[Any] | None] = mapped_column(default=None)
+
+
 class CommentSketchKey(Base):
     """A few of a comment's sketch values, so the duplicate check finds a post's texts that may
     resemble a new one by index, however many comments the post has."""

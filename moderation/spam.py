@@ -376,7 +376,7 @@ class DuplicateCheck:
             if theirs.fingerprint == mine.fingerprint:
                 verdict = Verdict.SPAM if mine.words >= self.min_spam_words else Verdict.HOLD
                 return Signal(self.name, verdict, "the same as a recent comment on this post")
-            best = max(best, duplicates.resemblance(mine, theirs))
+            best = max(best, duplicates.resemblance(mine, theirs, at_least=self.near))
         if best >= self.near:
             return Signal(
                 self.name,

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, delete
 from sqlalchemy.orm import Session
 
 from moderation.db import make_engine
-from moderation.models import SpamToken
+from moderation.models import SpamModelChange, SpamModelVersion, SpamToken
 from tests.helpers import app_in_transaction, database_url, reset_schema, session_factory
 
 
@@ -37,6 +37,8 @@ def connection(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as connection:
         transaction = connection.begin()
         connection.execute(delete(SpamToken))
+        connection.execute(delete(SpamModelVersion))
+        connection.execute(delete(SpamModelChange))
         yield connection
         transaction.rollback()
 

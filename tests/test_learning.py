@@ -20,7 +20,17 @@ from moderation.actions import edit_comment, moderate_comment, undo
 from moderation.comments import submit_comment
 from moderation.db import make_engine
 from moderation.events import Actor
-from moderation.models import Comment, CommentStatus, Moderator, Post, Site, SpamToken, utcnow
+from moderation.models import (
+    Comment,
+    CommentStatus,
+    Moderator,
+    Post,
+    Site,
+    SpamModelChange,
+    SpamModelVersion,
+    SpamToken,
+    utcnow,
+)
 from moderation.personal_data import erase_personal_data
 from moderation.spam import Candidate, ClassifierCheck, Evidence, Verdict
 from moderation.validation import CommentSubmission
@@ -141,6 +151,9 @@ def test_erasure_leaves_nothing_learned_only_from_the_address(session: Session) 
     after = model(session)
     assert after == before  # exactly what the other address taught, no "zanzibar", no name
     assert not any("zanzibar" in token or "erin" in token for _, token in after)
+    logged = [t for tokens in session.scalars(select(SpamModelChange.tokens)) for t in tokens or []]
+    assert not any("zanzibar" in token or "erin" in token for token in logged)
+    assert learning.score(session, site_id(session), ["zanzibar"]).evidence == ()
 
 
 def train_on_corpus(session: Session, editor: Moderator, rows: int) -> None:
@@ -244,6 +257,8 @@ def committed(engine: Engine) -> Iterator[sessionmaker[Session]]:
     yield factory
     with factory() as session:
         session.execute(delete(SpamToken))
+        session.execute(delete(SpamModelVersion))
+        session.execute(delete(SpamModelChange))
         post_ids = select(Post.id).join(Site).where(Site.slug == "learners")
         from moderation.models import AuditEvent, Event
 
@@ -302,6 +317,127 @@ def test_two_processes_learn_into_one_postgresql_model(
         assert counts[(site, "housing")] == (0, 2 * per_process)
         assert counts[(learning.INSTALLATION, "housing")] == (0, 2 * per_process)
         assert counts[(site, "comment 7")] == (0, 1)
+
+
+def _learners(session: Session, bodies: list[str]) -> list[Comment]:
+    from moderation.sites import create_site
+
+    create_site(session, slug="learners", name="Learners", origins=["https://l.example"])
+    make_moderator(session, "teacher")
+    return [
+        submit_comment(
+            session,
+            "learners",
+            CommentSubmission(
+                post="/p/",
+                post_url="https://l.example/p/",
+                author_name="Reader",
+                author_email="reader@example.com",
+                body=body,
+            ),
+            now=utcnow(),
+        )
+        for body in bodies
+    ]
+
+
+def _housing_evidence(session: Session) -> tuple[int, list[str]]:
+    site = session.scalars(select(Site.id).where(Site.slug == "learners")).one()
+    result = learning.score(session, site, learning.tokens("housing and transport"))
+    return result.legitimate_decisions, [e.token for e in result.evidence]
+
+
+@pytest.mark.subprocess
+def test_a_process_scores_with_what_another_process_has_just_taught(
+    engine: Engine, committed: sessionmaker[Session]
+) -> None:
+    with committed() as session:
+        spam, ham = _learners(
+            session, ["cheap followers, visit my shop now", "housing and transport matter"]
+        )
+        teacher = session.scalars(select(Moderator).where(Moderator.login == "teacher")).one()
+        moderate_comment(
+            session, teacher, spam.public_id, "spam", actor=Actor("teacher", teacher.id), now=NOW
+        )
+        session.commit()
+    with committed() as session:
+        # This process reads the counts (and keeps them while the model's stamp is unchanged).
+        assert _housing_evidence(session) == (0, [])
+        assert _housing_evidence(session) == (0, [])
+    url = engine.url.render_as_string(hide_password=False)
+    other = subprocess.run(
+        [sys.executable, "-c", TEACHER, url, "teacher", ham.public_id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert other.returncode == 0, other.stderr
+    with committed() as session:
+        decisions, evidence = _housing_evidence(session)
+        assert decisions == 1 and "housing" in evidence
+
+
+def test_a_rolled_back_lesson_never_reaches_a_later_score(
+    committed: sessionmaker[Session],
+) -> None:
+    with committed() as session:
+        spam, ham = _learners(
+            session, ["cheap followers, visit my shop now", "housing and transport matter"]
+        )
+        teacher = session.scalars(select(Moderator).where(Moderator.login == "teacher")).one()
+        moderate_comment(
+            session, teacher, spam.public_id, "spam", actor=Actor("teacher", teacher.id), now=NOW
+        )
+        session.commit()
+        moderate_comment(
+            session, teacher, ham.public_id, "approve", actor=Actor("teacher", teacher.id), now=NOW
+        )
+        assert _housing_evidence(session)[0] == 1  # seen inside the transaction that taught it
+        session.rollback()
+    with committed() as session:
+        assert _housing_evidence(session) == (0, [])
+
+
+@pytest.mark.parametrize(
+    ("kept_changes", "kept_tokens"),
+    [(learning.KEPT_CHANGES, learning.KEPT_TOKENS), (1, learning.KEPT_TOKENS), (1000, 3)],
+)
+def test_kept_counts_follow_learning_and_unlearning_elsewhere(
+    committed: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    kept_changes: int,
+    kept_tokens: int,
+) -> None:
+    # With one change kept, a reader two changes behind cannot catch up and reads it all again;
+    # with a scope too large to keep, each score reads its tokens' counts.
+    monkeypatch.setattr(learning, "KEPT_CHANGES", kept_changes)
+    monkeypatch.setattr(learning, "KEPT_TOKENS", kept_tokens)
+    with committed() as session:
+        spam, ham, more = _learners(
+            session,
+            [
+                "cheap followers, visit my shop now",
+                "housing and transport matter",
+                "transport for the town",
+            ],
+        )
+        teacher = session.scalars(select(Moderator).where(Moderator.login == "teacher")).one()
+        actor = Actor("teacher", teacher.id)
+        moderate_comment(session, teacher, spam.public_id, "spam", actor=actor, now=NOW)
+        moderate_comment(session, teacher, ham.public_id, "approve", actor=actor, now=NOW)
+        session.commit()
+    with committed() as reader:
+        decisions, evidence = _housing_evidence(reader)
+        assert decisions == 1 and {"housing", "transport"} <= set(evidence)
+    with committed() as session:  # a decision and an unlearning, committed elsewhere
+        teacher = session.scalars(select(Moderator).where(Moderator.login == "teacher")).one()
+        actor = Actor("teacher", teacher.id)
+        moderate_comment(session, teacher, more.public_id, "approve", actor=actor, now=NOW)
+        undo(session, teacher, ham.public_id, actor=actor, now=NOW)
+        session.commit()
+    with committed() as reader:
+        decisions, evidence = _housing_evidence(reader)
+        assert decisions == 1 and "transport" in evidence and "housing" not in evidence
 
 
 def test_spam_train_rebuilds_a_site_model_from_its_decided_comments(tmp_path: Path) -> None:
