@@ -191,6 +191,70 @@ def test_only_the_sites_moderators_reach_a_post(client: FlaskClient, session: Se
     assert not _post(session).closed
 
 
+def test_a_post_closed_before_its_first_comment_is_created_closed(
+    app: Flask, client: FlaskClient, session: Session
+) -> None:
+    """A blog closes a post nobody has commented on yet (the WordPress plugin does): the PATCH
+    that gives the post's url creates it, closed, so the service refuses comments on it too.
+    Without a url an unknown post is still 404; a url off the site's origins is refused."""
+    Clock(app)
+    make_site(session)
+    make_site(session, "other", "https://other.example.org")
+    auth = _auth(session)
+    naming = {"url": ORIGIN + POST_KEY, "title": "From industrial decline to growth"}
+
+    unnamed = client.patch(POSTS, json={"closed": True}, headers=auth)
+    assert unnamed.status_code == 404 and json_of(unnamed)["error"]["code"] == "not_found"
+    for url in ("https://other.example.org" + POST_KEY, "javascript:alert(1)", "http://[", ""):
+        response = client.patch(POSTS, json={"closed": True, "url": url}, headers=auth)
+        assert response.status_code in (404, 422), (url, response.status_code)
+        if url:
+            assert response.status_code == 422
+            assert list(json_of(response)["error"]["fields"]) == ["url"]
+    assert session.scalars(select(Post)).all() == []
+
+    created = client.patch(POSTS, json={"closed": True, **naming}, headers=auth)
+    assert created.status_code == 200, created.get_data(as_text=True)
+    assert json_of(created) == {
+        "key": POST_KEY,
+        "title": "From industrial decline to growth",
+        "url": ORIGIN + POST_KEY,
+        "closed": True,
+        "opens_at": None,
+        "closes_at": None,
+        "published_at": None,
+        "open": False,
+        "state": "closed",
+    }
+    refused = client.post(SUBMIT, json=comment_json(body="On a post closed at birth."))
+    assert refused.status_code == 403 and json_of(refused)["error"]["code"] == "thread_closed"
+    assert "Comments are closed on this post." in _form_or_text(client)
+    (audit,) = session.scalars(select(AuditEvent).where(AuditEvent.action == "post.close")).all()
+    assert audit.before["state"] == "open" and audit.after["state"] == "closed"
+
+    # A known post keeps its own address and title; the naming fields only create.
+    again = client.patch(
+        POSTS, json={"closed": False, "url": ORIGIN + "/elsewhere/", "title": "New"}, headers=auth
+    )
+    assert json_of(again)["url"] == ORIGIN + POST_KEY and json_of(again)["open"] is True
+    assert len(session.scalars(select(Post)).all()) == 1
+    # The key of a post to create is a path, one line, of bounded length; naming fields too.
+    for key, body in (
+        ("no-slash", {"closed": True, **naming}),
+        ("/" + "k" * 600, {"closed": True, **naming}),
+        ("/a%0Db/", {"closed": True, **naming}),
+        ("/fresh/", {"closed": True, "url": ORIGIN + "/fresh/", "title": "x" * 301}),
+        ("/fresh/", {"closed": True, "url": ORIGIN + "/fresh/\r\nX: y"}),
+        ("/fresh/", {"closed": True, "url": 7}),
+        ("/fresh/", naming),
+    ):
+        path = f"/api/v1/moderation/sites/luac/posts?post={key}"
+        response = client.patch(path, json=body, headers=auth)
+        assert response.status_code == 422, (key, body, response.status_code)
+        assert "k" * 600 not in response.get_data(as_text=True)
+    assert len(session.scalars(select(Post)).all()) == 1
+
+
 def test_a_window_opens_and_closes_by_the_clock(
     app: Flask, client: FlaskClient, session: Session
 ) -> None:

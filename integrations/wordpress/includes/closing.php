@@ -54,7 +54,8 @@ function cmsvc_sync_closed( $post, $timeout = CMSVC_READ_TIMEOUT, $now = false )
 	if ( ! $now && get_transient( $retry ) ) {
 		return null;
 	}
-	$result = cmsvc_set_closed( cmsvc_post_key( $post ), '1' === $wanted, $timeout );
+	$facts  = cmsvc_post_facts( $post );
+	$result = cmsvc_set_closed( $facts['key'], '1' === $wanted, $timeout, $facts );
 	if ( is_wp_error( $result ) ) {
 		set_transient( $retry, 1, CMSVC_RETRY_SECONDS );
 		if ( is_admin() ) {
