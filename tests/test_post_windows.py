@@ -571,6 +571,46 @@ def test_site_settings_closed_text_and_time_zone(
     )
 
 
+def test_moderator_pages_date_a_sites_rows_in_its_time_zone(
+    app: Flask, client: FlaskClient, session: Session
+) -> None:
+    """Issue 19: times carry the time zone, Europe/London by default, a site setting. The audit
+    log, the bans page and a webhook endpoint's page date what belongs to a site in the site's
+    zone; what belongs to every site (an admin's ban, an endpoint for all sites) in the default."""
+    Clock(app)
+    make_site(session)
+    auth = _auth(session)
+    patched = client.patch(
+        "/api/v1/moderation/sites/luac", json={"time_zone": "America/New_York"}, headers=auth
+    )
+    assert patched.status_code == 200
+    for site in ("luac", None):
+        ban = {"email": f"{site or 'all'}@example.com", "reason": "Abuse", "site": site}
+        response = client.post("/api/v1/moderation/bans", json=ban, headers=auth)
+        assert response.status_code == 201, response.get_data(as_text=True)
+    hooks = "/api/v1/moderation/webhooks"
+    endpoint_ids = []
+    for site in ("luac", None):
+        hook = {"url": "https://hooks.example.org/in", **({"site": site} if site else {})}
+        created = client.post(hooks, json=hook, headers=auth)
+        assert created.status_code == 201, created.get_data(as_text=True)
+        endpoint_ids.append(json_of(created)["id"])
+        assert client.post(f"{hooks}/{endpoint_ids[-1]}/disable", headers=auth).status_code == 200
+    local, london = "1 March 2026 at 7:00am EST", "1 March 2026 at 12:00pm GMT"
+    login(client)
+
+    audit_log = client.get("/moderate/audit").get_data(as_text=True)
+    assert local in audit_log  # the site's change, its bans and endpoints
+    bans_page = client.get("/moderate/bans").get_data(as_text=True)
+    assert bans_page.count(local) == 1 and bans_page.count(london) == 1, bans_page
+    own, every = (
+        client.get(f"/moderate/webhooks/{endpoint_id}").get_data(as_text=True)
+        for endpoint_id in endpoint_ids
+    )
+    assert f"Disabled on {local}" in own and london not in own
+    assert f"Disabled on {london}" in every and local not in every
+
+
 def test_the_queue_closes_and_reopens_the_post_it_is_filtered_by(
     client: FlaskClient, session: Session
 ) -> None:
