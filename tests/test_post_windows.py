@@ -704,16 +704,21 @@ def committed(engine: Engine) -> Iterator[sessionmaker[Session]]:
 
 
 @pytest.mark.concurrency
+@pytest.mark.parametrize("known", [True, False], ids=["known post", "post created by the close"])
 def test_two_moderators_closing_at_once_close_the_post_once(
-    committed: sessionmaker[Session],
+    committed: sessionmaker[Session], known: bool
 ) -> None:
-    """Both answer 200; one change is made (one version, one audit, one post.closed)."""
+    """Both answer 200; one change is made (one version, one audit, one post.closed), also when
+    the post is new to the service and both closes would create it (one post, the second finds
+    the first's)."""
     with committed() as session:
         site = Site(slug="race-posts", name="Race", origins=[ORIGIN])
         session.add(site)
         session.flush()
-        session.add(Post(site_id=site.id, key=POST_KEY, url=ORIGIN + POST_KEY, created_at=T0))
+        if known:
+            session.add(Post(site_id=site.id, key=POST_KEY, url=ORIGIN + POST_KEY, created_at=T0))
         session.commit()
+    changes = posts.PostChanges(closed=True, url=None if known else ORIGIN + POST_KEY)
 
     failures: list[BaseException] = []
     barrier = threading.Barrier(2)
@@ -724,9 +729,8 @@ def test_two_moderators_closing_at_once_close_the_post_once(
                 barrier.wait()
                 begin_as_writer(session)
                 posts.update_post(
-                    session, None, "race-posts", POST_KEY, posts.PostChanges(closed=True),
-                    actor=Actor(label), now=T0,
-                )  # fmt: skip
+                    session, None, "race-posts", POST_KEY, changes, actor=Actor(label), now=T0
+                )
                 session.commit()
         except BaseException as error:  # reported by the test
             failures.append(error)
