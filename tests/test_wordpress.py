@@ -445,6 +445,12 @@ def test_a_post_closed_before_its_first_comment_is_closed_in_the_service(
     confirmed = wp.php(f"echo get_post_meta( {post['id']}, '_comments_service_closed', true );")
     assert str(confirmed) == "1"  # confirmed: no retry
 
+    # Published with comments closed from the start: no change of the setting to hook, and a
+    # theme shows nothing of such a post, so the plugin tells the service when it is saved.
+    born_closed = publish(wp, "Never open", comment_status="closed")
+    found = service_post(server, born_closed["key"])
+    assert found is not None and found.closed and found.title == "Never open"
+
 
 def api_submit(server: LiveServer, body: dict[str, str]) -> int:
     request = urllib.request.Request(
