@@ -20,8 +20,10 @@ import enum
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from moderation.errors import NotFound, ValidationFailed
@@ -44,6 +46,12 @@ PUBLISHED = re.compile(
 EARLIEST = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)
 LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 WINDOW_FIELDS = ("opens_at", "closes_at")
+# What names a post the service has not seen yet (see PostChanges), as a first comment would.
+NAMING_FIELDS = {"url": 2000, "title": 300}
+MAX_KEY = 500
+# No control character or line separator in a one-line field (validation's rule; validation
+# imports this module, so the expression is written here too).
+ONE_LINE_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 MAX_QUEUE_POSTS = 5
 
 
@@ -150,20 +158,35 @@ _UNCHANGED: Any = object()
 @dataclasses.dataclass(frozen=True)
 class PostChanges:
     """A moderator's change to a post: closed or open, and the window's ends (None clears one;
-    an end not given is left as it is). Built at the boundary by :meth:`parse`."""
+    an end not given is left as it is). ``url`` and ``title`` name a post the service has not
+    seen yet (a blog closes a post before its first comment), which the change then creates; a
+    known post keeps its own. Built at the boundary by :meth:`parse`."""
 
     closed: bool | None = None
     opens_at: dt.datetime | None = _UNCHANGED
     closes_at: dt.datetime | None = _UNCHANGED
+    url: str | None = None
+    title: str | None = None
 
     @classmethod
     def parse(cls, body: Mapping[str, object]) -> PostChanges:
-        unknown = set(body) - {"closed", *WINDOW_FIELDS}
+        unknown = set(body) - {"closed", *WINDOW_FIELDS, *NAMING_FIELDS}
         if unknown:
             raise ValidationFailed(fields={name: "Not a field here" for name in sorted(unknown)})
-        if not body:
+        if not set(body) & {"closed", *WINDOW_FIELDS}:
             raise ValidationFailed(fields={"closed": "Give closed (true or false)"})
         errors: dict[str, str] = {}
+        naming: dict[str, str] = {}
+        for name, limit in NAMING_FIELDS.items():
+            raw = body.get(name)
+            if raw is None:
+                continue
+            if not isinstance(raw, str) or len(raw) > limit or ONE_LINE_FORBIDDEN.search(raw):
+                errors[name] = f"Give the post's {name} as one line of at most {limit} characters"
+            elif raw.strip():
+                naming[name] = raw.strip()
+        if "url" in naming and _scheme(naming["url"]) not in ("http", "https"):
+            errors["url"] = "The post address must start with http:// or https://"
         closed = body.get("closed")
         if "closed" in body and not isinstance(closed, bool):
             errors["closed"] = "Give true or false"
@@ -178,7 +201,28 @@ class PostChanges:
                 errors[name] = "Give a date and time in RFC 3339, like 2024-03-28T17:00:00Z"
         if errors:
             raise ValidationFailed(fields=errors)
-        return cls(closed if isinstance(closed, bool) else None, **ends)
+        return cls(
+            closed if isinstance(closed, bool) else None,
+            **ends,
+            url=naming.get("url"),
+            title=naming.get("title"),
+        )
+
+
+def _scheme(url: str) -> str:
+    try:
+        return urlsplit(url).scheme
+    except ValueError:  # "http://[x" (an unclosed IPv6 literal) is no address at all
+        return ""
+
+
+def _origin(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a port that is no port)
+    except ValueError:
+        return ""
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def find_post_for(
@@ -187,15 +231,63 @@ def find_post_for(
     """A post of a site ``moderator`` moderates (None: the operator, at the command line).
     Another site's post is "not found", like its comments. ``lock``: its row, until the
     transaction ends (PostgreSQL), so two changes at once are made one after the other."""
+    site = _site_for(session, moderator, site_slug)
+    post = _find_post(session, site, key, lock=lock)
+    if post is None:
+        raise NotFound("There is no post with that key.")
+    return post
+
+
+def _site_for(session: Session, moderator: Moderator | None, site_slug: str) -> Site:
     site = session.scalar(select(Site).where(Site.slug == site_slug))
     if site is None or (moderator is not None and not moderator.may_moderate(site.id)):
         raise NotFound("There is no site with that name.")
+    return site
+
+
+def _find_post(session: Session, site: Site, key: str, *, lock: bool) -> Post | None:
     query = select(Post).where(Post.site_id == site.id, Post.key == key)
     if lock:
         query = query.with_for_update(of=Post).execution_options(populate_existing=True)
-    post = session.scalar(query)
-    if post is None:
+    return session.scalar(query)
+
+
+def _named_post(
+    session: Session, site: Site, key: str, changes: PostChanges, now: dt.datetime
+) -> Post:
+    """The post a change names, created when the service has not seen it yet and the change gives
+    its ``url`` (on one of the site's origins, as a first comment's must be). Two such changes at
+    once: the second finds the first's post, locked."""
+    post = _find_post(session, site, key, lock=True)
+    if post is not None:
+        return post
+    if changes.url is None:
         raise NotFound("There is no post with that key.")
+    if not key.startswith("/") or len(key) > MAX_KEY or ONE_LINE_FORBIDDEN.search(key):
+        raise ValidationFailed(
+            fields={"post": f"Give the post by its path, starting with /, in {MAX_KEY} characters"}
+        )
+    origins = {origin.lower().rstrip("/") for origin in site.origins}
+    if _origin(changes.url) not in origins:
+        raise ValidationFailed(fields={"url": "The post address must be on this site"})
+    post = Post(
+        site=site,
+        key=key,
+        title=changes.title or "",
+        url=changes.url,
+        created_at=now,
+        closed=False,
+        version=1,
+    )
+    try:
+        with session.begin_nested():
+            session.add(post)
+            session.flush()
+    except IntegrityError:
+        found = _find_post(session, site, key, lock=True)
+        if found is None:
+            raise
+        return found
     return post
 
 
@@ -248,9 +340,10 @@ def update_post(
     ``post.opened``) when it closes (or a moderator closes it) or opens again.
 
     Opening a post that the automatic close has closed (no window set) opens its window now:
-    a moderator's decision outranks the rule.
+    a moderator's decision outranks the rule. A post the service has not seen is created when
+    ``changes`` gives its address (:func:`_named_post`), as it is before it is closed.
     """
-    post = find_post_for(session, moderator, site_slug, key, lock=True)
+    post = _named_post(session, _site_for(session, moderator, site_slug), key, changes, now)
     opens_at = post.opens_at if changes.opens_at is _UNCHANGED else changes.opens_at
     closes_at = post.closes_at if changes.closes_at is _UNCHANGED else changes.closes_at
     if opens_at is not None and closes_at is not None and closes_at <= opens_at:

@@ -42,9 +42,10 @@ EDITABLE = (
     "banned_text",
     "report_threshold",
 )
+# Said in the admin pages too: no environment variable in it (the docs on mail name those).
 VERIFY_NEEDS_MAIL = (
-    "Email verification sends mail, and mail is off: set MODERATION_SMTP_HOST, "
-    "MODERATION_MAIL_FROM and MODERATION_PUBLIC_URL first"
+    "Mail is not set up on this server, so commenters cannot be asked to confirm their email "
+    "address: the operator sets mail up first (see the documentation on mail)"
 )
 
 

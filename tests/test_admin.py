@@ -71,6 +71,20 @@ def test_an_admin_adds_and_configures_a_site_in_the_ui(
     text = bad.get_data(as_text=True)
     assert "There is a problem" in text and "is not an origin" in text
 
+    # Mail is off here: the page says so in words, never by an environment variable's name.
+    no_mail = client.post(
+        "/moderate/admin/sites/news",
+        data={
+            "csrf_token": csrf_from(page),
+            "name": "News blog",
+            "origins": "https://news.blog.gov.uk",
+            "verify_email": "true",
+        },
+    )
+    assert no_mail.status_code == 422
+    text = no_mail.get_data(as_text=True)
+    assert "Mail is not set up on this server" in text and "MODERATION_" not in text
+
 
 def test_an_admin_manages_moderators_and_tokens_in_the_ui(
     client: FlaskClient, session: Session

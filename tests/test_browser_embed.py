@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from moderation.actions import moderate_comment
 from moderation.events import Actor
-from moderation.models import Comment, CommentStatus, Moderator, Post, utcnow
+from moderation.models import Comment, CommentStatus, Moderator, Post, Site, utcnow
 from moderation.sites import create_site
 from tests.browser import (
     LiveServer,
@@ -263,6 +263,33 @@ def test_the_iframe_is_resized_to_its_content(server: LiveServer, browser: Any, 
     page.wait_for_function("parseInt(document.querySelector('iframe').style.height) > 400")
     frame = page.frame_locator("iframe")
     assert frame.locator("#cm-form").is_visible()
+    context.close()
+
+
+def test_in_the_iframe_the_page_is_only_the_thread_and_an_empty_one_says_so_once(
+    server: LiveServer, browser: Any, blog: Blog
+) -> None:
+    """Issue 19 item 12: framed, the page drops its own title, its "Back to..." link and the
+    page's padding (the blog has its own); an empty thread shows one line, not a heading and a
+    sentence saying the same."""
+    key = "/framed-empty/"
+    with server.session() as session:  # a post the service knows (so a way back to it), empty
+        site = session.scalars(select(Site).where(Site.slug == "blog")).one()
+        session.add(Post(site=site, key=key, title="An empty thread", url=f"{blog.url}{key}"))
+        session.commit()
+    context, page = open_post(browser, blog, key, "iframe")
+    page.wait_for_function("parseInt(document.querySelector('iframe').style.height) > 400")
+    frame = page.frame_locator("iframe")
+    assert frame.locator("#cm-form").is_visible()
+    assert frame.locator(".cm-back").count() == 1 and not frame.locator(".cm-back").is_visible()
+    assert not frame.locator("h1.cm-page-title").is_visible()
+    padding = frame.locator("body").evaluate(
+        "b => ['Top', 'Bottom'].map(side => getComputedStyle(b)['padding' + side])"
+    )
+    assert padding == ["0px", "0px"], padding
+    thread = frame.locator("#cm-thread, .cm-thread, main").first.inner_text()
+    assert thread.count("No comments yet") == 1, thread
+    assert "There are no comments yet" not in thread
     context.close()
 
 

@@ -15,8 +15,9 @@ from moderation.actions import edit_comment, moderate_comment
 from moderation.comments import submit_comment
 from moderation.events import Actor
 from moderation.mail import links
-from moderation.models import Comment, CommentStatus, Moderator, Site, utcnow
+from moderation.models import Comment, CommentStatus, Moderator, Site, WebhookAttempt, utcnow
 from moderation.validation import CommentSubmission
+from moderation.webhooks.endpoints import create_endpoint, send_test_event
 from tests.browser import (
     LiveServer,
     axe_violations,
@@ -128,6 +129,34 @@ def test_a_moderator_works_the_queue_with_the_keyboard_alone(
 OVERFLOW = "document.documentElement.scrollWidth - window.innerWidth"
 
 
+def failing_endpoint(server: LiveServer) -> str:
+    """A site's webhook endpoint with a delivery log: a test event tried twice and failing."""
+    with server.session() as session:
+        endpoint = create_endpoint(
+            session,
+            url="https://hooks.example.org/a-rather-long-path/for-the-endpoint-that-keeps-failing",
+            site_slug="luac",
+            actor=Actor("test"),
+            now=utcnow(),
+        )
+        delivery = send_test_event(session, endpoint, now=utcnow())
+        session.flush()
+        for code in (500, None):
+            session.add(
+                WebhookAttempt(
+                    delivery_id=delivery.id,
+                    webhook_timestamp=0,
+                    status_code=code,
+                    duration_ms=1234,
+                    error=None if code else "connection refused by hooks.example.org:443",
+                    response_excerpt='{"error": "internal server error, please try again later"}',
+                )
+            )
+        delivery.attempts = 2
+        session.commit()
+        return endpoint.public_id
+
+
 @pytest.mark.parametrize("width", [1024, 320])
 def test_moderation_pages_have_no_axe_violations_and_fit_the_screen(
     server: LiveServer, browser: Any, width: int
@@ -135,6 +164,7 @@ def test_moderation_pages_have_no_axe_violations_and_fit_the_screen(
     """Every moderation page passes axe at desktop width and at 320 px, and none is wider than
     its viewport (a page that scrolls sideways at 320 px fails WCAG 1.4.10, reflow)."""
     (comment_id,) = seed(server, 1)
+    endpoint_id = failing_endpoint(server)
     context = browser.new_context(bypass_csp=True, viewport={"width": width, "height": 800})
     page = context.new_page()
     page.goto(f"{server.url}/moderate/login")
@@ -145,7 +175,8 @@ def test_moderation_pages_have_no_axe_violations_and_fit_the_screen(
                  "/moderate/admin/sites", "/moderate/admin/moderators",
                  "/moderate/admin/tokens", "/moderate/admin/sites/luac",
                  "/moderate/admin/personal-data", "/moderate/account",
-                 "/moderate/webhooks/", "/moderate/report/"):  # fmt: skip
+                 "/moderate/webhooks/", f"/moderate/webhooks/{endpoint_id}",
+                 "/moderate/report/"):  # fmt: skip
         page.goto(server.url + path)
         assert axe_violations(page) == [], path
         assert page.evaluate(OVERFLOW) <= 0, f"{path} scrolls sideways at {width}px"

@@ -191,6 +191,70 @@ def test_only_the_sites_moderators_reach_a_post(client: FlaskClient, session: Se
     assert not _post(session).closed
 
 
+def test_a_post_closed_before_its_first_comment_is_created_closed(
+    app: Flask, client: FlaskClient, session: Session
+) -> None:
+    """A blog closes a post nobody has commented on yet (the WordPress plugin does): the PATCH
+    that gives the post's url creates it, closed, so the service refuses comments on it too.
+    Without a url an unknown post is still 404; a url off the site's origins is refused."""
+    Clock(app)
+    make_site(session)
+    make_site(session, "other", "https://other.example.org")
+    auth = _auth(session)
+    naming = {"url": ORIGIN + POST_KEY, "title": "From industrial decline to growth"}
+
+    unnamed = client.patch(POSTS, json={"closed": True}, headers=auth)
+    assert unnamed.status_code == 404 and json_of(unnamed)["error"]["code"] == "not_found"
+    for url in ("https://other.example.org" + POST_KEY, "javascript:alert(1)", "http://[", ""):
+        response = client.patch(POSTS, json={"closed": True, "url": url}, headers=auth)
+        assert response.status_code in (404, 422), (url, response.status_code)
+        if url:
+            assert response.status_code == 422
+            assert list(json_of(response)["error"]["fields"]) == ["url"]
+    assert session.scalars(select(Post)).all() == []
+
+    created = client.patch(POSTS, json={"closed": True, **naming}, headers=auth)
+    assert created.status_code == 200, created.get_data(as_text=True)
+    assert json_of(created) == {
+        "key": POST_KEY,
+        "title": "From industrial decline to growth",
+        "url": ORIGIN + POST_KEY,
+        "closed": True,
+        "opens_at": None,
+        "closes_at": None,
+        "published_at": None,
+        "open": False,
+        "state": "closed",
+    }
+    refused = client.post(SUBMIT, json=comment_json(body="On a post closed at birth."))
+    assert refused.status_code == 403 and json_of(refused)["error"]["code"] == "thread_closed"
+    assert "Comments are closed on this post." in _form_or_text(client)
+    (audit,) = session.scalars(select(AuditEvent).where(AuditEvent.action == "post.close")).all()
+    assert audit.before["state"] == "open" and audit.after["state"] == "closed"
+
+    # A known post keeps its own address and title; the naming fields only create.
+    again = client.patch(
+        POSTS, json={"closed": False, "url": ORIGIN + "/elsewhere/", "title": "New"}, headers=auth
+    )
+    assert json_of(again)["url"] == ORIGIN + POST_KEY and json_of(again)["open"] is True
+    assert len(session.scalars(select(Post)).all()) == 1
+    # The key of a post to create is a path, one line, of bounded length; naming fields too.
+    for key, body in (
+        ("no-slash", {"closed": True, **naming}),
+        ("/" + "k" * 600, {"closed": True, **naming}),
+        ("/a%0Db/", {"closed": True, **naming}),
+        ("/fresh/", {"closed": True, "url": ORIGIN + "/fresh/", "title": "x" * 301}),
+        ("/fresh/", {"closed": True, "url": ORIGIN + "/fresh/\r\nX: y"}),
+        ("/fresh/", {"closed": True, "url": 7}),
+        ("/fresh/", naming),
+    ):
+        path = f"/api/v1/moderation/sites/luac/posts?post={key}"
+        response = client.patch(path, json=body, headers=auth)
+        assert response.status_code == 422, (key, body, response.status_code)
+        assert "k" * 600 not in response.get_data(as_text=True)
+    assert len(session.scalars(select(Post)).all()) == 1
+
+
 def test_a_window_opens_and_closes_by_the_clock(
     app: Flask, client: FlaskClient, session: Session
 ) -> None:
@@ -507,6 +571,46 @@ def test_site_settings_closed_text_and_time_zone(
     )
 
 
+def test_moderator_pages_date_a_sites_rows_in_its_time_zone(
+    app: Flask, client: FlaskClient, session: Session
+) -> None:
+    """Issue 19: times carry the time zone, Europe/London by default, a site setting. The audit
+    log, the bans page and a webhook endpoint's page date what belongs to a site in the site's
+    zone; what belongs to every site (an admin's ban, an endpoint for all sites) in the default."""
+    Clock(app)
+    make_site(session)
+    auth = _auth(session)
+    patched = client.patch(
+        "/api/v1/moderation/sites/luac", json={"time_zone": "America/New_York"}, headers=auth
+    )
+    assert patched.status_code == 200
+    for site in ("luac", None):
+        ban = {"email": f"{site or 'all'}@example.com", "reason": "Abuse", "site": site}
+        response = client.post("/api/v1/moderation/bans", json=ban, headers=auth)
+        assert response.status_code == 201, response.get_data(as_text=True)
+    hooks = "/api/v1/moderation/webhooks"
+    endpoint_ids = []
+    for site in ("luac", None):
+        hook = {"url": "https://hooks.example.org/in", **({"site": site} if site else {})}
+        created = client.post(hooks, json=hook, headers=auth)
+        assert created.status_code == 201, created.get_data(as_text=True)
+        endpoint_ids.append(json_of(created)["id"])
+        assert client.post(f"{hooks}/{endpoint_ids[-1]}/disable", headers=auth).status_code == 200
+    local, london = "1 March 2026 at 7:00am EST", "1 March 2026 at 12:00pm GMT"
+    login(client)
+
+    audit_log = client.get("/moderate/audit").get_data(as_text=True)
+    assert local in audit_log  # the site's change, its bans and endpoints
+    bans_page = client.get("/moderate/bans").get_data(as_text=True)
+    assert bans_page.count(local) == 1 and bans_page.count(london) == 1, bans_page
+    own, every = (
+        client.get(f"/moderate/webhooks/{endpoint_id}").get_data(as_text=True)
+        for endpoint_id in endpoint_ids
+    )
+    assert f"Disabled on {local}" in own and london not in own
+    assert f"Disabled on {london}" in every and local not in every
+
+
 def test_the_queue_closes_and_reopens_the_post_it_is_filtered_by(
     client: FlaskClient, session: Session
 ) -> None:
@@ -600,16 +704,21 @@ def committed(engine: Engine) -> Iterator[sessionmaker[Session]]:
 
 
 @pytest.mark.concurrency
+@pytest.mark.parametrize("known", [True, False], ids=["known post", "post created by the close"])
 def test_two_moderators_closing_at_once_close_the_post_once(
-    committed: sessionmaker[Session],
+    committed: sessionmaker[Session], known: bool
 ) -> None:
-    """Both answer 200; one change is made (one version, one audit, one post.closed)."""
+    """Both answer 200; one change is made (one version, one audit, one post.closed), also when
+    the post is new to the service and both closes would create it (one post, the second finds
+    the first's)."""
     with committed() as session:
         site = Site(slug="race-posts", name="Race", origins=[ORIGIN])
         session.add(site)
         session.flush()
-        session.add(Post(site_id=site.id, key=POST_KEY, url=ORIGIN + POST_KEY, created_at=T0))
+        if known:
+            session.add(Post(site_id=site.id, key=POST_KEY, url=ORIGIN + POST_KEY, created_at=T0))
         session.commit()
+    changes = posts.PostChanges(closed=True, url=None if known else ORIGIN + POST_KEY)
 
     failures: list[BaseException] = []
     barrier = threading.Barrier(2)
@@ -620,9 +729,8 @@ def test_two_moderators_closing_at_once_close_the_post_once(
                 barrier.wait()
                 begin_as_writer(session)
                 posts.update_post(
-                    session, None, "race-posts", POST_KEY, posts.PostChanges(closed=True),
-                    actor=Actor(label), now=T0,
-                )  # fmt: skip
+                    session, None, "race-posts", POST_KEY, changes, actor=Actor(label), now=T0
+                )
                 session.commit()
         except BaseException as error:  # reported by the test
             failures.append(error)

@@ -421,6 +421,37 @@ def test_closing_comments_in_wordpress_closes_the_post_in_the_service(
     assert reopened is not None and not reopened.closed
 
 
+def test_a_post_closed_before_its_first_comment_is_closed_in_the_service(
+    wp: WordPress, server: LiveServer
+) -> None:
+    """The service has not seen a post nobody commented on: the plugin's PATCH names it (its
+    permalink and title), so it is created closed instead of answering 404 at every retry."""
+    post = publish(wp, "Closed from the start")
+    assert service_post(server, post["key"]) is None
+    wp.php(
+        f"wp_update_post( array( 'ID' => {post['id']}, 'comment_status' => 'closed' ) ); echo 'ok';"
+    )
+    found = service_post(server, post["key"])
+    assert found is not None and found.closed
+    assert (found.url, found.title) == (post["url"], "Closed from the start")
+    submit = {
+        "post": post["key"],
+        "post_url": post["url"],
+        "author_name": "Ada",
+        "author_email": "ada@example.com",
+        "body": "Through the API, on a post closed in WordPress.",
+    }
+    assert api_submit(server, submit) == 403
+    confirmed = wp.php(f"echo get_post_meta( {post['id']}, '_comments_service_closed', true );")
+    assert str(confirmed) == "1"  # confirmed: no retry
+
+    # Published with comments closed from the start: no change of the setting to hook, and a
+    # theme shows nothing of such a post, so the plugin tells the service when it is saved.
+    born_closed = publish(wp, "Never open", comment_status="closed")
+    found = service_post(server, born_closed["key"])
+    assert found is not None and found.closed and found.title == "Never open"
+
+
 def api_submit(server: LiveServer, body: dict[str, str]) -> int:
     request = urllib.request.Request(
         f"{server.url}/api/v1/sites/blog/comments",

@@ -24,7 +24,8 @@ from moderation.web import (
     sso,
 )
 
-# Times are shown in UK time, with its name (GMT or BST), for the service's UK readers.
+# Times are shown in UK time, with its name (GMT or BST), for the service's UK readers, unless
+# they belong to a site: then in the site's time_zone (Europe/London by default).
 DISPLAY_ZONE = "Europe/London"
 
 

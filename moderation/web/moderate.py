@@ -653,11 +653,14 @@ def audit_log() -> ResponseReturnValue:
             headers={"Content-Disposition": 'attachment; filename="audit-log.csv"'},
         )
     page = audit.list_audit(db, g.moderator, wanted, cursor=request.args.get("cursor"))
+    sites = _sites_for(g.moderator)
     return render_template(
         "moderate/audit.html",
         page=page,
         wanted=wanted,
-        sites=_sites_for(g.moderator),
+        sites=sites,
+        # A row of a site is dated in the site's time zone; others in the default one.
+        zones={site.id: site.time_zone for site in sites},
         actions=COMMENT_ACTIONS,
         describe=audit.describe_change,
         action_label=audit.action_label,

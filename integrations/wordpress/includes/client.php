@@ -168,14 +168,25 @@ function cmsvc_counts( $keys ) {
 
 /**
  * Tell the service a post's comments are closed or open again (the moderation API, with the
- * stored token).
+ * stored token). The post's permalink and title go with it: a post nobody has commented on yet
+ * is unknown to the service, which creates it from them (otherwise it would answer 404 for good).
  *
  * @param string $key     The post's key.
  * @param bool   $closed  Closed (true) or open.
  * @param int    $timeout Seconds to wait.
+ * @param array  $facts   cmsvc_post_facts() of the post (its url and title), if known.
  * @return true|WP_Error
  */
-function cmsvc_set_closed( $key, $closed, $timeout = CMSVC_ADMIN_TIMEOUT ) {
+function cmsvc_set_closed( $key, $closed, $timeout = CMSVC_ADMIN_TIMEOUT, $facts = array() ) {
+	$body = array( 'closed' => (bool) $closed );
+	if ( ! empty( $facts['url'] ) ) {
+		$body['url'] = (string) $facts['url'];
+		// One line of at most 300 characters, as the service takes a title.
+		$title = trim( (string) preg_replace( '/[\x00-\x1f\x7f]+/', ' ', (string) $facts['title'] ) );
+		if ( '' !== $title ) {
+			$body['title'] = function_exists( 'mb_substr' ) ? mb_substr( $title, 0, 300 ) : substr( $title, 0, 300 );
+		}
+	}
 	$response = wp_remote_request(
 		cmsvc_url( '/api/v1/moderation/sites/' . cmsvc_site_path() . '/posts', array( 'post' => $key ) ),
 		array(
@@ -183,7 +194,7 @@ function cmsvc_set_closed( $key, $closed, $timeout = CMSVC_ADMIN_TIMEOUT ) {
 			'timeout'     => $timeout,
 			'redirection' => 0,
 			'headers'     => cmsvc_auth_headers() + array( 'Content-Type' => 'application/json' ),
-			'body'        => wp_json_encode( array( 'closed' => (bool) $closed ) ),
+			'body'        => wp_json_encode( $body ),
 		)
 	);
 	return cmsvc_json_result( $response );

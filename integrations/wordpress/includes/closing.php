@@ -17,20 +17,19 @@ const CMSVC_RETRY_SECONDS = 5 * MINUTE_IN_SECONDS;
 
 /** Hook the closing in. */
 function cmsvc_closing_hooks() {
-	add_action( 'post_updated', 'cmsvc_comment_status_changed', 10, 3 );
+	add_action( 'wp_insert_post', 'cmsvc_post_saved', 10, 2 );
 }
 
 /**
- * A post saved with its comments closed or opened: tell the service at once.
+ * A post saved: if its comment setting is not the one the service confirmed (comments closed or
+ * opened, or a post published with comments closed from the start, which no theme may ever ask
+ * the service about), tell the service at once.
  *
  * @param int     $post_id The post.
- * @param WP_Post $after   The post as saved.
- * @param WP_Post $before  The post before.
+ * @param WP_Post $post    The post as saved.
  */
-function cmsvc_comment_status_changed( $post_id, $after, $before ) {
-	if ( $after->comment_status !== $before->comment_status ) {
-		cmsvc_sync_closed( $after, CMSVC_ADMIN_TIMEOUT, true );
-	}
+function cmsvc_post_saved( $post_id, $post ) {
+	cmsvc_sync_closed( $post, CMSVC_ADMIN_TIMEOUT, true );
 }
 
 /**
@@ -54,7 +53,8 @@ function cmsvc_sync_closed( $post, $timeout = CMSVC_READ_TIMEOUT, $now = false )
 	if ( ! $now && get_transient( $retry ) ) {
 		return null;
 	}
-	$result = cmsvc_set_closed( cmsvc_post_key( $post ), '1' === $wanted, $timeout );
+	$facts  = cmsvc_post_facts( $post );
+	$result = cmsvc_set_closed( $facts['key'], '1' === $wanted, $timeout, $facts );
 	if ( is_wp_error( $result ) ) {
 		set_transient( $retry, 1, CMSVC_RETRY_SECONDS );
 		if ( is_admin() ) {
