@@ -120,6 +120,17 @@ def _plain(value: Any) -> Any:
     return value.value if isinstance(value, ModerationPolicy | BanResponse) else value
 
 
+def settings_from_export(record: dict[str, Any]) -> dict[str, Any]:
+    """A site's settings as :func:`site_settings` exported them, as model values again; a
+    setting an older export lacks keeps its default."""
+    values = {name: record[name] for name in EDITABLE if name in record}
+    if "policy" in values:
+        values["policy"] = ModerationPolicy(values["policy"])
+    if "ban_response" in values:
+        values["ban_response"] = BanResponse(values["ban_response"])
+    return values
+
+
 def _optional_url(raw: object, field: str, errors: dict[str, str]) -> str | None:
     if raw in (None, ""):
         return None

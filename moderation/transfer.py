@@ -21,18 +21,16 @@ from moderation.models import (
     AuditEvent,
     Ban,
     BanKind,
-    BanResponse,
     Comment,
     CommentStatus,
     MailPreference,
-    ModerationPolicy,
     Moderator,
     Post,
     Role,
     Site,
     SpamToken,
 )
-from moderation.sites import site_settings
+from moderation.sites import settings_from_export, site_settings
 
 FORMAT = "moderation-export"
 VERSION = 1
@@ -176,26 +174,8 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
             continue
         site = Site(
             slug=record["slug"],
-            name=record["name"],
-            origins=record["origins"],
-            policy=ModerationPolicy(record["policy"]),
-            link_limit=record["link_limit"],
-            close_after_days=record["close_after_days"],
-            privacy_notice_url=record["privacy_notice_url"],
-            comment_policy_url=record["comment_policy_url"],
-            reject_reasons=record["reject_reasons"],
-            erasure_keeps_text=record["erasure_keeps_text"],
-            privacy_text=record.get("privacy_text"),
-            hold_terms=record.get("hold_terms", []),
-            spam_terms=record.get("spam_terms", []),
-            verify_email=record.get("verify_email", False),
-            notify_emails=record.get("notify_emails", []),
-            closed_text=record.get("closed_text"),
-            time_zone=record.get("time_zone", "Europe/London"),
-            ban_response=BanResponse(record.get("ban_response", "quiet")),
-            banned_text=record.get("banned_text"),
-            report_threshold=record.get("report_threshold", 3),
             created_at=_parse_time(record["created_at"]),
+            **settings_from_export(record),
         )
         session.add(site)
         sites[site.slug] = site

@@ -7,11 +7,22 @@ import json
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from moderation import create_app
 from moderation.config import load_settings
-from moderation.models import Moderator
-from tests.helpers import TEST_SECRET, comment_json, json_of, make_token, run_command
+from moderation.events import Actor
+from moderation.models import Moderator, Site, utcnow
+from moderation.sites import EDITABLE, SiteChanges, site_settings, update_site
+from moderation.transfer import FORMAT, VERSION, export_records, import_document
+from tests.helpers import (
+    TEST_SECRET,
+    comment_json,
+    json_of,
+    make_site,
+    make_token,
+    run_command,
+)
 
 
 def test_export_import_round_trip(tmp_path: Path) -> None:
@@ -66,3 +77,26 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"meta": {"format": "other"}}')
     bad = run_command(second, "import", "json", str(tmp_path / "bad.json"))
     assert bad.returncode != 0 and "Not a moderation-export" in bad.stderr
+
+
+def test_every_site_setting_survives_export_and_import(session: Session) -> None:
+    """The import listed a site's settings by hand and had dropped spam_threshold; it now reads
+    every setting the export writes."""
+    site = make_site(session)
+    changed = {
+        "name": "Renamed", "origins": ["https://other.example"], "policy": "trusted",
+        "link_limit": 5, "close_after_days": 30, "privacy_notice_url": "https://p.example/privacy",
+        "comment_policy_url": "https://p.example/policy", "reject_reasons": ["Off topic"],
+        "erasure_keeps_text": False, "privacy_text": "Private.", "hold_terms": ["hold"],
+        "spam_terms": ["spam"], "notify_emails": ["team@example.gov.uk"], "spam_threshold": 0.95,
+        "closed_text": "Closed.", "time_zone": "Europe/Paris", "ban_response": "refuse",
+        "banned_text": "No.", "report_threshold": 7,
+    }  # fmt: skip
+    assert set(changed) == set(EDITABLE) - {"verify_email"}  # it needs mail; a default here
+    update_site(session, site, SiteChanges.parse(changed), actor=Actor("test"), now=utcnow())
+    records = [r for s, r in export_records(session, now=utcnow()) if s == "sites"]
+    [exported] = [dict(r, slug="copy") for r in records if r["slug"] == site.slug]
+    import_document(session, {"meta": {"format": FORMAT, "version": VERSION}, "sites": [exported]})
+    copy = session.scalars(select(Site).where(Site.slug == "copy")).one()
+    assert site_settings(copy) == site_settings(site)
+    assert site_settings(copy)["spam_threshold"] == 0.95
