@@ -682,3 +682,24 @@ def test_a_moderator_cannot_ban_everywhere_from_a_comments_page(
     assert client.post(f"/moderate/comments/{comment.public_id}/ban", data=form).status_code == 303
     made = session.scalars(select(Ban)).one()
     assert made.site_id == comment.post.site_id and made.value == "ada@example.com"
+
+
+def test_a_days_value_of_non_ascii_digits_is_refused_not_a_500(
+    client: FlaskClient, session: Session
+) -> None:
+    """str.isdigit() takes superscripts and Arabic-Indic digits, which int() refuses or reads
+    as a number."""
+    make_site(session)
+    make_moderator(session)
+    login(client)
+    page = client.get("/moderate/bans").get_data(as_text=True)
+    for days in ("\u00b2", "\u0661", "\u0663\u0660"):
+        response = client.post(
+            "/moderate/bans",
+            data={"csrf_token": csrf_from(page), "kind": "domain", "value": "spam.example",
+                  "site": "luac", "duration": "forever", "reason": "spam",
+                  "remove_recent_days": days},
+        )  # fmt: skip
+        assert response.status_code == 422, days
+        assert "Give a number of days" in response.get_data(as_text=True)
+    assert session.scalars(select(Ban)).all() == []
