@@ -675,3 +675,29 @@ def test_hostile_comments_are_escaped_on_the_report_page(
         html = client.get(url).get_data(as_text=True)
         assert "<script>alert" not in html and "<img" not in html, url
         assert 'href="javascript:' not in html and not re.search(r"<[^>]+\son\w+=", html), url
+
+
+def test_dismissing_reports_never_republishes_what_a_moderator_unpublished(
+    client: FlaskClient, session: Session, moderator: Moderator
+) -> None:
+    """Approving a comment readers took down answers their reports; a later Unpublish is the
+    moderator's decision, which no dismissal of reports may reverse."""
+    auth = {"Authorization": f"Bearer {make_token(session, moderator)}"}
+    comment_id = published(client, session, moderator)
+    report(client, comment_id, reason="personal_data")
+    assert stored(session, comment_id).status is CommentStatus.PENDING
+    actor = Actor(moderator.login, moderator.id)
+    moderate_comment(session, moderator, comment_id, "approve", actor=actor, now=utcnow())
+    session.commit()
+    assert not [s for s in stored(session, comment_id).signals if s["check"] == "reported"]
+    later = utcnow() + dt.timedelta(minutes=5)
+    moderate_comment(session, moderator, comment_id, "unapprove", actor=actor, now=later)
+    session.commit()
+
+    response = client.post(
+        f"/api/v1/moderation/comments/{comment_id}/dismiss-reports", headers=auth
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert json_of(response)["status"] == "pending"
+    assert stored(session, comment_id).status is CommentStatus.PENDING
+    assert comment_id not in client.get(LISTING).get_data(as_text=True)
