@@ -701,3 +701,22 @@ def test_dismissing_reports_never_republishes_what_a_moderator_unpublished(
     assert json_of(response)["status"] == "pending"
     assert stored(session, comment_id).status is CommentStatus.PENDING
     assert comment_id not in client.get(LISTING).get_data(as_text=True)
+
+
+def test_a_site_name_no_site_can_have_is_not_counted_in_the_rate_limiter(
+    engine: Engine, connection: Any, session: Session, moderator: Moderator
+) -> None:
+    """The limiter's keys hold the site's name from the address: a 4 kB name must not become
+    4 kB keys, two a request, kept for an hour."""
+    app = make_app(engine, connection, ratelimit_enabled=True)
+    limited = app.test_client()
+    name = "x" * 4000
+    answers = [
+        limited.post(f"/api/v1/sites/{name}/comments/abc/reports", json={"reason": "spam"}),
+        limited.post(f"/embed/{name}/comments/abc/report", data={"reason": "spam"}),
+        limited.post(f"/api/v1/sites/{name}/comments", json=comment_json()),
+    ]
+    assert [a.status_code for a in answers] == [404] * 3
+    assert name not in json.dumps([a.get_data(as_text=True) for a in answers])
+    storage = app.extensions["moderation.screening"].limiter.storage
+    assert max((len(key) for key in storage.events), default=0) < 200
