@@ -7,6 +7,7 @@ import datetime as dt
 import itertools
 import json
 import re
+import sqlite3
 import threading
 import time
 import urllib.error
@@ -16,15 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, template_rendered
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
 
-from moderation import create_app, metrics
+from moderation import create_app, metrics, schema
 from moderation.actions import moderate_comment
+from moderation.db import make_engine
 from moderation.events import Actor
 from moderation.models import (
     AuditEvent,
@@ -720,3 +722,44 @@ def test_a_site_name_no_site_can_have_is_not_counted_in_the_rate_limiter(
     assert name not in json.dumps([a.get_data(as_text=True) for a in answers])
     storage = app.extensions["moderation.screening"].limiter.storage
     assert max((len(key) for key in storage.events), default=0) < 200
+
+
+def test_the_report_form_holds_no_write_lock_while_it_checks_and_renders(tmp_path: Path) -> None:
+    """Invalid reports are not rate-limited (nothing is counted): on SQLite, whose write lock is
+    one for every process, a flood of them must not hold that lock while each is looked up and
+    its page rendered, or every submission and decision waits behind them."""
+    path = tmp_path / "reports.db"
+    engine = make_engine(f"sqlite:///{path}")
+    schema.upgrade(engine)
+    with Session(engine) as session:
+        make_site(session)
+        moderator = make_moderator(session)
+        app = create_app(settings_for_tests(), engine=engine)
+        client = app.test_client()
+        comment_id = published(client, session, moderator)
+    lock_free: list[bool] = []
+
+    def probe(*_: Any, **__: Any) -> None:
+        other = sqlite3.connect(path, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.rollback()
+            lock_free.append(True)
+        except sqlite3.OperationalError:
+            lock_free.append(False)
+        finally:
+            other.close()
+
+    with template_rendered.connected_to(probe, app):
+        for lang in ("en", "cy"):
+            answer = client.post(
+                f"/embed/luac/comments/{comment_id}/report?lang={lang}",
+                data={"detail": "no reason"},
+            )
+            assert answer.status_code == 422
+        sent = client.post(f"/embed/luac/comments/{comment_id}/report", data={"reason": "spam"})
+    assert sent.status_code == 303
+    assert lock_free == [True, True]
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Report)) == 1
+    engine.dispose()

@@ -510,6 +510,7 @@ def report_form(site: str, comment_id: str) -> Response:
 
 
 @bp.post("/<site>/comments/<comment_id>/report")
+@reads_first
 def report_submit(site: str, comment_id: str) -> ResponseReturnValue:
     """The report form's post: back to the post (or the iframe's page) with a notice that says
     the same whatever the report changed; the form again with errors if it needs correcting."""
