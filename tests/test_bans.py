@@ -768,3 +768,28 @@ def test_two_moderators_banning_the_same_at_once_make_one_ban(
     assert sorted(outcomes) == ["duplicate"] * (racers - 1) + ["made"]
     with committed() as session:
         assert len(session.scalars(select(Ban).where(Ban.value == "race.example")).all()) == 1
+
+
+def test_a_quietly_banned_sender_cannot_date_the_post_and_close_it(
+    client: FlaskClient, session: Session
+) -> None:
+    """A banned sender's comment is filed as spam and "nothing public changes": nor may the
+    publication date it carries become the post's, which would close the post at the sender's
+    word (the automatic close counts from it)."""
+    make_site(session)
+    token = admin_token(session)
+    settings = client.patch(
+        "/api/v1/moderation/sites/luac", json={"close_after_days": 30}, headers=auth(token)
+    )
+    assert settings.status_code == 200, settings.get_data(as_text=True)
+    sent(client, author_email="bob@example.com", body="The post's first comment.")
+    ban(client, token, site="luac", email="troll@example.com")
+    almost = dt.datetime.now(dt.UTC) - dt.timedelta(days=29, hours=23, minutes=59)
+    quiet = send(
+        client, author_email="troll@example.com", body="Dated to close the post in a minute.",
+        published=almost.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+    )  # fmt: skip
+    assert quiet.status_code == 202
+    assert banned(stored(client.application, json_of(quiet)["id"]))
+    session.expire_all()
+    assert session.scalars(select(Post)).one().published_at is None
