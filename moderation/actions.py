@@ -214,6 +214,8 @@ def moderate_comment(
     if reversal:
         values["reject_reason"] = None
         after["reversal"] = reversal
+    if len(kept := _without_take_down(comment.signals)) != len(comment.signals or []):
+        values["signals"] = kept
     _transition(session, comment, [seen], **values)
     if action.name is A.APPROVE and (
         dismissed := dismiss_live_reports(session, comment, now=now, by=actor.moderator_id)
@@ -228,6 +230,13 @@ def moderate_comment(
     if action.name is A.APPROVE:
         outbox.queue_reply(session, comment, now=now)
     return comment
+
+
+def _without_take_down(signals: list[Any] | None) -> list[Any]:
+    """The signals without readers' take-down mark (moderation/reports.py): a moderator's
+    decision ends the take-down, so dismissing the reports later never republishes a comment
+    that a moderator has unpublished, rejected or restored since."""
+    return [s for s in signals or [] if not (isinstance(s, dict) and s.get("check") == "reported")]
 
 
 def _freshly_decided_by_another(comment: Comment, actor: Actor, now: dt.datetime) -> bool:

@@ -19,16 +19,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from moderation import actions
 from moderation.comments import client_network, decode_cursor, encode_cursor
+from moderation.db import become_writer
 from moderation.errors import Forbidden, NotFound, ValidationFailed
 from moderation.events import Actor, AuditAction, record_admin_audit, rfc3339
 from moderation.models import (
@@ -73,6 +75,9 @@ MESSAGES = {
 }
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
+# PostgreSQL advisory lock (this number, a hash of what is banned where) held while a ban is
+# checked for a twin and made.
+BAN_LOCK = 0x62616E
 
 
 def normalise_email(raw: str) -> str:
@@ -246,6 +251,7 @@ def create_ban(
     """Make a ban, audited; with ``remove_recent_days`` also reject the banned author's approved
     comments of those days on the ban's site(s), audited as one bulk action."""
     site = _site_for(session, moderator, request.site)
+    _lock_ban(session, request, site)
     same = select(Ban.id).where(
         Ban.value == request.value,
         Ban.kind == request.kind,
@@ -278,6 +284,18 @@ def create_ban(
     if request.remove_recent_days:
         removed = remove_recent(session, ban, request.remove_recent_days, actor=actor, now=now)
     return Created(ban, removed)
+
+
+def _lock_ban(session: Session, request: BanRequest, site: Site | None) -> None:
+    """Serialise the making of one ban, so that of two moderators banning the same at once the
+    second finds the first's: a twin would outlive its lifting. SQLite's write lock serialises
+    every writer; PostgreSQL takes an advisory lock on what is banned where."""
+    become_writer(session)
+    if session.connection().dialect.name != "postgresql":
+        return
+    what = f"{request.kind.value}|{request.value}|{site.id if site else ''}".encode()
+    key = int.from_bytes(hashlib.blake2b(what, digest_size=4).digest(), "big", signed=True)
+    session.execute(select(func.pg_advisory_xact_lock(BAN_LOCK, key)))
 
 
 def ban_comment_author(

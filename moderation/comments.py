@@ -262,7 +262,10 @@ def submit_comment(
     body_html = render_comment(submission.body)
     text_sketch = text_sketch or duplicates.sketch(submission.body)
     become_writer(session)
-    posts.published_for(post, submission.published, now)
+    if status is not CommentStatus.SPAM:
+        # A comment filed as spam (a banned sender's too) changes nothing public: nor may the
+        # date it carries close the post.
+        posts.published_for(post, submission.published, now)
     if post not in session:
         post = _create_post(session, post)
     elif submission.post_title and not post.title:

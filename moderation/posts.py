@@ -170,9 +170,12 @@ class PostChanges:
 
     @classmethod
     def parse(cls, body: Mapping[str, object]) -> PostChanges:
-        unknown = set(body) - {"closed", *WINDOW_FIELDS, *NAMING_FIELDS}
-        if unknown:
-            raise ValidationFailed(fields={name: "Not a field here" for name in sorted(unknown)})
+        if set(body) - {"closed", *WINDOW_FIELDS, *NAMING_FIELDS}:
+            # Named, not repeated: a field's name is the sender's text, as long as they like.
+            fields = ", ".join(("closed", *WINDOW_FIELDS, *NAMING_FIELDS))
+            raise ValidationFailed(
+                fields={"post": f"A post change has only these fields: {fields}"}
+            )
         if not set(body) & {"closed", *WINDOW_FIELDS}:
             raise ValidationFailed(fields={"closed": "Give closed (true or false)"})
         errors: dict[str, str] = {}

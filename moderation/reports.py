@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from moderation import metrics
 from moderation.actions import _transition, dismiss_live_reports, get_comment_for
 from moderation.comments import get_site, is_closed, origin_allowed
+from moderation.db import become_writer
 from moderation.errors import NotFound, OriginNotAllowed, ThreadClosed, ValidationFailed
 from moderation.events import Actor, AuditAction, record_audit, rfc3339
 from moderation.mail import outbox
@@ -179,6 +180,7 @@ def report_comment(
     site = get_site(session, site_slug)
     if origin is not None and not origin_allowed(site, origin):
         raise OriginNotAllowed()
+    become_writer(session)  # the checks before read only (the routes' reads_first)
     comment = _locked_comment(session, site, public_id)
     if comment is None or comment.status is not CommentStatus.APPROVED or comment.official:
         metrics.count_report(session, submission.reason.value, "ignored")

@@ -8,15 +8,19 @@ import datetime as dt
 import ipaddress
 import json
 import random
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, event, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, delete, event, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from moderation import actions, bans, comments, spam
+from moderation.errors import ValidationFailed
 from moderation.events import Actor
 from moderation.models import (
     AuditEvent,
@@ -25,10 +29,12 @@ from moderation.models import (
     Comment,
     CommentStatus,
     Event,
+    Moderator,
     Post,
     Role,
     utcnow,
 )
+from moderation.moderators import create_moderator, password_hasher
 from moderation.personal_data import (
     Retention,
     erase_personal_data,
@@ -682,3 +688,108 @@ def test_a_moderator_cannot_ban_everywhere_from_a_comments_page(
     assert client.post(f"/moderate/comments/{comment.public_id}/ban", data=form).status_code == 303
     made = session.scalars(select(Ban)).one()
     assert made.site_id == comment.post.site_id and made.value == "ada@example.com"
+
+
+def test_a_days_value_of_non_ascii_digits_is_refused_not_a_500(
+    client: FlaskClient, session: Session
+) -> None:
+    """str.isdigit() takes superscripts and Arabic-Indic digits, which int() refuses or reads
+    as a number."""
+    make_site(session)
+    make_moderator(session)
+    login(client)
+    page = client.get("/moderate/bans").get_data(as_text=True)
+    for days in ("\u00b2", "\u0661", "\u0663\u0660"):
+        response = client.post(
+            "/moderate/bans",
+            data={"csrf_token": csrf_from(page), "kind": "domain", "value": "spam.example",
+                  "site": "luac", "duration": "forever", "reason": "spam",
+                  "remove_recent_days": days},
+        )  # fmt: skip
+        assert response.status_code == 422, days
+        assert "Give a number of days" in response.get_data(as_text=True)
+    assert session.scalars(select(Ban)).all() == []
+
+
+# Concurrency ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def committed(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    """Sessions that really commit; the race's bans and their audit are removed afterwards."""
+    factory = sessionmaker(engine, expire_on_commit=False)
+    yield factory
+    with factory() as session:
+        session.execute(delete(Ban).where(Ban.value == "race.example"))
+        session.execute(delete(AuditEvent).where(AuditEvent.actor == "racer"))
+        session.execute(delete(Moderator).where(Moderator.login == "ban-racer"))
+        session.commit()
+
+
+@pytest.mark.concurrency
+def test_two_moderators_banning_the_same_at_once_make_one_ban(
+    committed: sessionmaker[Session],
+) -> None:
+    """A duplicate would outlive its twin's lifting: the moderator who lifts "the" ban would
+    find the address still banned."""
+    racers = 6
+    with committed() as session:
+        admin = create_moderator(
+            session, password_hasher(fast=True), login="ban-racer",
+            email="ban-racer@example.org", password="long enough password", role=Role.ADMIN,
+        )  # fmt: skip
+        session.commit()
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(racers)
+
+    def make() -> None:
+        with committed() as session:
+            wanted = bans.BanRequest(BanKind.DOMAIN, "race.example", None, "spam")
+            barrier.wait()
+            try:
+                bans.create_ban(
+                    session, session.get_one(Moderator, admin.id), wanted,
+                    actor=Actor("racer", admin.id), now=dt.datetime.now(dt.UTC),
+                )  # fmt: skip
+                session.commit()
+                result = "made"
+            except ValidationFailed:
+                session.rollback()
+                result = "duplicate"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=make) for _ in range(racers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["duplicate"] * (racers - 1) + ["made"]
+    with committed() as session:
+        assert len(session.scalars(select(Ban).where(Ban.value == "race.example")).all()) == 1
+
+
+def test_a_quietly_banned_sender_cannot_date_the_post_and_close_it(
+    client: FlaskClient, session: Session
+) -> None:
+    """A banned sender's comment is filed as spam and "nothing public changes": nor may the
+    publication date it carries become the post's, which would close the post at the sender's
+    word (the automatic close counts from it)."""
+    make_site(session)
+    token = admin_token(session)
+    settings = client.patch(
+        "/api/v1/moderation/sites/luac", json={"close_after_days": 30}, headers=auth(token)
+    )
+    assert settings.status_code == 200, settings.get_data(as_text=True)
+    sent(client, author_email="bob@example.com", body="The post's first comment.")
+    ban(client, token, site="luac", email="troll@example.com")
+    almost = dt.datetime.now(dt.UTC) - dt.timedelta(days=29, hours=23, minutes=59)
+    quiet = send(
+        client, author_email="troll@example.com", body="Dated to close the post in a minute.",
+        published=almost.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+    )  # fmt: skip
+    assert quiet.status_code == 202
+    assert banned(stored(client.application, json_of(quiet)["id"]))
+    session.expire_all()
+    assert session.scalars(select(Post)).one().published_at is None

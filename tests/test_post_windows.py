@@ -508,6 +508,22 @@ def test_hostile_window_values_are_refused_cheaply_and_not_echoed(
         assert _best_of_three(functools.partial(_refused, value)) < BUDGET_SECONDS
 
 
+def test_unknown_fields_of_a_post_change_are_refused_without_echo(
+    client: FlaskClient, session: Session
+) -> None:
+    make_site(session)
+    auth = _auth(session)
+    _first_comment(client)
+    hostile = "<script>" + "x" * 10_000
+    many = {f"field{n}": True for n in range(2_000)}
+    for body in ({"closed": True, hostile: 1}, {"closed": True, **many}):
+        response = client.patch(POSTS, json=body, headers=auth)
+        assert response.status_code == 422
+        text = response.get_data(as_text=True)
+        assert "<script>" not in text and "field1999" not in text and len(text) < 1_000
+    assert not _post(session).closed
+
+
 def _refused(value: str) -> None:
     for parse in (posts.parse_time, posts.parse_published):
         with pytest.raises(ValueError):

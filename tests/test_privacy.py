@@ -105,3 +105,22 @@ def test_hostile_input_is_escaped_in_every_public_view(
         assert not re.search(r"<(script|img|svg|iframe)", body)
         assert not re.search(r"<[^>]+\s(on\w+|style)=", body)
         assert 'href="javascript:' not in body
+
+
+def test_the_report_form_post_reveals_no_unpublished_comment(
+    client: FlaskClient, session: Session
+) -> None:
+    """The no-script report form answers a comment that is not published (held, taken down,
+    rejected) as it answers an id the site never had: its GET does, and its POST must too, or
+    it tells whether a hidden comment exists and where (the Location of its post)."""
+    make_site(session)
+    sent = client.post("/api/v1/sites/luac/comments", json=comment_json())
+    assert sent.status_code == 202
+    held = json_of(sent)["id"]
+    answers = {
+        name: client.post(f"/embed/luac/comments/{comment_id}/report", data={"reason": "spam"})
+        for name, comment_id in (("held", held), ("unknown", "AAAAAAAAAAAAAAAA"))
+    }
+    assert {name: a.status_code for name, a in answers.items()} == {"held": 404, "unknown": 404}
+    assert answers["held"].get_data() == answers["unknown"].get_data()
+    assert "Location" not in answers["held"].headers

@@ -7,6 +7,7 @@ import datetime as dt
 import itertools
 import json
 import re
+import sqlite3
 import threading
 import time
 import urllib.error
@@ -16,15 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, template_rendered
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
 
-from moderation import create_app, metrics
+from moderation import create_app, metrics, schema
 from moderation.actions import moderate_comment
+from moderation.db import make_engine
 from moderation.events import Actor
 from moderation.models import (
     AuditEvent,
@@ -675,3 +677,89 @@ def test_hostile_comments_are_escaped_on_the_report_page(
         html = client.get(url).get_data(as_text=True)
         assert "<script>alert" not in html and "<img" not in html, url
         assert 'href="javascript:' not in html and not re.search(r"<[^>]+\son\w+=", html), url
+
+
+def test_dismissing_reports_never_republishes_what_a_moderator_unpublished(
+    client: FlaskClient, session: Session, moderator: Moderator
+) -> None:
+    """Approving a comment readers took down answers their reports; a later Unpublish is the
+    moderator's decision, which no dismissal of reports may reverse."""
+    auth = {"Authorization": f"Bearer {make_token(session, moderator)}"}
+    comment_id = published(client, session, moderator)
+    report(client, comment_id, reason="personal_data")
+    assert stored(session, comment_id).status is CommentStatus.PENDING
+    actor = Actor(moderator.login, moderator.id)
+    moderate_comment(session, moderator, comment_id, "approve", actor=actor, now=utcnow())
+    session.commit()
+    assert not [s for s in stored(session, comment_id).signals if s["check"] == "reported"]
+    later = utcnow() + dt.timedelta(minutes=5)
+    moderate_comment(session, moderator, comment_id, "unapprove", actor=actor, now=later)
+    session.commit()
+
+    response = client.post(
+        f"/api/v1/moderation/comments/{comment_id}/dismiss-reports", headers=auth
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert json_of(response)["status"] == "pending"
+    assert stored(session, comment_id).status is CommentStatus.PENDING
+    assert comment_id not in client.get(LISTING).get_data(as_text=True)
+
+
+def test_a_site_name_no_site_can_have_is_not_counted_in_the_rate_limiter(
+    engine: Engine, connection: Any, session: Session, moderator: Moderator
+) -> None:
+    """The limiter's keys hold the site's name from the address: a 4 kB name must not become
+    4 kB keys, two a request, kept for an hour."""
+    app = make_app(engine, connection, ratelimit_enabled=True)
+    limited = app.test_client()
+    name = "x" * 4000
+    answers = [
+        limited.post(f"/api/v1/sites/{name}/comments/abc/reports", json={"reason": "spam"}),
+        limited.post(f"/embed/{name}/comments/abc/report", data={"reason": "spam"}),
+        limited.post(f"/api/v1/sites/{name}/comments", json=comment_json()),
+    ]
+    assert [a.status_code for a in answers] == [404] * 3
+    assert name not in json.dumps([a.get_data(as_text=True) for a in answers])
+    storage = app.extensions["moderation.screening"].limiter.storage
+    assert max((len(key) for key in storage.events), default=0) < 200
+
+
+def test_the_report_form_holds_no_write_lock_while_it_checks_and_renders(tmp_path: Path) -> None:
+    """Invalid reports are not rate-limited (nothing is counted): on SQLite, whose write lock is
+    one for every process, a flood of them must not hold that lock while each is looked up and
+    its page rendered, or every submission and decision waits behind them."""
+    path = tmp_path / "reports.db"
+    engine = make_engine(f"sqlite:///{path}")
+    schema.upgrade(engine)
+    with Session(engine) as session:
+        make_site(session)
+        moderator = make_moderator(session)
+        app = create_app(settings_for_tests(), engine=engine)
+        client = app.test_client()
+        comment_id = published(client, session, moderator)
+    lock_free: list[bool] = []
+
+    def probe(*_: Any, **__: Any) -> None:
+        other = sqlite3.connect(path, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.rollback()
+            lock_free.append(True)
+        except sqlite3.OperationalError:
+            lock_free.append(False)
+        finally:
+            other.close()
+
+    with template_rendered.connected_to(probe, app):
+        for lang in ("en", "cy"):
+            answer = client.post(
+                f"/embed/luac/comments/{comment_id}/report?lang={lang}",
+                data={"detail": "no reason"},
+            )
+            assert answer.status_code == 422
+        sent = client.post(f"/embed/luac/comments/{comment_id}/report", data={"reason": "spam"})
+    assert sent.status_code == 303
+    assert lock_free == [True, True]
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Report)) == 1
+    engine.dispose()

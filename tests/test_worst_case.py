@@ -20,6 +20,7 @@ import functools
 import gc
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,12 +29,22 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from moderation import duplicates
+from moderation.bans import BanRequest
 from moderation.errors import ValidationFailed
 from moderation.importing import disqus_text
 from moderation.mail.messages import defang
 from moderation.models import Comment, Post, Site, utcnow
+from moderation.posts import parse_published
+from moderation.reports import parse_report
 from moderation.sanitising import render_comment
-from moderation.spam import Candidate, Check, Evidence, MailDomain, default_pipeline
+from moderation.spam import (
+    Candidate,
+    Check,
+    Evidence,
+    MailDomain,
+    ban_values,
+    default_pipeline,
+)
 from moderation.validation import MAX_BODY, parse_submission
 from tests.helpers import POST_KEY, TEST_SECRET, make_site
 
@@ -167,6 +178,24 @@ def assert_everything_bounded(session: Session, thread: tuple[Site, Post], body:
         assert_bounded(
             f"the {check.name} check", functools.partial(run, check, session, thread, body)
         )
+    # Issue 18's inputs: a reader's report, a ban's values, the ban lookup, a publication date.
+    assert_bounded("a reader's report", lambda: _refused(parse_report, {"detail": body}))
+    assert_bounded("a report's detail", lambda: _refused(parse_report, {"detail": body[:2000]}))
+    for kind in ("email", "domain", "network"):
+        for value in (body, body[:320], body[:64]):
+            ban = {kind: value, "reason": body[:500], "expires_at": body[:40]}
+            assert_bounded(f"a {kind} ban", functools.partial(_refused, _ban, ban))
+    assert_bounded("the ban lookup's values", lambda: ban_values(body[:254], "198.51.100.0/24"))
+    assert_bounded("a publication date", lambda: _refused(parse_published, body))
+
+
+def _refused(parse: Callable[[Any], object], value: Any) -> None:
+    with contextlib.suppress(ValidationFailed, ValueError):  # a refusal's time counts too
+        parse(value)
+
+
+def _ban(data: dict[str, str]) -> None:
+    BanRequest.parse(data, now=utcnow())
 
 
 def run(check: Check, session: Session, thread: tuple[Site, Post], body: str) -> None:

@@ -195,6 +195,7 @@ def submit_comment(site: str) -> tuple[Response, int]:
 
 
 @bp.post("/sites/<site>/comments/<comment_id>/reports")
+@reads_first
 def report_comment(site: str, comment_id: str) -> tuple[Response, int]:
     """A reader reports a published comment. The answer is the same whatever it changed: an
     unknown or unpublished comment, or a second report from one network, is "received" too."""

@@ -510,6 +510,7 @@ def report_form(site: str, comment_id: str) -> Response:
 
 
 @bp.post("/<site>/comments/<comment_id>/report")
+@reads_first
 def report_submit(site: str, comment_id: str) -> ResponseReturnValue:
     """The report form's post: back to the post (or the iframe's page) with a notice that says
     the same whatever the report changed; the form again with errors if it needs correcting."""
@@ -518,10 +519,12 @@ def report_submit(site: str, comment_id: str) -> ResponseReturnValue:
     values = {name: request.form.get(name, "") for name in ("reason", "detail")}
     framed = request.args.get("page") == "1"
     session = get_session()
+    # As the form's page: a comment that is not published is no comment here, so the answer
+    # never tells whether a hidden one exists (nor where its post is).
+    comment = reports.published_comment(session, site, comment_id)
     try:
         submission = reports.parse_report(values)
     except ValidationFailed as error:
-        comment = reports.published_comment(session, site, comment_id)
         kept = {"reason": values["reason"][:20], "detail": values["detail"][: reports.MAX_DETAIL]}
         return render_report(
             comment, lang=_lang(), framed=framed, values=kept, errors=error.fields, status=422
@@ -531,9 +534,7 @@ def report_submit(site: str, comment_id: str) -> ResponseReturnValue:
         session, site, comment_id, submission, now=now(),
         network=client_network(client_address()), origin=foreign_origin(),
     )  # fmt: skip
-    if reported is None:
-        raise NotFound("There is no published comment with that id.")
-    post: Post = reported.post
+    post: Post = (reported or comment).post
     session.commit()
     # As after a comment: the iframe's page posts back to itself, a full page to the post.
     if framed and request.headers.get("Sec-Fetch-Dest") != "document":

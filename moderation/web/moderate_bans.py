@@ -38,7 +38,10 @@ def _sites(moderator: Moderator) -> list[Site]:
 
 
 def _days(raw: str) -> int | str | None:
-    return (int(raw) or None) if raw.isdigit() and len(raw) < 4 else (raw or None)
+    """The form's number of days; anything else goes on as text, for the parser to refuse
+    (ASCII digits only: str.isdigit() takes "\u00b2", which int() does not)."""
+    plain = raw.isascii() and raw.isdigit() and len(raw) < 4
+    return (int(raw) or None) if plain else (raw or None)
 
 
 def _list_page(errors: dict[str, str] | None = None, status: int = 200) -> ResponseReturnValue:

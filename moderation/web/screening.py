@@ -41,6 +41,17 @@ REPORT_RATE_LIMITED = (
 )
 
 
+# The longest name a site may have (sites.slug): a longer one in an address is no site's, and is
+# never made into a limiter key (which would keep the hostile name for the window's length).
+MAX_SITE_NAME = 64
+
+
+def _known_shape(site: str) -> str:
+    if len(site) > MAX_SITE_NAME:
+        raise NotFound("There is no site with that name.")
+    return site
+
+
 class Screening:
     """Per-app spam machinery: the pipeline, the rate limiter and the deliverability checker."""
 
@@ -71,6 +82,7 @@ class Screening:
         """Count this submission against each key; raise the documented 429 when one is over."""
         if not self.settings.ratelimit_enabled:
             return
+        site = _known_shape(site)
         keys = {
             "network": client_network(client_address()) or "unknown",
             "email": submission.author_email.casefold(),
@@ -89,6 +101,7 @@ class Screening:
         """Count a reader's report against their network; the documented 429 when over."""
         if not self.settings.ratelimit_enabled:
             return
+        site = _known_shape(site)
         network = client_network(client_address()) or "unknown"
         for item in self.report_limits:
             keys = (KEY_PREFIX, "report", site, "network", network)
