@@ -192,6 +192,32 @@ def test_with_the_script_the_form_opens_under_the_comment_and_a_takedown_shows(
     context.close()
 
 
+def test_with_the_script_a_comment_taken_down_since_the_page_loaded_goes_to_its_page(
+    server: LiveServer, browser: Any, blog: Blog
+) -> None:
+    """The report page answers 404 once a comment is no longer published: the script went on
+    to insert nothing ("null") and threw; it now opens that page, which says why."""
+    key, comment_id = published_post(server, blog, "script", "en")
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{blog.url}{key}")
+    page.wait_for_selector(".cm-report-link")
+    with server.session() as session:
+        moderator = session.scalars(select(Moderator)).one()
+        moderate_comment(
+            session, moderator, comment_id, "unapprove",
+            actor=Actor("editor", moderator.id), now=utcnow(),
+        )  # fmt: skip
+        session.commit()
+    page.click(".cm-report-link")
+    page.wait_for_url(f"{server.url}/embed/blog/comments/{comment_id}/report**")
+    assert "null" not in page.text_content("body")
+    assert errors == []
+    context.close()
+
+
 def test_in_the_iframe_the_report_returns_to_the_frame(
     server: LiveServer, browser: Any, blog: Blog
 ) -> None:

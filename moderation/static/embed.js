@@ -103,9 +103,10 @@
     function report(link) {
       return fetch(link.href).then(function (r) { return r.text(); }).then(function (html) {
         var box = $(new DOMParser().parseFromString(html, "text/html"), "form");
+        if (!box) { throw 0; }
         link.closest(".cm-article").after(box);
         $(box, "input").focus();
-      });
+      }).catch(function () { location.href = link.href; }); /* its page says why */
     }
 
     function clearErrors() {
