@@ -320,7 +320,10 @@ class SiteChanges:
         """Check every setting given; one ValidationFailed names every field that is wrong."""
         unknown = set(changes) - set(EDITABLE)
         if unknown:
-            raise ValidationFailed(fields={name: "Not a site setting" for name in sorted(unknown)})
+            # Named, not repeated: a field's name is the sender's text, as long as they like.
+            raise ValidationFailed(
+                fields={"settings": "A site's settings are only these: " + ", ".join(EDITABLE)}
+            )
         errors: dict[str, str] = {}
         values = {name: _PARSERS[name](raw, name, errors) for name, raw in changes.items()}
         if errors:

@@ -188,6 +188,12 @@ def test_the_admin_api(client: FlaskClient, session: Session) -> None:
     assert json_of(patched)["reject_reasons"] == ["Spam"]
     unknown = client.patch("/api/v1/moderation/sites/luac", json={"slug": "x"}, headers=auth)
     assert unknown.status_code == 422
+    # An unknown name is not repeated back, however long or however many.
+    hostile = {"<script>" + "x" * 10_000: 1, **{f"field{n}": 1 for n in range(2_000)}}
+    refused = client.patch("/api/v1/moderation/sites/luac", json=hostile, headers=auth)
+    text = refused.get_data(as_text=True)
+    assert refused.status_code == 422 and "reject_reasons" in text
+    assert "<script>" not in text and "field1999" not in text and len(text) < 1_000
     assert (
         json_of(client.get("/api/v1/moderation/sites", headers=auth))["sites"][0]["slug"] == "luac"
     )
