@@ -262,9 +262,10 @@ def submit_comment(
     body_html = render_comment(submission.body)
     text_sketch = text_sketch or duplicates.sketch(submission.body)
     become_writer(session)
-    if status is not CommentStatus.SPAM:
-        # A comment filed as spam (a banned sender's too) changes nothing public: nor may the
-        # date it carries close the post.
+    if status is not CommentStatus.SPAM and post not in session:
+        # The date comes from the reader's browser, so it is taken only when the post is created
+        # with its first comment: a later comment cannot backdate a post that has been taking
+        # comments, and a comment filed as spam (a banned sender's too) changes nothing public.
         posts.published_for(post, submission.published, now)
     if post not in session:
         post = _create_post(session, post)

@@ -146,8 +146,8 @@ def parse_published(raw: object) -> dt.datetime | None:
 
 
 def published_for(post: Post, published: dt.datetime | None, now: dt.datetime) -> None:
-    """Store a post's publication date as the embed sent it, if it has none yet; never later
-    than now, so that nobody can keep a post from ever closing."""
+    """Store a new post's publication date as the embed sent it (its first comment's caller
+    decides when); never later than now, so that nobody can keep a post from ever closing."""
     if published is not None and post.published_at is None:
         post.published_at = min(published, now)
 

@@ -378,6 +378,15 @@ def test_a_post_without_a_publication_date_closes_after_its_first_comment(
     assert json_of(late)["error"]["code"] == "thread_closed"
     assert "Comments are closed" in _form_or_text(client, "&published=2026-02-01")
     assert json_of(client.get(POSTS, headers=auth))["published_at"] is None
+    # Nor is a date that leaves the post open an hour more: the reader's browser sends it, and a
+    # post that has been taking comments is not backdated by whoever comments next (stored, this
+    # one would close the post in an hour rather than in a day).
+    backdated = clock.at - dt.timedelta(days=30) + dt.timedelta(hours=1)
+    kept = client.post(SUBMIT, json=comment_json(published=backdated.isoformat(), body="Dated."))
+    assert kept.status_code == 202
+    assert json_of(client.get(POSTS, headers=auth))["published_at"] is None
+    clock.at += dt.timedelta(hours=2)
+    assert json_of(client.get(POSTS, headers=auth))["state"] == "open"
     clock.at = T0 + dt.timedelta(days=30)
     assert json_of(client.get(POSTS, headers=auth))["state"] == "closed"
 
