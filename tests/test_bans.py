@@ -390,9 +390,9 @@ def test_hostile_values_are_refused_quickly_without_echo(
     for name in ("email", "domain", "network", "reason", "site", "expires_at"):
         for hostile in ("a." * 5000, "@" * 10000, "1" * 10000, "\u0301" * 5000, "/" * 10000):
             body = {"email": "ada@example.com", "reason": "r", name: hostile}
-            started = time.perf_counter()
+            started = time.thread_time()
             response = client.post(BANS, json=body, headers=auth(token))
-            took = time.perf_counter() - started
+            took = time.thread_time() - started
             assert response.status_code == 422, (name, response.get_data(as_text=True))
             assert hostile[:50] not in response.get_data(as_text=True)
             assert took < 0.5, (name, took)
@@ -680,9 +680,9 @@ def test_a_moderator_cannot_ban_everywhere_from_a_comments_page(
     assert refused.status_code == 303 and refused.headers["Location"].endswith("#ban")
     assert session.scalars(select(Ban)).all() == []
     hostile = {**form, "target": "x" * 10000, "duration": "y" * 10000, "reason": "z" * 10000}
-    started = time.perf_counter()
+    started = time.thread_time()
     response = client.post(f"/moderate/comments/{comment.public_id}/ban", data=hostile)
-    assert response.status_code == 303 and time.perf_counter() - started < 0.5
+    assert response.status_code == 303 and time.thread_time() - started < 0.5
     notice = client.get(f"/moderate/comments/{comment.public_id}").get_data(as_text=True)
     assert "Not banned" in notice and "x" * 50 not in notice
     assert client.post(f"/moderate/comments/{comment.public_id}/ban", data=form).status_code == 303
