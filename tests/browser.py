@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import html
 import json
 import os
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from flask import Flask
@@ -97,3 +100,64 @@ def axe_violations(page: Any) -> list[dict[str, Any]]:
     )
     violations: list[dict[str, Any]] = json.loads(json.dumps(result))
     return violations
+
+
+@dataclasses.dataclass(frozen=True)
+class HostPage:
+    """How a blog's post page embeds the thread: ``mode`` script, include (the server-side
+    fragment) or iframe; the page's language; the post's publication date; and more of the
+    thread's query (``&comment=ID#comment-ID``: a permalink, iframe and include modes)."""
+
+    mode: str = "script"
+    lang: str = "en"
+    published: str = ""
+    query: str = ""
+
+
+class Blog:
+    """A blog's own server, on another origin than the service's: each post page (its path is
+    the post's key) embeds the thread as its :class:`HostPage` says (script mode by default)."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, HostPage] = {}
+        self.service = ""  # the service's address, once it runs
+        self.url = ""
+
+    def wsgi(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        key = environ["PATH_INFO"]
+        body = self.page(key, self.pages.get(key, HostPage())).encode()
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+        return [body]
+
+    def page(self, key: str, host: HostPage) -> str:
+        published = f"&published={quote(host.published)}" if host.published else ""
+        thread = f"{self.service}/embed/blog/thread?post={quote(key)}&lang={host.lang}{published}"
+        script = f'<script src="{self.service}/embed.js" async></script>'
+        if host.mode == "script":
+            embed = (
+                f'<div id="comments" data-site="blog" data-post="{key}" data-title="Post {key}"'
+                f' data-published="{host.published}"><p><a href="'
+                f'{html.escape(thread)}&amp;page=1">Read and leave comments</a></p></div>{script}'
+            )
+        elif host.mode == "include":
+            with urllib.request.urlopen(thread + host.query) as response:
+                embed = f'<div id="comments">{response.read().decode()}</div>'
+        else:
+            embed = (
+                f'<iframe src="{html.escape(thread + "&page=1" + host.query)}" title="Comments"'
+                f' style="width:100%;border:0"></iframe>{script}'
+            )
+        return (
+            f'<!doctype html><html lang="{host.lang}"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>Post {key}</title></head><body><main><h1>Post {key}</h1>"
+            f"<p>The post's text.</p>{embed}</main></body></html>"
+        )
+
+    @classmethod
+    def running(cls) -> Iterator[Blog]:
+        """A module's blog fixture: ``yield from Blog.running()``."""
+        require_browser()
+        blog = cls()
+        with serving(blog.wsgi) as blog.url:
+            yield blog

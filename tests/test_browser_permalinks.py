@@ -8,14 +8,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from sqlalchemy import select
 
 from moderation.models import Comment, CommentStatus, Post, Site
 from moderation.sites import create_site
-from tests.browser import LiveServer, axe_violations, live_server, require_browser, serving
+from tests.browser import Blog, HostPage, LiveServer, axe_violations, live_server
 from tests.helpers import PASSWORD, make_moderator
 
 pytestmark = pytest.mark.browser
@@ -28,44 +27,9 @@ LABELS = {
 }
 
 
-class Blog:
-    """The blog's own server (another origin): each post page embeds the thread as asked."""
-
-    def __init__(self) -> None:
-        self.server: LiveServer | None = None
-        self.pages: dict[str, tuple[str, str, str]] = {}
-        self.url = ""
-
-    def wsgi(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        mode, lang, query = self.pages.get(environ["PATH_INFO"], ("script", "en", ""))
-        assert self.server is not None
-        thread = f"{self.server.url}/embed/blog/thread?post={quote(environ['PATH_INFO'])}"
-        if mode == "script":
-            embed = (
-                f'<div id="comments" data-site="blog" data-post="{environ["PATH_INFO"]}">'
-                f'<p><a href="{thread}&amp;page=1">Read and leave comments</a></p></div>'
-            )
-        else:
-            embed = (
-                f'<iframe src="{thread}&amp;page=1&amp;lang={lang}{query}" title="Comments" '
-                'style="width:100%;border:0"></iframe>'
-            )
-        body = (
-            f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            "<title>A post</title></head><body><main><h1>A post</h1><p>The post's text.</p>"
-            f'{embed}<script src="{self.server.url}/embed.js" async></script></main></body></html>'
-        )
-        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
-        return [body.encode()]
-
-
 @pytest.fixture(scope="module")
 def blog() -> Iterator[Blog]:
-    require_browser()
-    blog = Blog()
-    with serving(blog.wsgi) as blog.url:
-        yield blog
+    yield from Blog.running()
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +56,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, blog: Blog) -> Iterator[Liv
                 for n in range(1, 401)
             )
             session.commit()
-        blog.server = server
+        blog.service = server.url
         yield server
 
 
@@ -118,7 +82,7 @@ def test_a_permalink_to_comment_350_of_400_opens_its_page_with_the_script(
     server: LiveServer, browser: Any, blog: Blog, lang: str
 ) -> None:
     target = public_id(server, 350)
-    blog.pages[LONG] = ("script", lang, "")
+    blog.pages[LONG] = HostPage("script", lang)
     context = browser.new_context(bypass_csp=True)
     page = context.new_page()
     page.goto(f"{blog.url}{LONG}#comment-{target}")
@@ -159,7 +123,7 @@ def test_a_permalink_to_comment_350_of_400_opens_its_page_in_the_iframe(
     server: LiveServer, browser: Any, blog: Blog, lang: str
 ) -> None:
     target = public_id(server, 350)
-    blog.pages[LONG] = ("iframe", lang, f"&amp;comment={target}#comment-{target}")
+    blog.pages[LONG] = HostPage("iframe", lang, query=f"&comment={target}#comment-{target}")
     context = browser.new_context(bypass_csp=True)
     page = context.new_page()
     page.goto(f"{blog.url}{LONG}")
@@ -181,7 +145,7 @@ def test_a_commenter_sees_their_own_comment_awaiting_moderation_and_no_one_else_
     server: LiveServer, browser: Any, blog: Blog, lang: str
 ) -> None:
     key = f"/own-{lang}/"
-    blog.pages[key] = ("script", lang, "")
+    blog.pages[key] = HostPage("script", lang)
     with server.session() as session:
         site = session.scalars(select(Site)).one()
         session.add(

@@ -5,7 +5,6 @@ the post's data-published reaching the service from the host page."""
 from __future__ import annotations
 
 import datetime as dt
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -15,7 +14,7 @@ from sqlalchemy import select
 
 from moderation.models import Post, Site, utcnow
 from moderation.sites import create_site
-from tests.browser import LiveServer, axe_violations, live_server, require_browser, serving
+from tests.browser import Blog, HostPage, LiveServer, axe_violations, live_server
 from tests.helpers import PASSWORD, make_moderator
 
 pytestmark = pytest.mark.browser
@@ -31,56 +30,9 @@ CLOSES = {
 }
 
 
-class Blog:
-    """The blog's server: each post page embeds the thread as the test asked, with the post's
-    publication date (data-published, or ?published= for the iframe and the include)."""
-
-    def __init__(self) -> None:
-        self.pages: dict[str, tuple[str, str, str]] = {}
-        self.server: LiveServer | None = None
-        self.url = ""
-
-    def wsgi(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        mode, lang, published = self.pages.get(environ["PATH_INFO"], ("include", "en", ""))
-        assert self.server is not None
-        body = self.page(environ["PATH_INFO"], mode, lang, published).encode()
-        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
-        return [body]
-
-    def page(self, key: str, mode: str, lang: str, published: str) -> str:
-        assert self.server is not None
-        service = self.server.url
-        query = f"post={quote(key)}&lang={lang}" + (f"&published={published}" if published else "")
-        if mode == "script":
-            embed = (
-                f'<div id="comments" data-site="blog" data-post="{key}" data-title="Post {key}"'
-                f' data-published="{published}"><p><a href="{service}/embed/blog/thread?'
-                f'{query.replace("&", "&amp;")}&amp;page=1">Read and leave comments</a></p></div>'
-                f'<script src="{service}/embed.js" async></script>'
-            )
-        elif mode == "include":
-            with urllib.request.urlopen(f"{service}/embed/blog/thread?{query}") as response:
-                embed = f'<div id="comments">{response.read().decode()}</div>'
-        else:
-            embed = (
-                f'<iframe src="{service}/embed/blog/thread?{query.replace("&", "&amp;")}'
-                '&amp;page=1" title="Comments" style="width:100%;border:0"></iframe>'
-                f'<script src="{service}/embed.js" async></script>'
-            )
-        return (
-            f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>Post {key}</title></head><body><main><h1>Post {key}</h1>"
-            f"<p>The post's text.</p>{embed}</main></body></html>"
-        )
-
-
 @pytest.fixture(scope="module")
 def blog() -> Iterator[Blog]:
-    require_browser()
-    blog = Blog()
-    with serving(blog.wsgi) as blog.url:
-        yield blog
+    yield from Blog.running()
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +45,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, blog: Blog) -> Iterator[Liv
             site.close_after_days = 30
             session.commit()
             make_moderator(session)
-        blog.server = server
+        blog.service = server.url
         yield server
 
 
@@ -117,7 +69,7 @@ def thread_of(page: Any, mode: str) -> Any:
 def open_post(
     browser: Any, blog: Blog, key: str, mode: str, lang: str, published: str = ""
 ) -> tuple[Any, Any]:
-    blog.pages[key] = (mode, lang, published)
+    blog.pages[key] = HostPage(mode, lang, published)
     context = browser.new_context(bypass_csp=True)
     page = context.new_page()
     page.goto(f"{blog.url}{key}")

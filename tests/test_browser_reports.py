@@ -5,10 +5,8 @@ the iframe; in English and Welsh, checked with axe-core."""
 from __future__ import annotations
 
 import itertools
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from sqlalchemy import select
@@ -19,53 +17,16 @@ from moderation.events import Actor
 from moderation.models import Comment, CommentStatus, Moderator, Report, utcnow
 from moderation.sites import create_site
 from moderation.validation import CommentSubmission
-from tests.browser import LiveServer, axe_violations, live_server, require_browser, serving
+from tests.browser import Blog, HostPage, LiveServer, axe_violations, live_server
 from tests.helpers import make_moderator
 
 pytestmark = pytest.mark.browser
 _posts = itertools.count()
 
 
-class Blog:
-    """The blog's server: each post page embeds the thread as the test asked."""
-
-    def __init__(self) -> None:
-        self.pages: dict[str, tuple[str, str]] = {}
-        self.service = ""
-        self.url = ""
-
-    def wsgi(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        key = environ["PATH_INFO"]
-        mode, lang = self.pages.get(key, ("include", "en"))
-        thread = f"{self.service}/embed/blog/thread?post={quote(key)}&lang={lang}"
-        if mode == "include":
-            with urllib.request.urlopen(thread) as response:
-                embed = f'<div id="comments">{response.read().decode()}</div>'
-        elif mode == "script":
-            embed = (
-                f'<div id="comments" data-site="blog" data-post="{key}"></div>'
-                f'<script src="{self.service}/embed.js" async></script>'
-            )
-        else:
-            embed = (
-                f'<iframe src="{thread}&amp;page=1" title="Comments" style="width:100%;border:0">'
-                f'</iframe><script src="{self.service}/embed.js" async></script>'
-            )
-        page = (
-            f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
-            f"<title>Post {key}</title></head><body><main><h1>Post {key}</h1>{embed}</main>"
-            "</body></html>"
-        )
-        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
-        return [page.encode()]
-
-
 @pytest.fixture(scope="module")
 def blog() -> Iterator[Blog]:
-    require_browser()
-    blog = Blog()
-    with serving(blog.wsgi) as blog.url:
-        yield blog
+    yield from Blog.running()
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +43,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, blog: Blog) -> Iterator[Liv
 def published_post(server: LiveServer, blog: Blog, mode: str, lang: str) -> tuple[str, str]:
     """A new post with one approved comment; its key and the comment's id."""
     key = f"/post-{next(_posts)}/"
-    blog.pages[key] = (mode, lang)
+    blog.pages[key] = HostPage(mode, lang)
     with server.session() as session:
         comment = submit_comment(
             session, "blog",
