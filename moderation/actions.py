@@ -302,6 +302,18 @@ def undo(
     return comment
 
 
+def pinned_count(session: Session, post_id: int) -> int:
+    """How many of a post's published comments are pinned (lock the post's row first)."""
+    count = session.scalar(
+        select(func.count())
+        .select_from(Comment)
+        .where(
+            Comment.post_id == post_id, Comment.pinned_at.is_not(None), Comment.status == S.APPROVED
+        )
+    )
+    return count or 0
+
+
 def pin_comment(
     session: Session, moderator: Moderator, public_id: str, *, actor: Actor, now: dt.datetime
 ) -> Comment:
@@ -320,16 +332,7 @@ def pin_comment(
         raise ValidationFailed(fields={"comment": "Only a published comment can be pinned"})
     if comment.parent_id is not None:
         raise ValidationFailed(fields={"comment": "Only a top-level comment can be pinned"})
-    pinned = session.scalar(
-        select(func.count())
-        .select_from(Comment)
-        .where(
-            Comment.post_id == comment.post_id,
-            Comment.pinned_at.is_not(None),
-            Comment.status == S.APPROVED,
-        )
-    )
-    if (pinned or 0) >= MAX_PINS:
+    if pinned_count(session, comment.post_id) >= MAX_PINS:
         raise ValidationFailed(
             fields={"comment": f"A post has at most {MAX_PINS} pinned comments: unpin one first"}
         )

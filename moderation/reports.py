@@ -24,7 +24,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from moderation import metrics
-from moderation.actions import _transition, dismiss_live_reports, get_comment_for
+from moderation.actions import (
+    MAX_PINS,
+    _transition,
+    dismiss_live_reports,
+    get_comment_for,
+    pinned_count,
+)
 from moderation.comments import get_site, is_closed, origin_allowed
 from moderation.db import become_writer
 from moderation.errors import NotFound, OriginNotAllowed, ThreadClosed, ValidationFailed
@@ -136,18 +142,32 @@ def live_counts(session: Session, comment: Comment) -> dict[str, int]:
     return {ReportReason(reason).value: count for reason, count in rows}
 
 
-def reported_signal(counts: Mapping[str, int]) -> dict[str, Any]:
-    """The signal a taken-down comment carries: why, and how many networks said so."""
+def reported_signal(
+    counts: Mapping[str, int], pinned_at: dt.datetime | None = None
+) -> dict[str, Any]:
+    """The signal a taken-down comment carries: why, how many networks said so, and when it was
+    pinned if it was (a dismissal pins it again: a report must not be a reader's way to unpin)."""
     total = sum(counts.values())
     reasons = ", ".join(
         f"{REASON_LABELS[ReportReason(name)]} ({n})" for name, n in sorted(counts.items())
     )
-    return {
+    signal = {
         "check": REPORTED,
         "verdict": "hold",
         "reason": f"Reported by readers from {total} network{'s' if total != 1 else ''}: {reasons}",
         "counts": dict(counts),
     }
+    if pinned_at is not None:
+        signal["pinned_at"] = pinned_at.isoformat()  # to the microsecond: pins are ordered by it
+    return signal
+
+
+def _pinned_before(signals: Sequence[Any]) -> dt.datetime | None:
+    """When a comment readers took down had been pinned, from its ``reported`` signal."""
+    for signal in signals:
+        if isinstance(signal, dict) and signal.get("check") == REPORTED and signal.get("pinned_at"):
+            return dt.datetime.fromisoformat(str(signal["pinned_at"]))
+    return None
 
 
 def _without_reported(signals: Sequence[Any]) -> list[Any]:
@@ -198,7 +218,10 @@ def report_comment(
     total = sum(counts.values())
     take_down = bool(counts.get(ReportReason.PERSONAL_DATA.value)) or total >= site.report_threshold
     if take_down:
-        signals = [*_without_reported(comment.signals or []), reported_signal(counts)]
+        signals = [
+            *_without_reported(comment.signals or []),
+            reported_signal(counts, comment.pinned_at),
+        ]
         _transition(
             session, comment, [CommentStatus.APPROVED], teach=False,
             status=CommentStatus.PENDING, signals=signals,
@@ -260,11 +283,19 @@ def dismiss_reports(
         return comment
     before = {"status": comment.status.value, "reports": dismissed}
     if was_down:
+        values: dict[str, Any] = {}
+        pinned_at = _pinned_before(comment.signals or [])
+        if pinned_at is not None:
+            # Pinned again, where it was, unless the post has its pins already (post row locked
+            # first, as pin_comment does).
+            session.execute(select(Post.id).where(Post.id == comment.post_id).with_for_update())
+            if pinned_count(session, comment.post_id) < MAX_PINS:
+                values["pinned_at"] = pinned_at
         _transition(
             session, comment, [CommentStatus.PENDING],
             status=CommentStatus.APPROVED, signals=_without_reported(comment.signals or []),
             moderated_at=now, moderated_by_id=actor.moderator_id,
-            claimed_by_id=None, claimed_until=None,
+            claimed_by_id=None, claimed_until=None, **values,
         )  # fmt: skip
         record_event(session, EventType.APPROVED, comment, now=now)
     after = {"status": comment.status.value, "reports": 0}

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
 
 from moderation import create_app, metrics, schema
-from moderation.actions import moderate_comment
+from moderation.actions import moderate_comment, pin_comment
 from moderation.db import make_engine
 from moderation.events import Actor
 from moderation.models import (
@@ -763,3 +763,36 @@ def test_the_report_form_holds_no_write_lock_while_it_checks_and_renders(tmp_pat
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Report)) == 1
     engine.dispose()
+
+
+def test_a_report_is_no_way_to_unpin_a_comment(
+    client: FlaskClient, session: Session, moderator: Moderator
+) -> None:
+    """One reader's personal-data report takes a pinned comment down, which unpins it; a
+    dismissal used to republish it unpinned, so any reader could unpin the blog team's picks.
+    It is pinned again where it was, unless the post has its pins already."""
+    actor = Actor(moderator.login, moderator.id)
+    auth = {"Authorization": f"Bearer {make_token(session, moderator)}"}
+    ids = [published(client, session, moderator) for _ in range(4)]
+    pin_comment(session, moderator, ids[0], actor=actor, now=utcnow())
+    session.commit()
+    pinned_at = stored(session, ids[0]).pinned_at
+    assert pinned_at is not None
+
+    report(client, ids[0], reason="personal_data")
+    assert stored(session, ids[0]).status is CommentStatus.PENDING
+    assert stored(session, ids[0]).pinned_at is None
+    dismissed = client.post(f"/api/v1/moderation/comments/{ids[0]}/dismiss-reports", headers=auth)
+    assert dismissed.status_code == 200
+    again = stored(session, ids[0])
+    assert again.status is CommentStatus.APPROVED and again.pinned_at == pinned_at
+    assert json_of(client.get(LISTING))["comments"][0]["id"] == ids[0]  # first, as before
+
+    # Taken down again; meanwhile the post got its three pins: dismissed, it stays unpinned.
+    report(client, ids[0], "203.0.113.9", reason="personal_data")
+    for other in ids[1:]:
+        pin_comment(session, moderator, other, actor=actor, now=utcnow())
+    session.commit()
+    client.post(f"/api/v1/moderation/comments/{ids[0]}/dismiss-reports", headers=auth)
+    again = stored(session, ids[0])
+    assert again.status is CommentStatus.APPROVED and again.pinned_at is None
