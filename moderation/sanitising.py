@@ -24,11 +24,11 @@ import re
 import threading
 from collections.abc import Iterator
 from functools import partial
-from html.entities import html5 as _ENTITIES
 from typing import Any
 from urllib.parse import urlsplit
 
 import bleach
+from bleach.html5lib_shim import convert_entity
 from bleach.linkifier import TLDS, LinkifyFilter
 
 ALLOWED_TAGS = frozenset({"a", "b", "br", "code", "em", "i", "strong"})
@@ -172,8 +172,9 @@ class _Markup:
     def _replace(self, match: re.Match[str]) -> str:
         found = match.group()
         if found[0] == "&":
-            # bleach keeps a numeric reference, or a named one it knows, and escapes the rest.
-            kept = found[-1] == ";" and (found[1] == "#" or found[1:] in _ENTITIES)
+            # bleach keeps a numeric reference, or a named one it knows (its own table, smaller
+            # than HTML5's: "&colon;" it escapes), and escapes the rest.
+            kept = found[-1] == ";" and (found[1] == "#" or convert_entity(found[1:-1]) is not None)
             return (_REF if kept else _AMP) + found[1:]
         if self.budget > 0 and _is_tag(found):
             self.budget -= 1
@@ -199,9 +200,25 @@ def _is_tag(found: str) -> bool:
     )
 
 
+# A named character reference in the cleaner's output (linear: possessive, no nesting).
+_NAMED_REFERENCE = re.compile(r"&([A-Za-z][A-Za-z0-9]*+);")
+
+
+def _known_reference(match: re.Match[str]) -> str:
+    return (
+        match.group()
+        if convert_entity(match.group(1)) is not None
+        else "&amp;" + match.group(1) + ";"
+    )
+
+
 def _restore(html: str) -> str:
+    """The placeholders back to what bleach would have written; then any named reference bleach
+    does not know escaped, wherever it is. bleach passes such a reference through where it
+    escapes markup itself (a disallowed tag's text, a bogus comment) and escapes it on the next
+    pass, so without this, cleaning the output again would change it."""
     restored = html.replace(_LT, "&lt;").replace(_AMP, "&amp;").replace(_REF, "&")
-    return restored.replace(_BR, "<br>")
+    return _NAMED_REFERENCE.sub(_known_reference, restored.replace(_BR, "<br>"))
 
 
 def normalise_text(text: str) -> str:
