@@ -18,14 +18,24 @@ from typing import Any
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, delete, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
 
 from moderation import schema
 from moderation.app import create_app
 from moderation.config import Settings
-from moderation.models import Comment, CommentStatus, Moderator, Post, Role, Site, utcnow
+from moderation.models import (
+    AuditEvent,
+    Comment,
+    CommentStatus,
+    Event,
+    Moderator,
+    Post,
+    Role,
+    Site,
+    utcnow,
+)
 from moderation.moderators import create_api_token, create_moderator, password_hasher
 from moderation.publishing import ThreadHeads
 from moderation.sites import create_site
@@ -275,3 +285,22 @@ def run_command(
     if result.exc_info is not None and not isinstance(result.exception, SystemExit):
         stderr += "".join(traceback.format_exception(*result.exc_info))
     return subprocess.CompletedProcess([MODERATION, *args], result.exit_code, result.stdout, stderr)
+
+
+def remove_site(session: Session, slug: str) -> None:
+    """Delete a site that a test really committed, with its posts, comments, their events and
+    audit rows (tests of real processes and races cannot roll back); the caller commits."""
+    sites = select(Site.id).where(Site.slug == slug)
+    posts = select(Post.id).where(Post.site_id.in_(sites))
+    comments = select(Comment.id).where(Comment.post_id.in_(posts))
+    session.execute(
+        delete(AuditEvent).where(
+            or_(AuditEvent.comment_id.in_(comments), AuditEvent.site_id.in_(sites))
+        )
+    )
+    session.execute(
+        delete(Event).where(or_(Event.comment_id.in_(comments), Event.site_id.in_(sites)))
+    )
+    session.execute(delete(Comment).where(Comment.post_id.in_(posts)))
+    session.execute(delete(Post).where(Post.site_id.in_(sites)))
+    session.execute(delete(Site).where(Site.slug == slug))

@@ -38,7 +38,7 @@ from moderation.models import (
 from moderation.moderators import MAX_FAILURES_PER_ACCOUNT, create_moderator, password_hasher
 from moderation.sites import create_site
 from moderation.validation import CommentSubmission
-from tests.helpers import csrf_from, settings_for_tests
+from tests.helpers import csrf_from, remove_site, settings_for_tests
 
 pytestmark = pytest.mark.concurrency
 
@@ -70,14 +70,7 @@ def committed(engine: Engine) -> Iterator[sessionmaker[Session]]:
     factory = sessionmaker(engine, expire_on_commit=False)
     yield factory
     with factory() as session:
-        site_ids = select(Site.id).where(Site.slug == "race")
-        post_ids = select(Post.id).where(Post.site_id.in_(site_ids))
-        comment_ids = select(Comment.id).where(Comment.post_id.in_(post_ids))
-        session.execute(delete(AuditEvent).where(AuditEvent.comment_id.in_(comment_ids)))
-        session.execute(delete(Event).where(Event.site_id.in_(site_ids)))
-        session.execute(delete(Comment).where(Comment.post_id.in_(post_ids)))
-        session.execute(delete(Post).where(Post.site_id.in_(site_ids)))
-        session.execute(delete(Site).where(Site.slug == "race"))
+        remove_site(session, "race")
         session.execute(delete(Moderator).where(Moderator.login.in_(["racer-a", "racer-b"])))
         session.commit()
 

@@ -34,7 +34,7 @@ from moderation.models import (
 from moderation.personal_data import erase_personal_data
 from moderation.spam import Candidate, ClassifierCheck, Evidence, Verdict
 from moderation.validation import CommentSubmission
-from tests.helpers import login, make_moderator, make_site
+from tests.helpers import login, make_moderator, make_site, remove_site
 
 NOW = dt.datetime(2026, 12, 6, 9, 0, tzinfo=dt.UTC)
 
@@ -259,15 +259,7 @@ def committed(engine: Engine) -> Iterator[sessionmaker[Session]]:
         session.execute(delete(SpamToken))
         session.execute(delete(SpamModelVersion))
         session.execute(delete(SpamModelChange))
-        post_ids = select(Post.id).join(Site).where(Site.slug == "learners")
-        from moderation.models import AuditEvent, Event
-
-        comment_ids = select(Comment.id).where(Comment.post_id.in_(post_ids))
-        session.execute(delete(AuditEvent).where(AuditEvent.comment_id.in_(comment_ids)))
-        session.execute(delete(Event).where(Event.comment_id.in_(comment_ids)))
-        session.execute(delete(Comment).where(Comment.post_id.in_(post_ids)))
-        session.execute(delete(Post).where(Post.id.in_(post_ids)))
-        session.execute(delete(Site).where(Site.slug == "learners"))
+        remove_site(session, "learners")
         session.execute(delete(Moderator).where(Moderator.login == "teacher"))
         session.commit()
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from moderation import schema
 from moderation.db import make_engine
 from moderation.models import AuditEvent, Comment, CommentStatus, Event, Moderator, Post, Site
-from tests.helpers import make_moderator, make_site, make_token
+from tests.helpers import make_moderator, make_site, make_token, remove_site
 from tests.load import ORIGIN, SLUG, Client, Shared, record, run_clients, scan_for_leaks
 from tests.servers import AppServer, MemoryProbe
 
@@ -51,15 +51,7 @@ def database(tmp_path: Path, engine: Engine) -> Iterator[tuple[str, Engine]]:
 
 def remove_load_site(engine: Engine) -> None:
     with Session(engine) as session:
-        site_ids = select(Site.id).where(Site.slug == SLUG)
-        comment_ids = select(Comment.id).where(
-            Comment.post_id.in_(select(Post.id).where(Post.site_id.in_(site_ids)))
-        )
-        session.execute(delete(AuditEvent).where(AuditEvent.comment_id.in_(comment_ids)))
-        session.execute(delete(Event).where(Event.site_id.in_(site_ids)))
-        session.execute(delete(Comment).where(Comment.id.in_(comment_ids)))
-        session.execute(delete(Post).where(Post.site_id.in_(site_ids)))
-        session.execute(delete(Site).where(Site.slug == SLUG))
+        remove_site(session, SLUG)
         session.execute(delete(Moderator).where(Moderator.login == "loader"))
         session.commit()
 

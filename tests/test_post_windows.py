@@ -16,7 +16,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
-from sqlalchemy import Engine, create_engine, delete, insert, select
+from sqlalchemy import Engine, create_engine, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from moderation import posts
@@ -37,6 +37,7 @@ from tests.helpers import (
     make_moderator,
     make_site,
     make_token,
+    remove_site,
     run_command,
 )
 
@@ -720,11 +721,7 @@ def committed(engine: Engine) -> Iterator[sessionmaker[Session]]:
     factory = sessionmaker(engine, expire_on_commit=False)
     yield factory
     with factory() as session:
-        site_ids = select(Site.id).where(Site.slug == "race-posts")
-        session.execute(delete(AuditEvent).where(AuditEvent.site_id.in_(site_ids)))
-        session.execute(delete(Event).where(Event.site_id.in_(site_ids)))
-        session.execute(delete(Post).where(Post.site_id.in_(site_ids)))
-        session.execute(delete(Site).where(Site.slug == "race-posts"))
+        remove_site(session, "race-posts")
         session.commit()
 
 

@@ -20,7 +20,7 @@ import pytest
 from flask import Flask, template_rendered
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.test import TestResponse
 
@@ -53,6 +53,7 @@ from tests.helpers import (
     make_moderator,
     make_site,
     make_token,
+    remove_site,
     settings_for_tests,
 )
 from tests.mailserver import MailTest, parts
@@ -489,14 +490,7 @@ def racing(engine: Engine, tmp_path: Any) -> Iterator[tuple[str, sessionmaker[Se
             yield base, factory
     finally:
         with factory() as session:
-            sites = select(Site.id).where(Site.slug == "race")
-            posts = select(Post.id).where(Post.site_id.in_(sites))
-            comments = select(Comment.id).where(Comment.post_id.in_(posts))
-            session.execute(delete(AuditEvent).where(AuditEvent.comment_id.in_(comments)))
-            session.execute(delete(Event).where(Event.site_id.in_(sites)))
-            session.execute(delete(Comment).where(Comment.post_id.in_(posts)))
-            session.execute(delete(Post).where(Post.site_id.in_(sites)))
-            session.execute(delete(Site).where(Site.slug == "race"))
+            remove_site(session, "race")
             session.commit()
         app.extensions["moderation.engine"].dispose()
 

@@ -45,6 +45,7 @@ from tests.helpers import (
     make_moderator,
     make_site,
     make_token,
+    remove_site,
 )
 
 S = CommentStatus
@@ -513,14 +514,7 @@ def committed(engine: Engine) -> Iterator[sessionmaker[Session]]:
     factory = sessionmaker(engine, expire_on_commit=False)
     yield factory
     with factory() as session:
-        site_ids = select(Site.id).where(Site.slug == "pins")
-        post_ids = select(Post.id).where(Post.site_id.in_(site_ids))
-        comment_ids = select(Comment.id).where(Comment.post_id.in_(post_ids))
-        session.execute(delete(AuditEvent).where(AuditEvent.comment_id.in_(comment_ids)))
-        session.execute(delete(Event).where(Event.site_id.in_(site_ids)))
-        session.execute(delete(Comment).where(Comment.post_id.in_(post_ids)))
-        session.execute(delete(Post).where(Post.site_id.in_(site_ids)))
-        session.execute(delete(Site).where(Site.slug == "pins"))
+        remove_site(session, "pins")
         session.execute(delete(Moderator).where(Moderator.login.like("pinner-%")))
         session.commit()
 
