@@ -32,11 +32,12 @@ import functools
 import itertools
 import json
 import math
+import operator
 import re
 import secrets
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, case, delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -85,12 +86,16 @@ _SQUASH = re.compile(r"(.)\1{2,}")
 _ANCHOR = re.compile(
     r"<a\s[^<>]{0,500}?href\s*=\s*[\"']?([^\"'\s>]{1,500})[^<>]{0,500}>([^<]{0,200})"
 )
+_MARKED = r"(?:https?://|www\.)[^\s<>\"']{1,300}"
+_ENDINGS = r"\.(?:com|net|org|info|biz|ly|me|io|tv|co|uk|ru|xyz)\b"
 _URL = re.compile(
-    r"(?:https?://|www\.)[^\s<>\"']{1,300}"
-    r"|(?<![a-z0-9.])\b[a-z0-9-]{1,63}+(?:\.[a-z0-9-]{1,63}+){0,4}"
-    r"\.(?:com|net|org|info|biz|ly|me|io|tv|co|uk|ru|xyz)\b",
+    _MARKED + r"|(?<![a-z0-9.])\b[a-z0-9-]{1,63}+(?:\.[a-z0-9-]{1,63}+){0,4}" + _ENDINGS,
     re.IGNORECASE,
 )
+# What _URL finds in a text without a bare domain's ending (so cheaper: no match starts at
+# every word), and that ending.
+_MARKED_URL = re.compile(_MARKED, re.IGNORECASE)
+_BARE_ENDING = re.compile(_ENDINGS, re.IGNORECASE)
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}+@[\w-]{1,63}+(?:\.[\w-]{1,63}+){1,5}")
 # Searched for, never extracted: a phone shape ("+44 ..." included, as its digits match) and a
 # sum of money ("$5", "5 dollars"). Each begins with a plain character class, so the search
@@ -101,6 +106,7 @@ _MONEY = re.compile(
     re.IGNORECASE,
 )
 _REPEAT = re.compile(r"(\S)\1{2,}")
+_TRIPLE = re.compile(r"(.)\1\1")
 
 
 def _host(url: str) -> str:
@@ -119,19 +125,26 @@ def _length(words: int) -> str:
 
 
 def tokens(body: str, *, author_name: str = "", title: str = "") -> list[str]:
-    """The comment's distinct tokens, structure first, at most :data:`MAX_TOKENS`."""
+    """The comment's distinct tokens, structure first, at most :data:`MAX_TOKENS`.
+
+    Run on every submission, so written for C-level passes over the text: no per-character or
+    per-word Python step where one call over the whole text or word list gives the same tokens.
+    """
     found: dict[str, None] = {}
 
     def add(token: str) -> None:
         found.setdefault(token[:MAX_TOKEN_CHARS], None)
 
     text = body[:20_000]
-    # Structure: links (bare or marked up) and their domains, their text, contact shapes.
-    urls = _URL.findall(text)
-    for href, label in _ANCHOR.findall(text):
-        urls.append(href)
-        if label.strip():
-            add("link text:" + " ".join(_WORD.findall(label.casefold())[:4]))
+    lowered = text.casefold()
+    # Structure: links (bare or marked up) and their domains, their text, contact shapes. A bare
+    # domain needs one of the endings, so without one only the marked links are looked for.
+    urls = (_URL if _BARE_ENDING.search(text) else _MARKED_URL).findall(text)
+    if "<" in text:
+        for href, label in _ANCHOR.findall(text):
+            urls.append(href)
+            if label.strip():
+                add("link text:" + " ".join(_WORD.findall(label.casefold())[:4]))
     add(f"links:{min(len(urls), 3)}")
     for url in urls[:10]:
         host = _host(url)
@@ -146,19 +159,24 @@ def tokens(body: str, *, author_name: str = "", title: str = "") -> list[str]:
     for name, pattern in (("phone", _PHONE), ("money", _MONEY)):
         if pattern.search(text):
             add("shape:" + name)
-    for match in _REPEAT.finditer(text):
-        char = match.group(1)
-        add("repeat:" + ("letter" if char.isalpha() else "digit" if char.isdigit() else char))
-    letters = "".join(filter(str.isalpha, text))
-    if len(letters) >= 10:
-        upper = sum(map(str.isupper, letters)) / len(letters)
-        add("capitals:" + ("most" if upper > 0.6 else "some" if upper > 0.2 else "few"))
-    squashed: dict[str, str] = {}  # a word once, however often it repeats
-    words = [
-        squashed.get(w) or squashed.setdefault(w, _SQUASH.sub(r"\1", w))
-        for w in _WORD.findall(text.casefold())
-        if len(w) <= 30
-    ]
+    # Casefolding that keeps the length maps character to character, so a text whose casefolded
+    # form has no run of three has none itself either: nothing to report or squash.
+    runs = len(lowered) != len(text) or _TRIPLE.search(lowered) is not None
+    if runs:
+        for match in _REPEAT.finditer(text):
+            char = match.group(1)
+            add("repeat:" + ("letter" if char.isalpha() else "digit" if char.isdigit() else char))
+    letters, upper = _letters_and_capitals(text)
+    if letters >= 10:
+        share = upper / letters
+        add("capitals:" + ("most" if share > 0.6 else "some" if share > 0.2 else "few"))
+    words = _WORD.findall(lowered)
+    longest = max(map(len, words), default=0)
+    if longest > 30:
+        words = [w for w in words if len(w) <= 30]
+    if runs:
+        squashed = {w: _SQUASH.sub(r"\1", w) for w in set(words)}  # a word once, however often
+        words = list(map(squashed.__getitem__, words))
     add("length:" + _length(len(words)))
     title_words = set(_WORD.findall(title.casefold()))
     if title_words:
@@ -172,15 +190,37 @@ def tokens(body: str, *, author_name: str = "", title: str = "") -> list[str]:
         add("name:in text")
     for word in name_words[:4]:
         add("name:" + word)
-    # Words, then word pairs.
-    for word in words:
-        if len(word) >= 2 or not word.isascii():
-            add(word)
-    for first, second in itertools.pairwise(words):
-        if len(found) >= MAX_TOKENS:
+    # Words (each once, in order of first use; one letter only when it is not ASCII), then word
+    # pairs in chunks until there are enough tokens: adding more than needed changes nothing, as
+    # only the first MAX_TOKENS are kept.
+    distinct = dict.fromkeys(words)
+    for letter in _ONE_ASCII.intersection(distinct):
+        del distinct[letter]
+    found.update(distinct)
+    pairs: Iterator[str] = map(" ".join, itertools.pairwise(words))
+    if 2 * longest + 1 > MAX_TOKEN_CHARS:
+        pairs = (pair[:MAX_TOKEN_CHARS] for pair in pairs)
+    while len(found) < MAX_TOKENS:
+        chunk = dict.fromkeys(itertools.islice(pairs, MAX_TOKENS))
+        if not chunk:
             break
-        add(f"{first} {second}")
-    return list(found)[:MAX_TOKENS]
+        found.update(chunk)
+    return list(itertools.islice(found, MAX_TOKENS))
+
+
+# The one-character words left out: an ASCII letter or digit, casefolded.
+_ONE_ASCII = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_NOT_LETTERS = bytes(c for c in range(128) if not chr(c).isalpha())
+_NOT_CAPITALS = bytes(c for c in range(128) if not chr(c).isupper())
+
+
+def _letters_and_capitals(text: str) -> tuple[int, int]:
+    """How many letters the text has, and how many of them are capitals."""
+    if text.isascii():  # bytes' translate deletes in one C pass
+        data = text.encode("ascii")
+        return len(data.translate(None, _NOT_LETTERS)), len(data.translate(None, _NOT_CAPITALS))
+    letters = "".join(filter(str.isalpha, text))
+    return len(letters), sum(map(str.isupper, letters))
 
 
 def comment_tokens(comment: Comment) -> list[str]:
@@ -390,8 +430,7 @@ def forget_comments(session: Session, comments: Iterable[Comment]) -> int:
 # Scoring -------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class Evidence:
+class Evidence(NamedTuple):
     """One token that weighed in a score: its spam probability (0 to 1)."""
 
     token: str
@@ -540,17 +579,17 @@ def _kept_counts(
 
 
 def _scope_counts(
-    session: Session, scopes: Sequence[int], wanted: Sequence[str]
-) -> list[dict[str, tuple[int, int]]]:
+    session: Session,
+    scopes: Sequence[int],
+    versions: Mapping[int, tuple[int, int]],
+    wanted: Sequence[str],
+) -> tuple[list[dict[str, tuple[int, int]]], bool]:
     """Each scope's counts (a token absent from a dict has none): kept in memory while the
     scope's version stands, caught up from the change log when it moves, read from the database
     for a transaction that has changed the model itself or a scope too large to keep. A scope
     without a version has never learned anything. The versions are read first, so counts read
-    after them are never older than their version."""
-    versions = {
-        scope: (epoch, seq)
-        for scope, epoch, seq in session.execute(_versions_statement(), {"site": scopes[-1]})
-    }
+    after them are never older than their version. Also whether every scope's counts are whole
+    (not only the wanted tokens')."""
     wrote = session.info.get(_WROTE) is session.get_transaction()
     found: list[dict[str, tuple[int, int]] | None] = []
     for scope in scopes:
@@ -560,53 +599,111 @@ def _scope_counts(
             found.append(None)
         else:
             found.append(_kept_counts(session, scope, *versions[scope]))
-    return [
+    read = [
         counts if counts is not None else _scope_rows(session, scope, wanted)
         for scope, counts in zip(scopes, found, strict=True)
     ]
+    return read, None not in found
+
+
+class _Model:
+    """What a score reads: the scopes' counts and decision totals, and each token's weight once
+    worked out (kept while the scopes' versions stand, so that a token scored before costs a
+    lookup)."""
+
+    def __init__(self, read: list[dict[str, tuple[int, int]]], *, site_scoped: bool) -> None:
+        self.read = read
+        installation = read[0].get(DOCUMENTS, _ABSENT)
+        site = read[-1].get(DOCUMENTS, _ABSENT) if site_scoped else _ABSENT
+        # The mean of the two scopes' counts: the site's own decisions weigh as much as every
+        # site's together (the installation's include the site's, so theirs count 1.5 times).
+        self.share = 0.5 if site_scoped else 1.0
+        self.spam_documents = self.share * (site[0] + installation[0])
+        self.ham_documents = self.share * (site[1] + installation[1])
+        self.site_decisions = sum(site) if site_scoped else sum(installation)
+        self.spam_decisions, self.legitimate_decisions = installation
+        self.weights: dict[str, _Weight | None] = {}
+
+    def weigh(self, token: str) -> _Weight | None:
+        """The token as evidence, or None when it is too weak to be any (or unknown)."""
+        spam = ham = 0
+        for counts in self.read:
+            token_spam, token_ham = counts.get(token, _ABSENT)
+            spam += token_spam
+            ham += token_ham
+        weight = None
+        if spam or ham:
+            share = self.share
+            p = token_probability(
+                share * spam, share * ham, self.spam_documents, self.ham_documents
+            )
+            strength = abs(p - 0.5)
+            if strength >= MIN_DEVIATION:
+                weight = (strength, Evidence(token, p), math.log(p), math.log1p(-p))
+        if len(self.weights) < KEPT_TOKENS:
+            self.weights[token] = weight
+        return weight
+
+
+# A token's evidence, with what sorting and combining it needs: its distance from 0.5, then the
+# logarithms of its spam probability and of its complement.
+_Weight = tuple[float, Evidence, float, float]
+_UNWEIGHED: Any = object()  # a token the model has not weighed yet
+
+
+# Per site (None: the installation's alone), the model last scored with and the versions of the
+# scopes it was read at.
+_MODELS: dict[int | None, tuple[tuple[tuple[int, int] | None, ...], _Model]] = {}
+
+
+def _model(session: Session, site_id: int | None, tokens_: Sequence[str]) -> _Model:
+    scopes = [INSTALLATION, site_id] if site_id else [INSTALLATION]
+    versions = {
+        scope: (epoch, seq)
+        for scope, epoch, seq in session.execute(_versions_statement(), {"site": scopes[-1]})
+    }
+    key = tuple(map(versions.get, scopes))
+    kept = _MODELS.get(site_id)
+    wrote = session.info.get(_WROTE) is session.get_transaction()
+    if kept is not None and kept[0] == key and not wrote:
+        return kept[1]
+    read, whole = _scope_counts(session, scopes, versions, [DOCUMENTS, *tokens_])
+    model = _Model(read, site_scoped=site_id is not None)
+    if whole:
+        _MODELS[site_id] = (key, model)
+    return model
 
 
 def score(session: Session, site_id: int | None, tokens_: Sequence[str]) -> Score:
     """Score tokens with the site's model refining the installation's (their counts averaged)."""
-    wanted = [DOCUMENTS, *tokens_]
-    scopes = [INSTALLATION, site_id] if site_id else [INSTALLATION]
-    read = _scope_counts(session, scopes, wanted)
-    installation_documents = read[0].get(DOCUMENTS, _ABSENT)
-    site_documents = read[-1].get(DOCUMENTS, _ABSENT) if site_id else _ABSENT
-    counts: dict[str, tuple[int, int]] = {}
-    for token in tokens_:
-        spam = ham = 0
-        for scope_counts in read:
-            token_spam, token_ham = scope_counts.get(token, _ABSENT)
-            spam += token_spam
-            ham += token_ham
-        if spam or ham:
-            counts[token] = (spam, ham)
-    # The mean of the two scopes' counts: the site's own decisions weigh as much as every
-    # site's together (the installation's include the site's, so theirs count 1.5 times).
-    share = 0.5 if site_id else 1.0
-    spam_docs = share * (site_documents[0] + installation_documents[0])
-    ham_docs = share * (site_documents[1] + installation_documents[1])
-    evidence: list[Evidence] = []
-    if spam_docs and ham_docs:
-        for token, (spam, ham) in counts.items():
-            p = token_probability(share * spam, share * ham, spam_docs, ham_docs)
-            if abs(p - 0.5) >= MIN_DEVIATION:
-                evidence.append(Evidence(token, p))
-    evidence.sort(key=lambda e: abs(e.probability - 0.5), reverse=True)
+    model = _model(session, site_id, tokens_)
+    weights: list[_Weight] = []
+    if model.spam_documents and model.ham_documents:
+        distinct = list(dict.fromkeys(tokens_))
+        known = list(map(model.weights.get, distinct, itertools.repeat(_UNWEIGHED)))
+        if _UNWEIGHED in known:
+            known = [
+                model.weigh(token) if weight is _UNWEIGHED else weight
+                for token, weight in zip(distinct, known, strict=True)
+            ]
+        weights = list(filter(None, known))
+    weights.sort(key=_STRENGTH, reverse=True)  # stable: equals keep the tokens' order
     value = 0.5
-    if evidence:
-        n = len(evidence)
-        ham_side = _chi2q(-2.0 * sum(math.log(e.probability) for e in evidence), 2 * n)
-        spam_side = _chi2q(-2.0 * sum(math.log1p(-e.probability) for e in evidence), 2 * n)
+    if weights:
+        n = len(weights)
+        ham_side = _chi2q(-2.0 * sum(map(_LOG_P, weights)), 2 * n)
+        spam_side = _chi2q(-2.0 * sum(map(_LOG_Q, weights)), 2 * n)
         value = (1.0 + ham_side - spam_side) / 2.0
     return Score(
         score=value,
-        evidence=tuple(evidence),
-        site_decisions=sum(site_documents) if site_id else sum(installation_documents),
-        spam_decisions=installation_documents[0],
-        legitimate_decisions=installation_documents[1],
+        evidence=tuple(map(_EVIDENCE, weights)),
+        site_decisions=model.site_decisions,
+        spam_decisions=model.spam_decisions,
+        legitimate_decisions=model.legitimate_decisions,
     )
+
+
+_STRENGTH, _EVIDENCE, _LOG_P, _LOG_Q = map(operator.itemgetter, range(4))
 
 
 def decisions_learned(session: Session, site_id: int) -> int:
