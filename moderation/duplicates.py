@@ -19,34 +19,37 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import hashlib
-import heapq
+import operator
 import re
 import struct
 from collections.abc import Sequence
 
-from sqlalchemy import Select, Table, bindparam, delete, func, insert, select, union_all
+import xxhash
+from sqlalchemy import Table, bindparam, delete, func, insert, select, union_all
 from sqlalchemy.orm import Session
 
+from moderation.db import DriverQuery
 from moderation.models import Comment, CommentSketchKey
 
 SKETCH_SIZE = 64
 INDEX_KEYS = 8
 PER_KEY = 10
 
-_WORD = re.compile(r"\w+")
+# A word: letters and digits, with one apostrophe inside ("don't"). The learned check's words
+# too (moderation.learning), so a submission's text is split once for both.
+_WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)?")
+_xxh3 = xxhash.xxh3_64_intdigest
+_encode = operator.methodcaller("encode", "utf-8", "surrogatepass")
 
 
 def _hash(text: str) -> int:
-    """A stable 63-bit hash (stored, so never Python's per-process ``hash``)."""
-    digest = _blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") >> 1
-
-
-_blake2b = hashlib.blake2b
+    """A stable 63-bit hash (stored, so never Python's per-process ``hash``): xxHash's XXH3, a
+    third of blake2b's cost here, where a 1 kB comment has about 170 shingles to hash."""
+    return _xxh3(_encode(text)) >> 1
 
 
 def words(text: str) -> list[str]:
+    """The text's words, casefolded, in order."""
     return _WORD.findall(text.casefold())
 
 
@@ -91,11 +94,12 @@ class Sketch:
         return cls(words=0, fingerprint=fingerprint, hashes=hashes)
 
 
-def sketch(text: str) -> Sketch:
-    """The sketch of a text: linear in its length."""
-    found = words(text)
-    hashes = heapq.nsmallest(SKETCH_SIZE, set(map(_hash, _shingles_of(found))))
-    return Sketch(len(found), _hash("\x00".join(found)), tuple(hashes))
+def sketch(text: str, text_words: list[str] | None = None) -> Sketch:
+    """The sketch of a text (whose :func:`words` may be given): linear in its length."""
+    found = words(text) if text_words is None else text_words
+    smallest = sorted(set(map(_xxh3, map(_encode, _shingles_of(found)))))[:SKETCH_SIZE]
+    hashes = tuple(dict.fromkeys(h >> 1 for h in smallest))  # as _hash: 63 bits
+    return Sketch(len(found), _hash("\x00".join(found)), hashes)
 
 
 def resemblance(a: Sketch, b: Sketch, *, at_least: float = 0.0) -> float:
@@ -150,7 +154,7 @@ def forget(session: Session, comment: Comment) -> None:
 
 
 @functools.cache
-def _candidates() -> Select[int | None, bytes | None]:
+def _candidates() -> DriverQuery:
     """For each of a text's index keys, the newest comments of the post in the window that have
     it (an index range each, at most PER_KEY rows), kept when they share ``hits`` of the keys:
     their sketches, never their texts."""
@@ -175,8 +179,10 @@ def _candidates() -> Select[int | None, bytes | None]:
         .having(func.count() >= bindparam("hits"))
         .subquery()
     )
-    return select(comments.c.text_fingerprint, comments.c.text_sketch).join(
-        sharing, sharing.c.comment_id == comments.c.id
+    return DriverQuery(
+        select(comments.c.text_fingerprint, comments.c.text_sketch).join(
+            sharing, sharing.c.comment_id == comments.c.id
+        )
     )
 
 
@@ -196,7 +202,7 @@ def recent_sketches(
     params: dict[str, object] = {"post_id": post_id, "since": since, "hits": min(2, len(keys))}
     params |= {f"key{n}": keys[min(n, len(keys) - 1)] for n in range(INDEX_KEYS)}
     seen: dict[tuple[int, bytes], Sketch] = {}
-    for fingerprint, packed in session.execute(_candidates(), params):
+    for fingerprint, packed in _candidates().rows(session, params):
         if fingerprint is not None and packed is not None and (fingerprint, packed) not in seen:
             seen[fingerprint, packed] = Sketch.unpack(fingerprint, packed)
     return list(seen.values())

@@ -44,6 +44,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
+from moderation import duplicates
+from moderation.db import DriverQuery
 from moderation.models import (
     Comment,
     CommentStatus,
@@ -81,7 +83,6 @@ class Lesson(enum.StrEnum):
 # that what follows it cannot start is possessive (``{1,63}+``), and a match may only start where
 # such a run starts (the lookbehinds): else a 10 kB "a-a-a-..." retries every shorter run from
 # every position, 50 ms where these take under 10 (tests/test_worst_case.py).
-_WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)?")
 _SQUASH = re.compile(r"(.)\1{2,}")
 _ANCHOR = re.compile(
     r"<a\s[^<>]{0,500}?href\s*=\s*[\"']?([^\"'\s>]{1,500})[^<>]{0,500}>([^<]{0,200})"
@@ -124,8 +125,11 @@ def _length(words: int) -> str:
     return "31-100" if words <= 100 else "100+"
 
 
-def tokens(body: str, *, author_name: str = "", title: str = "") -> list[str]:
-    """The comment's distinct tokens, structure first, at most :data:`MAX_TOKENS`.
+def tokens(
+    body: str, *, author_name: str = "", title: str = "", words: list[str] | None = None
+) -> list[str]:
+    """The comment's distinct tokens, structure first, at most :data:`MAX_TOKENS`; ``words``,
+    when given, are the body's :func:`moderation.duplicates.words`.
 
     Run on every submission, so written for C-level passes over the text: no per-character or
     per-word Python step where one call over the whole text or word list gives the same tokens.
@@ -144,7 +148,7 @@ def tokens(body: str, *, author_name: str = "", title: str = "") -> list[str]:
         for href, label in _ANCHOR.findall(text):
             urls.append(href)
             if label.strip():
-                add("link text:" + " ".join(_WORD.findall(label.casefold())[:4]))
+                add("link text:" + " ".join(duplicates.words(label)[:4]))
     add(f"links:{min(len(urls), 3)}")
     for url in urls[:10]:
         host = _host(url)
@@ -170,19 +174,22 @@ def tokens(body: str, *, author_name: str = "", title: str = "") -> list[str]:
     if letters >= 10:
         share = upper / letters
         add("capitals:" + ("most" if share > 0.6 else "some" if share > 0.2 else "few"))
-    words = _WORD.findall(lowered)
+    if words is None or len(body) > len(text):
+        words = duplicates.words(text)
     longest = max(map(len, words), default=0)
     if longest > 30:
         words = [w for w in words if len(w) <= 30]
-    if runs:
-        squashed = {w: _SQUASH.sub(r"\1", w) for w in set(words)}  # a word once, however often
-        words = list(map(squashed.__getitem__, words))
+    if runs and words:
+        # Each word once, all in one pass: joined by single spaces, no run crosses two words.
+        spelled = list(dict.fromkeys(words))
+        squashed = _SQUASH.sub(r"\1", " ".join(spelled)).split(" ")
+        words = list(map(dict(zip(spelled, squashed, strict=True)).__getitem__, words))
     add("length:" + _length(len(words)))
-    title_words = set(_WORD.findall(title.casefold()))
+    title_words = set(duplicates.words(title))
     if title_words:
         shared = title_words.intersection(words)
         add("title:" + ("shares words" if shared else "no words in common"))
-    name_words = _WORD.findall(author_name.casefold())
+    name_words = duplicates.words(author_name)
     add(f"name:words:{min(len(name_words), 4)}")
     if any(c.isdigit() for c in author_name):
         add("name:has digits")
@@ -473,9 +480,9 @@ def _counts_statement(dialect: str) -> TextClause:
     ).bindparams(tokens_param)
 
 
-@functools.cache
-def _versions_statement() -> TextClause:
-    return text("SELECT scope, epoch, seq FROM spam_model_versions WHERE scope IN (0, :site)")
+_VERSIONS = DriverQuery(
+    text("SELECT scope, epoch, seq FROM spam_model_versions WHERE scope IN (0, :site)")
+)
 
 
 def _chi2q(chi: float, freedom: int) -> float:
@@ -659,8 +666,7 @@ _MODELS: dict[int | None, tuple[tuple[tuple[int, int] | None, ...], _Model]] = {
 def _model(session: Session, site_id: int | None, tokens_: Sequence[str]) -> _Model:
     scopes = [INSTALLATION, site_id] if site_id else [INSTALLATION]
     versions = {
-        scope: (epoch, seq)
-        for scope, epoch, seq in session.execute(_versions_statement(), {"site": scopes[-1]})
+        scope: (epoch, seq) for scope, epoch, seq in _VERSIONS.rows(session, {"site": scopes[-1]})
     }
     key = tuple(map(versions.get, scopes))
     kept = _MODELS.get(site_id)

@@ -25,10 +25,11 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Select, bindparam, func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from moderation import duplicates, i18n, learning
+from moderation.db import DriverQuery
 from moderation.errors import Banned, ValidationFailed
 from moderation.models import Ban, BanKind, BanResponse, Post, Site, address_key
 
@@ -110,9 +111,14 @@ class Candidate:
     lang: str = i18n.DEFAULT_LANGUAGE
 
     @functools.cached_property
+    def words(self) -> list[str]:
+        """The body's words, split once: for its sketch and for the learned check's tokens."""
+        return duplicates.words(self.body)
+
+    @functools.cached_property
     def sketch(self) -> duplicates.Sketch:
         """The body's sketch, made once: the duplicate check reads it, the comment stores it."""
-        return duplicates.sketch(self.body)
+        return duplicates.sketch(self.body, self.words)
 
 
 class Check(Protocol):
@@ -591,12 +597,13 @@ def ban_values(author_email: str, client_network: str | None) -> list[str]:
 
 
 @functools.cache
-def _active_ban() -> Select[int, BanKind]:
-    """One indexed lookup (``ix_bans_value``), built once: the check runs on every submission."""
-    return (
+def _active_ban(count: int) -> DriverQuery:
+    """One indexed lookup (``ix_bans_value``) of ``count`` values, built once per count: the
+    check runs on every submission."""
+    return DriverQuery(
         select(Ban.id, Ban.kind)
         .where(
-            Ban.value.in_(bindparam("values", expanding=True)),
+            Ban.value.in_([bindparam(f"value{n}") for n in range(count)]),
             # This site's or every site's (NULL); written so that no planner prefers the site's
             # index (a site with many bans) over the value's.
             func.coalesce(Ban.site_id, bindparam("site_id")) == bindparam("site_id"),
@@ -611,10 +618,9 @@ def find_ban(
     session: Session, site_id: int, values: Sequence[str], *, now: dt.datetime
 ) -> tuple[int, BanKind] | None:
     """The first ban in force on the site (or on every site) naming one of ``values``."""
-    row = session.execute(
-        _active_ban(), {"values": list(values), "site_id": site_id, "now": now}
-    ).first()
-    return None if row is None else (row[0], row[1])
+    params: dict[str, object] = {f"value{n}": value for n, value in enumerate(values)}
+    rows = _active_ban(len(values)).rows(session, {**params, "site_id": site_id, "now": now})
+    return (rows[0][0], BanKind(rows[0][1])) if rows else None
 
 
 _BANNED = {
@@ -735,7 +741,10 @@ class ClassifierCheck:
 
     def __call__(self, session: Session, candidate: Candidate) -> Signal | None:
         tokens = learning.tokens(
-            candidate.body, author_name=candidate.author_name, title=candidate.post.title
+            candidate.body,
+            author_name=candidate.author_name,
+            title=candidate.post.title,
+            words=candidate.words,
         )
         result = learning.score(session, candidate.site.id, tokens)
         value = result.score

@@ -53,7 +53,8 @@ def test_one_migration_goes_down_and_up_again(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'down.db'}")
     schema.upgrade(engine)
     head = schema.head_revision()
-    schema.downgrade(engine, "-1")
+    # Two down: the latest (0023) changes data only, so the schema change undone is 0022's.
+    schema.downgrade(engine, "-2")
     with engine.connect() as connection:
         below = schema.current_revision(connection)
         assert below is not None and below != head
@@ -148,4 +149,51 @@ def test_migration_0012_fills_in_address_keys_and_recent_sketches(tmp_path: Path
         assert [row[0] for row in sketched] == [1]
         indexed = connection.exec_driver_sql("SELECT comment_id, key FROM comment_sketch_keys")
         assert sorted(indexed.all()) == sorted((1, key) for key in sketch(text).keys)
+    engine.dispose()
+
+
+def test_migration_0023_sketches_again_what_the_duplicate_check_can_see(tmp_path: Path) -> None:
+    """Sketches made by the old hash are made again for the duplicate check's window, with their
+    index rows, and cleared (index rows too) for older comments: none is left to mislead it."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'sketches.db'}")
+    schema.upgrade(engine, "0022")
+    now = dt.datetime.now(dt.UTC)
+    text = "Don't close the library: the town centre needs it more than another car park."
+    with engine.begin() as connection:
+        insert = connection.exec_driver_sql
+        insert(
+            "INSERT INTO sites (id, slug, name, origins, policy, link_limit, notify_emails,"
+            " created_at) VALUES (1, 'luac', 'L', '[]', 'all', 2, '[]', ?)",
+            (now,),
+        )
+        insert(
+            "INSERT INTO posts (id, site_id, key, title, url, closed, version, created_at)"
+            " VALUES (1, 1, '/p/', 'P', 'https://example.org/p/', 0, 1, ?)",
+            (now,),
+        )
+        for n, at in enumerate([now, now - dt.timedelta(days=30)]):
+            insert(
+                "INSERT INTO comments (id, public_id, post_id, author_name, author_email,"
+                " email_key, body_text, body_html, status, signals, official, submitted_at,"
+                " text_fingerprint, text_sketch) VALUES (?, ?, 1, 'A', 'a@example.com',"
+                " 'a@example.com', ?, '<p>x</p>', 'pending', '[]', 0, ?, 7, ?)",
+                (n + 1, f"c{n}", text, at, bytes(8)),
+            )
+            insert(
+                "INSERT INTO comment_sketch_keys (comment_id, key, post_id, submitted_at)"
+                " VALUES (?, 0, 1, ?)",
+                (n + 1, at),
+            )
+    schema.upgrade(engine)
+    made = sketch(text)
+    with engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT id, text_fingerprint, text_sketch FROM comments ORDER BY id"
+        ).all()
+        assert [tuple(row) for row in rows] == [
+            (1, made.fingerprint, made.packed()),
+            (2, None, None),
+        ]
+        indexed = connection.exec_driver_sql("SELECT comment_id, key FROM comment_sketch_keys")
+        assert sorted(indexed.all()) == sorted((1, key) for key in made.keys)
     engine.dispose()
