@@ -15,7 +15,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -229,15 +229,16 @@ def become_writer(session: Session) -> None:
 
 
 class DriverQuery:
-    """A read on the submission path, compiled once per dialect and sent with the connection's
-    ``exec_driver_sql``, its rows back as plain tuples.
+    """A read on the submission path, compiled once per dialect and run on the driver's own
+    cursor in the session's transaction, its rows back as the driver's tuples.
 
-    A session's ``execute`` spends 0.03 to 0.1 ms per statement in SQLAlchemy (the statement
-    cache's key, the ORM's context, result objects): several times what the database itself
-    takes on SQLite, and on a submission, which runs three such reads, a third of the spam
-    pipeline's budget. This keeps what matters of it: the statement is SQLAlchemy's (compiled
-    for the dialect, parameters typed and processed as the columns say), runs in the session's
-    transaction, and fires the engine's events and wraps the driver's errors as usual. No
+    SQLAlchemy spends 0.03 to 0.1 ms per statement around the driver (a session's ``execute``:
+    the statement cache's key, the ORM's context; ``exec_driver_sql``: the result's metadata),
+    several times what SQLite itself takes; a submission runs three such reads, which was a
+    third of the spam pipeline's budget. What matters of it is kept: the statement is
+    SQLAlchemy's (compiled for the dialect, parameters processed as the columns' types say),
+    the engine's ``before_cursor_execute`` and ``after_cursor_execute`` listeners see it, and
+    the driver's errors are raised as SQLAlchemy's, a lost connection invalidated. No
     expanding parameters (an ``IN`` list): give each value a parameter of its own.
     """
 
@@ -245,7 +246,7 @@ class DriverQuery:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}
 
-    def rows(self, session: Session, params: Mapping[str, Any]) -> Sequence[Any]:
+    def rows(self, session: Session, params: Mapping[str, Any]) -> list[Any]:
         connection = session.connection()
         dialect = connection.dialect
         compiled = self._compiled.get(dialect.name)
@@ -255,7 +256,28 @@ class DriverQuery:
         for name, process in compiled.processors.items():
             values[name] = process(values[name])
         bound: Any = values if compiled.order is None else tuple(map(values.get, compiled.order))
-        return connection.exec_driver_sql(compiled.sql, bound).fetchall()
+        sql = compiled.sql
+        dbapi_connection = connection.connection
+        cursor = dbapi_connection.cursor()
+        try:
+            connection.dispatch.before_cursor_execute(connection, cursor, sql, bound, None, False)
+            cursor.execute(sql, bound)
+            connection.dispatch.after_cursor_execute(connection, cursor, sql, bound, None, False)
+            return list(cursor.fetchall())
+        except dialect.loaded_dbapi.Error as error:
+            lost = dialect.is_disconnect(error, dbapi_connection, cursor)
+            if lost:
+                connection.invalidate(error)
+            raise DBAPIError.instance(
+                sql,
+                bound,
+                error,
+                dialect.loaded_dbapi.Error,
+                connection_invalidated=lost,
+                dialect=dialect,
+            ) from error
+        finally:
+            cursor.close()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -58,6 +58,7 @@ INSTALLATION = 0  # the scope of the installation-wide model
 DOCUMENTS = ""  # the token whose counts are the number of spam and legitimate decisions
 MAX_TOKENS = 150  # tokens per comment, learned and scored: the cost per submission is bounded
 MAX_TOKEN_CHARS = 48
+MAX_LINKS = 10  # links whose domains become tokens
 # SpamBayes' defaults: Robinson's strength of the 0.5 prior for rare tokens, and the least
 # distance from 0.5 for a token to count as evidence.
 PRIOR_STRENGTH = 0.45
@@ -87,16 +88,15 @@ _SQUASH = re.compile(r"(.)\1{2,}")
 _ANCHOR = re.compile(
     r"<a\s[^<>]{0,500}?href\s*=\s*[\"']?([^\"'\s>]{1,500})[^<>]{0,500}>([^<]{0,200})"
 )
+# A link: marked (a scheme or "www."), or a bare domain with one of the endings spam uses.
 _MARKED = r"(?:https?://|www\.)[^\s<>\"']{1,300}"
 _ENDINGS = r"\.(?:com|net|org|info|biz|ly|me|io|tv|co|uk|ru|xyz)\b"
-_URL = re.compile(
-    _MARKED + r"|(?<![a-z0-9.])\b[a-z0-9-]{1,63}+(?:\.[a-z0-9-]{1,63}+){0,4}" + _ENDINGS,
-    re.IGNORECASE,
-)
-# What _URL finds in a text without a bare domain's ending (so cheaper: no match starts at
-# every word), and that ending.
+_BARE = r"(?<![a-z0-9.])\b[a-z0-9-]{1,63}+(?:\.[a-z0-9-]{1,63}+){0,4}" + _ENDINGS
 _MARKED_URL = re.compile(_MARKED, re.IGNORECASE)
+_BARE_URL = re.compile(_BARE, re.IGNORECASE)
 _BARE_ENDING = re.compile(_ENDINGS, re.IGNORECASE)
+# A run of the characters a bare domain is made of (possessive: read once).
+_DOMAIN_RUN = re.compile(r"[a-z0-9.-]*+", re.IGNORECASE)
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}+@[\w-]{1,63}+(?:\.[\w-]{1,63}+){1,5}")
 # Searched for, never extracted: a phone shape ("+44 ..." included, as its digits match) and a
 # sum of money ("$5", "5 dollars"). Each begins with a plain character class, so the search
@@ -141,16 +141,15 @@ def tokens(
 
     text = body[:20_000]
     lowered = text.casefold()
-    # Structure: links (bare or marked up) and their domains, their text, contact shapes. A bare
-    # domain needs one of the endings, so without one only the marked links are looked for.
-    urls = (_URL if _BARE_ENDING.search(text) else _MARKED_URL).findall(text)
+    # Structure: links (bare or marked up) and their domains, their text, contact shapes.
+    urls = links(text)
     if "<" in text:
         for href, label in _ANCHOR.findall(text):
             urls.append(href)
             if label.strip():
                 add("link text:" + " ".join(duplicates.words(label)[:4]))
     add(f"links:{min(len(urls), 3)}")
-    for url in urls[:10]:
+    for url in urls[:MAX_LINKS]:
         host = _host(url)
         labels = host.split(".")
         add("link:" + host)
@@ -163,11 +162,13 @@ def tokens(
     for name, pattern in (("phone", _PHONE), ("money", _MONEY)):
         if pattern.search(text):
             add("shape:" + name)
-    # Casefolding that keeps the length maps character to character, so a text whose casefolded
-    # form has no run of three has none itself either: nothing to report or squash.
-    runs = len(lowered) != len(text) or _TRIPLE.search(lowered) is not None
+    # Casefolding that keeps the length maps character to character, so the text has no run of
+    # three before its casefolded form's first (and none at all without one): nothing to report
+    # or squash there.
+    first = _TRIPLE.search(lowered) if len(lowered) == len(text) else None
+    runs = first is not None or len(lowered) != len(text)
     if runs:
-        for match in _REPEAT.finditer(text):
+        for match in _REPEAT.finditer(text, first.start() if first is not None else 0):
             char = match.group(1)
             add("repeat:" + ("letter" if char.isalpha() else "digit" if char.isdigit() else char))
     letters, upper = _letters_and_capitals(text)
@@ -217,17 +218,69 @@ def tokens(
 
 # The one-character words left out: an ASCII letter or digit, casefolded.
 _ONE_ASCII = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_NOT_ASCII = re.compile(r"[^\x00-\x7f]+")
 _NOT_LETTERS = bytes(c for c in range(128) if not chr(c).isalpha())
 _NOT_CAPITALS = bytes(c for c in range(128) if not chr(c).isupper())
 
 
 def _letters_and_capitals(text: str) -> tuple[int, int]:
-    """How many letters the text has, and how many of them are capitals."""
-    if text.isascii():  # bytes' translate deletes in one C pass
-        data = text.encode("ascii")
-        return len(data.translate(None, _NOT_LETTERS)), len(data.translate(None, _NOT_CAPITALS))
-    letters = "".join(filter(str.isalpha, text))
-    return len(letters), sum(map(str.isupper, letters))
+    """How many letters the text has, and how many of them are capitals: the ASCII ones
+    counted by bytes' translate (one C pass), the others (often a few) one by one."""
+    data = text.encode("ascii", "ignore")
+    letters = len(data.translate(None, _NOT_LETTERS))
+    upper = len(data.translate(None, _NOT_CAPITALS))
+    if len(data) != len(text):
+        others = "".join(filter(str.isalpha, "".join(_NOT_ASCII.findall(text))))
+        letters += len(others)
+        upper += sum(map(str.isupper, others))
+    return letters, upper
+
+
+def links(text: str, most: int = MAX_LINKS) -> list[str]:
+    """The text's first ``most`` links in order, as ``re.findall(_MARKED | _BARE)`` finds them,
+    for a fraction of its cost: that expression tries a bare domain at every word of the text,
+    60 us per 1 kB.
+
+    A bare domain is a run of domain characters holding one of the endings, so it is looked for
+    only in those runs (each found from its ending: forwards, and backwards in the reversed
+    text), each search bounded to its run and the character after it (the ``\\b`` looks at it).
+    Marked links are found by their own, fast expression, and the two are merged as the
+    alternation would: the earlier wins, a marked link at the same place.
+    """
+    endings = [match.start() for match in _BARE_ENDING.finditer(text)]
+    if not endings:
+        return _MARKED_URL.findall(text)[:most]
+    size = len(text)
+    backwards = text[::-1]
+    found: list[str] = []
+    pos = 0
+    next_ending = 0
+    marked = _MARKED_URL.search(text)
+    while True:
+        if marked is not None and marked.start() < pos:  # else still the first from pos on
+            marked = _MARKED_URL.search(text, pos)
+        limit = marked.start() if marked is not None else size
+        bare = None
+        while next_ending < len(endings):
+            dot = endings[next_ending]
+            if dot < pos:  # a domain ending here would start before pos
+                next_ending += 1
+                continue
+            run_start = dot - (_DOMAIN_RUN.match(backwards, size - dot).end() - (size - dot))
+            start = max(pos, run_start)
+            if start >= limit:
+                break  # a marked link comes first
+            run_end = _DOMAIN_RUN.match(text, dot).end()
+            bare = _BARE_URL.search(text, start, min(size, run_end + 1))
+            if bare is not None:
+                break
+            while next_ending < len(endings) and endings[next_ending] < run_end:
+                next_ending += 1  # nothing in this run from start on
+        match = bare if bare is not None and bare.start() < limit else marked
+        if match is None or len(found) == most:
+            return found
+        found.append(match.group())
+        pos = match.end()
 
 
 def comment_tokens(comment: Comment) -> list[str]:

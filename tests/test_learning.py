@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -92,6 +95,34 @@ def test_tokens_carry_words_and_the_structure_spam_uses() -> None:
     assert len(long) == learning.MAX_TOKENS
     squashed = learning.tokens("plzzzzzz subscribeeeee")
     assert "plz" in squashed and "subscribe" in squashed
+
+
+# Pieces links are made of, and of the places where the fast scan could part from the plain
+# expression: runs of domain characters, endings and near-endings, marked links, word characters
+# outside a-z (which end a run but not a word), the letters IGNORECASE folds into a-z.
+LINK_PIECES = [
+    "a", "B", "x", "-", ".", ".com", ".co", ".uk", ".Com", ".comm", "www.", "http://",
+    "https://", " ", "/", "?", "=", "é", "_", "\u017f", "\u212a", "\u0130", "\n", "'", '"', "<",
+    ">", "example", "1", "a.b", "-x.com", "x" * 70, ".org",
+]  # fmt: skip
+ALTERNATION = re.compile(learning._MARKED + "|" + learning._BARE, re.IGNORECASE)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(LINK_PIECES), max_size=60).map("".join))
+def test_links_are_what_the_plain_alternation_finds(text: str) -> None:
+    """links() finds bare domains only in runs holding an ending: the same links, in order, as
+    the one expression trying every word (the first ten of them by default)."""
+    found = ALTERNATION.findall(text)
+    assert learning.links(text, most=len(found) + 1) == found
+    assert learning.links(text) == found[: learning.MAX_LINKS]
+
+
+def test_links_on_real_comments_and_long_runs() -> None:
+    texts = [row.body for rows in load().values() for row in rows]
+    texts += ["a.com" * 500, "a-" * 3000 + ".com", ("x" * 300 + ".com ") * 20, "x-y.uk " * 900]
+    for text in texts:
+        assert learning.links(text, most=10**6) == ALTERNATION.findall(text)
 
 
 def test_approve_and_spam_teach_restore_and_undo_unlearn(session: Session) -> None:

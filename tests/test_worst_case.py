@@ -56,7 +56,7 @@ UNITS = [
     "x.com/", "a.com.", "a@", "a@a.", "a.a@", "a@a-", "(", ")", "()", "[", "{", "<", "<b>",
     "<b><i>", "</b>", "<b x=1>", "<a ", "<a href=x>", "<a href='http://a.com/'>x", "<!--", "&",
     "&#", "&amp;", "a\n\n", "\n \n", "x\n", "0", "0 ", "0-", "+44", "+44 (0)", "AB1", "AB 12 ",
-    "SW1A ", "\ufdd0", "\x01", "\t", "a:", "</p><p x",
+    "SW1A ", "\ufdd0", "\x01", "\t", "a:", "</p><p x", "a.com ", "x-y.uk ", "www.a.com ",
 ]  # fmt: skip
 SHAPES = {repr(unit): unit for unit in UNITS} | {
     "link then dots": "http://a.com/" + "." * MAX_BODY,
