@@ -266,11 +266,11 @@ def links(text: str, most: int = MAX_LINKS) -> list[str]:
             if dot < pos:  # a domain ending here would start before pos
                 next_ending += 1
                 continue
-            run_start = dot - (_DOMAIN_RUN.match(backwards, size - dot).end() - (size - dot))
+            run_start = dot - _domain_run(backwards, size - dot)
             start = max(pos, run_start)
             if start >= limit:
                 break  # a marked link comes first
-            run_end = _DOMAIN_RUN.match(text, dot).end()
+            run_end = dot + _domain_run(text, dot)
             bare = _BARE_URL.search(text, start, min(size, run_end + 1))
             if bare is not None:
                 break
@@ -281,6 +281,12 @@ def links(text: str, most: int = MAX_LINKS) -> list[str]:
             return found
         found.append(match.group())
         pos = match.end()
+
+
+def _domain_run(text: str, at: int) -> int:
+    """How many domain characters the text has from ``at`` on."""
+    run = _DOMAIN_RUN.match(text, at)
+    return run.end() - at if run is not None else 0
 
 
 def comment_tokens(comment: Comment) -> list[str]:
