@@ -13,6 +13,7 @@ result enters the pipeline as evidence. Run: python -m bench bench.spam_pipeline
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import statistics
 import tempfile
@@ -153,6 +154,24 @@ def kilobyte_body(n: int) -> str:
     return text[:1000]
 
 
+@functools.cache
+def _unseen_comments() -> list[str]:
+    """The YouTube Spam Collection's second halves: real comments the model was not taught."""
+    return [row.body for rows in spam_corpus.load().values() for row in rows[len(rows) // 2 :]]
+
+
+def real_kilobyte_body(n: int) -> str:
+    """About 1,000 characters of real comments (spam and legitimate, emoji, links, runs of
+    punctuation), joined one after another: different for every n."""
+    comments = _unseen_comments()
+    text = ""
+    at = n * 13
+    while len(text) < 1000:
+        text += comments[at % len(comments)] + "\n\n"
+        at += 1
+    return text[:1000]
+
+
 # Shapes that made a regular expression or parser go quadratic or worse (tests/test_worst_case.py
 # fuzzes many more), each repeated to the size limit.
 HOSTILE = [
@@ -195,6 +214,7 @@ def pipeline_cost(app: Flask, make_body: Callable[[int], str] = body) -> list[fl
                     mail_domain=MailDomain.ACCEPTS,
                 ),
                 now=now,
+                client_network=f"198.51.{n % 250}.0/24",
             )
             started = time.thread_time()
             pipeline.run(session, candidate)
@@ -269,6 +289,7 @@ def run() -> str:
         cost_app = make_app(folder, "cost")
         costs = pipeline_cost(cost_app)
         kilobyte = pipeline_cost(cost_app, kilobyte_body)
+        real = pipeline_cost(cost_app, real_kilobyte_body)
         worst, shape, typical = worst_case_cost(cost_app)
         with_checks = throughput(make_app(folder, "with"), checks=True)
         without = throughput(make_app(folder, "without"), checks=False)
@@ -277,6 +298,9 @@ def run() -> str:
     kb_median_ms = statistics.median(kilobyte) * 1000
     kb_p99_ms = percentile(kilobyte, 99) * 1000
     kb_met = "MET" if kb_median_ms < 0.5 else "MISSED"
+    real_median_ms = statistics.median(real) * 1000
+    real_p99_ms = percentile(real, 99) * 1000
+    real_met = "MET" if real_median_ms < 0.5 else "MISSED"
     lines = [
         "## Spam pipeline",
         "",
@@ -284,7 +308,9 @@ def run() -> str:
         "on (honeypot, deliverability verdict, time-trap, links, blocklists, personal data, "
         "disposable domains, duplicates, the learned check against a model taught by the YouTube "
         "Spam Collection's first halves); the DNS lookup itself excluded (bounded, see the "
-        "module).",
+        "module). The 1 kB rows: generated prose from 21 words with a link, and real comments "
+        "(the collection's second halves, which the model was not taught) joined to 1,000 "
+        "characters.",
         "",
         "| measure | value |",
         "|---|---|",
@@ -293,6 +319,9 @@ def run() -> str:
         f"| pipeline per 1 kB submission, median (CPU; target < 0.5 ms: {kb_met}) "
         f"| {kb_median_ms:.2f} ms |",
         f"| pipeline per 1 kB submission, p99 (CPU) | {kb_p99_ms:.2f} ms |",
+        f"| pipeline per 1 kB of real comments, median (CPU; target < 0.5 ms: {real_met}) "
+        f"| {real_median_ms:.2f} ms |",
+        f"| pipeline per 1 kB of real comments, p99 (CPU) | {real_p99_ms:.2f} ms |",
         f"| API submissions/s with the pipeline and rate limits | {with_checks:.0f} |",
         f"| API submissions/s without them | {without:.0f} |",
         f"| throughput ratio (with / without) | {with_checks / without:.2f} |",

@@ -744,7 +744,10 @@ def score(session: Session, site_id: int | None, tokens_: Sequence[str]) -> Scor
     model = _model(session, site_id, tokens_)
     weights: list[_Weight] = []
     if model.spam_documents and model.ham_documents:
-        distinct = list(dict.fromkeys(tokens_))
+        # Only tokens some decision holds can weigh (most word pairs of a new comment are
+        # new): the others cost a lookup in each scope here, not a weighing.
+        first, last = model.read[0], model.read[-1]
+        distinct = [t for t in dict.fromkeys(tokens_) if t in first or t in last]
         known = list(map(model.weights.get, distinct, itertools.repeat(_UNWEIGHED)))
         if _UNWEIGHED in known:
             known = [
