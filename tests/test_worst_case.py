@@ -44,6 +44,7 @@ from moderation.spam import (
     MailDomain,
     ban_values,
     default_pipeline,
+    redact_personal_data,
 )
 from moderation.validation import MAX_BODY, parse_submission
 from tests.helpers import POST_KEY, TEST_SECRET, make_site
@@ -57,6 +58,8 @@ UNITS = [
     "<b><i>", "</b>", "<b x=1>", "<a ", "<a href=x>", "<a href='http://a.com/'>x", "<!--", "&",
     "&#", "&amp;", "a\n\n", "\n \n", "x\n", "0", "0 ", "0-", "+44", "+44 (0)", "AB1", "AB 12 ",
     "SW1A ", "\ufdd0", "\x01", "\t", "a:", "</p><p x", "a.com ", "x-y.uk ", "www.a.com ",
+    # Where the links expression and the personal-data clues start: every position a candidate.
+    "h", "w", "hw<", "htt", "ww", "0)", "0 )-", "1a", "1ab ", "12 ", "\u0663", "\u0663 ", "0\u00a0",
 ]  # fmt: skip
 SHAPES = {repr(unit): unit for unit in UNITS} | {
     "link then dots": "http://a.com/" + "." * MAX_BODY,
@@ -73,7 +76,7 @@ SHAPES = {repr(unit): unit for unit in UNITS} | {
 PIECES = [
     "a", ".", "-", "_", "@", "(", ")", "[", "]", "{", "}", "<", ">", "/", ":", "&", "#", ";",
     "0", "1", " ", "\n", "'", '"', "+", "=", "é", "A", "B", "www.", "http://", ".com", "<a ",
-    "<b>", "</b>", "&amp;", "mailto:", "?", "<!--", "-->",
+    "<b>", "</b>", "&amp;", "mailto:", "?", "<!--", "-->", "h", "w", "\u0663", "+44", "(0)",
 ]  # fmt: skip
 hostile_units = st.lists(st.sampled_from(PIECES), min_size=1, max_size=8).map("".join)
 
@@ -173,6 +176,7 @@ def assert_everything_bounded(session: Session, thread: tuple[Site, Post], body:
     assert_bounded("validation", lambda: _parse(fields | {"body": body, "post_url": body[:2000]}))
     # Other paths that read a comment's text: mail to moderators, imported Disqus comments.
     assert_bounded("defanging for mail", lambda: defang(body))
+    assert_bounded("redacting personal data", lambda: redact_personal_data(body))
     assert_bounded("reading Disqus markup", lambda: disqus_text(body))
     for check in checks():
         assert_bounded(
