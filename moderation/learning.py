@@ -209,7 +209,7 @@ def tokens(
     if 2 * longest + 1 > MAX_TOKEN_CHARS:
         pairs = (pair[:MAX_TOKEN_CHARS] for pair in pairs)
     while len(found) < MAX_TOKENS:
-        chunk = dict.fromkeys(itertools.islice(pairs, MAX_TOKENS))
+        chunk = dict.fromkeys(itertools.islice(pairs, MAX_TOKENS - len(found)))
         if not chunk:
             break
         found.update(chunk)
