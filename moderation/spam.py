@@ -609,12 +609,15 @@ def domain_suffixes(domain: str) -> list[str]:
 
 def supernets(network: str | None) -> list[str]:
     """A comment's network (/24 or /48) and every network a ban may name that holds it."""
-    if not network:
-        return []
+    return list(_supernets(network)) if network else []
+
+
+@functools.lru_cache(maxsize=4096)  # a network's commenters come back: worked out once
+def _supernets(network: str) -> tuple[str, ...]:
     try:
         net = ipaddress.ip_network(network)
     except ValueError:
-        return []
+        return ()
     widest, narrowest = BAN_NETWORK_PREFIXES[net.version]
     prefixes = range(min(net.prefixlen, narrowest), widest - 1, -1)
     # By integer masks and, for IPv6, by hand in RFC 5952's form (what str() of a network gives):
@@ -622,10 +625,10 @@ def supernets(network: str | None) -> list[str]:
     if net.version == 4:
         top = int(net.network_address)
         fours = [top & ~((1 << (32 - p)) - 1) for p in prefixes]
-        return [
+        return tuple(
             f"{m >> 24}.{(m >> 16) & 255}.{(m >> 8) & 255}.{m & 255}/{p}"
             for m, p in zip(fours, prefixes, strict=True)
-        ]
+        )
     top = int(net.network_address) >> 80  # a /48 or wider: the first three groups, then zeros
     found = []
     for p in prefixes:
@@ -634,7 +637,7 @@ def supernets(network: str | None) -> list[str]:
         while groups and groups[-1] == 0:
             groups.pop()  # trailing zero groups join the run of zeros that "::" stands for
         found.append(":".join(f"{g:x}" for g in groups) + f"::/{p}")
-    return found
+    return tuple(found)
 
 
 def ban_values(author_email: str, client_network: str | None) -> list[str]:
@@ -762,9 +765,8 @@ def describe_token(token: str) -> str:
 def explain(score: learning.Score, candidate: Candidate, *, spam: bool) -> str:
     """The strongest evidence on the side of the verdict, without personal data: words of the
     author's name or address are never named."""
-    personal = set(learning.tokens("", author_name=candidate.author_name)) | set(
-        duplicates.words(candidate.author_name + " " + candidate.author_email)
-    )
+    named = duplicates.words(candidate.author_name + " " + candidate.author_email)
+    personal = {*named, *(f"name:{word}" for word in named)}
     shown: list[str] = []
     for item in score.evidence:
         if (item.probability > 0.5) != spam or item.token in personal:
