@@ -106,14 +106,18 @@ def resemblance(a: Sketch, b: Sketch, *, at_least: float = 0.0) -> float:
     """The Jaccard index of two texts' shingles, from their sketches (exact when both are
     complete): the share of the union's smallest hashes that both texts have. With
     ``at_least``, a pair that cannot reach it may answer 0.0 without working it out."""
-    shared = a.members.intersection(b.hashes)
-    if a.complete and b.complete:
-        return len(shared) / (len(a.hashes) + len(b.hashes) - len(shared))
+    return _resemblance(a, b.hashes, at_least)
+
+
+def _resemblance(a: Sketch, theirs: tuple[int, ...], at_least: float) -> float:
+    shared = a.members.intersection(theirs)
+    if a.complete and len(theirs) < SKETCH_SIZE:
+        return len(shared) / (len(a.hashes) + len(theirs) - len(shared))
     # The union then has at least SKETCH_SIZE values, so its smallest are SKETCH_SIZE of them,
     # and at most all the shared ones are among them.
     if len(shared) < at_least * SKETCH_SIZE:
         return 0.0
-    smallest = sorted(a.members.union(b.hashes))[:SKETCH_SIZE]
+    smallest = sorted(a.members.union(theirs))[:SKETCH_SIZE]
     return len(shared.intersection(smallest)) / len(smallest)
 
 
@@ -196,13 +200,38 @@ def recent_sketches(
     session: Session, post_id: int, text_sketch: Sketch, *, since: dt.datetime
 ) -> list[Sketch]:
     """Sketches of the post's comments since ``since`` that may resemble the text."""
+    rows = _recent(session, post_id, text_sketch, since)
+    return [Sketch.unpack(fingerprint, packed) for fingerprint, packed in rows]
+
+
+def nearest(
+    session: Session, post_id: int, text_sketch: Sketch, *, since: dt.datetime, at_least: float
+) -> tuple[bool, float]:
+    """Whether one of the post's comments since ``since`` is the same text (its fingerprint),
+    and else the highest resemblance of those that may resemble it (0.0 below ``at_least``):
+    what the duplicate check asks, without a :class:`Sketch` made for each."""
+    best = 0.0
+    for fingerprint, packed in _recent(session, post_id, text_sketch, since):
+        if fingerprint == text_sketch.fingerprint:
+            return True, 1.0
+        theirs = struct.unpack(f">{len(packed) // 8}Q", packed)
+        best = max(best, _resemblance(text_sketch, theirs, at_least))
+    return False, best
+
+
+def _recent(
+    session: Session, post_id: int, text_sketch: Sketch, since: dt.datetime
+) -> dict[tuple[int, bytes], None]:
+    """The fingerprints and packed sketches (each once) of the post's comments since ``since``
+    that share enough of the text's index keys."""
     keys = list(text_sketch.keys) or [0]
     # A text resembling this one at 0.8 shares about 8 * 0.8 of its keys; fewer than 2 of 8
     # happens about once in 10,000 (texts with fewer keys must share them all).
     params: dict[str, object] = {"post_id": post_id, "since": since, "hits": min(2, len(keys))}
     params |= {f"key{n}": keys[min(n, len(keys) - 1)] for n in range(INDEX_KEYS)}
-    seen: dict[tuple[int, bytes], Sketch] = {}
-    for fingerprint, packed in _candidates().rows(session, params):
-        if fingerprint is not None and packed is not None and (fingerprint, packed) not in seen:
-            seen[fingerprint, packed] = Sketch.unpack(fingerprint, packed)
-    return list(seen.values())
+    rows = _candidates().rows(session, params)
+    return dict.fromkeys(
+        (fingerprint, packed)
+        for fingerprint, packed in rows
+        if fingerprint is not None and packed is not None
+    )

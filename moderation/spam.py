@@ -394,12 +394,10 @@ class DuplicateCheck:
             return None
         mine = candidate.sketch
         since = candidate.now - self.window
-        best = 0.0
-        for theirs in duplicates.recent_sketches(session, post_id, mine, since=since):
-            if theirs.fingerprint == mine.fingerprint:
-                verdict = Verdict.SPAM if mine.words >= self.min_spam_words else Verdict.HOLD
-                return Signal(self.name, verdict, "the same as a recent comment on this post")
-            best = max(best, duplicates.resemblance(mine, theirs, at_least=self.near))
+        same, best = duplicates.nearest(session, post_id, mine, since=since, at_least=self.near)
+        if same:
+            verdict = Verdict.SPAM if mine.words >= self.min_spam_words else Verdict.HOLD
+            return Signal(self.name, verdict, "the same as a recent comment on this post")
         if best >= self.near:
             return Signal(
                 self.name,
