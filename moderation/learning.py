@@ -108,6 +108,8 @@ _MONEY = re.compile(
 )
 _REPEAT = re.compile(r"(\S)\1{2,}")
 _TRIPLE = re.compile(r"(.)\1\1")
+_WORD_RUN = re.compile(r"([^\W_])\1\1")
+_DIGIT = re.compile(r"\d")
 
 
 def _host(url: str) -> str:
@@ -159,9 +161,10 @@ def tokens(
             add("link:query")
     if "@" in text and _EMAIL.search(text):
         add("shape:email")
-    for name, pattern in (("phone", _PHONE), ("money", _MONEY)):
-        if pattern.search(text):
-            add("shape:" + name)
+    if _DIGIT.search(text):  # both begin at a digit (a sum of money too: "$5", "5 dollars")
+        for name, pattern in (("phone", _PHONE), ("money", _MONEY)):
+            if pattern.search(text):
+                add("shape:" + name)
     # Casefolding that keeps the length maps character to character, so the text has no run of
     # three before its casefolded form's first (and none at all without one): nothing to report
     # or squash there.
@@ -180,28 +183,30 @@ def tokens(
     longest = max(map(len, words), default=0)
     if longest > 30:
         words = [w for w in words if len(w) <= 30]
-    if runs and words:
+    distinct = dict.fromkeys(words)  # each once, in order of first use
+    # Only a run of letters or digits can be inside a word (most runs are "!!!" or "...").
+    if runs and words and _WORD_RUN.search(lowered, first.start() if first is not None else 0):
         # Each word once, all in one pass: joined by single spaces, no run crosses two words.
-        spelled = list(dict.fromkeys(words))
+        spelled = list(distinct)
         squashed = _SQUASH.sub(r"\1", " ".join(spelled)).split(" ")
         words = list(map(dict(zip(spelled, squashed, strict=True)).__getitem__, words))
+        distinct = dict.fromkeys(words)
     add("length:" + _length(len(words)))
-    title_words = set(duplicates.words(title))
+    title_words = _title_words(title)
     if title_words:
-        shared = title_words.intersection(words)
+        shared = not title_words.isdisjoint(distinct)
         add("title:" + ("shares words" if shared else "no words in common"))
     name_words = duplicates.words(author_name)
     add(f"name:words:{min(len(name_words), 4)}")
-    if any(c.isdigit() for c in author_name):
+    if any(map(str.isdigit, author_name)):
         add("name:has digits")
-    if name_words and set(name_words).intersection(words):
+    if not distinct.keys().isdisjoint(name_words):
         add("name:in text")
     for word in name_words[:4]:
         add("name:" + word)
-    # Words (each once, in order of first use; one letter only when it is not ASCII), then word
-    # pairs in chunks until there are enough tokens: adding more than needed changes nothing, as
-    # only the first MAX_TOKENS are kept.
-    distinct = dict.fromkeys(words)
+    # Words (each once; one letter only when it is not ASCII), then word pairs in chunks until
+    # there are enough tokens: adding more than needed changes nothing, as only the first
+    # MAX_TOKENS are kept.
     for letter in _ONE_ASCII.intersection(distinct):
         del distinct[letter]
     found.update(distinct)
@@ -214,6 +219,11 @@ def tokens(
             break
         found.update(chunk)
     return list(itertools.islice(found, MAX_TOKENS))
+
+
+@functools.lru_cache(maxsize=1024)  # a post's title, for each of its comments
+def _title_words(title: str) -> frozenset[str]:
+    return frozenset(duplicates.words(title))
 
 
 # The one-character words left out: an ASCII letter or digit, casefolded.
