@@ -39,7 +39,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, case, delete, select, text, update
+from sqlalchemy import Delete, Insert, Table, bindparam, case, delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
@@ -321,38 +321,41 @@ def _record_changes(session: Session, changed: Mapping[int, Iterable[str] | None
     if not changed:
         return
     session.info[_WROTE] = session.get_transaction()
+    advance, log, prune = _change_statements(session.get_bind().dialect.name)
+    # A statement per scope (one or two), each the same every time: a multi-row VALUES is a new
+    # statement for SQLAlchemy to compile on every decision.
+    for scope in sorted(changed):
+        seq = session.execute(advance, {"scope": scope, "epoch": secrets.randbits(62)}).scalar_one()
+        tokens_ = changed[scope]
+        logged = None if tokens_ is None else sorted(set(tokens_))
+        session.execute(log, {"scope": scope, "seq": seq, "tokens": logged})
+        if seq > KEPT_CHANGES:
+            session.execute(prune, {"scope": scope, "oldest": seq - KEPT_CHANGES})
+
+
+@functools.cache
+def _change_statements(dialect: str) -> tuple[Insert, Insert, Delete]:
+    """Advance a scope's version (returning its change count), log a change (an upsert: rows a
+    deleted model left behind are overwritten, never in the way), drop changes no longer kept."""
     versions = cast(Table, SpamModelVersion.__table__)
     changes = cast(Table, SpamModelChange.__table__)
-    dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    rows = [{"scope": scope, "epoch": secrets.randbits(62), "seq": 1} for scope in sorted(changed)]
-    statement = insert(versions).values(rows)
-    advance = statement.on_conflict_do_update(
-        index_elements=[versions.c.scope], set_={"seq": versions.c.seq + 1}
-    ).returning(versions.c.scope, versions.c.seq)
-    reached = {scope: seq for scope, seq in session.execute(advance)}
-    # An upsert: rows a deleted model left behind are overwritten, never in the way.
+    advance = (
+        insert(versions)
+        .values(scope=bindparam("scope"), epoch=bindparam("epoch"), seq=1)
+        .on_conflict_do_update(index_elements=[versions.c.scope], set_={"seq": versions.c.seq + 1})
+        .returning(versions.c.seq)
+    )
     logged = insert(changes).values(
-        [
-            {
-                "scope": scope,
-                "seq": seq,
-                "tokens": None if changed[scope] is None else sorted(set(changed[scope] or ())),
-            }
-            for scope, seq in sorted(reached.items())
-        ]
+        scope=bindparam("scope"), seq=bindparam("seq"), tokens=bindparam("tokens")
     )
-    session.execute(
-        logged.on_conflict_do_update(
-            index_elements=[changes.c.scope, changes.c.seq],
-            set_={"tokens": logged.excluded.tokens},
-        )
+    log = logged.on_conflict_do_update(
+        index_elements=[changes.c.scope, changes.c.seq], set_={"tokens": logged.excluded.tokens}
     )
-    for scope, seq in sorted(reached.items()):
-        if seq > KEPT_CHANGES:
-            session.execute(
-                delete(changes).where(changes.c.scope == scope, changes.c.seq <= seq - KEPT_CHANGES)
-            )
+    prune = delete(changes).where(
+        changes.c.scope == bindparam("scope"), changes.c.seq <= bindparam("oldest")
+    )
+    return advance, log, prune
 
 
 def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -367,11 +370,17 @@ def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
         if tokens_ is not None:
             tokens_.append(row["token"])
     _record_changes(session, changed)
+    # One statement, many parameter sets: a multi-row VALUES of a new length each time was a new
+    # statement for SQLAlchemy to compile, about 50 ms a decision.
+    session.execute(_upsert_statement(session.get_bind().dialect.name), rows)
+
+
+@functools.cache
+def _upsert_statement(dialect: str) -> Insert:
     table = cast(Table, SpamToken.__table__)
-    dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table).values(rows)
-    statement = statement.on_conflict_do_update(
+    statement = insert(table)
+    return statement.on_conflict_do_update(
         index_elements=[table.c.scope, table.c.token],
         set_={
             "spam": case(
@@ -387,7 +396,6 @@ def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
             ),
         },
     )
-    session.execute(statement)
 
 
 def _change(
