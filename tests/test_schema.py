@@ -10,7 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner, Result
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 
 from moderation import schema
 from moderation.cli import main
@@ -110,6 +110,20 @@ def test_db_revision_writes_a_migration_in_development_only(
     assert sorted(p.name for p in schema.MIGRATIONS.glob("versions/*.py")) == shipped
 
 
+def _add_site_and_post(connection: Connection, now: dt.datetime) -> None:
+    """Site 1 and its post 1, as the columns of an earlier migration have them."""
+    connection.exec_driver_sql(
+        "INSERT INTO sites (id, slug, name, origins, policy, link_limit, notify_emails,"
+        " created_at) VALUES (1, 'luac', 'L', '[]', 'all', 2, '[]', ?)",
+        (now,),
+    )
+    connection.exec_driver_sql(
+        "INSERT INTO posts (id, site_id, key, title, url, closed, version, created_at)"
+        " VALUES (1, 1, '/p/', 'P', 'https://example.org/p/', 0, 1, ?)",
+        (now,),
+    )
+
+
 def test_migration_0012_fills_in_address_keys_and_recent_sketches(tmp_path: Path) -> None:
     """Existing comments get their casefolded address key, and those the duplicate check can
     still see (the last seven days) their sketch and index keys."""
@@ -119,16 +133,7 @@ def test_migration_0012_fills_in_address_keys_and_recent_sketches(tmp_path: Path
     text = "I completely agree with the council about the future of our town centres."
     with engine.begin() as connection:
         insert = connection.exec_driver_sql
-        insert(
-            "INSERT INTO sites (id, slug, name, origins, policy, link_limit, notify_emails,"
-            " created_at) VALUES (1, 'luac', 'L', '[]', 'all', 2, '[]', ?)",
-            (now,),
-        )
-        insert(
-            "INSERT INTO posts (id, site_id, key, title, url, closed, version, created_at)"
-            " VALUES (1, 1, '/p/', 'P', 'https://example.org/p/', 0, 1, ?)",
-            (now,),
-        )
+        _add_site_and_post(connection, now)
         for n, (email, at) in enumerate(
             [("Ärger@Example.com", now), ("old@example.com", now - dt.timedelta(days=30))]
         ):
@@ -161,16 +166,7 @@ def test_migration_0023_sketches_again_what_the_duplicate_check_can_see(tmp_path
     text = "Don't close the library: the town centre needs it more than another car park."
     with engine.begin() as connection:
         insert = connection.exec_driver_sql
-        insert(
-            "INSERT INTO sites (id, slug, name, origins, policy, link_limit, notify_emails,"
-            " created_at) VALUES (1, 'luac', 'L', '[]', 'all', 2, '[]', ?)",
-            (now,),
-        )
-        insert(
-            "INSERT INTO posts (id, site_id, key, title, url, closed, version, created_at)"
-            " VALUES (1, 1, '/p/', 'P', 'https://example.org/p/', 0, 1, ?)",
-            (now,),
-        )
+        _add_site_and_post(connection, now)
         for n, at in enumerate([now, now - dt.timedelta(days=30)]):
             insert(
                 "INSERT INTO comments (id, public_id, post_id, author_name, author_email,"
