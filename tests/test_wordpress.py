@@ -452,6 +452,30 @@ def test_a_post_closed_before_its_first_comment_is_closed_in_the_service(
     assert found is not None and found.closed and found.title == "Never open"
 
 
+def test_a_refusal_for_good_is_asked_again_only_when_the_settings_change(
+    wp: WordPress, server: LiveServer
+) -> None:
+    """A service that refuses for good (here an unknown site: 404) is not asked again at every
+    page view for five minutes, forever: the plugin waits a day, unless its settings change."""
+    post = publish(wp, "Refused")
+    sync = f"echo wp_json_encode( cmsvc_sync_closed( get_post( {post['id']} ) ) );"
+    wait = f"echo (int) get_option( '_transient_timeout_cmsvc_r_{post['id']}' ) - time();"
+    set_options(wp, server.url, "no-such-site", "include")
+    try:
+        wp.php(
+            f"wp_update_post( array( 'ID' => {post['id']}, 'comment_status' => 'closed' ) );"
+            " echo 'ok';"
+        )
+        assert int(wp.php(wait)) > 12 * 3600  # a day, not five minutes
+        assert wp.php(sync) is None  # not asked again at the next page view
+    finally:
+        set_options(wp, server.url, "blog", "include")
+    # Put right, the settings are another fingerprint: the next page view tells the service.
+    assert wp.php(sync) is True
+    found = service_post(server, post["key"])
+    assert found is not None and found.closed
+
+
 def api_submit(server: LiveServer, body: dict[str, str]) -> int:
     request = urllib.request.Request(
         f"{server.url}/api/v1/sites/blog/comments",

@@ -310,5 +310,5 @@ function cmsvc_json_result( $response ) {
 	}
 	$message = is_array( $data ) && isset( $data['error']['message'] ) ? (string) $data['error']['message'] : '';
 	/* translators: 1: an HTTP status code, 2: the service's message. */
-	return new WP_Error( 'cmsvc_http', trim( sprintf( __( 'status %1$d. %2$s', 'comments-service' ), $status, $message ) ) );
+	return new WP_Error( 'cmsvc_http', trim( sprintf( __( 'status %1$d. %2$s', 'comments-service' ), $status, $message ) ), array( 'status' => $status ) );
 }
