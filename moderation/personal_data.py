@@ -94,8 +94,12 @@ def export_personal_data(session: Session, email: str, *, now: dt.datetime) -> d
         "email": address,
         "exported_at": rfc3339(now),
         "comments": comments,
-        # Bans of the address (in force or expired, until erased or lifted).
-        "bans": [bans.ban_json(ban, now=now) for ban in bans.bans_of_address(session, address)],
+        # Bans of the address (in force or expired, until erased or lifted), without the login
+        # of the moderator who made each: that is the moderator's data, not the person's.
+        "bans": [
+            {**bans.ban_json(ban, now=now), "created_by": None}
+            for ban in bans.bans_of_address(session, address)
+        ],
         "moderator_accounts": [
             {
                 "login": m.login,

@@ -482,6 +482,7 @@ def test_a_persons_export_lists_their_bans_and_erasure_lifts_them(
     export = export_personal_data(session, "ADA@example.com", now=utcnow())
     assert [b["id"] for b in export["bans"]] == [mine["id"]]
     assert export["bans"][0]["email"] == "ada@example.com"
+    assert mine["created_by"] and export["bans"][0]["created_by"] is None  # a moderator's login
     erased = erase_personal_data(session, "ada@example.com", actor=ADMIN, now=utcnow())
     session.commit()
     assert erased.bans_lifted == 1
