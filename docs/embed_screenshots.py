@@ -16,7 +16,7 @@ from moderation.sites import create_site
 from moderation.validation import CommentSubmission
 from moderation.web.demo import DEMO_POST, DEMO_SITE, DEMO_TITLE
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, live_server
-from tests.conftest import make_moderator
+from tests.helpers import make_moderator
 
 HERE = Path(__file__).resolve().parent
 SAMPLES = [

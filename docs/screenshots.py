@@ -13,7 +13,7 @@ from moderation.events import Actor
 from moderation.models import utcnow
 from moderation.validation import CommentSubmission
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, live_server
-from tests.conftest import PASSWORD, make_moderator, make_site
+from tests.helpers import PASSWORD, make_moderator, make_site
 
 HERE = Path(__file__).resolve().parent
 SAMPLES = [
