@@ -26,6 +26,8 @@ from moderation.models import (
     MailPreference,
     Moderator,
     Post,
+    Report,
+    ReportReason,
     Role,
     Site,
     SpamToken,
@@ -37,6 +39,8 @@ VERSION = 1
 # Imported moderators cannot log in until an admin sets a password: no hash is ever exported.
 NO_PASSWORD = "!imported"  # noqa: S105 (not a hash: no password verifies against it)
 BATCH = 500
+# What an imported report's client network becomes (exports carry no client data).
+IMPORTED_NETWORK = "imported:"
 
 
 def _time(value: dt.datetime | None) -> str | None:
@@ -138,6 +142,22 @@ def export_records(session: Session, *, now: dt.datetime) -> Iterator[tuple[str,
                 "created_at": _time(ban.created_at),
             },
         )
+    # Readers' reports, without their networks: client data, which no export carries (an
+    # imported report counts as from a network of its own).
+    for report in session.scalars(select(Report).order_by(Report.id)):
+        yield (
+            "reports",
+            {
+                "comment_id": public_ids[report.comment_id],
+                "reason": report.reason.value,
+                "detail": report.detail,
+                "created_at": _time(report.created_at),
+                "dismissed_at": _time(report.dismissed_at),
+                "dismissed_by": logins.get(report.dismissed_by_id)
+                if report.dismissed_by_id
+                else None,
+            },
+        )
     audits = select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=BATCH)
     for audit in session.scalars(audits):
         yield (
@@ -164,7 +184,17 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ValidationFailed(fields={"file": f"Not a {FORMAT} version {VERSION} document"})
     added = dict.fromkeys(
-        ("sites", "moderators", "posts", "comments", "audit_events", "spam_model", "bans"), 0
+        (
+            "sites",
+            "moderators",
+            "posts",
+            "comments",
+            "audit_events",
+            "spam_model",
+            "bans",
+            "reports",
+        ),
+        0,
     )
     sites = {site.slug: site for site in session.scalars(select(Site))}
     existing_sites = set(sites)
@@ -258,6 +288,23 @@ def import_document(session: Session, document: dict[str, Any]) -> dict[str, int
         new_comments.add(record["id"])
         added["comments"] += 1
     _import_bans(session, document.get("bans", []), sites, moderators, added)
+    # Reports come with the comments they are about, never twice.
+    for n, record in enumerate(document.get("reports", [])):
+        if record["comment_id"] not in new_comments:
+            continue
+        dismissed_by = moderators.get(record["dismissed_by"]) if record["dismissed_by"] else None
+        session.add(
+            Report(
+                comment_id=comments[record["comment_id"]],
+                reason=ReportReason(record["reason"]),
+                detail=record["detail"],
+                network=f"{IMPORTED_NETWORK}{n}",  # unique: its comment is new here
+                created_at=_parse_time(record["created_at"]),
+                dismissed_at=_parse_time(record["dismissed_at"]),
+                dismissed_by_id=dismissed_by.id if dismissed_by else None,
+            )
+        )
+        added["reports"] += 1
     # Audit events come along with the comments they describe (or with none), never twice.
     fresh_import = not any(session.scalars(select(AuditEvent.id).limit(1)))
     for record in document.get("audit_events", []):

@@ -50,6 +50,13 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
     client.post(
         f"/api/v1/moderation/comments/{ids[0]}/reply", json={"body": "Thanks"}, headers=auth
     )
+    for network, reason in (("198.51.100.7", "off_topic"), ("203.0.113.9", "spam")):
+        reported = client.post(f"/api/v1/sites/luac/comments/{ids[0]}/reports",
+                               json={"reason": reason, "detail": f"Said {reason}"},
+                               environ_base={"REMOTE_ADDR": network})  # fmt: skip
+        assert reported.status_code == 202
+    dismissed = client.post(f"/api/v1/moderation/comments/{ids[0]}/dismiss-reports", headers=auth)
+    assert dismissed.status_code == 200
     app.extensions["moderation.engine"].dispose()
 
     exported = run_command(first, "export")
@@ -58,6 +65,12 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
     assert "password" not in exported.stdout and "argon2" not in exported.stdout
     assert len(document["comments"]) == 4 and len(document["audit_events"]) >= 5
     assert sorted(c["lang"] for c in document["comments"]) == ["cy", "en", "en", "en"]
+    # Readers' reports travel with their comment, dismissed by whom; never their networks.
+    assert [(r["reason"], r["dismissed_by"]) for r in document["reports"]] == [
+        ("off_topic", "ed"),
+        ("spam", "ed"),
+    ]
+    assert "198.51.100" not in exported.stdout and "203.0.113" not in exported.stdout
 
     (tmp_path / "export.json").write_text(exported.stdout)
     run_command(second, "db", "upgrade")
@@ -66,6 +79,7 @@ def test_export_import_round_trip(tmp_path: Path) -> None:
     assert "4 comments" in loaded.stdout
     again = run_command(second, "import", "json", str(tmp_path / "export.json"))
     assert "0 sites, 0 moderators, 0 posts, 0 comments, 0 audit events" in again.stdout
+    assert "0 reports" in again.stdout and "2 reports" in loaded.stdout
 
     reexported = json.loads(run_command(second, "export").stdout)
     document.pop("meta"), reexported.pop("meta")
