@@ -88,11 +88,6 @@ class Sketch:
     def packed(self) -> bytes:
         return struct.pack(f">{len(self.hashes)}Q", *self.hashes)
 
-    @classmethod
-    def unpack(cls, fingerprint: int, packed: bytes) -> Sketch:
-        hashes = struct.unpack(f">{len(packed) // 8}Q", packed)
-        return cls(words=0, fingerprint=fingerprint, hashes=hashes)
-
 
 def sketch(text: str, text_words: list[str] | None = None) -> Sketch:
     """The sketch of a text (whose :func:`words` may be given): linear in its length."""
@@ -196,14 +191,6 @@ def cast_table(model: type[object]) -> Table:
     return table
 
 
-def recent_sketches(
-    session: Session, post_id: int, text_sketch: Sketch, *, since: dt.datetime
-) -> list[Sketch]:
-    """Sketches of the post's comments since ``since`` that may resemble the text."""
-    rows = _recent(session, post_id, text_sketch, since)
-    return [Sketch.unpack(fingerprint, packed) for fingerprint, packed in rows]
-
-
 def nearest(
     session: Session, post_id: int, text_sketch: Sketch, *, since: dt.datetime, at_least: float
 ) -> tuple[bool, float]:
@@ -211,7 +198,7 @@ def nearest(
     and else the highest resemblance of those that may resemble it (0.0 below ``at_least``):
     what the duplicate check asks, without a :class:`Sketch` made for each."""
     best = 0.0
-    for fingerprint, packed in _recent(session, post_id, text_sketch, since):
+    for fingerprint, packed in recent(session, post_id, text_sketch, since=since):
         if fingerprint == text_sketch.fingerprint:
             return True, 1.0
         theirs = struct.unpack(f">{len(packed) // 8}Q", packed)
@@ -219,8 +206,8 @@ def nearest(
     return False, best
 
 
-def _recent(
-    session: Session, post_id: int, text_sketch: Sketch, since: dt.datetime
+def recent(
+    session: Session, post_id: int, text_sketch: Sketch, *, since: dt.datetime
 ) -> dict[tuple[int, bytes], None]:
     """The fingerprints and packed sketches (each once) of the post's comments since ``since``
     that share enough of the text's index keys."""
